@@ -1,0 +1,1 @@
+"""regbench's own plugins, registered through the same hooks as anyone else's."""

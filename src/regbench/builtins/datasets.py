@@ -1,0 +1,85 @@
+"""Built-in datasets: CIFAR-10 (the lab's), scikit-learn's digits (offline), synthetic images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from regbench import hookimpl
+from regbench.datasets import Dataset, Splits, cached_arrays, lab_split
+from regbench.errors import RegbenchError
+
+
+def _int_option(options: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
+    value = options.get(key, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RegbenchError(f"dataset option {key}={value!r} is not a whole number") from None
+    if number < low:
+        raise RegbenchError(f"dataset option {key}={value!r} must be at least {low}")
+    return number
+
+
+def _five_one_one(x: np.ndarray, y: np.ndarray, seed: int, names: tuple[str, ...]) -> Splits:
+    """Split one pool 5/1/1 (train/val/test) with a seeded permutation."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_train = len(x) * 5 // 7
+    pool, held = order[:n_train], order[n_train:]
+    return lab_split(x[pool], y[pool], x[held], y[held], seed, names, keep=1.0)
+
+
+class Digits(Dataset):
+    name = "digits"
+    description = "scikit-learn's bundled 8x8 digits (1,797 images, no network), 32x32x3 by default"
+    option_names = ("native",)
+
+    def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images = (bunch.images / 16.0).astype(np.float32)[..., None]  # 8x8x1 in [0, 1]
+        if str(options.get("native", "false")).lower() not in ("1", "true", "yes"):
+            images = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)  # 32x32, nearest
+            images = np.repeat(images, 3, axis=3)  # 3 channels, as the lab's models expect
+        names = tuple(str(n) for n in bunch.target_names)
+        return _five_one_one(images, bunch.target.astype(np.int64), seed, names)
+
+
+class Synthetic(Dataset):
+    name = "synthetic"
+    description = "Generated class-prototype images of any shape and class count (tests, benchmarks)"
+    option_names = ("size", "height", "width", "channels", "classes", "noise")
+
+    def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
+        size = _int_option(options, "size", 1400, low=7)
+        shape = (
+            _int_option(options, "height", 32),
+            _int_option(options, "width", 32),
+            _int_option(options, "channels", 3),
+        )
+        classes = _int_option(options, "classes", 10, low=2)
+        noise = float(options.get("noise", 0.25))
+        key = {"name": "synthetic", "size": size, "shape": shape, "classes": classes, "noise": noise}
+
+        def produce() -> dict[str, np.ndarray]:
+            rng = np.random.default_rng(0)  # the data itself is fixed; the seed drives the split
+            prototypes = rng.random((classes, *shape), dtype=np.float32)
+            labels = rng.integers(0, classes, size)
+            jitter = rng.normal(0.0, noise, (size, *shape)).astype(np.float32)
+            images = np.clip(prototypes[labels] + jitter, 0.0, 1.0)
+            return {"x": images.astype(np.float32), "y": labels.astype(np.int64)}
+
+        arrays = cached_arrays(options.get("cache_dir"), key, produce)
+        names = tuple(f"class{i}" for i in range(classes))
+        return _five_one_one(arrays["x"], arrays["y"], seed, names)
+
+
+@hookimpl
+def register_datasets(register):
+    from regbench.cifar import Cifar10
+
+    for dataset in (Cifar10(), Digits(), Synthetic()):
+        register(dataset)

@@ -1,0 +1,133 @@
+"""What a dataset plugin returns, the lab's 5/1/1 split, and the on-disk array cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regbench.errors import RegbenchError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/validation/test arrays: images float32 NHWC in [0, 1], labels int64."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"n_train": len(self.x_train), "n_val": len(self.x_val), "n_test": len(self.x_test)}
+
+
+class Dataset:
+    """A dataset plugin: `load` returns the splits for one seed.
+
+    `options` holds `data_dir` and `cache_dir` (Path or None) and plugin-specific keys
+    given on the command line as `--dataset-option key=value`.
+    """
+
+    name: str = ""
+    description: str = ""
+    option_names: tuple[str, ...] = ()
+
+    def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
+        raise NotImplementedError
+
+
+def check_options(dataset: Dataset, options: Mapping[str, Any]) -> None:
+    """Refuse options the dataset does not know, listing the ones it does."""
+    unknown = sorted(set(options) - set(dataset.option_names) - {"data_dir", "cache_dir"})
+    if unknown:
+        valid = ", ".join(dataset.option_names) or "none"
+        raise RegbenchError(
+            f"dataset {dataset.name!r} has no option {unknown[0]!r} (its options: {valid})"
+        )
+
+
+def lab_split(
+    x_pool: np.ndarray,
+    y_pool: np.ndarray,
+    x_held: np.ndarray,
+    y_held: np.ndarray,
+    seed: int,
+    class_names: tuple[str, ...],
+    keep: float = 0.5,
+) -> Splits:
+    """The lab's split: a seeded random `keep` share of the pool for training, held-out data
+    halved into validation and test. uint8 images are scaled to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    train = rng.permutation(len(x_pool))[: int(round(len(x_pool) * keep))]
+    held = rng.permutation(len(x_held))
+    val, test = held[: len(held) // 2], held[len(held) // 2 :]
+    return Splits(
+        to_unit(x_pool[train]),
+        y_pool[train].astype(np.int64),
+        to_unit(x_held[val]),
+        y_held[val].astype(np.int64),
+        to_unit(x_held[test]),
+        y_held[test].astype(np.int64),
+        class_names,
+    )
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+    """Images as float32 in [0, 1] (uint8 divided by 255; floats passed through)."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    return images.astype(np.float32, copy=False)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("REGBENCH_CACHE", Path.home() / ".cache" / "regbench"))
+
+
+def cached_arrays(
+    cache_dir: Path | None,
+    key: Mapping[str, Any],
+    produce: Callable[[], dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """Arrays from the cache folder for `key`, or `produce()`d and written there atomically."""
+    if cache_dir is None:
+        return produce()
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    folder = Path(cache_dir) / f"{key.get('name', 'data')}-{digest[:16]}"
+    if (folder / "done").exists():
+        return {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+    arrays = produce()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
+        for name, array in arrays.items():
+            np.save(staging / f"{name}.npy", array, allow_pickle=False)
+        (staging / "done").write_text(json.dumps(key, sort_keys=True, default=str))
+        try:
+            staging.rename(folder)
+        except OSError:  # another process cached it first
+            for p in staging.iterdir():
+                p.unlink()
+            staging.rmdir()
+    except OSError:
+        pass  # an unwritable cache only costs speed
+    return arrays

@@ -1,0 +1,171 @@
+"""The plugin manager: built-ins first, then each `regbench` entry point on its own.
+
+A plugin that fails to import, names a hook that does not exist, or raises while registering is
+recorded with its error; the others still load. Two plugins claiming one name make that name
+unusable with an error naming both distributions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from regbench import __version__, hookspecs
+from regbench.errors import PluginError
+
+BUILTINS = (
+    "regbench.builtins.architectures",
+    "regbench.builtins.regularizers",
+    "regbench.builtins.datasets",
+    "regbench.builtins.visualizers",
+)
+KINDS = ("architectures", "regularizers", "datasets", "visualizers")
+ENV_ALLOW = "REGBENCH_LOAD_PLUGINS"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a plugin came from: its distribution and version."""
+
+    dist: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.dist} {self.version}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered architecture, regularizer, dataset or visualizer."""
+
+    name: str
+    obj: Any
+    origin: Origin
+
+    @property
+    def description(self) -> str:
+        return getattr(self.obj, "description", "") or ""
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A plugin that could not be loaded or registered, and why."""
+
+    plugin: str
+    origin: Origin
+    error: str
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins provide, by kind and name."""
+
+    entries: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    clashes: dict[str, dict[str, list[Origin]]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
+    broken: list[Broken] = field(default_factory=list)
+
+    def names(self, kind: str) -> list[str]:
+        return list(self.entries[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        """The object registered under `name` (or an alias), or a clear error listing the valid names."""
+        singular = kind.rstrip("s")
+        if name in self.clashes[kind]:
+            who = " and ".join(str(origin) for origin in self.clashes[kind][name])
+            raise PluginError(
+                f"{singular} {name!r} is registered by both {who}; uninstall one, or choose "
+                f"with {ENV_ALLOW}"
+            )
+        name = self.aliases[kind].get(name, name)
+        if name not in self.entries[kind]:
+            valid = ", ".join(self.names(kind)) or "none installed"
+            raise PluginError(f"unknown {singular} {name!r}; choose from: {valid}")
+        return self.entries[kind][name].obj
+
+    def _add(self, kind: str, obj: Any, origin: Origin) -> None:
+        name = getattr(obj, "name", "")
+        if not name:
+            raise TypeError(f"a registered {kind.rstrip('s')} needs a non-empty .name")
+        existing = self.entries[kind].get(name)
+        if existing is not None:
+            self.clashes[kind].setdefault(name, [existing.origin]).append(origin)
+            return
+        self.entries[kind][name] = Entry(name, obj, origin)
+        for alias in getattr(obj, "aliases", ()):
+            self.aliases[kind][alias] = name
+
+
+def _allowed() -> set[str] | None:
+    raw = os.environ.get(ENV_ALLOW)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+
+
+def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Registry:
+    """Load built-ins, installed entry points and `extra_plugins` (for in-process use and tests)."""
+    pm = pluggy.PluginManager("regbench")
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    origins: dict[str, Origin] = {}
+    builtin = Origin("regbench", __version__)
+
+    candidates: list[tuple[str, Origin, Any]] = [
+        (module, builtin, lambda module=module: importlib.import_module(module))
+        for module in BUILTINS
+    ]
+    allowed = _allowed()
+    for ep in sorted(entry_points(group="regbench"), key=lambda ep: ep.name):
+        dist = ep.dist.name if ep.dist else "unknown"
+        version = ep.dist.version if ep.dist else "?"
+        if allowed is not None and dist not in allowed and ep.name not in allowed:
+            continue
+        candidates.append((f"{dist}:{ep.name}", Origin(dist, version), ep.load))
+    for index, (plugin, origin) in enumerate(extra_plugins):
+        candidates.append((f"{origin.dist}:{index}", origin, lambda plugin=plugin: plugin))
+
+    for name, origin, load in candidates:
+        try:
+            pm.register(load(), name=name)
+            pm.check_pending()
+        except Exception as exc:  # a broken plugin is reported, never fatal
+            if pm.has_plugin(name):
+                pm.unregister(name=name)
+            registry.broken.append(Broken(name, origin, _describe_error(exc)))
+            continue
+        origins[name] = origin
+
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+            origin = origins[impl.plugin_name]
+            try:
+                impl.function(register=lambda obj, k=kind, o=origin: registry._add(k, obj, o))
+            except Exception as exc:
+                registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
+    return registry
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = build_registry()
+    return _REGISTRY
