@@ -1,4 +1,4 @@
-"""The hooks a regbench plugin can implement: one per plugin kind, each given a `register` callback."""
+"""The hooks a regbench plugin can implement: one per plugin kind, each given `register`."""
 
 import pluggy
 

@@ -71,7 +71,12 @@ def build_model(
             )
         elif isinstance(spec, Classifier):
             stack.append(
-                layers.Dense(classes, activation="softmax", kernel_regularizer=kernel_regularizer)
+                layers.Dense(  # float32 probabilities even under a mixed-precision policy
+                    classes,
+                    activation="softmax",
+                    kernel_regularizer=kernel_regularizer,
+                    dtype="float32",
+                )
             )
         else:  # a plugin may put ready-made Keras layers in its table
             stack.append(spec)

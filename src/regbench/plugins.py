@@ -78,7 +78,7 @@ class Registry:
         return list(self.entries[kind])
 
     def get(self, kind: str, name: str) -> Any:
-        """The object registered under `name` (or an alias), or a clear error listing the valid names."""
+        """The object registered as `name` (or an alias), or a clear error listing valid names."""
         singular = kind.rstrip("s")
         if name in self.clashes[kind]:
             who = " and ".join(str(origin) for origin in self.clashes[kind][name])

@@ -37,9 +37,13 @@ class HParam:
 
     def __post_init__(self) -> None:
         if not self.low <= self.default <= self.high:
-            raise ValueError(f"{self.name}: default {self.default} outside [{self.low}, {self.high}]")
+            raise ValueError(
+                f"{self.name}: default {self.default} outside [{self.low}, {self.high}]"
+            )
         if self.log and self.low <= 0:
-            raise ValueError(f"{self.name}: a log-scale hyperparameter needs a positive lower bound")
+            raise ValueError(
+                f"{self.name}: a log-scale hyperparameter needs a positive lower bound"
+            )
 
     def coerce(self, value: Any, owner: str = "") -> float | int:
         """Parse and bound-check one value; refuse anything outside [low, high]."""
@@ -191,6 +195,10 @@ class Regularizer:
     description: str = ""
     family: str = NOISE
     hparams: tuple[HParam, ...] = ()
+    # Claims that the conformance kit (regbench.testing) holds a regularizer to; set the true ones.
+    adds_params: bool = False  # its layers have weights, so counts may exceed the `none` baseline
+    adds_losses: bool = False  # its layers add losses beyond one per kernel it regularizes
+    stochastic_inference: bool = False  # two training=False calls may give different outputs
 
     def layers_at(self, point: Point, params: Mapping[str, Any]) -> list:
         """Keras layers to insert at `point` (only called where `point.accepts(self.family)`)."""

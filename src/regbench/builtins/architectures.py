@@ -5,7 +5,17 @@ BatchNormalization; a point with no mark takes both.
 """
 
 from regbench import hookimpl
-from regbench.seam import NOISE, NORM, Architecture, Classifier, Conv, Dense, Flatten, MaxPool, Point
+from regbench.seam import (
+    NOISE,
+    NORM,
+    Architecture,
+    Classifier,
+    Conv,
+    Dense,
+    Flatten,
+    MaxPool,
+    Point,
+)
 
 D = frozenset({NOISE})
 B = frozenset({NORM})

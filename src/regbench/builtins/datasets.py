@@ -50,7 +50,9 @@ class Digits(Dataset):
 
 class Synthetic(Dataset):
     name = "synthetic"
-    description = "Generated class-prototype images of any shape and class count (tests, benchmarks)"
+    description = (
+        "Generated class-prototype images of any shape and class count (tests, benchmarks)"
+    )
     option_names = ("size", "height", "width", "channels", "classes", "noise")
 
     def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
@@ -62,7 +64,13 @@ class Synthetic(Dataset):
         )
         classes = _int_option(options, "classes", 10, low=2)
         noise = float(options.get("noise", 0.25))
-        key = {"name": "synthetic", "size": size, "shape": shape, "classes": classes, "noise": noise}
+        key = {
+            "name": "synthetic",
+            "size": size,
+            "shape": shape,
+            "classes": classes,
+            "noise": noise,
+        }
 
         def produce() -> dict[str, np.ndarray]:
             rng = np.random.default_rng(0)  # the data itself is fixed; the seed drives the split

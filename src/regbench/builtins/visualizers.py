@@ -1,8 +1,606 @@
-"""Built-in visualizers (feature maps, filters, Grad-CAM)."""
+"""Built-in visualizers: feature maps, conv filters and Grad-CAM (the lab's part 2, and more).
+
+Each visualizer has a module-level `*_figure` function that turns plain arrays into a matplotlib
+Figure, so tests (and other tools) can inspect panels and colour scales without reading PNGs;
+`render` computes the arrays from the model and saves the figures. matplotlib is used through
+`Figure` and the Agg canvas only: no pyplot, no interactive backend, no global figure state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from regbench import hookimpl
+from regbench.errors import RegbenchError
+from regbench.visualizer import (
+    DEFAULT_LAYERS,
+    Visualizer,
+    _keras,
+    check_image,
+    class_name,
+    layer_outputs,
+)
+
+DEFAULT_DPI = 120
+DEFAULT_FILTERS = 8
+SEQUENTIAL_CMAP = "viridis"
+DIVERGING_CMAP = "RdBu_r"  # red positive, blue negative, white zero
+HEATMAP_CMAP = "inferno"
+PERCENTILES = (1.0, 99.0)
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _figure(figsize: tuple[float, float], layout: str | None = "constrained"):
+    """A Figure on the Agg canvas: never touches pyplot or an interactive backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: Path, dpi: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, facecolor="white")
+    return path
+
+
+def _dpi(options: Mapping[str, Any]) -> int:
+    dpi = options.get("dpi", DEFAULT_DPI)
+    if not isinstance(dpi, int | float) or not 10 <= dpi <= 1200:
+        raise RegbenchError(f"dpi={dpi!r} must be a number between 10 and 1200")
+    return int(dpi)
+
+
+def _prefix(options: Mapping[str, Any]) -> str:
+    title = str(options.get("title") or "").strip()
+    return f"{title}: " if title else ""
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    return np.asarray(_keras().ops.convert_to_numpy(tensor), dtype=np.float32)
+
+
+def is_diverging(layer_type: str, values: np.ndarray) -> bool:
+    """Whether a layer's output needs a colour map centred on zero.
+
+    Normalization layers are centred by design even when, untrained, they happen to output only
+    non-negative values; any other layer is diverging as soon as it outputs a negative value.
+    """
+    return "Normalization" in layer_type or bool(np.size(values) and np.min(values) < 0)
+
+
+def color_limits(values: np.ndarray, diverging: bool) -> tuple[float, float]:
+    """Robust (1st-99th percentile) colour limits for all of a layer's values; symmetric if
+    diverging. Outliers beyond them saturate, and the colorbar's arrows say so."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return (-1.0, 1.0) if diverging else (0.0, 1.0)
+    low, high = np.percentile(finite, PERCENTILES)
+    if diverging:
+        limit = max(abs(low), abs(high)) or float(np.max(np.abs(finite))) or 1.0
+        return -float(limit), float(limit)
+    if high <= low:
+        high = max(float(np.max(finite)), low + max(abs(low) * 1e-3, 1e-6))
+    return float(low), float(high)
+
+
+def _extend(values: np.ndarray, vmin: float, vmax: float) -> str:
+    """The colorbar arrows that honestly mark values clipped by the colour limits."""
+    below = bool(np.size(values) and np.nanmin(values) < vmin)
+    above = bool(np.size(values) and np.nanmax(values) > vmax)
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+        (below, above), "both"
+    )
+
+
+def _grid(count: int) -> tuple[int, int]:
+    """Rows and columns of a square-ish grid (64 -> 8x8, 32 -> 5x7... never wider than tall+1)."""
+    cols = max(1, math.ceil(math.sqrt(count)))
+    rows = max(1, math.ceil(count / cols))
+    return rows, cols
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(image[..., :3], 0.0, 1.0), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "\u00d7".join(str(int(d)) for d in shape)
+
+
+def _options_int(options: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
+    value = options.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise RegbenchError(f"{key}={value!r} must be a whole number of at least {low}")
+    return int(value)
+
+
+# ---------------------------------------------------------------- feature maps
+
+
+def featuremap_figure(
+    image: np.ndarray,
+    activation: np.ndarray,
+    *,
+    layer_name: str,
+    layer_type: str,
+    position: str = "",
+    title: str = "",
+):
+    """One layer's output for one image: channels in a square-ish grid beside the input.
+
+    `activation` is HxWxC (feature maps, one panel per channel, axes labelled 'channel N') or
+    a vector (drawn as a one-row strip, axes labelled 'vector'). All panels share one colour
+    scale with one colorbar, diverging around zero where the layer can go negative. The layout
+    is computed by hand: constrained layout costs a second per figure with 64 panels.
+    """
+    image = check_image(image)
+    values = np.asarray(activation, dtype=np.float32)
+    diverging = is_diverging(layer_type, values)
+    vmin, vmax = color_limits(values, diverging)
+    cmap = DIVERGING_CMAP if diverging else SEQUENTIAL_CMAP
+    maps = values.ndim == 3 and values.shape[-1] > 0
+
+    # Everything in inches, left to right: margin, input, gap, panels, gap, colorbar, labels.
+    margin, top, bottom = 0.3, 0.85, 0.3
+    side = 3.0  # the input image's longer side
+    if maps:
+        channels = values.shape[-1]
+        rows, cols = _grid(channels)
+        height, width = values.shape[:2]
+        cell = min(1.0, 8.0 / max(rows, cols))
+        cell_w, cell_h = (
+            (cell, cell * height / width)
+            if width >= height
+            else (
+                cell * width / height,
+                cell,
+            )
+        )
+        gap = 0.06
+        panels_w, panels_h = cols * cell_w + (cols - 1) * gap, rows * cell_h + (rows - 1) * gap
+    else:
+        panels_w, panels_h = 6.5, 0.9
+    body_h = max(panels_h, side + 0.35)
+    fig_w = margin + side + 0.45 + panels_w + 0.2 + 0.18 + 0.85
+    fig_h = top + body_h + bottom + (0.45 if not maps else 0.0)
+    figure = _figure((fig_w, fig_h), layout=None)
+
+    def box(x: float, y: float, w: float, h: float) -> list[float]:
+        """Inches from the bottom-left corner to figure fractions."""
+        return [x / fig_w, y / fig_h, w / fig_w, h / fig_h]
+
+    base = bottom + (0.45 if not maps else 0.0)
+    img_h, img_w = image.shape[:2]
+    in_w, in_h = (side, side * img_h / img_w) if img_w >= img_h else (side * img_w / img_h, side)
+    ax_input = figure.add_axes(box(margin, base + (body_h - in_h - 0.35) / 2, in_w, in_h))
+    ax_input.set_label("input")
+    _show_image(ax_input, image)
+    ax_input.set_title(f"input {_shape_text(image.shape)}", fontsize=10)
+
+    left = margin + side + 0.45
+    low = base + (body_h - panels_h) / 2
+    if maps:
+        panels = []
+        for index in range(channels):
+            row, col = divmod(index, cols)
+            x = left + col * (cell_w + gap)
+            y = low + (rows - 1 - row) * (cell_h + gap)
+            ax = figure.add_axes(box(x, y, cell_w, cell_h), label=f"channel {index}")
+            shown = ax.imshow(
+                values[..., index],
+                cmap=cmap,
+                vmin=vmin,
+                vmax=vmax,
+                interpolation="nearest",
+                aspect="auto",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_linewidth(0.4)
+            ax.text(
+                0.04,
+                0.96,
+                str(index),
+                transform=ax.transAxes,
+                fontsize=max(4.5, 6.5 * cell),
+                color="white",
+                ha="left",
+                va="top",
+                bbox={"boxstyle": "square,pad=0.15", "fc": "black", "alpha": 0.55, "lw": 0},
+            )
+            panels.append(ax)
+        what = f"all {channels} channels"
+    else:
+        flat = values.reshape(-1)
+        ax = figure.add_axes(box(left, low, panels_w, panels_h), label="vector")
+        shown = ax.imshow(
+            flat[None, :], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
+        )
+        ax.set_yticks([])
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel(f"feature index (0-{max(flat.size - 1, 0)})", fontsize=9)
+        what = f"all {flat.size} features"
+    bar_h = max(panels_h * 0.85, min(panels_h, 1.2)) if maps else panels_h
+    bar = figure.add_axes(box(left + panels_w + 0.2, low + (panels_h - bar_h) / 2, 0.18, bar_h))
+    colorbar = figure.colorbar(shown, cax=bar, extend=_extend(values, vmin, vmax))
+    colorbar.ax.tick_params(labelsize=8)
+    colorbar.set_label("activation", fontsize=9)
+    colorbar.ax.set_label("colorbar")
+
+    scale = (
+        f"diverging scale \u00b1{vmax:.3g} centred on 0"
+        if diverging
+        else f"scale {vmin:.3g} to {vmax:.3g}"
+    )
+    place = f"layer {position}: " if position else ""
+    figure.suptitle(
+        f"{title}{place}{layer_name} ({layer_type}), output {_shape_text(values.shape)}\n"
+        f"one colour {scale} for {what} (1st-99th percentile; arrows mark clipped values)",
+        fontsize=11,
+        y=1 - 0.1 / fig_h,
+        va="top",
+    )
+    return figure
+
+
+class FeatureMaps(Visualizer):
+    name = "featuremaps"
+    aliases = ("activations",)
+    description = "Outputs of the first N layers (default 4) for one image, channels in a grid"
+
+    def render(
+        self, model: Any, image: np.ndarray, out_dir: Path, options: Mapping[str, Any]
+    ) -> list[Path]:
+        image = check_image(image, model)
+        count = _options_int(options, "layers", DEFAULT_LAYERS)
+        dpi = _dpi(options)
+        outputs = layer_outputs(model, image, count)
+        total = len(model.layers)
+        paths = []
+        for index, (layer, output) in enumerate(outputs, start=1):
+            figure = featuremap_figure(
+                image,
+                _numpy(output)[0],
+                layer_name=layer.name,
+                layer_type=type(layer).__name__,
+                position=f"{index}/{total}",
+                title=_prefix(options),
+            )
+            paths.append(
+                _save(figure, Path(out_dir) / f"featuremaps_{index:02d}_{layer.name}.png", dpi)
+            )
+        return paths
+
+
+# ---------------------------------------------------------------- filters
+
+
+def _reduce_kernel(kernel: np.ndarray, channel: str | int) -> tuple[np.ndarray, str]:
+    """(kh, kw, in, out) -> (kh, kw, out) by the per-input-channel mean or one input channel."""
+    if channel == "mean":
+        return kernel.mean(axis=2), f"mean over its {kernel.shape[2]} input channels"
+    index = int(channel)
+    if not 0 <= index < kernel.shape[2]:
+        raise RegbenchError(
+            f"kernel_channel={index} is out of range: "
+            f"the layer has {kernel.shape[2]} input channels"
+        )
+    return kernel[:, :, index, :], f"input channel {index} of {kernel.shape[2]}"
+
+
+def filters_figure(
+    kernels: Sequence[tuple[str, np.ndarray]],
+    *,
+    count: int = DEFAULT_FILTERS,
+    channel: str | int = "mean",
+    shared_scale: bool = False,
+    title: str = "",
+):
+    """The last `count` filters of each given Conv2D kernel (kh, kw, in, out), side by side.
+
+    Each filter is drawn as its kh x kw kernel reduced over input channels (`channel`: "mean" or
+    an index), on a diverging scale symmetric around zero: one scale per layer by default (a
+    second conv's weights are much smaller than the first's and would vanish on the first's
+    scale), or one for all with `shared_scale`. Axes are labelled 'filter <layer> <index>'.
+    """
+    if not kernels:
+        raise RegbenchError("the model has no Conv2D layer whose filters could be drawn")
+    reduced = []
+    for name, kernel in kernels:
+        kernel = np.asarray(kernel, dtype=np.float32)
+        if kernel.ndim != 4:
+            raise RegbenchError(f"{name}: expected a (kh, kw, in, out) kernel, got {kernel.shape}")
+        flat, how = _reduce_kernel(kernel, channel)
+        first = max(0, kernel.shape[3] - count)
+        reduced.append((name, kernel.shape, flat[:, :, first:], first, how))
+    if shared_scale:
+        everything = np.concatenate([r[2].ravel() for r in reduced])
+        limits = [float(np.max(np.abs(everything))) or 1.0] * len(reduced)
+    else:
+        limits = [float(np.max(np.abs(r[2]))) or 1.0 for r in reduced]
+
+    shown_count = max(r[2].shape[-1] for r in reduced)
+    cols = min(shown_count, 4)
+    rows = math.ceil(shown_count / cols)
+    figure = _figure((max(6.0, 0.4 + len(reduced) * (cols * 1.0 + 0.45)), rows * 1.0 + 2.1))
+    blocks = figure.subfigures(1, len(reduced), wspace=0.04, squeeze=False)[0]
+    for block, (name, shape, flat, first, how), limit in zip(blocks, reduced, limits, strict=True):
+        axes = block.subplots(
+            rows, cols, squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.2}
+        )
+        panels = []
+        for index, ax in enumerate(axes.flat):
+            if index >= flat.shape[-1]:
+                ax.remove()
+                continue
+            shown = ax.imshow(
+                flat[:, :, index],
+                cmap=DIVERGING_CMAP,
+                vmin=-limit,
+                vmax=limit,
+                interpolation="nearest",
+            )
+            ax.set_label(f"filter {name} {first + index}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"#{first + index}", fontsize=8, pad=2)
+            panels.append(ax)
+        kh, kw, cin, cout = shape
+        block.suptitle(
+            f"{name}: {kh}\u00d7{kw} kernels, {cin}\u2192{cout} channels\n"
+            f"filters {first}-{cout - 1}, each the {how}",
+            fontsize=9.5,
+        )
+        colorbar = block.colorbar(shown, ax=panels, orientation="horizontal", shrink=0.9, aspect=25)
+        colorbar.ax.tick_params(labelsize=7.5)
+        colorbar.set_label("weight (0 = white)", fontsize=8.5)
+        colorbar.ax.set_label("colorbar")
+    scale = "one scale for all layers" if shared_scale else "one scale per layer"
+    which = (
+        "the first Conv2D layer" if len(reduced) == 1 else f"the first {len(reduced)} Conv2D layers"
+    )
+    figure.suptitle(
+        f"{title}Filters of {which} (the last {count} of each)\n"
+        f"red positive, blue negative, white 0; {scale}, symmetric around 0",
+        fontsize=10.5,
+    )
+    return figure
+
+
+class Filters(Visualizer):
+    name = "filters"
+    aliases = ("kernels",)
+    description = "The last eight kernels of the first Conv2D layer beside those of the second"
+
+    def render(
+        self, model: Any, image: np.ndarray, out_dir: Path, options: Mapping[str, Any]
+    ) -> list[Path]:
+        keras = _keras()
+        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][:2]
+        channel = options.get("kernel_channel", "mean")
+        if channel != "mean" and (isinstance(channel, bool) or not isinstance(channel, int)):
+            raise RegbenchError(f"kernel_channel={channel!r} must be 'mean' or an input index")
+        figure = filters_figure(
+            [(layer.name, _numpy(layer.kernel)) for layer in convs],
+            count=_options_int(options, "filters", DEFAULT_FILTERS),
+            channel=channel,
+            shared_scale=bool(options.get("shared_scale", False)),
+            title=_prefix(options),
+        )
+        return [_save(figure, Path(out_dir) / "filters.png", _dpi(options))]
+
+
+# ---------------------------------------------------------------- Grad-CAM
+
+
+def _value_and_gradient(function: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """d function(x) / dx for a scalar function, on whichever backend Keras runs."""
+    keras = _keras()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = function(x)
+        return value, tape.gradient(value, x)
+    if backend == "jax":
+        import jax
+
+        return jax.value_and_grad(function)(x)
+    if backend == "torch":
+        import torch
+
+        x = x.detach().clone().requires_grad_(True)
+        value = function(x)
+        (gradient,) = torch.autograd.grad(value, x)
+        return value.detach(), gradient
+    raise RegbenchError(f"gradcam needs gradients, which the {backend!r} Keras backend lacks")
+
+
+def _target_layer(model: Any, outputs: Sequence[tuple[Any, Any]]) -> int:
+    """Index of the last Conv2D layer, else of the last layer with a feature-map output."""
+    keras = _keras()
+    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
+    if convs:
+        return convs[-1]
+    maps = [i for i, (_, output) in enumerate(outputs) if len(output.shape) == 4]
+    if maps:
+        return maps[-1]
+    raise RegbenchError(f"gradcam needs a layer with feature-map output; {model.name} has none")
+
+
+def gradcam(model: Any, image: np.ndarray, class_index: int | None = None) -> dict[str, Any]:
+    """Grad-CAM for one image: which places of the last conv layer's maps raise a class score.
+
+    The score is the class's logit (the pre-softmax value when the model ends in a softmax
+    Dense layer, the log-probability when it ends in another probability output), so a
+    saturated softmax does not flatten the gradients. Returns `heatmap` (HxW in [0, 1] at the
+    image size), `coarse` (the map at the layer's resolution, unnormalised), `probs`,
+    `predicted`, `target` and `layer` (its name).
+    """
+    keras = _keras()
+    ops = keras.ops
+    image = check_image(image, model)
+    outputs = layer_outputs(model, image)
+    final = _numpy(outputs[-1][1])
+    if final.ndim != 2:
+        raise RegbenchError(f"gradcam needs a classifier; {model.name} outputs {final.shape}")
+    scores = final[0]
+    is_probs = bool(np.all(scores >= 0) and abs(float(scores.sum()) - 1.0) < 1e-3)
+    probs = scores if is_probs else _softmax(scores)
+    predicted = int(np.argmax(probs))
+    target = predicted if class_index is None else int(class_index)
+    if not 0 <= target < probs.size:
+        raise RegbenchError(
+            f"label {class_index} is out of range: the model has {probs.size} classes"
+        )
+
+    index = _target_layer(model, outputs)
+    layer, features = outputs[index]
+    tail = model.layers[index + 1 :]
+    last = tail[-1] if tail else None
+    softmax_dense = (
+        isinstance(last, keras.layers.Dense)
+        and getattr(last.activation, "__name__", "") == "softmax"
+    )
+
+    def score(x):
+        for later in tail[:-1] if softmax_dense else tail:
+            x = later(x, training=False)
+        if softmax_dense:
+            x = ops.matmul(x, last.kernel)
+            if last.use_bias:
+                x = x + last.bias
+            return x[0, target]
+        if is_probs:
+            return ops.log(x[0, target] + 1e-12)
+        return x[0, target]
+
+    _, gradient = _value_and_gradient(score, features)
+    weights = ops.mean(gradient, axis=(1, 2))  # one weight per channel: (1, C)
+    coarse = ops.relu(ops.sum(features * weights[:, None, None, :], axis=-1))[0]
+    height, width = image.shape[:2]
+    fine = ops.image.resize(coarse[None, :, :, None], (height, width), interpolation="bilinear")
+    coarse_np, fine_np = _numpy(coarse), np.maximum(_numpy(fine)[0, :, :, 0], 0.0)
+    peak = float(fine_np.max())
+    heatmap = fine_np / peak if peak > 0 else np.zeros_like(fine_np)
+    return {
+        "heatmap": heatmap,
+        "coarse": coarse_np,
+        "probs": probs,
+        "predicted": predicted,
+        "target": target,
+        "layer": layer.name,
+    }
+
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+def gradcam_figure(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    layer_name: str,
+    layer_shape: Sequence[int],
+    probs: np.ndarray,
+    predicted: int,
+    target: int,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+):
+    """Input, Grad-CAM heatmap and overlay in a row (axes labelled input/heatmap/overlay)."""
+    image = check_image(image)
+    figure = _figure((11.0, 4.3))
+    axes = figure.subplots(1, 3)
+    for ax, label in zip(axes, ("input", "heatmap", "overlay"), strict=True):
+        ax.set_label(label)
+    _show_image(axes[0], image)
+    axes[0].set_title(f"input {_shape_text(image.shape)}", fontsize=10)
+    shown = axes[1].imshow(heatmap, cmap=HEATMAP_CMAP, vmin=0.0, vmax=1.0, interpolation="bilinear")
+    axes[1].set_xticks([])
+    axes[1].set_yticks([])
+    empty = not np.any(heatmap > 0)
+    axes[1].set_title(
+        "heatmap (no positive evidence)" if empty else f"heatmap from {_shape_text(layer_shape)}",
+        fontsize=10,
+    )
+    gray = image.mean(axis=-1)
+    axes[2].imshow(gray, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axes[2].imshow(
+        heatmap, cmap=HEATMAP_CMAP, vmin=0.0, vmax=1.0, alpha=0.55, interpolation="bilinear"
+    )
+    axes[2].set_xticks([])
+    axes[2].set_yticks([])
+    axes[2].set_title("overlay on the input (gray)", fontsize=10)
+    colorbar = figure.colorbar(shown, ax=list(axes), shrink=0.8, aspect=25)
+    colorbar.set_label("relative importance", fontsize=9)
+    colorbar.ax.tick_params(labelsize=8)
+    colorbar.ax.set_label("colorbar")
+
+    name = class_name(predicted, class_names)
+    line = f"predicted '{name}' with p = {float(probs[predicted]):.1%}"
+    if target != predicted:
+        line = (
+            f"explaining '{class_name(target, class_names)}' "
+            f"(p = {float(probs[target]):.1%}); {line}"
+        )
+    figure.suptitle(f"{title}Grad-CAM on {layer_name}\n{line}", fontsize=11)
+    return figure
+
+
+class GradCam(Visualizer):
+    name = "gradcam"
+    aliases = ("grad-cam",)
+    description = "Grad-CAM heatmap of the predicted (or given) class over the image"
+
+    def render(
+        self, model: Any, image: np.ndarray, out_dir: Path, options: Mapping[str, Any]
+    ) -> list[Path]:
+        label = options.get("label")
+        if label is not None and (
+            isinstance(label, bool) or not isinstance(label, int | np.integer)
+        ):
+            raise RegbenchError(f"label={label!r} must be a class index")
+        result = gradcam(model, image, label)
+        figure = gradcam_figure(
+            check_image(image),
+            result["heatmap"],
+            layer_name=result["layer"],
+            layer_shape=result["coarse"].shape,
+            probs=result["probs"],
+            predicted=result["predicted"],
+            target=result["target"],
+            class_names=options.get("class_names"),
+            title=_prefix(options),
+        )
+        return [_save(figure, Path(out_dir) / "gradcam.png", _dpi(options))]
 
 
 @hookimpl
 def register_visualizers(register):
-    pass
+    for visualizer in (FeatureMaps(), Filters(), GradCam()):
+        register(visualizer)

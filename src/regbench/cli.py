@@ -1,0 +1,543 @@
+"""The `regbench` command line. Heavy modules are imported inside the commands that need them,
+so `regbench --help` and `regbench list` never load TensorFlow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from regbench import __version__
+from regbench.errors import RegbenchError
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit 2) instead of usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def console(stderr: bool = False):
+    """A rich console; plain and colourless when not a TTY or NO_COLOR is set."""
+    from rich.console import Console
+
+    return Console(
+        stderr=stderr,
+        no_color="NO_COLOR" in os.environ,
+        highlight=False,
+        width=None if sys.stdout.isatty() else 160,
+    )
+
+
+# ---------------------------------------------------------------- list / describe
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from regbench.plugins import KINDS, registry
+
+    reg = registry()
+    if args.json:
+        payload: dict[str, Any] = {
+            kind: [
+                {
+                    "name": e.name,
+                    "description": e.description,
+                    "dist": e.origin.dist,
+                    "version": e.origin.version,
+                    "aliases": list(getattr(e.obj, "aliases", ())),
+                    "hyperparameters": [
+                        {
+                            "name": h.name,
+                            "default": h.default,
+                            "low": h.low,
+                            "high": h.high,
+                            "log": h.log,
+                            "integer": h.integer,
+                        }
+                        for h in getattr(e.obj, "hparams", ())
+                    ],
+                }
+                for e in reg.entries[kind].values()
+            ]
+            for kind in KINDS
+        }
+        payload["broken"] = [
+            {
+                "plugin": b.plugin,
+                "dist": b.origin.dist,
+                "version": b.origin.version,
+                "error": b.error,
+            }
+            for b in reg.broken
+        ]
+        payload["clashes"] = {
+            kind: {name: [str(o) for o in origins] for name, origins in reg.clashes[kind].items()}
+            for kind in KINDS
+            if reg.clashes[kind]
+        }
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    out = console()
+    for kind in KINDS:
+        table = Table(title=kind, title_justify="left")
+        for column in ("name", "description", "hyperparameters", "from"):
+            table.add_column(column)
+        for entry in reg.entries[kind].values():
+            hps = ", ".join(
+                f"{h.name}={h.default:g} [{h.low:g}, {h.high:g}{', log' if h.log else ''}]"
+                for h in getattr(entry.obj, "hparams", ())
+            )
+            name = entry.name
+            if kind in reg.clashes and entry.name in reg.clashes[kind]:
+                name += " (CLASH)"
+            table.add_row(name, entry.description, hps, str(entry.origin))
+        out.print(table)
+    for kind in KINDS:
+        for name, origins in reg.clashes[kind].items():
+            out.print(
+                f"[red]clash:[/] {kind[:-1]} {name!r} registered by "
+                + " and ".join(str(o) for o in origins)
+            )
+    for broken in reg.broken:
+        out.print(
+            f"[red]broken plugin[/] {broken.plugin} ({broken.origin}): {broken.error}", markup=True
+        )
+    return EXIT_OK
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise RegbenchError(f"--input-shape expects H,W,C (e.g. 32,32,3); got {text!r}") from None
+    if len(parts) != 3:
+        raise RegbenchError(f"--input-shape expects H,W,C (e.g. 32,32,3); got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from regbench.plan import parse_assignments
+    from regbench.plugins import registry
+
+    arch = registry().get("architectures", args.arch)
+    reg = registry().get("regularizers", args.reg)
+    values = reg.resolve(_own_params(args.param, reg.name))
+    input_shape = _shape(args.input_shape)
+    arch.check_input(input_shape)
+    del parse_assignments
+    from regbench.models import build_model, describe_model
+
+    summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f'Model: "{arch.name} + {reg.name}"', title_justify="left")
+    for column, justify in (
+        ("Layer (type)", "left"),
+        ("Output Shape", "left"),
+        ("Param #", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for layer in summary["layers"]:
+        shape = (
+            "(" + ", ".join("None" if d is None else str(d) for d in layer["output_shape"]) + ")"
+        )
+        table.add_row(f"{layer['name']} ({layer['type']})", shape, f"{layer['params']:,}")
+    out = console()
+    out.print(table)
+    out.print(
+        f"Total params: {summary['total_params']:,}\n"
+        f"Trainable params: {summary['trainable_params']:,}\n"
+        f"Non-trainable params: {summary['non_trainable_params']:,}"
+    )
+    return EXIT_OK
+
+
+def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
+    """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
+    from regbench.plan import parse_assignments
+
+    out = {}
+    for key, value in parse_assignments(items, "--param").items():
+        owner, dot, name = key.rpartition(".")
+        if dot and owner != reg_name:
+            raise RegbenchError(f"--param {key}: this model uses regularizer {reg_name!r}")
+        out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------- run
+
+
+def _seeds(value: Any) -> list[int]:
+    if isinstance(value, list):
+        return [int(v) for v in value]
+    text = str(value)
+    try:
+        if "," in text:
+            return [int(v) for v in text.split(",") if v.strip()]
+        count = int(text)
+    except ValueError:
+        raise RegbenchError(f"--seeds expects a count or a list like 0,1,2; got {text!r}") from None
+    if count < 1:
+        raise RegbenchError(f"--seeds must be at least 1; got {count}")
+    return list(range(count))
+
+
+def _target(text: str | None) -> tuple[str, float] | None:
+    if not text:
+        return None
+    metric, sep, value = text.partition("=")
+    try:
+        return metric.strip(), float(value)
+    except ValueError:
+        pass
+    raise RegbenchError(f"--target expects metric=value (e.g. val_accuracy=0.5); got {text!r}")
+
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "arch": ["all"],
+    "reg": ["all"],
+    "dataset": "cifar10",
+    "epochs": 10,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "learning_rate": None,
+    "seeds": 1,
+    "target": None,
+    "jit_compile": "auto",
+    "precision": "float32",
+    "out": None,
+    "dataset_options": {},
+    "params": {},
+}
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags given on the command line, over the config file, over the lab's defaults."""
+    from regbench.config import load_config
+    from regbench.plan import parse_assignments, parse_reg_params
+
+    config = load_config(args.config) if args.config else {}
+    settings = {**RUN_DEFAULTS, **{k: v for k, v in config.items() if k != "name"}}
+    for key in RUN_DEFAULTS:
+        value = getattr(args, key, None)
+        if value not in (None, []):
+            settings[key] = value
+    for key in ("arch", "reg"):
+        if isinstance(settings[key], str):
+            settings[key] = [settings[key]]
+    settings["dataset_options"] = {
+        **config.get("dataset_options", {}),
+        **parse_assignments(args.dataset_option or [], "--dataset-option"),
+    }
+    params = {reg: dict(values) for reg, values in config.get("params", {}).items()}
+    for reg, values in parse_reg_params(args.param or []).items():
+        params.setdefault(reg, {}).update(values)
+    settings["params"] = params
+    settings["name"] = config.get("name") or settings["dataset"]
+    return settings
+
+
+def _plan(args: argparse.Namespace):
+    from regbench.plan import Protocol, make_plan
+    from regbench.plugins import registry
+
+    settings = _settings(args)
+    protocol = Protocol(
+        dataset=settings["dataset"],
+        dataset_options=settings["dataset_options"],
+        epochs=int(settings["epochs"]),
+        batch_size=int(settings["batch_size"]),
+        optimizer=str(settings["optimizer"]).lower(),
+        learning_rate=None
+        if settings["learning_rate"] is None
+        else float(settings["learning_rate"]),
+        target=_target(settings["target"]),
+        jit_compile=settings["jit_compile"],
+        precision=settings["precision"],
+    )
+    out = Path(settings["out"] or Path("reports") / settings["name"])
+    tuned = None
+    if getattr(args, "tuned", False):
+        tuned = _tuned_values(out)
+    specs = make_plan(
+        registry(),
+        settings["arch"],
+        settings["reg"],
+        _seeds(settings["seeds"]),
+        protocol,
+        settings["params"],
+        tuned,
+    )
+    return specs, out
+
+
+def _tuned_values(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    from regbench.store import DB_NAME, Store
+
+    if not (out / DB_NAME).exists():
+        raise RegbenchError(f"--tuned: {out} has no tuning results; run `regbench tune` first")
+    store = Store(out, create=False)
+    try:
+        values = store.best_values()
+    finally:
+        store.close()
+    if not values:
+        raise RegbenchError(f"--tuned: {out} has no tuning results; run `regbench tune` first")
+    return values
+
+
+def _check_data(specs, args: argparse.Namespace) -> None:
+    """Load each dataset once in the parent: bad data fails before anything is written,
+    and the array cache is warm for the workers."""
+    from regbench.plugins import registry
+
+    seen = set()
+    for spec in specs:
+        key = (spec.dataset, json.dumps(dict(spec.dataset_options), sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        options = {**spec.dataset_options, "data_dir": args.data_dir, "cache_dir": _cache(args)}
+        registry().get("datasets", spec.dataset).load(spec.seed, options)
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    from regbench.datasets import default_cache_dir
+
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    specs, out = _plan(args)
+    if args.dry_run:
+        return _show_plan(specs, out)
+    if args.data_dir is not None and not Path(args.data_dir).exists():
+        raise RegbenchError(f"--data-dir {args.data_dir} does not exist")
+    _check_data(specs, args)
+    from regbench.store import Store
+
+    store = Store(out)
+    try:
+        return _execute(specs, store, args)
+    finally:
+        store.close()
+
+
+def _show_plan(specs, out: Path) -> int:
+    from regbench.store import DB_NAME, Store
+
+    statuses: dict[str, str] = {}
+    if (out / DB_NAME).exists():
+        store = Store(out, create=False)
+        statuses = store.statuses()
+        store.close()
+    counts = {"done": 0, "pending": 0, "failed": 0}
+    from rich.table import Table
+
+    table = Table(title=f"plan: {len(specs)} runs -> {out}", title_justify="left")
+    for column in ("run", "arch", "reg", "hyperparameters", "seed", "state"):
+        table.add_column(column)
+    for spec in specs:
+        status = statuses.get(spec.config_hash)
+        state = "done" if status == "ok" else "pending" if status is None else "failed"
+        counts[state] += 1
+        hp = ", ".join(f"{k}={v:g}" for k, v in sorted(spec.params.items()))
+        table.add_row(
+            spec.run_id,
+            spec.arch,
+            spec.reg,
+            hp or "-",
+            str(spec.seed),
+            state if status in (None, "ok") else f"failed ({status})",
+        )
+    out_console = console()
+    out_console.print(table)
+    out_console.print(
+        f"done {counts['done']}, pending {counts['pending']}, failed {counts['failed']}"
+    )
+    return EXIT_OK
+
+
+def _execute(specs, store, args: argparse.Namespace) -> int:
+    from regbench import executor as ex
+    from regbench.plan import order_by_cost
+    from regbench.progress import GridProgress
+
+    statuses = store.statuses()
+    todo = [s for s in specs if args.force or statuses.get(s.config_hash) != "ok"]
+    skipped = len(specs) - len(todo)
+    out = console()
+    todo = order_by_cost(todo)
+    options = ex.ExecutorOptions(
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        cache_dir=_cache(args),
+        models_dir=store.folder / "models",
+        trainer=args.trainer,
+        devices=None if args.devices is None else [d for d in args.devices.split(",") if d.strip()],
+        per_device=args.per_device,
+        workers=args.workers,
+    )
+    if skipped:
+        out.print(f"{skipped} run(s) already done in {store.folder} (use --force to rerun)")
+    logs = store.folder / "logs"
+    with GridProgress(out, len(todo)) as progress:
+
+        def on_result(result) -> None:
+            trace = result.row.pop("traceback", None)
+            store.record_run(result.row, result.epochs)
+            if trace:
+                logs.mkdir(exist_ok=True)
+                (logs / f"{result.row['run_id']}.log").write_text(trace)
+            progress.finished(result.row)
+
+        hooks = ex.Hooks(
+            on_result=on_result, on_start=progress.started, on_progress=progress.update
+        )
+        run = {"local": ex.run_with_workers, "inprocess": ex.run_in_process, "ray": _ray_executor}[
+            args.executor
+        ]
+        try:
+            run(todo, options, hooks)
+        except KeyboardInterrupt:
+            progress.stop()
+            out.print(
+                f"interrupted: {progress.done} finished run(s) kept in {store.folder}; "
+                "rerun the same command to resume"
+            )
+            return EXIT_INTERRUPTED
+    return _leaderboard(store.folder, out, specs)
+
+
+def _ray_executor(specs, options, hooks):
+    from regbench.ray_executor import run_with_ray
+
+    return run_with_ray(specs, options, hooks)
+
+
+def _leaderboard(folder: Path, out, specs=None) -> int:
+    from regbench import leaderboard
+    from regbench.results import load
+
+    runs, epochs = load(folder)
+    if specs is not None:
+        runs = runs[runs["config_hash"].isin({s.config_hash for s in specs})]
+    leaderboard.render(runs, epochs, out)
+    out.print(f"results: {folder}/runs.csv, {folder}/epochs.csv")
+    return EXIT_OK if (runs["status"] == "ok").all() else EXIT_FAILED_RUNS
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from regbench import leaderboard
+    from regbench.results import load
+
+    runs, epochs = load(Path(args.experiment))
+    if args.json:
+        print(leaderboard.to_json(runs, epochs))
+        return EXIT_OK
+    leaderboard.render(runs, epochs, console())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML experiment file, or a shipped one (lab, quickstart)")
+    p.add_argument("--arch", action="append", help="architectures: names, comma lists, or all")
+    p.add_argument("--reg", action="append", help="regularizers: names, comma lists, or all")
+    p.add_argument("--dataset", help="dataset plugin (default cifar10)")
+    p.add_argument(
+        "--dataset-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="dataset-specific option, e.g. native=true for digits",
+    )
+    p.add_argument("--data-dir", help="CIFAR-10: cifar-10-batches-py/ or cifar-10-python.tar.gz")
+    p.add_argument(
+        "--cache-dir",
+        help="where converted datasets are cached (default $REGBENCH_CACHE or ~/.cache/regbench)",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", help="sgd (default, Keras defaults), adam, adamw, rmsprop, ...")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="REG.NAME=VALUE",
+        help="regularizer hyperparameter, e.g. dropout.rate=0.2",
+    )
+    p.add_argument("--seeds", help="number of seeds (0..N-1) or a list like 1,2,3")
+    p.add_argument("--target", help="record time to reach it, e.g. val_accuracy=0.5")
+    p.add_argument("--jit-compile", choices=("auto", "on", "off"))
+    p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    p.add_argument("--out", help="experiment folder (default reports/<experiment name>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="regbench", description=__doc__.splitlines()[0].strip("`"))
+    parser.add_argument("--version", action="version", version=f"regbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="installed architectures, regularizers, datasets, visualizers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("describe", help="a model's layers and parameter counts")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--reg", default="none")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--input-shape", default="32,32,3")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_describe)
+
+    for name, help_text in (
+        ("run", "train the grid of architectures x regularizers x seeds"),
+        ("plan", "show the grid and what is done, without running"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        _add_run_options(p)
+        p.add_argument("--force", action="store_true", help="rerun cells that are already ok")
+        p.add_argument("--dry-run", action="store_true", default=name == "plan")
+        p.add_argument(
+            "--tuned",
+            action="store_true",
+            help="use the best values from this experiment's tuning stage",
+        )
+        p.add_argument("--executor", choices=("local", "inprocess", "ray"), default="local")
+        p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
+        p.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU")
+        p.add_argument("--workers", type=int, help="worker processes when running on CPU")
+        p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
+        p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("leaderboard", help="the ranked results of an experiment folder")
+    p.add_argument("experiment")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RegbenchError as exc:
+        print(f"regbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("regbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,188 @@
+"""The cross-product: what an experiment asks for, validated, as a list of plain run specs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from regbench.errors import RegbenchError
+from regbench.plugins import Registry
+
+JIT_CHOICES = ("auto", "on", "off")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid at one seed: a plain description that any executor can ship."""
+
+    arch: str
+    reg: str
+    params: Mapping[str, float | int]
+    seed: int
+    dataset: str = "cifar10"
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    target: tuple[str, float] | None = None
+    jit_compile: str = "auto"
+    precision: str = "float32"
+    stage: str = "grid"
+    tuned: tuple[str, ...] = ()  # which params came from the tuning stage
+
+    @property
+    def config_hash(self) -> str:
+        """Identity of the result: same hash, same experiment cell (ignores bookkeeping)."""
+        payload = asdict(self)
+        payload.pop("tuned")
+        payload["params"] = dict(sorted(self.params.items()))
+        blob = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def run_id(self) -> str:
+        prefix = "final-" if self.stage == "final" else ""
+        return f"{prefix}{self.arch}-{self.reg}-s{self.seed}-{self.config_hash[:8]}"
+
+    @property
+    def cost(self) -> float:
+        """A rough relative cost used to start the most expensive cells first."""
+        size = {"model1": 0.05, "model2": 1.4, "model3": 1.1}.get(self.arch, 1.0)
+        return self.epochs * (1.0 + size) * (2.0 if self.reg == "batchnorm" else 1.0)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Training settings shared by every cell (the lab's protocol by default)."""
+
+    dataset: str = "cifar10"
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    target: tuple[str, float] | None = None
+    jit_compile: str = "auto"
+    precision: str = "float32"
+
+
+def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> list[str]:
+    """'all' or a list of names/aliases, checked against the registry (canonical names back)."""
+    names: list[str] = []
+    for item in requested:
+        for name in (part.strip() for part in item.split(",")):
+            if not name:
+                continue
+            if name == "all":
+                names.extend(registry.names(kind))
+                continue
+            obj = registry.get(kind, name)
+            names.append(obj.name)
+    if not names:
+        raise RegbenchError(f"no {kind} chosen; name at least one, or 'all'")
+    return list(dict.fromkeys(names))
+
+
+def parse_assignments(items: Sequence[str], flag: str) -> dict[str, str]:
+    """`key=value` strings into a dict, refusing anything else with the flag's name."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RegbenchError(f"{flag} expects key=value; got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_reg_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """`--param reg.name=value` strings grouped by regularizer."""
+    grouped: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(items, "--param").items():
+        reg, dot, name = key.partition(".")
+        if not dot or not name:
+            raise RegbenchError(
+                f"--param expects reg.name=value (e.g. dropout.rate=0.2); got {key!r}"
+            )
+        grouped.setdefault(reg, {})[name] = value
+    return grouped
+
+
+def check_protocol(protocol: Protocol) -> None:
+    if protocol.epochs < 1:
+        raise RegbenchError(f"--epochs must be at least 1; got {protocol.epochs}")
+    if protocol.batch_size < 1:
+        raise RegbenchError(f"--batch-size must be at least 1; got {protocol.batch_size}")
+    if protocol.optimizer not in OPTIMIZERS:
+        raise RegbenchError(
+            f"unknown optimizer {protocol.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}"
+        )
+    if protocol.learning_rate is not None and not protocol.learning_rate > 0:
+        raise RegbenchError(f"--learning-rate must be positive; got {protocol.learning_rate}")
+    if protocol.jit_compile not in JIT_CHOICES:
+        raise RegbenchError(f"--jit-compile must be one of {', '.join(JIT_CHOICES)}")
+    if protocol.precision not in PRECISIONS:
+        raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
+
+
+def make_plan(
+    registry: Registry,
+    archs: Sequence[str],
+    regs: Sequence[str],
+    seeds: Sequence[int],
+    protocol: Protocol,
+    reg_params: Mapping[str, Mapping[str, Any]] | None = None,
+    tuned: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+) -> list[RunSpec]:
+    """Every (arch, reg, seed) cell; params are validated against each regularizer's bounds.
+
+    Explicit `reg_params` win over `tuned` values, which win over the plugin defaults.
+    """
+    check_protocol(protocol)
+    arch_names = expand_names("architectures", archs, registry)
+    reg_names = expand_names("regularizers", regs, registry)
+    dataset = registry.get("datasets", protocol.dataset)
+    from regbench.datasets import check_options
+
+    check_options(dataset, protocol.dataset_options)
+    reg_params = dict(reg_params or {})
+    for reg in reg_params:
+        registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
+    specs = []
+    for seed in seeds:
+        for arch in arch_names:
+            for reg in reg_names:
+                regularizer = registry.get("regularizers", reg)
+                from_tuning = dict((tuned or {}).get((arch, reg), {}))
+                explicit = dict(reg_params.get(reg, {}))
+                merged = {**from_tuning, **explicit}
+                params = regularizer.resolve(merged)
+                tuned_keys = tuple(sorted(k for k in from_tuning if k not in explicit))
+                specs.append(
+                    RunSpec(
+                        arch=arch,
+                        reg=reg,
+                        params=params,
+                        seed=seed,
+                        tuned=tuned_keys,
+                        **asdict(protocol),
+                    )
+                )
+    return specs
+
+
+def order_by_cost(
+    specs: Sequence[RunSpec], known_times: Mapping[str, float] | None = None
+) -> list[RunSpec]:
+    """Most expensive first: measured times from earlier runs where known, else the estimate."""
+    known_times = known_times or {}
+
+    def key(spec: RunSpec) -> float:
+        return known_times.get(f"{spec.arch}/{spec.reg}", spec.cost)
+
+    return sorted(specs, key=key, reverse=True)

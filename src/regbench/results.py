@@ -1,0 +1,45 @@
+"""Read an experiment's results as pandas DataFrames (safe while a grid is still running)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from regbench.errors import RegbenchError
+from regbench.store import DB_NAME
+
+
+class Results(NamedTuple):
+    """The runs table (one row per run) and the tidy epochs table."""
+
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+
+
+def _connect(folder: Path) -> sqlite3.Connection:
+    path = Path(folder) / DB_NAME
+    if not path.exists():
+        raise RegbenchError(f"{folder} holds no regbench results ({DB_NAME} not found)")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+
+
+def load(folder: str | Path) -> Results:
+    """Both tables of the experiment in `folder`; `params` is decoded from JSON to dicts."""
+    with _connect(Path(folder)) as db:
+        runs = pd.read_sql_query("SELECT * FROM runs ORDER BY started_at, run_id", db)
+        epochs = pd.read_sql_query("SELECT * FROM epochs ORDER BY run_id, epoch", db)
+    runs["params"] = runs["params"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
+    return Results(runs, epochs)
+
+
+def load_trials(folder: str | Path) -> pd.DataFrame:
+    """The tuning trials, one column per hyperparameter (prefixed `hp.`)."""
+    with _connect(Path(folder)) as db:
+        trials = pd.read_sql_query("SELECT * FROM trials ORDER BY arch, reg, trial_id", db)
+    values = trials.pop("values").map(lambda s: json.loads(s) if isinstance(s, str) else {})
+    expanded = pd.json_normalize(values.tolist()).add_prefix("hp.") if len(values) else None
+    return trials if expanded is None else pd.concat([trials, expanded], axis=1)

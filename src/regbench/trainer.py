@@ -1,0 +1,223 @@
+"""Train and evaluate one run: a RunSpec and its data in, a result row and epoch rows out.
+
+This runs inside whichever process the executor chose; it never touches the results store.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regbench._keras import import_keras
+from regbench.datasets import Splits
+from regbench.environment import environment
+from regbench.models import build_model, count_params, describe_model
+from regbench.plan import RunSpec
+from regbench.plugins import registry
+from regbench.seam import OptimizerSpec
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunResult:
+    """What a worker sends back: the row for the runs table and the tidy epoch rows."""
+
+    row: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _optimizer(keras, spec: OptimizerSpec):
+    return keras.optimizers.get({"class_name": spec.name, "config": dict(spec.kwargs)})
+
+
+def _history_callback(keras, spec: RunSpec, epochs: list, state: dict, progress: Progress | None):
+    """Record every epoch, stop on NaN/inf loss, note time-to-target, report progress."""
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            state["start"] = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            elapsed = time.perf_counter() - state["start"]
+            for key, value in logs.items():
+                split, metric = ("val", key[4:]) if key.startswith("val_") else ("train", key)
+                if metric not in ("loss", "accuracy"):
+                    continue
+                epochs.append(
+                    {
+                        "epoch": epoch + 1,
+                        "split": split,
+                        "metric": metric,
+                        "value": value,
+                        "elapsed_s": elapsed,
+                    }
+                )
+            state["epochs_run"] = epoch + 1
+            state["last"] = logs
+            if not math.isfinite(logs.get("loss", 0.0)):
+                state["diverged"] = f"loss became {logs.get('loss')} at epoch {epoch + 1}"
+                self.model.stop_training = True
+            if spec.target and "epochs_to_target" not in state:
+                metric, goal = spec.target
+                if logs.get(metric, -math.inf) >= goal:
+                    state["epochs_to_target"] = epoch + 1
+                    state["seconds_to_target"] = elapsed
+            if progress:
+                progress({"run_id": spec.run_id, "epoch": epoch + 1, "epochs": spec.epochs, **logs})
+
+    return Recorder()
+
+
+def train_run(
+    spec: RunSpec,
+    load_data: Callable[[], Splits],
+    models_dir: Path | None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train one run; any exception becomes a `failed` row instead of escaping.
+
+    This is the default trainer; executors call any function of this signature by its
+    'module:function' name.
+    """
+    started, clock = _now(), time.perf_counter()
+    row: dict[str, Any] = {
+        "run_id": spec.run_id,
+        "config_hash": spec.config_hash,
+        "stage": spec.stage,
+        "arch": spec.arch,
+        "reg": spec.reg,
+        "params": dict(spec.params),
+        "tuned": list(spec.tuned),
+        "seed": spec.seed,
+        "dataset": spec.dataset,
+        "dataset_options": dict(spec.dataset_options),
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "optimizer": spec.optimizer,
+        "learning_rate": spec.learning_rate,
+        "jit_compile": spec.jit_compile,
+        "precision": spec.precision,
+        "pipeline": "arrays",
+        "target": f"{spec.target[0]}>={spec.target[1]}" if spec.target else None,
+        "started_at": started,
+    }
+    epochs: list[dict[str, Any]] = []
+    keras = import_keras()
+    try:
+        row.update(environment())
+        data = load_data()
+        row.update(data.sizes)
+        row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress))
+    except Exception as exc:
+        row["status"] = "failed"
+        row["error"] = _one_line(exc)
+        row["traceback"] = traceback.format_exc()
+    finally:
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+        gc.collect()
+    row["ended_at"] = _now()
+    row["total_time_s"] = time.perf_counter() - clock
+    return RunResult(row, epochs)
+
+
+def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> dict[str, Any]:
+    reg = registry().get("regularizers", spec.reg)
+    arch = registry().get("architectures", spec.arch)
+    params = reg.resolve(spec.params)
+    keras.mixed_precision.set_global_policy(spec.precision)
+    model = build_model(arch, reg, params, data.input_shape, data.classes, seed=spec.seed)
+    opt = OptimizerSpec(
+        spec.optimizer, {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
+    )
+    model.compile(
+        optimizer=_optimizer(keras, reg.optimizer(params, opt)),
+        loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
+        metrics=["accuracy"],
+        jit_compile={"auto": "auto", "on": True, "off": False}[spec.jit_compile],
+    )
+    final = spec.stage == "final"
+    x_fit, y_fit = (
+        (np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]))
+        if final
+        else (data.x_train, data.y_train)
+    )
+    state: dict[str, Any] = {}
+    callbacks = [_history_callback(keras, spec, epochs, state, progress), *reg.callbacks(params)]
+    fit_start = time.perf_counter()
+    model.fit(
+        x_fit,
+        y_fit,
+        batch_size=spec.batch_size,
+        epochs=spec.epochs,
+        shuffle=True,
+        validation_data=None if final else (data.x_val, data.y_val),
+        callbacks=callbacks,
+        verbose=0,
+    )
+    train_time = time.perf_counter() - fit_start
+    last = state.get("last", {})
+    out: dict[str, Any] = {
+        **count_params(model),
+        "n_train": len(x_fit),
+        "n_val": 0 if final else len(data.x_val),
+        "epochs_run": state.get("epochs_run", 0),
+        "train_time_s": train_time,
+        "images_per_s": len(x_fit) * state.get("epochs_run", 0) / train_time
+        if train_time
+        else None,
+        "train_accuracy": last.get("accuracy"),
+        "train_loss": last.get("loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "val_loss": last.get("val_loss"),
+        "epochs_to_target": state.get("epochs_to_target"),
+        "seconds_to_target": state.get("seconds_to_target"),
+        "summary": describe_model(model),
+    }
+    if "diverged" in state:
+        return {**out, "status": "diverged", "error": state["diverged"]}
+    eval_start = time.perf_counter()
+    test_loss, test_accuracy = model.evaluate(
+        data.x_test, data.y_test, batch_size=max(spec.batch_size, 256), verbose=0
+    )
+    out.update(
+        test_loss=float(test_loss),
+        test_accuracy=float(test_accuracy),
+        eval_time_s=time.perf_counter() - eval_start,
+        status="ok",
+        error=None,
+    )
+    if models_dir is not None:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        path = models_dir / f"{spec.run_id}.keras"
+        tmp = path.with_name(f".{path.stem}.tmp.keras")
+        model.save(tmp)
+        tmp.replace(path)
+        out["model_path"] = str(path)
+    return out
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "resourceexhausted" in text or "out of memory" in text or isinstance(exc, MemoryError)
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    prefix = "out of memory: " if _is_oom(exc) else ""
+    return f"{prefix}{type(exc).__name__}: {message}"[:500]

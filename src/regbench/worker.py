@@ -1,0 +1,78 @@
+"""The long-lived worker process: loads each dataset once, trains the runs it is sent."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from regbench.datasets import Splits
+from regbench.plan import RunSpec
+from regbench.plugins import registry
+
+
+def resolve_trainer(path: str) -> Callable[..., Any]:
+    """'module:function' to the trainer function (picklable by name, so workers can find it)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class DataCache:
+    """Datasets loaded by this process, keyed by what makes them differ."""
+
+    def __init__(self, data_dir: Path | None, cache_dir: Path | None) -> None:
+        self.data_dir, self.cache_dir = data_dir, cache_dir
+        self._loaded: dict[str, Splits] = {}
+
+    def get(self, spec: RunSpec) -> Splits:
+        key = f"{spec.dataset}|{sorted(spec.dataset_options.items())}|{spec.seed}"
+        if key not in self._loaded:
+            dataset = registry().get("datasets", spec.dataset)
+            options = {
+                **spec.dataset_options,
+                "data_dir": self.data_dir,
+                "cache_dir": self.cache_dir,
+            }
+            self._loaded = {key: dataset.load(spec.seed, options)}  # keep one: memory stays flat
+        return self._loaded[key]
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Die with the parent: a killed scheduler must leave no worker behind."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def worker_main(
+    worker_id: str,
+    env: dict[str, str],
+    parent: int,
+    inbox,
+    outbox,
+    trainer: str,
+    data_dir: Path | None,
+    cache_dir: Path | None,
+    models_dir: Path | None,
+) -> None:
+    """Serve runs from `inbox` until it yields None; post ('start'|'progress'|'result', ...)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    os.environ.update(env)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    train = resolve_trainer(trainer)
+    data = DataCache(data_dir, cache_dir)
+    while (spec := inbox.get()) is not None:
+        outbox.put(("start", worker_id, spec.run_id))
+        result = train(
+            spec,
+            lambda spec=spec: data.get(spec),
+            models_dir,
+            lambda info: outbox.put(("progress", worker_id, info)),
+        )
+        outbox.put(("result", worker_id, result))
