@@ -151,7 +151,7 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
 
     for kind in KINDS:
         hook = getattr(pm.hook, f"register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+        for impl in hook.get_hookimpls():  # in registration order: built-ins first
             origin = origins[impl.plugin_name]
             try:
                 impl.function(register=lambda obj, k=kind, o=origin: registry._add(k, obj, o))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from regbench._keras import import_keras
 from regbench.errors import RegbenchError
 
 DEFAULT_LAYERS = 4
@@ -101,7 +102,7 @@ def layer_outputs(model: Any, image: np.ndarray, count: int | None = None) -> li
     Sequential model does not always have; this works on every backend. Outputs keep the
     batch axis of one.
     """
-    keras = _keras()
+    keras = import_keras()
     x = keras.ops.convert_to_tensor(check_image(image)[None])
     results = []
     for layer in model.layers[: None if count is None else max(int(count), 0)]:
@@ -115,9 +116,3 @@ def class_name(index: int, names: Sequence[str] | None) -> str:
     if names is not None and 0 <= index < len(names):
         return str(names[index])
     return f"class {index}"
-
-
-def _keras():
-    from regbench._keras import import_keras
-
-    return import_keras()

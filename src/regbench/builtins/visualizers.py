@@ -16,15 +16,9 @@ from typing import Any
 import numpy as np
 
 from regbench import hookimpl
+from regbench._keras import import_keras
 from regbench.errors import RegbenchError
-from regbench.visualizer import (
-    DEFAULT_LAYERS,
-    Visualizer,
-    _keras,
-    check_image,
-    class_name,
-    layer_outputs,
-)
+from regbench.visualizer import DEFAULT_LAYERS, Visualizer, check_image, class_name, layer_outputs
 
 DEFAULT_DPI = 120
 DEFAULT_FILTERS = 8
@@ -66,7 +60,13 @@ def _prefix(options: Mapping[str, Any]) -> str:
 
 
 def _numpy(tensor: Any) -> np.ndarray:
-    return np.asarray(_keras().ops.convert_to_numpy(tensor), dtype=np.float32)
+    """A tensor or variable as float32 numpy, on any backend."""
+    keras = import_keras()
+    if keras.backend.backend() == "tensorflow" and hasattr(tensor, "numpy"):
+        # keras.ops.convert_to_numpy goes through np.array(), which makes NumPy 2 warn about
+        # TensorFlow's __array__ on every call; .numpy() is the same copy without the noise.
+        return np.asarray(tensor.numpy(), dtype=np.float32)
+    return np.asarray(keras.ops.convert_to_numpy(tensor), dtype=np.float32)
 
 
 def is_diverging(layer_type: str, values: np.ndarray) -> bool:
@@ -104,17 +104,19 @@ def _extend(values: np.ndarray, vmin: float, vmax: float) -> str:
 
 
 def _grid(count: int) -> tuple[int, int]:
-    """Rows and columns of a square-ish grid (64 -> 8x8, 32 -> 5x7... never wider than tall+1)."""
+    """Rows and columns of a square-ish grid: 64 -> 8x8, 32 -> 6x6, 10 -> 3x4."""
     cols = max(1, math.ceil(math.sqrt(count)))
     rows = max(1, math.ceil(count / cols))
     return rows, cols
 
 
 def _show_image(ax, image: np.ndarray) -> None:
-    if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    else:
+    """The input as the model sees it: RGB(A) in colour, anything else as its gray mean."""
+    if image.shape[-1] in (3, 4):
         ax.imshow(np.clip(image[..., :3], 0.0, 1.0), interpolation="nearest")
+    else:
+        gray = image.mean(axis=-1)
+        ax.imshow(gray, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -375,12 +377,12 @@ def filters_figure(
         colorbar.set_label("weight (0 = white)", fontsize=8.5)
         colorbar.ax.set_label("colorbar")
     scale = "one scale for all layers" if shared_scale else "one scale per layer"
-    which = (
-        "the first Conv2D layer" if len(reduced) == 1 else f"the first {len(reduced)} Conv2D layers"
-    )
+    if len(reduced) == 1:
+        which = f"Filters of the only Conv2D layer (the last {count})"
+    else:
+        which = f"Filters of the first two Conv2D layers (the last {count} of each)"
     figure.suptitle(
-        f"{title}Filters of {which} (the last {count} of each)\n"
-        f"red positive, blue negative, white 0; {scale}, symmetric around 0",
+        f"{title}{which}\nred positive, blue negative, white 0; {scale}, symmetric around 0",
         fontsize=10.5,
     )
     return figure
@@ -394,7 +396,7 @@ class Filters(Visualizer):
     def render(
         self, model: Any, image: np.ndarray, out_dir: Path, options: Mapping[str, Any]
     ) -> list[Path]:
-        keras = _keras()
+        keras = import_keras()
         convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][:2]
         channel = options.get("kernel_channel", "mean")
         if channel != "mean" and (isinstance(channel, bool) or not isinstance(channel, int)):
@@ -414,7 +416,7 @@ class Filters(Visualizer):
 
 def _value_and_gradient(function: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
     """d function(x) / dx for a scalar function, on whichever backend Keras runs."""
-    keras = _keras()
+    keras = import_keras()
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -440,7 +442,7 @@ def _value_and_gradient(function: Callable[[Any], Any], x: Any) -> tuple[Any, An
 
 def _target_layer(model: Any, outputs: Sequence[tuple[Any, Any]]) -> int:
     """Index of the last Conv2D layer, else of the last layer with a feature-map output."""
-    keras = _keras()
+    keras = import_keras()
     convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
     if convs:
         return convs[-1]
@@ -459,7 +461,7 @@ def gradcam(model: Any, image: np.ndarray, class_index: int | None = None) -> di
     image size), `coarse` (the map at the layer's resolution, unnormalised), `probs`,
     `predicted`, `target` and `layer` (its name).
     """
-    keras = _keras()
+    keras = import_keras()
     ops = keras.ops
     image = check_image(image, model)
     outputs = layer_outputs(model, image)
@@ -534,7 +536,8 @@ def gradcam_figure(
 ):
     """Input, Grad-CAM heatmap and overlay in a row (axes labelled input/heatmap/overlay)."""
     image = check_image(image)
-    figure = _figure((11.0, 4.3))
+    aspect = min(1.6, max(0.35, image.shape[0] / image.shape[1]))
+    figure = _figure((11.0, 1.2 + 3.1 * aspect))
     axes = figure.subplots(1, 3)
     for ax, label in zip(axes, ("input", "heatmap", "overlay"), strict=True):
         ax.set_label(label)

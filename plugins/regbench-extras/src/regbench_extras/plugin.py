@@ -4,6 +4,7 @@ Importing this module must stay cheap (no Keras): `regbench list` imports every 
 """
 
 from regbench import hookimpl
+
 from regbench_extras.architectures import VGG_MINI
 from regbench_extras.regularizers import REGULARIZERS
 

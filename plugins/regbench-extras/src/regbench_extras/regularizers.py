@@ -32,11 +32,9 @@ class SpatialDropout(Regularizer):
 
 class GaussianNoise(Regularizer):
     name = "gaussian_noise"
-    description = "Additive zero-mean Gaussian noise at every [D] point, in training only"
+    description = "Additive Gaussian noise at every [D] point, maps and vectors, training only"
     family = NOISE
-    hparams = (
-        HParam("stddev", 0.1, 1e-3, 1.0, log=True, help="standard deviation of the noise"),
-    )
+    hparams = (HParam("stddev", 0.1, 1e-3, 1.0, log=True, help="standard deviation of the noise"),)
 
     def layers_at(self, point: Point, params: Mapping[str, Any]) -> list:
         return [import_keras().layers.GaussianNoise(params["stddev"])]
@@ -68,9 +66,7 @@ class L1L2(Regularizer):
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
     description = "Crossentropy against smoothed targets: (1-s) one-hot + s/classes"
-    hparams = (
-        HParam("smoothing", 0.1, 0.0, 0.5, help="probability mass spread over all classes"),
-    )
+    hparams = (HParam("smoothing", 0.1, 0.0, 0.5, help="probability mass spread over all classes"),)
 
     def loss(self, params: Mapping[str, Any], loss: Any) -> Any:
         from regbench_extras.losses import SparseLabelSmoothing  # imports Keras: only when run
@@ -99,7 +95,7 @@ class WeightDecay(Regularizer):
     loss term does not interact with adaptive learning rates."""
 
     name = "weight_decay"
-    description = "Decoupled weight decay in the optimizer (default 5e-4, the CIFAR custom)"
+    description = "Decoupled weight decay in the optimizer (default 5e-4, common for CIFAR)"
     hparams = (
         HParam("decay", 5e-4, 1e-6, 1e-1, log=True, help="fraction of each weight removed/step"),
     )

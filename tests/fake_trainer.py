@@ -1,0 +1,50 @@
+"""A trainer plugin that trains nothing: for testing and timing the scheduler itself.
+
+FAKE_SLEEP (seconds per run), FAKE_DIE_ON (a run's arch/reg: its worker kills itself) and
+FAKE_LOG (a file each run appends its id to) steer it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime
+
+from regbench.trainer import RunResult
+
+
+def train(spec, load_data, models_dir, progress):
+    if os.environ.get("FAKE_DIE_ON") == f"{spec.arch}/{spec.reg}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    if log := os.environ.get("FAKE_LOG"):
+        with open(log, "a") as handle:
+            handle.write(f"{spec.run_id} {os.getpid()}\n")
+    progress({"run_id": spec.run_id, "epoch": 1, "epochs": 1, "accuracy": 0.5})
+    now = datetime.now(UTC).isoformat()
+    score = (hash(spec.run_id) % 1000) / 1000
+    return RunResult(
+        {
+            "run_id": spec.run_id,
+            "config_hash": spec.config_hash,
+            "stage": spec.stage,
+            "arch": spec.arch,
+            "reg": spec.reg,
+            "params": dict(spec.params),
+            "seed": spec.seed,
+            "dataset": spec.dataset,
+            "epochs": spec.epochs,
+            "status": "ok",
+            "train_accuracy": score,
+            "val_accuracy": score,
+            "test_accuracy": score,
+            "total_params": 1,
+            "train_time_s": 0.0,
+            "started_at": now,
+            "ended_at": now,
+            "device": f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}",
+            "host": str(os.getpid()),
+        },
+        [{"epoch": 1, "split": "val", "metric": "accuracy", "value": score, "elapsed_s": 0.0}],
+    )

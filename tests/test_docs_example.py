@@ -1,0 +1,40 @@
+"""The plugin example in docs/plugins.md runs as documented: exec it, register it, build with it."""
+
+from __future__ import annotations
+
+import re
+import types
+from pathlib import Path
+
+import numpy as np
+
+from regbench.builtins.architectures import MODEL1
+from regbench.models import build_model
+from regbench.plugins import Origin, build_registry
+from regbench.testing import check_model
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+MARKER = "<!-- tested: tests/test_docs_example.py runs the next block -->"
+
+
+def _example_module() -> types.ModuleType:
+    """The fenced python block right after the marker, executed as a module of its own."""
+    found = re.search(re.escape(MARKER) + r"\s*```python\n(.*?)\n```", DOC.read_text(), re.S)
+    assert found, f"{DOC} lost its tested example (the block after {MARKER})"
+    module = types.ModuleType("regbench_docs_example")
+    exec(compile(found.group(1), str(DOC), "exec"), module.__dict__)
+    return module
+
+
+def test_documented_example_registers_and_builds() -> None:
+    origin = Origin("docs-example", "0")
+    registry = build_registry(extra_plugins=((_example_module(), origin),))
+    assert not [broken for broken in registry.broken if broken.origin == origin]
+    entry = registry.entries["regularizers"]["gaussian_dropout"]
+    assert entry.origin == origin
+    regularizer = entry.obj
+    model = build_model(registry.get("architectures", "model1"), regularizer, {"rate": 0.3})
+    assert [type(layer).__name__ for layer in model.layers].count("GaussianDropout") == 2
+    probabilities = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32), training=False))
+    assert probabilities.shape == (2, 10)
+    check_model(regularizer, MODEL1)
