@@ -145,6 +145,29 @@ def test_unusable_optimizer_is_caught() -> None:
         check_training_contract(Typo(), MODEL1, input_shape=(8, 8, 3))
 
 
+def test_a_plain_loss_function_is_accepted() -> None:
+    class Function(Regularizer):
+        name = "function"
+        description = "a loss function, not a Loss object: compile takes either"
+
+        def loss(self, params, loss):
+            return import_keras().losses.sparse_categorical_crossentropy
+
+    check_training_contract(Function(), MODEL1, input_shape=(8, 8, 3))
+
+
+def test_a_dense_label_loss_is_caught() -> None:
+    class Dense(Regularizer):
+        name = "dense"
+        description = "expects one-hot labels, but the trainer gives sparse ones"
+
+        def loss(self, params, loss):
+            return import_keras().losses.CategoricalCrossentropy()
+
+    with pytest.raises(AssertionError, match="sparse integer labels"):
+        check_training_contract(Dense(), MODEL1, input_shape=(8, 8, 3))
+
+
 def test_unsaveable_layer_is_caught() -> None:
     lam = _Layers(lambda keras: keras.layers.Lambda(lambda t: t))
     with pytest.raises(AssertionError, match="save and load"):

@@ -165,9 +165,9 @@ def test_featuremaps_render_writes_one_png_per_layer(tmp_path):
         assert path.name.startswith(f"featuremaps_{index:02d}_{stem}")
     for path in paths:
         assert_non_blank(path)
-    two = visualizer.render(
-        model("model1", "none"), random_image(), tmp_path, {**FAST, "layers": 2}
-    )
+    # Options may come from a command line as strings.
+    options = {"layers": "2", "dpi": "30"}
+    two = visualizer.render(model("model1", "none"), random_image(), tmp_path, options)
     assert len(two) == 2
 
 
@@ -301,6 +301,8 @@ def test_gradcam_figure_and_render(tmp_path):
     assert_non_blank(path)
     with pytest.raises(RegbenchError, match="out of range"):
         visualizer.render(model("model1", "l2"), random_image(), tmp_path, {"label": 10})
+    with pytest.raises(RegbenchError, match="class index"):
+        visualizer.render(model("model1", "l2"), random_image(), tmp_path, {"label": "horse"})
 
 
 # ---------------------------------------------------------------- every model, every visualizer

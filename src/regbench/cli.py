@@ -520,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--executor", choices=("local", "inprocess", "ray"), default="local")
         p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
         p.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU")
+        p.add_argument("--ray-address", help="Ray cluster to use with --executor ray "
+                       "(default: start a local one)")
         p.add_argument("--workers", type=int, help="worker processes when running on CPU")
         p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_run)

@@ -45,6 +45,7 @@ class ExecutorOptions:
     devices: Sequence[str] | None = None  # None: detect; [] or ["cpu"]: CPU
     per_device: int = 1
     workers: int | None = None  # CPU workers (default 1, which measured fastest on 2 cores)
+    ray_address: str | None = None  # None: start a local Ray
     extra_env: dict[str, str] = field(default_factory=dict)
 
 

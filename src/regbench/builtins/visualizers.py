@@ -49,8 +49,12 @@ def _save(figure, path: Path, dpi: int) -> Path:
 
 def _dpi(options: Mapping[str, Any]) -> int:
     dpi = options.get("dpi", DEFAULT_DPI)
-    if not isinstance(dpi, int | float) or not 10 <= dpi <= 1200:
-        raise RegbenchError(f"dpi={dpi!r} must be a number between 10 and 1200")
+    try:
+        dpi = float(dpi)
+    except (TypeError, ValueError):
+        dpi = float("nan")
+    if not 10 <= dpi <= 1200:
+        raise RegbenchError(f"dpi={options.get('dpi')!r} must be a number between 10 and 1200")
     return int(dpi)
 
 
@@ -125,13 +129,32 @@ def _shape_text(shape: Sequence[int]) -> str:
     return "\u00d7".join(str(int(d)) for d in shape)
 
 
+def _whole(value: Any) -> int | None:
+    """An int from an int or an int-like string (options may come from a command line)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
 def _options_int(options: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
-    value = options.get(key, default)
+    value = options.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+    number = _whole(value)
+    if number is None or number < low:
         raise RegbenchError(f"{key}={value!r} must be a whole number of at least {low}")
-    return int(value)
+    return number
+
+
+def _options_flag(options: Mapping[str, Any], key: str) -> bool:
+    value = options.get(key, False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 # ---------------------------------------------------------------- feature maps
@@ -265,6 +288,8 @@ def featuremap_figure(
 
 
 class FeatureMaps(Visualizer):
+    """The lab's feature maps: one PNG per layer. Options: layers, title, dpi."""
+
     name = "featuremaps"
     aliases = ("activations",)
     description = "Outputs of the first N layers (default 4) for one image, channels in a grid"
@@ -389,6 +414,9 @@ def filters_figure(
 
 
 class Filters(Visualizer):
+    """The lab's filter figure: one PNG. Options: filters (how many, default 8),
+    kernel_channel ('mean' or an input channel index), shared_scale, title, dpi."""
+
     name = "filters"
     aliases = ("kernels",)
     description = "The last eight kernels of the first Conv2D layer beside those of the second"
@@ -398,14 +426,18 @@ class Filters(Visualizer):
     ) -> list[Path]:
         keras = import_keras()
         convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][:2]
-        channel = options.get("kernel_channel", "mean")
-        if channel != "mean" and (isinstance(channel, bool) or not isinstance(channel, int)):
-            raise RegbenchError(f"kernel_channel={channel!r} must be 'mean' or an input index")
+        channel: str | int | None = options.get("kernel_channel", "mean")
+        if channel != "mean":
+            channel = _whole(channel)
+            if channel is None:
+                raise RegbenchError(
+                    f"kernel_channel={options['kernel_channel']!r} must be 'mean' or an index"
+                )
         figure = filters_figure(
             [(layer.name, _numpy(layer.kernel)) for layer in convs],
             count=_options_int(options, "filters", DEFAULT_FILTERS),
             channel=channel,
-            shared_scale=bool(options.get("shared_scale", False)),
+            shared_scale=_options_flag(options, "shared_scale"),
             title=_prefix(options),
         )
         return [_save(figure, Path(out_dir) / "filters.png", _dpi(options))]
@@ -576,6 +608,9 @@ def gradcam_figure(
 
 
 class GradCam(Visualizer):
+    """Where the last conv layer sees evidence for a class: one PNG. Options: label (the class
+    to explain; default the predicted one), class_names, title, dpi."""
+
     name = "gradcam"
     aliases = ("grad-cam",)
     description = "Grad-CAM heatmap of the predicted (or given) class over the image"
@@ -584,10 +619,10 @@ class GradCam(Visualizer):
         self, model: Any, image: np.ndarray, out_dir: Path, options: Mapping[str, Any]
     ) -> list[Path]:
         label = options.get("label")
-        if label is not None and (
-            isinstance(label, bool) or not isinstance(label, int | np.integer)
-        ):
-            raise RegbenchError(f"label={label!r} must be a class index")
+        if label is not None:
+            label = _whole(label)
+            if label is None:
+                raise RegbenchError(f"label={options['label']!r} must be a class index")
         result = gradcam(model, image, label)
         figure = gradcam_figure(
             check_image(image),
