@@ -217,6 +217,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "target": None,
     "jit_compile": "auto",
     "precision": "float32",
+    "steps_per_execution": 1,
     "out": None,
     "dataset_options": {},
     "params": {},
@@ -266,6 +267,7 @@ def _plan(args: argparse.Namespace):
         target=_target(settings["target"]),
         jit_compile=settings["jit_compile"],
         precision=settings["precision"],
+        steps_per_execution=int(settings["steps_per_execution"]),
     )
     out = Path(settings["out"] or Path("reports") / settings["name"])
     tuned = None
@@ -483,6 +485,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="record time to reach it, e.g. val_accuracy=0.5")
     p.add_argument("--jit-compile", choices=("auto", "on", "off"))
     p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    p.add_argument(
+        "--steps-per-execution",
+        type=int,
+        help="training steps per compiled call (fewer host round trips)",
+    )
     p.add_argument("--out", help="experiment folder (default reports/<experiment name>)")
 
 
@@ -520,8 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--executor", choices=("local", "inprocess", "ray"), default="local")
         p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
         p.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU")
-        p.add_argument("--ray-address", help="Ray cluster to use with --executor ray "
-                       "(default: start a local one)")
+        p.add_argument(
+            "--ray-address",
+            help="Ray cluster to use with --executor ray (default: start a local one)",
+        )
         p.add_argument("--workers", type=int, help="worker processes when running on CPU")
         p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_run)

@@ -25,6 +25,7 @@ KEYS = {
     "out",
     "jit_compile",
     "precision",
+    "steps_per_execution",
 }
 
 

@@ -33,6 +33,7 @@ class RunSpec:
     target: tuple[str, float] | None = None
     jit_compile: str = "auto"
     precision: str = "float32"
+    steps_per_execution: int = 1
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
 
@@ -70,6 +71,7 @@ class Protocol:
     target: tuple[str, float] | None = None
     jit_compile: str = "auto"
     precision: str = "float32"
+    steps_per_execution: int = 1
 
 
 def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> list[str]:
@@ -126,6 +128,10 @@ def check_protocol(protocol: Protocol) -> None:
         raise RegbenchError(f"--learning-rate must be positive; got {protocol.learning_rate}")
     if protocol.jit_compile not in JIT_CHOICES:
         raise RegbenchError(f"--jit-compile must be one of {', '.join(JIT_CHOICES)}")
+    if protocol.steps_per_execution < 1:
+        raise RegbenchError(
+            f"--steps-per-execution must be at least 1; got {protocol.steps_per_execution}"
+        )
     if protocol.precision not in PRECISIONS:
         raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
 

@@ -20,8 +20,9 @@ def _train_task(spec: RunSpec, options: ExecutorOptions):
 
     if _DATA is None or (_DATA.data_dir, _DATA.cache_dir) != (options.data_dir, options.cache_dir):
         _DATA = DataCache(options.data_dir, options.cache_dir)
-    result = resolve_trainer(options.trainer)(spec, lambda: _DATA.get(spec), options.models_dir,
-                                              lambda info: None)
+    result = resolve_trainer(options.trainer)(
+        spec, lambda: _DATA.get(spec), options.models_dir, lambda info: None
+    )
     result.row["worker"] = f"ray:{os.uname().nodename}:{os.getpid()}"
     return result
 
@@ -38,14 +39,19 @@ def run_with_ray(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hook
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+            ray.init(
+                address=options.ray_address,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}},
+            )
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise RegbenchError(f"cannot reach Ray at {options.ray_address}: {exc}") from None
     try:
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(_train_task).options(
-            num_cpus=1, num_gpus=1 / options.per_device if has_gpus else 0, max_retries=0)
+            num_cpus=1, num_gpus=1 / options.per_device if has_gpus else 0, max_retries=0
+        )
         pending = {task.remote(spec, options): spec for spec in specs}
         for spec in specs:
             hooks.on_start(spec.run_id, "ray")

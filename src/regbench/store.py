@@ -58,6 +58,7 @@ RUN_COLUMNS: dict[str, str] = {
     "seconds_to_target": "REAL",
     "jit_compile": "TEXT",
     "precision": "TEXT",
+    "steps_per_execution": "INTEGER",
     "pipeline": "TEXT",
     "model_path": "TEXT",
     "summary": "TEXT",

@@ -113,6 +113,7 @@ def train_run(
         "jit_compile": spec.jit_compile,
         "precision": spec.precision,
         "pipeline": "arrays",
+        "steps_per_execution": spec.steps_per_execution,
         "target": f"{spec.target[0]}>={spec.target[1]}" if spec.target else None,
         "started_at": started,
     }
@@ -150,6 +151,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
         loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
         metrics=["accuracy"],
         jit_compile={"auto": "auto", "on": True, "off": False}[spec.jit_compile],
+        steps_per_execution=spec.steps_per_execution,
     )
     final = spec.stage == "final"
     x_fit, y_fit = (
