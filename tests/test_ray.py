@@ -18,8 +18,7 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def local_ray():
     temp = tempfile.mkdtemp(prefix="rbray-", dir="/tmp")  # short: Ray's socket paths are limited
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_USAGE_STATS_ENABLED",
-                                            "FAKE_DIE_ON")}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_USAGE_STATS_ENABLED", "FAKE_DIE_ON")}
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved["PYTHONPATH"]) if p)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["FAKE_DIE_ON"] = "model1/l2"  # Ray's workers take the environment at init
@@ -35,10 +34,25 @@ def local_ray():
 
 
 def test_grid_on_ray_is_written_by_the_driver(local_ray, tmp_path):
-    code = main(["run", "--arch", "model1,model2", "--reg", "none,l2,dropout",
-                 "--dataset", "synthetic", "--dataset-option", "size=70",
-                 "--trainer", "fake_trainer:train", "--executor", "ray",
-                 "--out", str(tmp_path / "ray")])
+    code = main(
+        [
+            "run",
+            "--arch",
+            "model1,model2",
+            "--reg",
+            "none,l2,dropout",
+            "--dataset",
+            "synthetic",
+            "--dataset-option",
+            "size=70",
+            "--trainer",
+            "fake_trainer:train",
+            "--executor",
+            "ray",
+            "--out",
+            str(tmp_path / "ray"),
+        ]
+    )
     assert code == 1  # one task's worker killed itself
     runs = load(tmp_path / "ray").runs
     assert len(runs) == 6 and runs["run_id"].is_unique
@@ -49,8 +63,23 @@ def test_grid_on_ray_is_written_by_the_driver(local_ray, tmp_path):
 
 
 def test_a_real_run_on_ray(local_ray, tmp_path):
-    code = main(["run", "--arch", "model1", "--reg", "batchnorm", "--dataset", "digits",
-                 "--epochs", "1", "--executor", "ray", "--out", str(tmp_path / "real")])
+    code = main(
+        [
+            "run",
+            "--arch",
+            "model1",
+            "--reg",
+            "batchnorm",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--executor",
+            "ray",
+            "--out",
+            str(tmp_path / "real"),
+        ]
+    )
     assert code == 0
     row = load(tmp_path / "real").runs.iloc[0]
     assert row["status"] == "ok" and row["total_params"] == 53_322
