@@ -452,6 +452,124 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- visualize / final
+
+
+def _experiment(args: argparse.Namespace) -> Path:
+    return Path(args.experiment or Path("reports") / args.dataset)
+
+
+def _class_index(wanted: str | None, names: tuple[str, ...]) -> int | None:
+    if wanted is None:
+        return names.index("horse") if "horse" in names else None  # the lab's photo
+    if wanted in names:
+        return names.index(wanted)
+    if wanted.isdigit() and int(wanted) < len(names):
+        return int(wanted)
+    raise RegbenchError(f"--class {wanted!r} is not a class of this dataset ({', '.join(names)})")
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from regbench.lookup import finished_run, open_model
+    from regbench.plugins import registry
+
+    folder = _experiment(args)
+    if not args.run and not (args.arch and args.reg):
+        raise RegbenchError("name a run with --run RUN_ID, or a cell with --arch and --reg")
+    names = [n.strip() for n in args.with_.split(",") if n.strip()]
+    visualizers = [registry().get("visualizers", name) for name in names]
+    row = finished_run(folder, args.run, args.arch, args.reg)
+    dataset = registry().get("datasets", row["dataset"])
+    options = {**json.loads(row["dataset_options"] or "{}"), "data_dir": args.data_dir,
+               "cache_dir": _cache(args)}
+    data = dataset.load(int(row["seed"]), options)  # the run's own split: its test images
+    class_names = data.class_names
+    model = open_model(row)
+    if args.image:
+        from regbench.visualizer import load_image
+
+        image, label = load_image(args.image, model.input_shape[1:]), None
+    else:
+        wanted = _class_index(args.class_, class_names)
+        index = 0 if wanted is None else int((data.y_test == wanted).argmax())
+        image, label = data.x_test[index], int(data.y_test[index])
+    out_dir = Path(args.out or folder / "figures" / "visualize" / row["run_id"])
+    written: list[Path] = []
+    for visualizer in visualizers:
+        written += visualizer.render(model, image, out_dir / visualizer.name, {
+            "layers": args.layers, "class_names": class_names, "label": label,
+            "title": f"{row['arch']} + {row['reg']}"})
+    out = console()
+    for path in written:
+        out.print(str(path), markup=False, highlight=False)
+    return EXIT_OK
+
+
+def cmd_final(args: argparse.Namespace) -> int:
+    """Retrain one cell on train+validation and read the test split once (the lab's last step)."""
+    from regbench import leaderboard
+    from regbench.executor import ExecutorOptions, Hooks, run_in_process
+    from regbench.plan import RunSpec
+    from regbench.results import load
+    from regbench.store import Store
+
+    folder = _experiment(args)
+    runs, epochs = load(folder)
+    if args.best:
+        board = leaderboard.table(runs, epochs)
+        if board.empty:
+            raise RegbenchError(f"--best: {folder} has no finished grid runs to choose from")
+        arch, reg = board.iloc[0]["arch"], board.iloc[0]["reg"]
+    elif args.arch and args.reg:
+        arch, reg = args.arch, args.reg
+    else:
+        raise RegbenchError("choose the cell with --arch and --reg, or take the best with --best")
+    from regbench.lookup import finished_run
+
+    source = finished_run(folder, None, arch, reg)  # the protocol of the grid run it repeats
+    spec = RunSpec(
+        arch=arch, reg=reg, params=source["params"], seed=args.seed,
+        dataset=source["dataset"], dataset_options=json.loads(source["dataset_options"] or "{}"),
+        epochs=args.epochs, batch_size=int(source["batch_size"]), optimizer=source["optimizer"],
+        learning_rate=None if pd_isna(source["learning_rate"]) else float(source["learning_rate"]),
+        jit_compile=source["jit_compile"] or "auto", precision=source["precision"] or "float32",
+        stage="final",
+    )
+    store = Store(folder)
+    out = console()
+    results = []
+    try:
+        def on_result(result) -> None:
+            result.row.pop("traceback", None)
+            store.record_run(result.row, result.epochs)
+            results.append(result.row)
+
+        options = ExecutorOptions(data_dir=Path(args.data_dir) if args.data_dir else None,
+                                  cache_dir=_cache(args), models_dir=folder / "models")
+        out.print(f"final stage: {arch} + {reg}, {args.epochs} epochs on train+validation")
+        run_in_process([spec], options, Hooks(on_result=on_result))
+    finally:
+        store.close()
+    row = results[0]
+    if row["status"] != "ok":
+        out.print(f"final run {row['run_id']} {row['status']}: {row.get('error')}")
+        return EXIT_FAILED_RUNS
+    from regbench.figures import final_figure
+
+    figures = folder / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    path = figures / f"{row['run_id']}.png"
+    final_figure(load(folder).epochs, row["run_id"]).savefig(path, dpi=120)
+    out.print(f"{row['run_id']}: trained on {row['n_train']:,} images in "
+              f"{row['train_time_s'] / 60:.2f} min; test accuracy {row['test_accuracy']:.4f} "
+              f"({row['n_test']:,} images, read once)\nfigure: {path}")
+    return EXIT_OK
+
+
+def pd_isna(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -534,6 +652,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, help="worker processes when running on CPU")
         p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("visualize", help="feature maps, filters and Grad-CAM of a trained run")
+    p.add_argument("--run", help="run id (see `regbench leaderboard`)")
+    p.add_argument("--arch")
+    p.add_argument("--reg")
+    p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
+    p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
+    p.add_argument("--image", help="any image file; resized to the model's input")
+    p.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="without --image: the first test image of this class (default horse)")
+    p.add_argument("--layers", type=int, default=4, help="feature maps of the first N layers")
+    p.add_argument("--with", dest="with_", default="featuremaps,filters,gradcam",
+                   help="visualizers to run, comma separated")
+    p.add_argument("--out", help="folder for the figures")
+    p.add_argument("--data-dir")
+    p.add_argument("--cache-dir")
+    p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("final", help="retrain a cell on train+validation, test it once")
+    p.add_argument("--arch")
+    p.add_argument("--reg")
+    p.add_argument("--best", action="store_true", help="the cell with the best mean val accuracy")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
+    p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
+    p.add_argument("--data-dir")
+    p.add_argument("--cache-dir")
+    p.set_defaults(func=cmd_final)
 
     p = sub.add_parser("leaderboard", help="the ranked results of an experiment folder")
     p.add_argument("experiment")

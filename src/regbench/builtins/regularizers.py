@@ -34,6 +34,7 @@ class BatchNorm(Regularizer):
     name = "batchnorm"
     description = "BatchNormalization at the lab's [B] points"
     family = NORM
+    adds_params = True  # gamma, beta and the two moving statistics per feature
 
     def layers_at(self, point, params):
         return [import_keras().layers.BatchNormalization()]

@@ -1,0 +1,45 @@
+"""Find a finished run of an experiment and reopen its trained model (visualize, final)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from regbench.errors import RegbenchError
+from regbench.results import load
+
+
+def finished_run(folder: Path, run_id: str | None = None, arch: str | None = None,
+                 reg: str | None = None) -> pd.Series:
+    """The run named `run_id`, or the best-validated ok grid run of (arch, reg)."""
+    runs = load(folder).runs
+    if run_id:
+        match = runs[runs["run_id"] == run_id]
+        if match.empty:
+            raise RegbenchError(f"no run {run_id!r} in {folder}; `regbench leaderboard {folder}` "
+                                "lists them")
+        row = match.iloc[0]
+        if row["status"] != "ok":
+            raise RegbenchError(f"run {run_id} has not finished ok (status {row['status']}): "
+                                "there is no trained model to use")
+        return row
+    cell = runs[(runs["arch"] == arch) & (runs["reg"] == reg) & (runs["status"] == "ok")
+                & (runs["stage"].fillna("grid") == "grid")]
+    if cell.empty:
+        raise RegbenchError(
+            f"no finished {arch} + {reg} run in {folder}; train it first with "
+            f"`regbench run --arch {arch} --reg {reg} --out {folder}`"
+        )
+    return cell.sort_values("val_accuracy", ascending=False).iloc[0]
+
+
+def open_model(row: pd.Series) -> Any:
+    """The trained Keras model saved with a run (compile state is not needed to look at it)."""
+    path = row.get("model_path")
+    if not isinstance(path, str) or not Path(path).exists():
+        raise RegbenchError(f"run {row['run_id']} has no saved model (looked for {path})")
+    from regbench._keras import import_keras
+
+    return import_keras().saving.load_model(path, compile=False)

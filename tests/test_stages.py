@@ -1,0 +1,86 @@
+"""The stages after the grid: `visualize` on a trained run and `final` on train+validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regbench.cli import main
+from regbench.results import load
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exp")
+    code = main(["run", "--arch", "model1,model3", "--reg", "none,batchnorm", "--dataset",
+                 "digits", "--epochs", "1", "--out", str(folder), "--executor", "inprocess"])
+    assert code == 0
+    return folder
+
+
+def test_visualize_a_cell_writes_every_figure(experiment, tmp_path, cli):
+    out = tmp_path / "figs"
+    result = cli("visualize", "--arch", "model3", "--reg", "batchnorm", "--experiment",
+                 str(experiment), "--out", str(out), "--class", "3")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert names == [
+        "featuremaps/featuremaps_01_conv2d.png", "featuremaps/featuremaps_02_max_pooling2d.png",
+        "featuremaps/featuremaps_03_conv2d_1.png",
+        "featuremaps/featuremaps_04_batch_normalization.png", "filters/filters.png",
+        "gradcam/gradcam.png"]
+
+
+def test_visualize_a_run_with_an_image_file(experiment, tmp_path, cli):
+    from PIL import Image
+
+    photo = tmp_path / "horse.jpg"
+    pixels = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo)
+    run_id = load(experiment).runs.query("arch == 'model1' and reg == 'none'")["run_id"].iloc[0]
+    result = cli("visualize", "--run", run_id, "--experiment", str(experiment), "--image",
+                 str(photo), "--with", "featuremaps", "--layers", "2", "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "o").rglob("*.png"))) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--run", "nope"], "no run 'nope'"),
+    (["--arch", "model2", "--reg", "none"], "no finished model2 + none run"),
+    (["--arch", "model1", "--reg", "none", "--image", "/nonexistent.png"], "no such file"),
+    (["--arch", "model1", "--reg", "none", "--with", "heatmap"], "unknown visualizer 'heatmap'"),
+    (["--arch", "model1"], "name a run with --run"),
+])
+def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
+    result = cli("visualize", "--experiment", str(experiment), *args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, monkeypatch):
+    from regbench._keras import import_keras
+
+    keras = import_keras()
+    calls = []
+    evaluate = keras.Model.evaluate
+
+    def counting(self, x=None, *args, **kwargs):
+        calls.append(len(x))
+        return evaluate(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "evaluate", counting)
+    assert main(["final", "--best", "--epochs", "2", "--experiment", str(experiment)]) == 0
+    runs, epochs = load(experiment)
+    grid = runs[runs["stage"] == "grid"]
+    final = runs[runs["stage"] == "final"].iloc[0]
+    best = grid.sort_values("val_accuracy", ascending=False).iloc[0]
+    assert (final["arch"], final["reg"]) == (best["arch"], best["reg"])
+    assert final["n_train"] == best["n_train"] + best["n_val"] and final["n_val"] == 0
+    assert calls == [final["n_test"]]  # the test split, read once, and nothing else evaluated
+    final_epochs = epochs[epochs["run_id"] == final["run_id"]]
+    assert set(final_epochs["split"]) == {"train"} and final_epochs["epoch"].max() == 2
+    assert (experiment / "figures" / f"{final['run_id']}.png").exists()
+    # the final row never enters the grid's leaderboard
+    from regbench.leaderboard import table
+
+    assert len(table(runs, epochs)) == 4
