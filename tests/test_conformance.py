@@ -26,6 +26,7 @@ from regbench.testing import (
     invalid_hparam_values,
 )
 
+
 @pytest.mark.parametrize("name", ["none", "l2", "dropout", "batchnorm"])
 def test_builtin_regularizer_conforms(name: str) -> None:
     regularizer = build_registry().get("regularizers", name)

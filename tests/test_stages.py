@@ -12,23 +12,52 @@ from regbench.results import load
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exp")
-    code = main(["run", "--arch", "model1,model3", "--reg", "none,batchnorm", "--dataset",
-                 "digits", "--epochs", "1", "--out", str(folder), "--executor", "inprocess"])
+    code = main(
+        [
+            "run",
+            "--arch",
+            "model1,model3",
+            "--reg",
+            "none,batchnorm",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            str(folder),
+            "--executor",
+            "inprocess",
+        ]
+    )
     assert code == 0
     return folder
 
 
 def test_visualize_a_cell_writes_every_figure(experiment, tmp_path, cli):
     out = tmp_path / "figs"
-    result = cli("visualize", "--arch", "model3", "--reg", "batchnorm", "--experiment",
-                 str(experiment), "--out", str(out), "--class", "3")
+    result = cli(
+        "visualize",
+        "--arch",
+        "model3",
+        "--reg",
+        "batchnorm",
+        "--experiment",
+        str(experiment),
+        "--out",
+        str(out),
+        "--class",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert names == [
-        "featuremaps/featuremaps_01_conv2d.png", "featuremaps/featuremaps_02_max_pooling2d.png",
+        "featuremaps/featuremaps_01_conv2d.png",
+        "featuremaps/featuremaps_02_max_pooling2d.png",
         "featuremaps/featuremaps_03_conv2d_1.png",
-        "featuremaps/featuremaps_04_batch_normalization.png", "filters/filters.png",
-        "gradcam/gradcam.png"]
+        "featuremaps/featuremaps_04_batch_normalization.png",
+        "filters/filters.png",
+        "gradcam/gradcam.png",
+    ]
 
 
 def test_visualize_a_run_with_an_image_file(experiment, tmp_path, cli):
@@ -38,19 +67,38 @@ def test_visualize_a_run_with_an_image_file(experiment, tmp_path, cli):
     pixels = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(photo)
     run_id = load(experiment).runs.query("arch == 'model1' and reg == 'none'")["run_id"].iloc[0]
-    result = cli("visualize", "--run", run_id, "--experiment", str(experiment), "--image",
-                 str(photo), "--with", "featuremaps", "--layers", "2", "--out", str(tmp_path / "o"))
+    result = cli(
+        "visualize",
+        "--run",
+        run_id,
+        "--experiment",
+        str(experiment),
+        "--image",
+        str(photo),
+        "--with",
+        "featuremaps",
+        "--layers",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "o").rglob("*.png"))) == 2
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--run", "nope"], "no run 'nope'"),
-    (["--arch", "model2", "--reg", "none"], "no finished model2 + none run"),
-    (["--arch", "model1", "--reg", "none", "--image", "/nonexistent.png"], "no such file"),
-    (["--arch", "model1", "--reg", "none", "--with", "heatmap"], "unknown visualizer 'heatmap'"),
-    (["--arch", "model1"], "name a run with --run"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run", "nope"], "no run 'nope'"),
+        (["--arch", "model2", "--reg", "none"], "no finished model2 + none run"),
+        (["--arch", "model1", "--reg", "none", "--image", "/nonexistent.png"], "no such file"),
+        (
+            ["--arch", "model1", "--reg", "none", "--with", "heatmap"],
+            "unknown visualizer 'heatmap'",
+        ),
+        (["--arch", "model1"], "name a run with --run"),
+    ],
+)
 def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
     result = cli("visualize", "--experiment", str(experiment), *args)
     assert result.returncode == 2

@@ -375,13 +375,14 @@ def _show_plan(specs, out: Path) -> int:
 def _execute(specs, store, args: argparse.Namespace) -> int:
     from regbench import executor as ex
     from regbench.plan import order_by_cost
+    from regbench.plugins import registry
     from regbench.progress import GridProgress
 
     statuses = store.statuses()
     todo = [s for s in specs if args.force or statuses.get(s.config_hash) != "ok"]
     skipped = len(specs) - len(todo)
     out = console()
-    todo = order_by_cost(todo)
+    todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
     options = ex.ExecutorOptions(
         data_dir=Path(args.data_dir) if args.data_dir else None,
         cache_dir=_cache(args),
@@ -480,8 +481,11 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     visualizers = [registry().get("visualizers", name) for name in names]
     row = finished_run(folder, args.run, args.arch, args.reg)
     dataset = registry().get("datasets", row["dataset"])
-    options = {**json.loads(row["dataset_options"] or "{}"), "data_dir": args.data_dir,
-               "cache_dir": _cache(args)}
+    options = {
+        **json.loads(row["dataset_options"] or "{}"),
+        "data_dir": args.data_dir,
+        "cache_dir": _cache(args),
+    }
     data = dataset.load(int(row["seed"]), options)  # the run's own split: its test images
     class_names = data.class_names
     model = open_model(row)
@@ -496,9 +500,17 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or folder / "figures" / "visualize" / row["run_id"])
     written: list[Path] = []
     for visualizer in visualizers:
-        written += visualizer.render(model, image, out_dir / visualizer.name, {
-            "layers": args.layers, "class_names": class_names, "label": label,
-            "title": f"{row['arch']} + {row['reg']}"})
+        written += visualizer.render(
+            model,
+            image,
+            out_dir / visualizer.name,
+            {
+                "layers": args.layers,
+                "class_names": class_names,
+                "label": label,
+                "title": f"{row['arch']} + {row['reg']}",
+            },
+        )
     out = console()
     for path in written:
         out.print(str(path), markup=False, highlight=False)
@@ -528,24 +540,35 @@ def cmd_final(args: argparse.Namespace) -> int:
 
     source = finished_run(folder, None, arch, reg)  # the protocol of the grid run it repeats
     spec = RunSpec(
-        arch=arch, reg=reg, params=source["params"], seed=args.seed,
-        dataset=source["dataset"], dataset_options=json.loads(source["dataset_options"] or "{}"),
-        epochs=args.epochs, batch_size=int(source["batch_size"]), optimizer=source["optimizer"],
+        arch=arch,
+        reg=reg,
+        params=source["params"],
+        seed=args.seed,
+        dataset=source["dataset"],
+        dataset_options=json.loads(source["dataset_options"] or "{}"),
+        epochs=args.epochs,
+        batch_size=int(source["batch_size"]),
+        optimizer=source["optimizer"],
         learning_rate=None if pd_isna(source["learning_rate"]) else float(source["learning_rate"]),
-        jit_compile=source["jit_compile"] or "auto", precision=source["precision"] or "float32",
+        jit_compile=source["jit_compile"] or "auto",
+        precision=source["precision"] or "float32",
         stage="final",
     )
     store = Store(folder)
     out = console()
     results = []
     try:
+
         def on_result(result) -> None:
             result.row.pop("traceback", None)
             store.record_run(result.row, result.epochs)
             results.append(result.row)
 
-        options = ExecutorOptions(data_dir=Path(args.data_dir) if args.data_dir else None,
-                                  cache_dir=_cache(args), models_dir=folder / "models")
+        options = ExecutorOptions(
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            cache_dir=_cache(args),
+            models_dir=folder / "models",
+        )
         out.print(f"final stage: {arch} + {reg}, {args.epochs} epochs on train+validation")
         run_in_process([spec], options, Hooks(on_result=on_result))
     finally:
@@ -560,9 +583,11 @@ def cmd_final(args: argparse.Namespace) -> int:
     figures.mkdir(parents=True, exist_ok=True)
     path = figures / f"{row['run_id']}.png"
     final_figure(load(folder).epochs, row["run_id"]).savefig(path, dpi=120)
-    out.print(f"{row['run_id']}: trained on {row['n_train']:,} images in "
-              f"{row['train_time_s'] / 60:.2f} min; test accuracy {row['test_accuracy']:.4f} "
-              f"({row['n_test']:,} images, read once)\nfigure: {path}")
+    out.print(
+        f"{row['run_id']}: trained on {row['n_train']:,} images in "
+        f"{row['train_time_s'] / 60:.2f} min; test accuracy {row['test_accuracy']:.4f} "
+        f"({row['n_test']:,} images, read once)\nfigure: {path}"
+    )
     return EXIT_OK
 
 
@@ -660,11 +685,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
     p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
     p.add_argument("--image", help="any image file; resized to the model's input")
-    p.add_argument("--class", dest="class_", metavar="CLASS",
-                   help="without --image: the first test image of this class (default horse)")
+    p.add_argument(
+        "--class",
+        dest="class_",
+        metavar="CLASS",
+        help="without --image: the first test image of this class (default horse)",
+    )
     p.add_argument("--layers", type=int, default=4, help="feature maps of the first N layers")
-    p.add_argument("--with", dest="with_", default="featuremaps,filters,gradcam",
-                   help="visualizers to run, comma separated")
+    p.add_argument(
+        "--with",
+        dest="with_",
+        default="featuremaps,filters,gradcam",
+        help="visualizers to run, comma separated",
+    )
     p.add_argument("--out", help="folder for the figures")
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir")

@@ -11,22 +11,30 @@ from regbench.errors import RegbenchError
 from regbench.results import load
 
 
-def finished_run(folder: Path, run_id: str | None = None, arch: str | None = None,
-                 reg: str | None = None) -> pd.Series:
+def finished_run(
+    folder: Path, run_id: str | None = None, arch: str | None = None, reg: str | None = None
+) -> pd.Series:
     """The run named `run_id`, or the best-validated ok grid run of (arch, reg)."""
     runs = load(folder).runs
     if run_id:
         match = runs[runs["run_id"] == run_id]
         if match.empty:
-            raise RegbenchError(f"no run {run_id!r} in {folder}; `regbench leaderboard {folder}` "
-                                "lists them")
+            raise RegbenchError(
+                f"no run {run_id!r} in {folder}; `regbench leaderboard {folder}` lists them"
+            )
         row = match.iloc[0]
         if row["status"] != "ok":
-            raise RegbenchError(f"run {run_id} has not finished ok (status {row['status']}): "
-                                "there is no trained model to use")
+            raise RegbenchError(
+                f"run {run_id} has not finished ok (status {row['status']}): "
+                "there is no trained model to use"
+            )
         return row
-    cell = runs[(runs["arch"] == arch) & (runs["reg"] == reg) & (runs["status"] == "ok")
-                & (runs["stage"].fillna("grid") == "grid")]
+    cell = runs[
+        (runs["arch"] == arch)
+        & (runs["reg"] == reg)
+        & (runs["status"] == "ok")
+        & (runs["stage"].fillna("grid") == "grid")
+    ]
     if cell.empty:
         raise RegbenchError(
             f"no finished {arch} + {reg} run in {folder}; train it first with "

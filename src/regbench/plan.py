@@ -51,12 +51,6 @@ class RunSpec:
         prefix = "final-" if self.stage == "final" else ""
         return f"{prefix}{self.arch}-{self.reg}-s{self.seed}-{self.config_hash[:8]}"
 
-    @property
-    def cost(self) -> float:
-        """A rough relative cost used to start the most expensive cells first."""
-        size = {"model1": 0.05, "model2": 1.4, "model3": 1.1}.get(self.arch, 1.0)
-        return self.epochs * (1.0 + size) * (2.0 if self.reg == "batchnorm" else 1.0)
-
 
 @dataclass(frozen=True)
 class Protocol:
@@ -183,12 +177,17 @@ def make_plan(
 
 
 def order_by_cost(
-    specs: Sequence[RunSpec], known_times: Mapping[str, float] | None = None
+    specs: Sequence[RunSpec],
+    registry: Registry,
+    seconds_per_epoch: Mapping[tuple[str, str], float] | None = None,
 ) -> list[RunSpec]:
-    """Most expensive first: measured times from earlier runs where known, else the estimate."""
-    known_times = known_times or {}
+    """Most expensive first, so the longest runs do not start last and leave devices idle.
 
-    def key(spec: RunSpec) -> float:
-        return known_times.get(f"{spec.arch}/{spec.reg}", spec.cost)
-
-    return sorted(specs, key=key, reverse=True)
+    Seconds per epoch measured by earlier runs rank the cells when every cell has them;
+    otherwise the layer tables' multiply-accumulates x epochs do.
+    """
+    measured = seconds_per_epoch or {}
+    if specs and all((s.arch, s.reg) in measured for s in specs):
+        return sorted(specs, key=lambda s: measured[(s.arch, s.reg)] * s.epochs, reverse=True)
+    macs = {s.arch: registry.get("architectures", s.arch).macs() for s in specs}
+    return sorted(specs, key=lambda s: macs[s.arch] * s.epochs, reverse=True)

@@ -156,6 +156,21 @@ class Architecture:
     def points(self) -> tuple[Point, ...]:
         return tuple(spec for spec in self.layers if isinstance(spec, Point))
 
+    def macs(self, input_shape: tuple[int, int, int] = (32, 32, 3), classes: int = 10) -> int:
+        """Multiply-accumulates per image of the table's Conv/Dense layers: a cost estimate
+        that needs no framework (used to start the most expensive cells first)."""
+        total, shape = 0, tuple(input_shape)
+        for spec in self.layers:
+            after = output_shape(spec, shape)
+            if isinstance(spec, Conv):
+                total += math.prod(after) * spec.kernel * spec.kernel * shape[-1]
+            elif isinstance(spec, Dense):
+                total += shape[-1] * spec.units
+            elif isinstance(spec, Classifier):
+                total += shape[-1] * classes
+            shape = after
+        return total
+
     def check_input(self, input_shape: tuple[int, int, int]) -> None:
         """Refuse an input too small for the table, naming the layer that would collapse it."""
         if len(input_shape) != 3 or min(input_shape) < 1:

@@ -135,6 +135,14 @@ class Store:
         """config_hash -> status of every stored run."""
         return dict(self.db.execute("SELECT config_hash, status FROM runs"))
 
+    def seconds_per_epoch(self) -> dict[tuple[str, str], float]:
+        """Mean measured fit seconds per epoch of each (arch, reg), from ok runs."""
+        rows = self.db.execute(
+            "SELECT arch, reg, AVG(train_time_s / epochs_run) FROM runs "
+            "WHERE status = 'ok' AND epochs_run > 0 GROUP BY arch, reg"
+        )
+        return {(arch, reg): seconds for arch, reg, seconds in rows}
+
     def record_run(self, row: Mapping[str, Any], epochs: Iterable[Mapping[str, Any]]) -> None:
         """Commit one run and its epochs atomically (replacing an earlier try of the same run)."""
         values = {k: _cell(row.get(k)) for k in RUN_COLUMNS}
