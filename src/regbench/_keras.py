@@ -1,12 +1,39 @@
 """The one place that imports Keras, so listing and --help never pay for TensorFlow."""
 
+import contextlib
 import os
+import sys
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide what native code writes to fd 2 while it loads (TensorFlow logs a dozen lines
+    before its log level applies); Python errors still surface after the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def import_keras():
-    """Import Keras quietly (TensorFlow's C++ log chatter off unless the user asked for it)."""
+    """Import Keras quietly, unless TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's logs."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
-    import keras
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+        import keras
 
+        return keras
+    with _quiet_native_stderr():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":  # device discovery logs too: do it now
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
     return keras

@@ -582,12 +582,23 @@ def cmd_final(args: argparse.Namespace) -> int:
     figures = folder / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     path = figures / f"{row['run_id']}.png"
-    final_figure(load(folder).epochs, row["run_id"]).savefig(path, dpi=120)
+    figure = final_figure(load(folder).epochs, row["run_id"], test_accuracy=row["test_accuracy"])
+    figure.savefig(path, dpi=120)
     out.print(
         f"{row['run_id']}: trained on {row['n_train']:,} images in "
         f"{row['train_time_s'] / 60:.2f} min; test accuracy {row['test_accuracy']:.4f} "
         f"({row['n_test']:,} images, read once)\nfigure: {path}"
     )
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from regbench.report import write_report
+
+    paths = write_report(Path(args.experiment), Path(args.out) if args.out else None)
+    out = console()
+    for kind in ("html", "markdown", "figures"):
+        out.print(f"{kind}: {paths[kind]}", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -714,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--cache-dir")
     p.set_defaults(func=cmd_final)
+
+    p = sub.add_parser("report", help="HTML and Markdown report of an experiment, with figures")
+    p.add_argument("experiment")
+    p.add_argument("--out", help="folder for report.html, report.md and figures/ (default: DIR)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("leaderboard", help="the ranked results of an experiment folder")
     p.add_argument("experiment")

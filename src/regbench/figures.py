@@ -88,7 +88,7 @@ def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
     stats = acc.groupby(["arch", "reg", "setting", "split", "epoch"])["value"].agg(
         ["mean", "min", "max"]
     )
-    figure = _figure((1.0 + 2.5 * len(regs), 0.7 + 1.9 * len(archs)))
+    figure = _figure((max(6.5, 1.0 + 2.5 * len(regs)), 0.7 + 1.9 * len(archs)))
     axes = figure.subplots(len(archs), len(regs), sharex=True, sharey=True, squeeze=False)
     drawn = set(stats.index.droplevel("epoch"))
     for i, arch in enumerate(archs):
@@ -141,7 +141,7 @@ def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
         Line2D([], [], color=SPLIT_COLORS[s], marker="o", markersize=3, label=SPLIT_LABELS[s])
         for s in ("train", "val")
     ]
-    figure.legend(handles=handles, loc="outside upper right", ncols=2, fontsize=9, frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     figure.suptitle("Mean accuracy per epoch across seeds (band: range across seeds)", fontsize=11)
     return figure
 
@@ -210,6 +210,7 @@ def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
     and the cost of a regularizer (batch norm, dropout) shows as a shift to the right.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     ok = _ok_grid(runs)
     ok = ok[ok["val_accuracy"].notna() & ok["train_time_s"].notna()]
@@ -239,8 +240,15 @@ def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
         ax.set_xscale("log")
     handles = [
         Line2D([], [], linestyle="", marker=markers[a], color="gray", label=a) for a in archs
-    ] + [Line2D([], [], linestyle="", marker="o", color=colors[r], label=r) for r in regs]
-    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    ] + [Patch(color=colors[r], label=r) for r in regs]
+    figure.legend(
+        handles=handles,
+        loc="outside right upper",
+        fontsize=8,
+        frameon=False,
+        title="shape: arch\ncolour: reg",
+        title_fontsize=8,
+    )
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
@@ -251,11 +259,11 @@ def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
 # ---------------------------------------------------------------- helpers
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
+def _figure(figsize: tuple[float, float], layout: str | None = "constrained") -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    figure = Figure(figsize=figsize, dpi=DPI, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
@@ -265,7 +273,10 @@ def _curves_figure(epochs: pd.DataFrame, run_id: str, title: str) -> Figure:
     mine = epochs[epochs["run_id"] == run_id]
     if mine.empty:
         raise RegbenchError(f"run {run_id} recorded no epochs to plot")
-    figure = _figure((6.4, 2.5))
+    # A fixed layout: a report draws one of these per run, and constrained layout would double
+    # the time of each.
+    figure = _figure((6.4, 2.5), layout=None)
+    figure.subplots_adjust(left=0.09, right=0.98, bottom=0.18, top=0.86, wspace=0.28)
     axes = figure.subplots(1, 2)
     for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
         ax.set_label(metric)
@@ -309,6 +320,10 @@ def _integer_epochs(ax: Axes) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    low, high = ax.get_xlim()
+    if high - low < 1:  # a single epoch: give the lone point whole-number neighbours
+        middle = round((low + high) / 2)
+        ax.set_xlim(middle - 1, middle + 1)
 
 
 def _colors(names: list[str]) -> dict[str, Any]:

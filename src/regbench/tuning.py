@@ -1,0 +1,260 @@
+"""The tuning stage: a keras-tuner search over the space a regularizer plugin declares.
+
+One (architecture, regularizer) cell per call. Every trial is written to the store the moment
+it ends, so a crash loses nothing; the best values go to `best_values`, where the grid picks
+them up with `--tuned`. Trials fit on the training split and are scored on the validation split
+only: the test split is kept for the grid's one honest measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from regbench._keras import import_keras
+from regbench.datasets import Splits
+from regbench.errors import RegbenchError
+from regbench.models import build_model
+from regbench.plan import Protocol
+from regbench.plugins import registry
+from regbench.seam import Architecture, HParam, OptimizerSpec, Regularizer
+from regbench.store import Store
+from regbench.trainer import _optimizer
+
+TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization", "hyperband": "Hyperband"}
+OBJECTIVE = "val_accuracy"
+_JIT = {"auto": "auto", "on": True, "off": False}
+
+
+def search_hash(
+    arch: str,
+    reg: str,
+    space: list[HParam],
+    protocol: Protocol,
+    tuner: str,
+    max_trials: int,
+    seed: int,
+) -> str:
+    """Identity of a search, used to name its keras-tuner project.
+
+    keras-tuner reloads any project of the same name, so anything that changes what the trials
+    would be (space, bounds, tuner, budget, training protocol, seed) must change this hash, and
+    an identical search must keep it, so that it resumes instead of starting over.
+    """
+    payload = {
+        "arch": arch,
+        "reg": reg,
+        "space": [{k: v for k, v in asdict(h).items() if k != "help"} for h in space],
+        "protocol": asdict(protocol),
+        "tuner": tuner,
+        "max_trials": max_trials,
+        "seed": seed,
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_search(
+    *,
+    store: Store,
+    arch: str,
+    reg: str,
+    protocol: Protocol,
+    data: Splits,
+    tuner: str = "random",
+    max_trials: int = 10,
+    seed: int = 0,
+    project_root: Path,
+    on_trial: Callable[[dict], None] | None = None,
+) -> dict | None:
+    """Tune one cell; return its best values (also saved with `store.record_best`).
+
+    Returns None when the regularizer declares no hyperparameters: there is nothing to tune.
+    Each finished trial is recorded in the store and passed to `on_trial`. Rerunning an
+    interrupted search with the same arguments resumes it: finished trials are not retrained.
+    Raises RegbenchError for an unknown tuner or when every trial failed.
+    """
+    if tuner not in TUNERS:
+        raise RegbenchError(f"unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}")
+    if max_trials < 1:
+        raise RegbenchError(f"--max-trials must be at least 1; got {max_trials}")
+    architecture: Architecture = registry().get("architectures", arch)
+    regularizer: Regularizer = registry().get("regularizers", reg)
+    if not regularizer.hparams:
+        return None
+    arch, reg = architecture.name, regularizer.name  # aliases name the same search
+    digest = search_hash(arch, reg, list(regularizer.hparams), protocol, tuner, max_trials, seed)
+
+    import keras_tuner as kt
+
+    keras = import_keras()
+    keras.utils.set_random_seed(seed)
+    hypermodel = _hypermodel(kt, keras, architecture, regularizer, protocol, data, seed)
+
+    def record(trial: Any) -> None:
+        ok = trial.status == kt.engine.trial.TrialStatus.COMPLETED
+        row = {
+            "trial_id": trial.trial_id,
+            "search_hash": digest,
+            "arch": arch,
+            "reg": reg,
+            "status": "ok" if ok else "failed",
+            "score": float(trial.score) if ok else None,
+            "values": _declared_values(regularizer, trial.hyperparameters.values),
+            "train_time_s": hypermodel.fit_seconds,
+            "error": None if ok else _error(trial),
+        }
+        store.record_trial(row)
+        if on_trial is not None:
+            on_trial(row)
+
+    options: dict[str, Any] = {
+        "hypermodel": hypermodel,
+        "objective": kt.Objective(OBJECTIVE, "max"),
+        # keras-tuner takes seed 0 for "no seed" and draws one at random: shift it.
+        "seed": seed + 1,
+        "directory": str(project_root),
+        "project_name": f"{arch}-{reg}-{digest}",
+        "overwrite": False,
+        # Run the whole budget whatever fails: each failure is recorded, and judged below.
+        "max_consecutive_failed_trials": max_trials + 1,
+    }
+    if tuner == "hyperband":
+        options.update(max_epochs=protocol.epochs, hyperband_iterations=max_trials)
+    else:
+        options["max_trials"] = max_trials
+    base = getattr(kt, TUNERS[tuner])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..." on resume
+            search = _tuner_class(base, keras, regularizer.hparams, record)(**options)
+        search.oracle.max_trials = max_trials  # Hyperband has no budget of its own
+        search.search(verbose=0)
+    finally:
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+        gc.collect()
+
+    trials = sorted(search.oracle.trials.values(), key=lambda t: t.trial_id)
+    completed = [t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED]
+    if not completed:
+        first = _error(trials[0]) if trials else "no trial ran"
+        raise RegbenchError(f"all {len(trials)} trials of {arch}/{reg} failed; the first: {first}")
+    best = max(completed, key=lambda t: t.score)
+    values = _declared_values(regularizer, best.hyperparameters.values)
+    store.record_best(arch, reg, values, float(best.score), digest)
+    return values
+
+
+def _declare(hp: Any, space: Sequence[HParam]) -> dict[str, Any]:
+    """Register the plugin's declared space with keras-tuner; return this trial's values."""
+    values = {}
+    for h in space:
+        sampling = "log" if h.log else "linear"
+        if h.integer:
+            values[h.name] = hp.Int(
+                h.name, int(h.low), int(h.high), sampling=sampling, default=int(h.default)
+            )
+        else:
+            values[h.name] = hp.Float(h.name, h.low, h.high, sampling=sampling, default=h.default)
+    return values
+
+
+def _declared_values(reg: Regularizer, values: Mapping[str, Any]) -> dict[str, float | int]:
+    """The regularizer's own values, validated.
+
+    Drops keras-tuner's bookkeeping (Hyperband's `tuner/epochs`, `tuner/trial_id`, ...) and
+    clips floats to the bounds, since log sampling can land one rounding error outside them.
+    """
+    return reg.resolve({h.name: min(max(values[h.name], h.low), h.high) for h in reg.hparams})
+
+
+def _error(trial: Any) -> str:
+    """A failed trial's error in one line (keras-tuner keeps the whole traceback)."""
+    lines = [line.strip() for line in (trial.message or "").splitlines() if line.strip()]
+    return lines[-1][:500] if lines else f"{OBJECTIVE} was not a number"
+
+
+def _hypermodel(
+    kt: Any,
+    keras: Any,
+    architecture: Architecture,
+    reg: Regularizer,
+    protocol: Protocol,
+    data: Splits,
+    seed: int,
+) -> Any:
+    """A HyperModel that builds, compiles and fits each trial's model as the trainer would."""
+
+    class HyperModel(kt.HyperModel):
+        fit_seconds: float | None = None
+
+        def build(self, hp):
+            params = _declared_values(reg, _declare(hp, reg.hparams))
+            # keras-tuner clears the session before each build, which resets the policy.
+            keras.mixed_precision.set_global_policy(protocol.precision)
+            model = build_model(
+                architecture, reg, params, data.input_shape, data.classes, seed=seed
+            )
+            opt = OptimizerSpec(
+                protocol.optimizer,
+                {} if protocol.learning_rate is None else {"learning_rate": protocol.learning_rate},
+            )
+            model.compile(
+                optimizer=_optimizer(keras, reg.optimizer(params, opt)),
+                loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
+                metrics=["accuracy"],
+                jit_compile=_JIT[protocol.jit_compile],
+                steps_per_execution=protocol.steps_per_execution,
+            )
+            return model
+
+        def fit(self, hp, model, callbacks=(), **kwargs):
+            params = _declared_values(reg, hp.values)
+            kwargs.setdefault("epochs", protocol.epochs)  # Hyperband sets its own
+            start = time.perf_counter()
+            history = model.fit(
+                data.x_train,
+                data.y_train,
+                batch_size=protocol.batch_size,
+                shuffle=True,
+                validation_data=(data.x_val, data.y_val),
+                callbacks=[*callbacks, *reg.callbacks(params)],
+                **kwargs,
+            )
+            self.fit_seconds = time.perf_counter() - start
+            return history
+
+    return HyperModel(name=f"{architecture.name}-{reg.name}")
+
+
+def _tuner_class(
+    base: type, keras: Any, space: Sequence[HParam], record: Callable[[Any], None]
+) -> type:
+    """`base` (a keras-tuner Tuner) that records each trial and frees its model when it ends."""
+
+    class Tuner(base):
+        def _populate_initial_space(self):
+            # Declare the space directly; keras-tuner would build a throwaway model to find it.
+            hp = self.oracle.get_space()
+            _declare(hp, space)
+            self.oracle.update_space(hp)
+
+        def on_trial_begin(self, trial):
+            super().on_trial_begin(trial)
+            self.hypermodel.fit_seconds = None
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)  # the oracle scores and saves it: resumable from here
+            keras.backend.clear_session()  # memory grows across trials otherwise
+            gc.collect()
+            record(self.oracle.get_trial(trial.trial_id))
+
+    return Tuner
