@@ -34,7 +34,9 @@ def main() -> None:
         print(f"run {len(samples)}: rss {samples[-1][1]:.0f} MiB, peak {peak:.0f} MiB", flush=True)
 
     specs = [
-        RunSpec(args.arch, args.reg, {}, 0, dataset="digits", epochs=args.epochs, optimizer="sgd")
+        RunSpec(
+            arch=args.arch, reg=args.reg, params={}, seed=0, dataset="digits", epochs=args.epochs
+        )
         for _ in range(args.runs)
     ]
     # the same cell again and again (the store would skip repeats; this loop does not)

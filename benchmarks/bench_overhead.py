@@ -61,10 +61,10 @@ def main() -> None:
     keras = import_keras()
     data = Synthetic().load(0, {"size": args.size, "cache_dir": None})
     spec = RunSpec(
-        "model3",
-        "batchnorm",
-        {},
-        0,
+        arch="model3",
+        reg="batchnorm",
+        params={},
+        seed=0,
         dataset="synthetic",
         epochs=args.epochs,
         jit_compile=args.jit_compile,

@@ -20,22 +20,41 @@ from regbench.plugins import registry
 
 
 def fit_seconds(keras, data, epochs: int, pipeline: str) -> float:
-    model = build_model(registry().get("architectures", "model3"),
-                        registry().get("regularizers", "batchnorm"), {}, data.input_shape, 10, 0)
+    model = build_model(
+        registry().get("architectures", "model3"),
+        registry().get("regularizers", "batchnorm"),
+        {},
+        data.input_shape,
+        10,
+        0,
+    )
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if pipeline == "tf.data":
         import tensorflow as tf
 
-        train = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-                 .shuffle(len(data.x_train), seed=0).batch(64).prefetch(tf.data.AUTOTUNE))
-        val = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(64).prefetch(
-            tf.data.AUTOTUNE)
+        train = (
+            tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+            .shuffle(len(data.x_train), seed=0)
+            .batch(64)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        val = (
+            tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val))
+            .batch(64)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         start = time.perf_counter()
         model.fit(train, epochs=epochs, validation_data=val, verbose=0)
     else:
         start = time.perf_counter()
-        model.fit(data.x_train, data.y_train, batch_size=64, epochs=epochs,
-                  validation_data=(data.x_val, data.y_val), verbose=0)
+        model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=64,
+            epochs=epochs,
+            validation_data=(data.x_val, data.y_val),
+            verbose=0,
+        )
     elapsed = time.perf_counter() - start
     keras.backend.clear_session()
     return elapsed
@@ -55,15 +74,18 @@ def main() -> None:
         for pipeline in times:
             times[pipeline].append(fit_seconds(keras, data, args.epochs, pipeline))
     arrays, tfdata = statistics.median(times["arrays"]), statistics.median(times["tf.data"])
-    body = (f"model3 + batchnorm, {len(data.x_train)} images, {args.epochs} epochs, batch 64, "
-            f"backend {keras.backend.backend()}; median of {args.repeats} alternating fits.\n\n"
-            "| pipeline | fit s (each) | median |\n|---|---|---|\n"
-            + "".join(f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} | "
-                      f"{statistics.median(ts):.2f} |\n" for name, ts in times.items())
-            + f"\ntf.data / arrays = {tfdata / arrays:.3f}; the faster is regbench's default "
-            "(`pipeline` column of every run).")
-    record("Input pipeline", "python benchmarks/bench_pipeline.py " + " ".join(sys.argv[1:]),
-           body)
+    body = (
+        f"model3 + batchnorm, {len(data.x_train)} images, {args.epochs} epochs, batch 64, "
+        f"backend {keras.backend.backend()}; median of {args.repeats} alternating fits.\n\n"
+        "| pipeline | fit s (each) | median |\n|---|---|---|\n"
+        + "".join(
+            f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} | {statistics.median(ts):.2f} |\n"
+            for name, ts in times.items()
+        )
+        + f"\ntf.data / arrays = {tfdata / arrays:.3f}; the faster is regbench's default "
+        "(`pipeline` column of every run)."
+    )
+    record("Input pipeline", "python benchmarks/bench_pipeline.py " + " ".join(sys.argv[1:]), body)
 
 
 if __name__ == "__main__":

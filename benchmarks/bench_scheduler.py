@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(TESTS))
     os.environ["PYTHONPATH"] = str(TESTS)
-    specs = [RunSpec("model1", "none", {}, seed) for seed in range(args.runs)]
+    specs = [RunSpec(arch="model1", reg="none", params={}, seed=seed) for seed in range(args.runs)]
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))

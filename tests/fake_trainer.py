@@ -26,15 +26,7 @@ def train(spec, load_data, models_dir, progress):
     score = (hash(spec.run_id) % 1000) / 1000
     return RunResult(
         {
-            "run_id": spec.run_id,
-            "config_hash": spec.config_hash,
-            "stage": spec.stage,
-            "arch": spec.arch,
-            "reg": spec.reg,
-            "params": dict(spec.params),
-            "seed": spec.seed,
-            "dataset": spec.dataset,
-            "epochs": spec.epochs,
+            **spec.row(),
             "status": "ok",
             "train_accuracy": score,
             "val_accuracy": score,

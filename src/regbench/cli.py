@@ -250,12 +250,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _plan(args: argparse.Namespace):
-    from regbench.plan import Protocol, make_plan
-    from regbench.plugins import registry
+def _protocol(settings: dict[str, Any]):
+    from regbench.plan import Protocol
 
-    settings = _settings(args)
-    protocol = Protocol(
+    return Protocol(
         dataset=settings["dataset"],
         dataset_options=settings["dataset_options"],
         epochs=int(settings["epochs"]),
@@ -269,16 +267,25 @@ def _plan(args: argparse.Namespace):
         precision=settings["precision"],
         steps_per_execution=int(settings["steps_per_execution"]),
     )
-    out = Path(settings["out"] or Path("reports") / settings["name"])
-    tuned = None
-    if getattr(args, "tuned", False):
-        tuned = _tuned_values(out)
+
+
+def _out(settings: dict[str, Any]) -> Path:
+    return Path(settings["out"] or Path("reports") / settings["name"])
+
+
+def _plan(args: argparse.Namespace):
+    from regbench.plan import make_plan
+    from regbench.plugins import registry
+
+    settings = _settings(args)
+    out = _out(settings)
+    tuned = _tuned_values(out) if args.tuned else None
     specs = make_plan(
         registry(),
         settings["arch"],
         settings["reg"],
         _seeds(settings["seeds"]),
-        protocol,
+        _protocol(settings),
         settings["params"],
         tuned,
     )
@@ -322,6 +329,11 @@ def _cache(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.tune and not args.dry_run:
+        code = cmd_tune(args)
+        if code != EXIT_OK:
+            return code
+        args.tuned = True
     specs, out = _plan(args)
     if args.dry_run:
         return _show_plan(specs, out)
@@ -421,6 +433,80 @@ def _execute(specs, store, args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
     return _leaderboard(store.folder, out, specs)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """The keras-tuner stage: search each cell's declared hyperparameters on validation."""
+    import time
+
+    from regbench.plan import check_protocol, expand_names
+    from regbench.plugins import registry
+    from regbench.store import Store
+    from regbench.tuning import TUNERS, run_search
+
+    settings = _settings(args)
+    protocol = _protocol(settings)
+    check_protocol(protocol)
+    if args.tuner not in TUNERS:
+        raise RegbenchError(f"--tuner must be one of {', '.join(TUNERS)}")
+    if args.max_trials < 1:
+        raise RegbenchError(f"--max-trials must be at least 1; got {args.max_trials}")
+    archs = expand_names("architectures", settings["arch"], registry())
+    regs = expand_names("regularizers", settings["reg"], registry())
+    seed = _seeds(settings["seeds"])[0]
+    dataset = registry().get("datasets", protocol.dataset)
+    from regbench.datasets import check_options
+
+    check_options(dataset, protocol.dataset_options)
+    options = {**protocol.dataset_options, "data_dir": args.data_dir, "cache_dir": _cache(args)}
+    data = dataset.load(seed, options)
+    out = console()
+    store = Store(_out(settings))
+    found = []
+    try:
+        for arch in archs:
+            for reg in regs:
+                if not registry().get("regularizers", reg).hparams:
+                    continue
+                out.print(
+                    f"tuning {arch} + {reg}: {args.tuner}, {args.max_trials} trials, "
+                    f"{protocol.epochs} epoch(s) each",
+                    markup=False,
+                    highlight=False,
+                )
+
+                def on_trial(trial: dict[str, Any], arch=arch, reg=reg) -> None:
+                    values = ", ".join(f"{k}={v:.4g}" for k, v in trial["values"].items())
+                    score = "" if trial["score"] is None else f"val_accuracy {trial['score']:.4f}"
+                    out.print(
+                        f"  trial {trial['trial_id']}: {trial['status']} {score} "
+                        f"[{values}] {trial.get('error') or ''}",
+                        markup=False,
+                        highlight=False,
+                    )
+
+                start = time.perf_counter()
+                best = run_search(
+                    store=store,
+                    arch=arch,
+                    reg=reg,
+                    protocol=protocol,
+                    data=data,
+                    tuner=args.tuner,
+                    max_trials=args.max_trials,
+                    seed=seed,
+                    project_root=store.folder / "tuning",
+                    on_trial=on_trial,
+                )
+                found.append((arch, reg, best, time.perf_counter() - start))
+    finally:
+        store.close()
+    for arch, reg, best, seconds in found:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in (best or {}).items())
+        out.print(f"best {arch} + {reg}: {values} ({seconds:.1f} s)", markup=False, highlight=False)
+    if not found:
+        out.print("nothing to tune: the chosen regularizers declare no hyperparameters")
+    return EXIT_OK
 
 
 def _ray_executor(specs, options, hooks):
@@ -647,6 +733,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="experiment folder (default reports/<experiment name>)")
 
 
+def _add_tuner_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tuner", default="random", help="random (default), bayesian or hyperband")
+    p.add_argument("--max-trials", type=int, default=10, help="trials per cell (default 10)")
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    """Where a finished experiment and its data are (visualize, final)."""
+    p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
+    p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
+    p.add_argument("--data-dir", help="CIFAR-10 location, as for `run`")
+    p.add_argument("--cache-dir", help="dataset cache, as for `run`")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="regbench", description=__doc__.splitlines()[0].strip("`"))
     parser.add_argument("--version", action="version", version=f"regbench {__version__}")
@@ -678,6 +777,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="use the best values from this experiment's tuning stage",
         )
+        p.add_argument(
+            "--tune",
+            action="store_true",
+            help="run the tuning stage first, then the grid with its values",
+        )
+        _add_tuner_options(p)
         p.add_argument("--executor", choices=("local", "inprocess", "ray"), default="local")
         p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
         p.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU")
@@ -689,12 +794,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("tune", help="keras-tuner search of the regularizers' hyperparameters")
+    _add_run_options(p)
+    _add_tuner_options(p)
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("visualize", help="feature maps, filters and Grad-CAM of a trained run")
     p.add_argument("--run", help="run id (see `regbench leaderboard`)")
     p.add_argument("--arch")
     p.add_argument("--reg")
-    p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
-    p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
+    _add_experiment_options(p)
     p.add_argument("--image", help="any image file; resized to the model's input")
     p.add_argument(
         "--class",
@@ -710,8 +819,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="visualizers to run, comma separated",
     )
     p.add_argument("--out", help="folder for the figures")
-    p.add_argument("--data-dir")
-    p.add_argument("--cache-dir")
     p.set_defaults(func=cmd_visualize)
 
     p = sub.add_parser("final", help="retrain a cell on train+validation, test it once")
@@ -720,10 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best", action="store_true", help="the cell with the best mean val accuracy")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
-    p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
-    p.add_argument("--data-dir")
-    p.add_argument("--cache-dir")
+    _add_experiment_options(p)
     p.set_defaults(func=cmd_final)
 
     p = sub.add_parser("report", help="HTML and Markdown report of an experiment, with figures")

@@ -54,18 +54,7 @@ def failed_result(spec: RunSpec, error: str, worker: str = "") -> RunResult:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return RunResult(
         {
-            "run_id": spec.run_id,
-            "config_hash": spec.config_hash,
-            "stage": spec.stage,
-            "arch": spec.arch,
-            "reg": spec.reg,
-            "params": dict(spec.params),
-            "tuned": list(spec.tuned),
-            "seed": spec.seed,
-            "dataset": spec.dataset,
-            "epochs": spec.epochs,
-            "batch_size": spec.batch_size,
-            "optimizer": spec.optimizer,
+            **spec.row(),
             "status": "failed",
             "error": error,
             "worker": worker,

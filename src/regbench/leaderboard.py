@@ -102,6 +102,7 @@ def failures(runs: pd.DataFrame) -> pd.DataFrame:
 
 def render(runs: pd.DataFrame, epochs: pd.DataFrame, console) -> None:
     """Print the leaderboard and the failed runs with rich (plain text when not a TTY)."""
+    from rich.markup import escape
     from rich.table import Table
 
     board = table(runs, epochs)
@@ -124,12 +125,12 @@ def render(runs: pd.DataFrame, epochs: pd.DataFrame, console) -> None:
         val = f"{row.val_accuracy:.3f}"
         if many_seeds:
             val += f" ± {row.val_ci95:.3f} (n={row.seeds})"
-        hp = row.params + (f" [tuned: {row.tuned}]" if row.tuned else "")
+        hp = row.params + (f" (tuned: {row.tuned})" if row.tuned else "")
         out.add_row(
             str(row.rank),
-            row.arch,
-            row.reg,
-            hp or "-",
+            escape(row.arch),  # plugin names are data, not rich markup
+            escape(row.reg),
+            escape(hp or "-"),
             val,
             f"{row.train_accuracy:.3f}",
             f"{row.gap:+.3f}",

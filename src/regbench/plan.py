@@ -17,13 +17,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """One cell of the grid at one seed: a plain description that any executor can ship."""
+class Protocol:
+    """Training settings shared by every cell (the lab's protocol by default)."""
 
-    arch: str
-    reg: str
-    params: Mapping[str, float | int]
-    seed: int
     dataset: str = "cifar10"
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
     epochs: int = 10
@@ -34,6 +30,16 @@ class RunSpec:
     jit_compile: str = "auto"
     precision: str = "float32"
     steps_per_execution: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec(Protocol):
+    """One cell of the grid at one seed: a plain description that any executor can ship."""
+
+    arch: str
+    reg: str
+    params: Mapping[str, float | int]
+    seed: int
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
 
@@ -51,21 +57,18 @@ class RunSpec:
         prefix = "final-" if self.stage == "final" else ""
         return f"{prefix}{self.arch}-{self.reg}-s{self.seed}-{self.config_hash[:8]}"
 
-
-@dataclass(frozen=True)
-class Protocol:
-    """Training settings shared by every cell (the lab's protocol by default)."""
-
-    dataset: str = "cifar10"
-    dataset_options: Mapping[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    learning_rate: float | None = None
-    target: tuple[str, float] | None = None
-    jit_compile: str = "auto"
-    precision: str = "float32"
-    steps_per_execution: int = 1
+    def row(self) -> dict[str, Any]:
+        """The columns of a results row that this spec alone determines."""
+        columns = {k: v for k, v in asdict(self).items() if k != "target"}
+        return {
+            **columns,
+            "run_id": self.run_id,
+            "config_hash": self.config_hash,
+            "params": dict(self.params),
+            "tuned": list(self.tuned),
+            "dataset_options": dict(self.dataset_options),
+            "target": f"{self.target[0]}>={self.target[1]}" if self.target else None,
+        }
 
 
 def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> list[str]:

@@ -9,7 +9,7 @@ import gc
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +21,9 @@ from regbench._keras import import_keras
 from regbench.datasets import Splits
 from regbench.environment import environment
 from regbench.models import build_model, count_params, describe_model
-from regbench.plan import RunSpec
+from regbench.plan import Protocol, RunSpec
 from regbench.plugins import registry
-from regbench.seam import OptimizerSpec
+from regbench.seam import Architecture, OptimizerSpec, Regularizer
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -40,8 +40,31 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _optimizer(keras, spec: OptimizerSpec):
-    return keras.optimizers.get({"class_name": spec.name, "config": dict(spec.kwargs)})
+def build_and_compile(
+    arch: Architecture,
+    reg: Regularizer,
+    params: Mapping[str, Any],
+    protocol: Protocol,
+    data: Splits,
+    seed: int,
+):
+    """The model of one run, compiled with the protocol as the regularizer amends it
+    (optimizer, loss); the trainer and the tuning stage both train exactly this."""
+    keras = import_keras()
+    keras.mixed_precision.set_global_policy(protocol.precision)
+    model = build_model(arch, reg, params, data.input_shape, data.classes, seed=seed)
+    rate = {} if protocol.learning_rate is None else {"learning_rate": protocol.learning_rate}
+    optimizer = reg.optimizer(params, OptimizerSpec(protocol.optimizer, rate))
+    model.compile(
+        optimizer=keras.optimizers.get(
+            {"class_name": optimizer.name, "config": dict(optimizer.kwargs)}
+        ),
+        loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
+        metrics=["accuracy"],
+        jit_compile={"auto": "auto", "on": True, "off": False}[protocol.jit_compile],
+        steps_per_execution=protocol.steps_per_execution,
+    )
+    return model
 
 
 def _history_callback(keras, spec: RunSpec, epochs: list, state: dict, progress: Progress | None):
@@ -95,28 +118,7 @@ def train_run(
     'module:function' name.
     """
     started, clock = _now(), time.perf_counter()
-    row: dict[str, Any] = {
-        "run_id": spec.run_id,
-        "config_hash": spec.config_hash,
-        "stage": spec.stage,
-        "arch": spec.arch,
-        "reg": spec.reg,
-        "params": dict(spec.params),
-        "tuned": list(spec.tuned),
-        "seed": spec.seed,
-        "dataset": spec.dataset,
-        "dataset_options": dict(spec.dataset_options),
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "optimizer": spec.optimizer,
-        "learning_rate": spec.learning_rate,
-        "jit_compile": spec.jit_compile,
-        "precision": spec.precision,
-        "pipeline": "arrays",
-        "steps_per_execution": spec.steps_per_execution,
-        "target": f"{spec.target[0]}>={spec.target[1]}" if spec.target else None,
-        "started_at": started,
-    }
+    row: dict[str, Any] = {**spec.row(), "pipeline": "arrays", "started_at": started}
     epochs: list[dict[str, Any]] = []
     keras = import_keras()
     try:
@@ -141,18 +143,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
     reg = registry().get("regularizers", spec.reg)
     arch = registry().get("architectures", spec.arch)
     params = reg.resolve(spec.params)
-    keras.mixed_precision.set_global_policy(spec.precision)
-    model = build_model(arch, reg, params, data.input_shape, data.classes, seed=spec.seed)
-    opt = OptimizerSpec(
-        spec.optimizer, {} if spec.learning_rate is None else {"learning_rate": spec.learning_rate}
-    )
-    model.compile(
-        optimizer=_optimizer(keras, reg.optimizer(params, opt)),
-        loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
-        metrics=["accuracy"],
-        jit_compile={"auto": "auto", "on": True, "off": False}[spec.jit_compile],
-        steps_per_execution=spec.steps_per_execution,
-    )
+    model = build_and_compile(arch, reg, params, spec, data, spec.seed)
     final = spec.stage == "final"
     x_fit, y_fit = (
         (np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]))

@@ -22,16 +22,14 @@ from typing import Any
 from regbench._keras import import_keras
 from regbench.datasets import Splits
 from regbench.errors import RegbenchError
-from regbench.models import build_model
 from regbench.plan import Protocol
 from regbench.plugins import registry
-from regbench.seam import Architecture, HParam, OptimizerSpec, Regularizer
+from regbench.seam import Architecture, HParam, Regularizer
 from regbench.store import Store
-from regbench.trainer import _optimizer
+from regbench.trainer import build_and_compile
 
 TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization", "hyperband": "Hyperband"}
 OBJECTIVE = "val_accuracy"
-_JIT = {"auto": "auto", "on": True, "off": False}
 
 
 def search_hash(
@@ -93,9 +91,9 @@ def run_search(
     arch, reg = architecture.name, regularizer.name  # aliases name the same search
     digest = search_hash(arch, reg, list(regularizer.hparams), protocol, tuner, max_trials, seed)
 
+    keras = import_keras()  # first: it quiets TensorFlow's start-up logs
     import keras_tuner as kt
 
-    keras = import_keras()
     keras.utils.set_random_seed(seed)
     hypermodel = _hypermodel(kt, keras, architecture, regularizer, protocol, data, seed)
 
@@ -198,23 +196,8 @@ def _hypermodel(
 
         def build(self, hp):
             params = _declared_values(reg, _declare(hp, reg.hparams))
-            # keras-tuner clears the session before each build, which resets the policy.
-            keras.mixed_precision.set_global_policy(protocol.precision)
-            model = build_model(
-                architecture, reg, params, data.input_shape, data.classes, seed=seed
-            )
-            opt = OptimizerSpec(
-                protocol.optimizer,
-                {} if protocol.learning_rate is None else {"learning_rate": protocol.learning_rate},
-            )
-            model.compile(
-                optimizer=_optimizer(keras, reg.optimizer(params, opt)),
-                loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
-                metrics=["accuracy"],
-                jit_compile=_JIT[protocol.jit_compile],
-                steps_per_execution=protocol.steps_per_execution,
-            )
-            return model
+            # sets the precision policy each time: keras-tuner's clear_session resets it
+            return build_and_compile(architecture, reg, params, protocol, data, seed)
 
         def fit(self, hp, model, callbacks=(), **kwargs):
             params = _declared_values(reg, hp.values)

@@ -1,0 +1,92 @@
+"""`regbench tune`, then `regbench run --tuned` picking the values up (and `run --tune`)."""
+
+from __future__ import annotations
+
+import json
+
+from regbench.results import load, load_trials
+
+
+def test_tune_then_run_tuned_uses_the_best_values(cli, tmp_path):
+    out = tmp_path / "exp"
+    base = ["--arch", "model1", "--dataset", "digits", "--epochs", "1", "--out", str(out)]
+    tuned = cli("tune", *base, "--reg", "dropout,batchnorm", "--max-trials", "2")
+    assert tuned.returncode == 0, tuned.stderr
+    assert "best model1 + dropout: rate=" in tuned.stdout
+    trials = load_trials(out)
+    assert len(trials) == 2 and set(trials["reg"]) == {"dropout"}  # batchnorm: nothing to tune
+    best = trials.sort_values("score", ascending=False).iloc[0]
+    assert 0.0 <= best["hp.rate"] <= 0.9
+
+    run = cli("run", *base, "--reg", "dropout,none", "--tuned")
+    assert run.returncode == 0, run.stderr
+    runs = load(out).runs.set_index("reg")
+    assert runs.loc["dropout", "params"] == {"rate": best["hp.rate"]}
+    assert json.loads(runs.loc["dropout", "tuned"]) == ["rate"]
+    assert json.loads(runs.loc["none", "tuned"]) == []
+    board = json.loads(cli("leaderboard", str(out), "--json").stdout)["leaderboard"]
+    assert {row["reg"]: row["tuned"] for row in board} == {"dropout": "rate", "none": ""}
+
+    explicit = cli("run", *base, "--reg", "dropout", "--tuned", "--param", "dropout.rate=0.3")
+    assert explicit.returncode == 0
+    chosen = load(out).runs.query("reg == 'dropout'")["params"].tolist()
+    assert {"rate": 0.3} in chosen  # an explicit --param wins over the tuned value
+
+
+def test_run_tune_runs_the_stage_first(cli, tmp_path):
+    out = tmp_path / "both"
+    result = cli(
+        "run",
+        "--arch",
+        "model1",
+        "--reg",
+        "l2",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--tune",
+        "--max-trials",
+        "2",
+        "--tuner",
+        "bayesian",
+    )
+    assert result.returncode == 0, result.stderr
+    row = load(out).runs.iloc[0]
+    assert json.loads(row["tuned"]) == ["strength"]
+    assert row["params"]["strength"] in set(load_trials(out)["hp.strength"])
+
+
+def test_tuning_errors_are_one_line(cli, tmp_path):
+    result = cli(
+        "run",
+        "--arch",
+        "model1",
+        "--reg",
+        "dropout",
+        "--dataset",
+        "digits",
+        "--tuned",
+        "--out",
+        str(tmp_path / "none"),
+    )
+    assert result.returncode == 2 and "has no tuning results" in result.stderr
+    result = cli(
+        "tune",
+        "--arch",
+        "model1",
+        "--reg",
+        "dropout",
+        "--dataset",
+        "digits",
+        "--tuner",
+        "grid",
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert result.returncode == 2 and "--tuner must be one of random, bayesian, hyperband" in (
+        result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
