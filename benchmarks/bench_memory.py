@@ -1,20 +1,73 @@
-"""Benchmark 3: memory. Resident memory after each of 12 consecutive runs in one worker loop
-(the same DataCache + trainer + clear_session path a worker process takes).
+"""Benchmark 3: memory. Resident memory after each of 12 consecutive runs in one process: the
+worker's own loop (DataCache + trainer + clear_session) next to a hand-written plain-Keras loop
+that frees its models the same way, each in a fresh process.
 
-    python benchmarks/bench_memory.py [--arch model2] [--reg batchnorm] [--epochs 1]
+    python benchmarks/bench_memory.py [--arch model2] [--reg batchnorm] [--epochs 1] [--runs 12]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import subprocess
 import sys
 
 import psutil
 from _results import record
 
-from regbench.executor import ExecutorOptions, Hooks, run_in_process
-from regbench.plan import RunSpec
+
+def regbench_loop(args: argparse.Namespace) -> list[float]:
+    from regbench.executor import ExecutorOptions, Hooks, run_in_process
+    from regbench.plan import RunSpec
+
+    samples: list[float] = []
+
+    def on_result(result) -> None:
+        assert result.row["status"] == "ok", result.row.get("error")
+        samples.append(psutil.Process().memory_info().rss / 2**20)
+
+    spec = RunSpec(
+        arch=args.arch, reg=args.reg, params={}, seed=0, dataset="digits", epochs=args.epochs
+    )
+    run_in_process([spec] * args.runs, ExecutorOptions(), Hooks(on_result=on_result))
+    return samples
+
+
+def plain_loop(args: argparse.Namespace) -> list[float]:
+    """The same model and data trained by hand, freed with clear_session + gc each time."""
+    import gc
+
+    from regbench._keras import import_keras
+    from regbench.builtins.datasets import Digits
+    from regbench.models import build_model
+    from regbench.plugins import registry
+
+    keras = import_keras()
+    data = Digits().load(0, {})
+    samples = []
+    for _ in range(args.runs):
+        model = build_model(
+            registry().get("architectures", args.arch),
+            registry().get("regularizers", args.reg),
+            {},
+            data.input_shape,
+            10,
+        )
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=64,
+            epochs=args.epochs,
+            validation_data=(data.x_val, data.y_val),
+            verbose=0,
+        )
+        model.evaluate(data.x_test, data.y_test, verbose=0)
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+        samples.append(psutil.Process().memory_info().rss / 2**20)
+    return samples
 
 
 def main() -> None:
@@ -23,35 +76,44 @@ def main() -> None:
     parser.add_argument("--reg", default="batchnorm")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--runs", type=int, default=12)
+    parser.add_argument("--child", choices=("regbench", "plain"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    me = psutil.Process()
-    samples: list[tuple[str, float, float]] = []
-
-    def on_result(result) -> None:
-        assert result.row["status"] == "ok", result.row.get("error")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        samples.append((result.row["run_id"], me.memory_info().rss / 2**20, peak))
-        print(f"run {len(samples)}: rss {samples[-1][1]:.0f} MiB, peak {peak:.0f} MiB", flush=True)
-
-    specs = [
-        RunSpec(
-            arch=args.arch, reg=args.reg, params={}, seed=0, dataset="digits", epochs=args.epochs
-        )
-        for _ in range(args.runs)
+    if args.child:
+        loop = regbench_loop if args.child == "regbench" else plain_loop
+        print(json.dumps(loop(args)))
+        return
+    flags = [
+        f"--arch={args.arch}",
+        f"--reg={args.reg}",
+        f"--epochs={args.epochs}",
+        f"--runs={args.runs}",
     ]
-    # the same cell again and again (the store would skip repeats; this loop does not)
-    run_in_process(specs, ExecutorOptions(), Hooks(on_result=on_result))
-    first, last = samples[0][1], samples[-1][1]
-    growth = (last - first) / first * 100
+    series = {}
+    for child in ("regbench", "plain"):
+        out = subprocess.run(
+            [sys.executable, __file__, *flags, f"--child={child}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        series[child] = json.loads(out.strip().splitlines()[-1])
+    ours, plain = series["regbench"], series["plain"]
+
+    def growth(values: list[float]) -> float:
+        return (values[-1] - values[0]) / values[0] * 100
+
     body = (
         f"{args.runs} consecutive runs of {args.arch} + {args.reg}, digits, "
-        f"{args.epochs} epoch(s) each, one process.\n\n"
-        "| run | RSS MiB | peak RSS MiB |\n|---|---|---|\n"
+        f"{args.epochs} epoch(s) each, one process each column; RSS after each run.\n\n"
+        "| run | regbench worker loop MiB | plain Keras loop MiB |\n|---|---|---|\n"
         + "".join(
-            f"| {i + 1} | {rss:.0f} | {peak:.0f} |\n" for i, (_, rss, peak) in enumerate(samples)
+            f"| {i + 1} | {a:.0f} | {b:.0f} |\n"
+            for i, (a, b) in enumerate(zip(ours, plain, strict=True))
         )
-        + f"\nGrowth of RSS from run 1 to run {args.runs}: **{growth:+.1f}%** "
-        "(target ≤ 10%)."
+        + f"\nGrowth from run 1 to run {args.runs}: regbench **{growth(ours):+.1f}%**, "
+        f"plain Keras {growth(plain):+.1f}% (target ≤ 10%). From run 3 on: regbench "
+        f"{(ours[-1] - ours[2]) / ours[2] * 100:+.1f}%, plain Keras "
+        f"{(plain[-1] - plain[2]) / plain[2] * 100:+.1f}%."
     )
     record(
         "3. Memory across consecutive runs",

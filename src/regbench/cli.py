@@ -218,6 +218,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "jit_compile": "auto",
     "precision": "float32",
     "steps_per_execution": 1,
+    "pipeline": "auto",
     "out": None,
     "dataset_options": {},
     "params": {},
@@ -266,6 +267,7 @@ def _protocol(settings: dict[str, Any]):
         jit_compile=settings["jit_compile"],
         precision=settings["precision"],
         steps_per_execution=int(settings["steps_per_execution"]),
+        pipeline=settings["pipeline"],
     )
 
 
@@ -729,6 +731,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--steps-per-execution",
         type=int,
         help="training steps per compiled call (fewer host round trips)",
+    )
+    p.add_argument(
+        "--pipeline",
+        choices=("auto", "arrays", "tf.data"),
+        help="input pipeline (auto: tf.data on TensorFlow, measured faster; arrays elsewhere)",
     )
     p.add_argument("--out", help="experiment folder (default reports/<experiment name>)")
 

@@ -26,6 +26,7 @@ KEYS = {
     "jit_compile",
     "precision",
     "steps_per_execution",
+    "pipeline",
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from regbench.errors import RegbenchError
+from regbench.pipeline import PIPELINES
 from regbench.plugins import Registry
 
 JIT_CHOICES = ("auto", "on", "off")
@@ -30,6 +31,7 @@ class Protocol:
     jit_compile: str = "auto"
     precision: str = "float32"
     steps_per_execution: int = 1
+    pipeline: str = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +131,8 @@ def check_protocol(protocol: Protocol) -> None:
         raise RegbenchError(
             f"--steps-per-execution must be at least 1; got {protocol.steps_per_execution}"
         )
+    if protocol.pipeline not in PIPELINES:
+        raise RegbenchError(f"--pipeline must be one of {', '.join(PIPELINES)}")
     if protocol.precision not in PRECISIONS:
         raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from regbench import pipeline
 from regbench._keras import import_keras
 from regbench.datasets import Splits
 from regbench.environment import environment
@@ -118,7 +119,7 @@ def train_run(
     'module:function' name.
     """
     started, clock = _now(), time.perf_counter()
-    row: dict[str, Any] = {**spec.row(), "pipeline": "arrays", "started_at": started}
+    row: dict[str, Any] = {**spec.row(), "started_at": started}
     epochs: list[dict[str, Any]] = []
     keras = import_keras()
     try:
@@ -134,6 +135,7 @@ def train_run(
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
         gc.collect()
+        _return_freed_memory()
     row["ended_at"] = _now()
     row["total_time_s"] = time.perf_counter() - clock
     return RunResult(row, epochs)
@@ -152,14 +154,15 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
     )
     state: dict[str, Any] = {}
     callbacks = [_history_callback(keras, spec, epochs, state, progress), *reg.callbacks(params)]
+    feed = pipeline.resolve(spec.pipeline, keras.backend.backend())
+    row["pipeline"] = feed
     fit_start = time.perf_counter()
     model.fit(
-        x_fit,
-        y_fit,
-        batch_size=spec.batch_size,
+        **pipeline.fit_inputs(feed, x_fit, y_fit, spec.batch_size, spec.seed),
         epochs=spec.epochs,
-        shuffle=True,
-        validation_data=None if final else (data.x_val, data.y_val),
+        validation_data=None
+        if final
+        else pipeline.eval_data(feed, data.x_val, data.y_val, spec.batch_size),
         callbacks=callbacks,
         verbose=0,
     )
@@ -203,6 +206,17 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
         tmp.replace(path)
         out["model_path"] = str(path)
     return out
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise), so a long-lived
+    worker's resident memory does not creep up run after run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _is_oom(exc: BaseException) -> bool:
