@@ -1,0 +1,148 @@
+"""`regbench list` and `regbench describe`: what is installed, and what a model looks like."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from regbench.commands import EXIT_OK, console
+from regbench.errors import RegbenchError
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from regbench.plugins import KINDS, registry
+
+    reg = registry()
+    if args.json:
+        payload: dict[str, Any] = {
+            kind: [
+                {
+                    "name": e.name,
+                    "description": e.description,
+                    "dist": e.origin.dist,
+                    "version": e.origin.version,
+                    "aliases": list(getattr(e.obj, "aliases", ())),
+                    "hyperparameters": [
+                        {
+                            "name": h.name,
+                            "default": h.default,
+                            "low": h.low,
+                            "high": h.high,
+                            "log": h.log,
+                            "integer": h.integer,
+                        }
+                        for h in getattr(e.obj, "hparams", ())
+                    ],
+                }
+                for e in reg.entries[kind].values()
+            ]
+            for kind in KINDS
+        }
+        payload["broken"] = [
+            {
+                "plugin": b.plugin,
+                "dist": b.origin.dist,
+                "version": b.origin.version,
+                "error": b.error,
+            }
+            for b in reg.broken
+        ]
+        payload["clashes"] = {
+            kind: {name: [str(o) for o in origins] for name, origins in reg.clashes[kind].items()}
+            for kind in KINDS
+            if reg.clashes[kind]
+        }
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    out = console()
+    for kind in KINDS:
+        table = Table(title=kind, title_justify="left")
+        for column in ("name", "description", "hyperparameters", "from"):
+            table.add_column(column)
+        for entry in reg.entries[kind].values():
+            hps = ", ".join(
+                f"{h.name}={h.default:g} [{h.low:g}, {h.high:g}{', log' if h.log else ''}]"
+                for h in getattr(entry.obj, "hparams", ())
+            )
+            name = entry.name
+            if kind in reg.clashes and entry.name in reg.clashes[kind]:
+                name += " (CLASH)"
+            table.add_row(name, entry.description, hps, str(entry.origin))
+        out.print(table)
+    for kind in KINDS:
+        for name, origins in reg.clashes[kind].items():
+            out.print(
+                f"[red]clash:[/] {kind[:-1]} {name!r} registered by "
+                + " and ".join(str(o) for o in origins)
+            )
+    for broken in reg.broken:
+        out.print(
+            f"[red]broken plugin[/] {broken.plugin} ({broken.origin}): {broken.error}", markup=True
+        )
+    return EXIT_OK
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise RegbenchError(f"--input-shape expects H,W,C (e.g. 32,32,3); got {text!r}") from None
+    if len(parts) != 3:
+        raise RegbenchError(f"--input-shape expects H,W,C (e.g. 32,32,3); got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from regbench.plan import parse_assignments
+    from regbench.plugins import registry
+
+    arch = registry().get("architectures", args.arch)
+    reg = registry().get("regularizers", args.reg)
+    values = reg.resolve(_own_params(args.param, reg.name))
+    input_shape = _shape(args.input_shape)
+    arch.check_input(input_shape)
+    del parse_assignments
+    from regbench.models import build_model, describe_model
+
+    summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f'Model: "{arch.name} + {reg.name}"', title_justify="left")
+    for column, justify in (
+        ("Layer (type)", "left"),
+        ("Output Shape", "left"),
+        ("Param #", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for layer in summary["layers"]:
+        shape = (
+            "(" + ", ".join("None" if d is None else str(d) for d in layer["output_shape"]) + ")"
+        )
+        table.add_row(f"{layer['name']} ({layer['type']})", shape, f"{layer['params']:,}")
+    out = console()
+    out.print(table)
+    out.print(
+        f"Total params: {summary['total_params']:,}\n"
+        f"Trainable params: {summary['trainable_params']:,}\n"
+        f"Non-trainable params: {summary['non_trainable_params']:,}"
+    )
+    return EXIT_OK
+
+
+def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
+    """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
+    from regbench.plan import parse_assignments
+
+    out = {}
+    for key, value in parse_assignments(items, "--param").items():
+        owner, dot, name = key.rpartition(".")
+        if dot and owner != reg_name:
+            raise RegbenchError(f"--param {key}: this model uses regularizer {reg_name!r}")
+        out[name] = value
+    return out
