@@ -433,3 +433,56 @@ def test_offline_cifar_without_data_is_one_clear_line(cli, tmp_path):
     assert result.returncode == 2
     assert "--data-dir" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_speed_options_are_used_and_recorded(cli, tmp_path):
+    out = tmp_path / "fast"
+    result = cli(
+        "run",
+        "--arch",
+        "model1",
+        "--reg",
+        "batchnorm",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--executor",
+        "inprocess",
+        "--precision",
+        "mixed_bfloat16",
+        "--jit-compile",
+        "off",
+        "--steps-per-execution",
+        "4",
+        "--pipeline",
+        "arrays",
+    )
+    assert result.returncode == 0, result.stderr
+    row = load(out).runs.iloc[0]
+    assert (row["precision"], row["jit_compile"], row["steps_per_execution"], row["pipeline"]) == (
+        "mixed_bfloat16",
+        "off",
+        4,
+        "arrays",
+    )
+    assert row["status"] == "ok" and row["total_params"] == 53_322
+    default = cli(
+        "run",
+        "--arch",
+        "model1",
+        "--reg",
+        "none",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--executor",
+        "inprocess",
+    )
+    assert default.returncode == 0
+    assert load(out).runs.query("reg == 'none'")["pipeline"].iloc[0] == "tf.data"

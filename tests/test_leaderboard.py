@@ -1,0 +1,98 @@
+"""The leaderboard: ranked by mean validation accuracy with a 95% CI across seeds."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from regbench import leaderboard
+
+
+def experiment() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, epochs = [], []
+    values = {("model3", "batchnorm"): [0.60, 0.62, 0.64], ("model1", "none"): [0.30, 0.10, 0.20]}
+    for (arch, reg), vals in values.items():
+        for seed, val in enumerate(vals):
+            run_id = f"{arch}-{reg}-s{seed}"
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "stage": "grid",
+                    "arch": arch,
+                    "reg": reg,
+                    "params": "{}",
+                    "tuned": "[]",
+                    "seed": seed,
+                    "status": "ok",
+                    "error": None,
+                    "val_accuracy": val,
+                    "train_accuracy": val + 0.1,
+                    "test_accuracy": 0.99,
+                    "total_params": 10,
+                    "train_time_s": 2.0,
+                }
+            )
+            epochs += [
+                {
+                    "run_id": run_id,
+                    "epoch": e,
+                    "split": "val",
+                    "metric": "accuracy",
+                    "value": val * e / 3,
+                    "elapsed_s": e,
+                }
+                for e in (1, 2, 3)
+            ]
+    rows.append(
+        {
+            "run_id": "model2-l2-s0",
+            "stage": "grid",
+            "arch": "model2",
+            "reg": "l2",
+            "params": '{"strength": 0.01}',
+            "tuned": "[]",
+            "seed": 0,
+            "status": "diverged",
+            "error": "loss became nan at epoch 1",
+        }
+    )
+    rows.append({**rows[0], "run_id": "final-x", "stage": "final", "val_accuracy": None})
+    return pd.DataFrame(rows), pd.DataFrame(epochs)
+
+
+def test_ranked_by_validation_with_a_t_interval():
+    runs, epochs = experiment()
+    board = leaderboard.table(runs, epochs)
+    assert list(board["arch"]) == ["model3", "model1"] and list(board["rank"]) == [1, 2]
+    top = board.iloc[0]
+    assert top["seeds"] == 3 and top["val_accuracy"] == pytest.approx(0.62)
+    # t(0.975, 2) = 4.303; sd = 0.02; half-width = 4.303 * 0.02 / sqrt(3)
+    assert top["val_ci95"] == pytest.approx(4.3027 * 0.02 / 3**0.5, rel=1e-3)
+    assert top["gap"] == pytest.approx(0.1)
+    assert top["val_curve"] == "▁▄█"
+
+
+def test_rendering_shows_intervals_and_failures_plainly():
+    runs, epochs = experiment()
+    buffer = io.StringIO()
+    leaderboard.render(runs, epochs, Console(file=buffer, width=200, no_color=True))
+    text = buffer.getvalue()
+    assert "0.620 ± 0.050 (n=3)" in text
+    assert "model2-l2-s0  diverged: loss became nan at epoch 1" in text
+    assert "\x1b[" not in text  # no colour codes when not a terminal
+
+
+def test_json_has_the_board_and_the_failures():
+    payload = json.loads(leaderboard.to_json(*experiment()))
+    assert [row["arch"] for row in payload["leaderboard"]] == ["model3", "model1"]
+    assert payload["failed"][0]["status"] == "diverged"
+
+
+def test_test_accuracy_never_ranks():
+    runs, epochs = experiment()
+    runs.loc[runs["arch"] == "model1", "test_accuracy"] = 1.0
+    assert leaderboard.table(runs, epochs).iloc[0]["arch"] == "model3"
