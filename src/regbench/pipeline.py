@@ -28,7 +28,8 @@ def fit_inputs(
 
     data = tf.data.Dataset.from_tensor_slices((x, y))
     data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return {"x": data.batch(batch_size).prefetch(tf.data.AUTOTUNE)}
+    # shuffled above: fit's own shuffle flag only applies to arrays (and warns otherwise)
+    return {"x": data.batch(batch_size).prefetch(tf.data.AUTOTUNE), "shuffle": False}
 
 
 def eval_data(pipeline: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
