@@ -22,7 +22,13 @@ def local_ray():
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved["PYTHONPATH"]) if p)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["FAKE_DIE_ON"] = "model1/l2"  # Ray's workers take the environment at init
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )  # stay on loopback
     yield
     ray.shutdown()
     for key, value in saved.items():

@@ -486,3 +486,24 @@ def test_speed_options_are_used_and_recorded(cli, tmp_path):
     )
     assert default.returncode == 0
     assert load(out).runs.query("reg == 'none'")["pipeline"].iloc[0] == "tf.data"
+
+
+def test_workers_are_recycled_after_max_runs(cli, tmp_path):
+    log = tmp_path / "pids.log"
+    result = cli(
+        "run",
+        *LAB,
+        *FAKE,
+        "--out",
+        str(tmp_path / "r"),
+        "--workers",
+        "1",
+        "--max-runs-per-worker",
+        "3",
+        env={"FAKE_LOG": str(log)},
+    )
+    assert result.returncode == 0, result.stderr
+    pids = [line.split()[1] for line in log.read_text().splitlines()]
+    assert len(pids) == 12 and len(set(pids)) == 4  # a fresh process every 3 runs
+    assert all(pids[i] == pids[i - i % 3] for i in range(12))
+    assert len(load(tmp_path / "r").runs) == 12

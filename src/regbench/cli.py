@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--ray-address",
             help="Ray cluster to use with --executor ray (default: start a local one)",
         )
+        p.add_argument(
+            "--max-runs-per-worker",
+            type=int,
+            help="start a fresh worker process after this many runs (bounds memory creep)",
+        )
         p.add_argument("--workers", type=int, help="worker processes when running on CPU")
         p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
         p.set_defaults(func="run")

@@ -46,6 +46,7 @@ class ExecutorOptions:
     per_device: int = 1
     workers: int | None = None  # CPU workers (default: one per core, at most 4)
     ray_address: str | None = None  # None: start a local Ray
+    max_runs_per_worker: int | None = None  # recycle a worker after this many runs
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,7 +88,7 @@ def _describe_death(exitcode: int | None) -> str:
 
 class _Worker:
     def __init__(self, ctx, worker_id: str, env: dict[str, str], outbox, options) -> None:
-        self.id, self.env, self.task = worker_id, env, None
+        self.id, self.env, self.task, self.runs = worker_id, env, None, 0
         self.inbox = ctx.Queue()
         self.process = ctx.Process(
             target=worker_main,
@@ -149,6 +150,9 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
                 _replace_dead(ctx, workers, outbox, options, hooks)
                 continue
             _handle(kind, workers[wid], payload, hooks)
+            limit = options.max_runs_per_worker
+            if kind == "result" and limit and workers[wid].runs >= limit and pending:
+                workers[wid] = _recycle(ctx, workers[wid], outbox, options)
     finally:
         _shutdown(workers.values())
 
@@ -160,8 +164,20 @@ def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
         hooks.on_progress(payload)
     elif kind == "result" and worker.task is not None:
         worker.task = None
+        worker.runs += 1
         payload.row["worker"] = worker.id
         hooks.on_result(payload)
+
+
+def _recycle(ctx, worker: _Worker, outbox, options: ExecutorOptions) -> _Worker:
+    """Stop an idle worker and start a fresh one in its place: TensorFlow's memory creeps up a
+    few MB per run in a long-lived process (benchmarks/RESULTS.md), a new process starts clean."""
+    worker.inbox.put(None)
+    worker.process.join(timeout=30)
+    if worker.process.is_alive():
+        worker.process.kill()
+        worker.process.join()
+    return _Worker(ctx, worker.id, worker.env, outbox, options)
 
 
 def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hooks) -> None:

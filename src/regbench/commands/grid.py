@@ -232,6 +232,8 @@ def _execute(specs, store, args: argparse.Namespace) -> int:
         devices=None if args.devices is None else [d for d in args.devices.split(",") if d.strip()],
         per_device=args.per_device,
         workers=args.workers,
+        ray_address=args.ray_address,
+        max_runs_per_worker=args.max_runs_per_worker,
     )
     if skipped:
         out.print(f"{skipped} run(s) already done in {store.folder} (use --force to rerun)")
