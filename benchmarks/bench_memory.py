@@ -113,7 +113,9 @@ def main() -> None:
         + f"\nGrowth from run 1 to run {args.runs}: regbench **{growth(ours):+.1f}%**, "
         f"plain Keras {growth(plain):+.1f}% (target ≤ 10%). From run 3 on: regbench "
         f"{(ours[-1] - ours[2]) / ours[2] * 100:+.1f}%, plain Keras "
-        f"{(plain[-1] - plain[2]) / plain[2] * 100:+.1f}%."
+        f"{(plain[-1] - plain[2]) / plain[2] * 100:+.1f}%. The creep is TensorFlow's (the plain "
+        "loop shows it too); for long grids `regbench run --max-runs-per-worker N` starts a "
+        "fresh worker every N runs."
     )
     record(
         "3. Memory across consecutive runs",
