@@ -96,3 +96,16 @@ def test_test_accuracy_never_ranks():
     runs, epochs = experiment()
     runs.loc[runs["arch"] == "model1", "test_accuracy"] = 1.0
     assert leaderboard.table(runs, epochs).iloc[0]["arch"] == "model3"
+
+
+def test_cells_are_configurations_and_a_seed_counts_once():
+    runs, epochs = experiment()
+    runs["cell_hash"] = runs["arch"] + "-a"
+    again = runs[runs["run_id"] == "model1-none-s0"].assign(run_id="retry", val_accuracy=0.9)
+    longer = runs[runs["arch"] == "model1"].assign(
+        cell_hash="model1-b", run_id=lambda f: f["run_id"] + "-10ep"
+    )
+    board = leaderboard.table(pd.concat([runs, again, longer]), epochs)
+    model1 = board[board["arch"] == "model1"]
+    assert len(model1) == 2 and list(model1["seeds"]) == [3, 3]  # two protocols, 3 seeds each
+    assert model1["val_accuracy"].max() == pytest.approx((0.9 + 0.1 + 0.2) / 3)

@@ -233,3 +233,17 @@ def test_describe_bad_input_is_one_clear_line(cli, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_alias_never_shadows_another_plugins_name():
+    from regbench.seam import Architecture, Classifier, Flatten
+
+    class Squatter:
+        @hookimpl
+        def register_architectures(self, register):
+            register(Architecture("tiny", "flat", (Flatten(), Classifier()), aliases=("model3",)))
+
+    reg = build_registry(extra_plugins=((Squatter(), Origin("squat-dist", "1")),))
+    assert reg.get("architectures", "tiny").name == "tiny"
+    with pytest.raises(PluginError, match="regbench 0.1.0 and squat-dist 1"):
+        reg.get("architectures", "model3")

@@ -330,6 +330,25 @@ def test_same_seed_gives_identical_metrics(cli, tmp_path):
         (["--config", "/nonexistent/exp.toml"], "cannot read config /nonexistent/exp.toml"),
         (["--seeds", "two"], "--seeds expects a count"),
         (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),
+        (["--seeds=-1,2"], "seeds must be 0 or more"),
+        (["--seeds", ","], "--seeds chose no seed"),
+        (["--target", "val_acc=0.5"], "--target metric 'val_acc' is not recorded"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--max-runs-per-worker", "-2"], "--max-runs-per-worker must be at least 1"),
+        (["--dataset", "synthetic", "--dataset-option", "noise=abc"], "noise='abc' must be in"),
+        (
+            [
+                "--dataset",
+                "synthetic",
+                "--dataset-option",
+                "height=4",
+                "--dataset-option",
+                "width=4",
+                "--arch",
+                "model1",
+            ],
+            "model1 needs a larger input than 4x4x3",
+        ),
         (["--dataset-option", "colour=1"], "dataset 'digits' has no option 'colour'"),
     ],
 )
@@ -348,6 +367,10 @@ def test_bad_config_and_unwritable_folder(cli, tmp_path):
     bad.write_text("epochs = [unclosed\n")
     result = cli("run", "--config", str(bad), "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "is not valid TOML" in result.stderr
+    typed = tmp_path / "typed.toml"
+    typed.write_text('epochs = "ten"\n')
+    result = cli("run", "--config", str(typed), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "epochs must be a whole number; got 'ten'" in result.stderr
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("epoch = 3\n")
     result = cli("run", "--config", str(unknown), "--out", str(tmp_path / "x"))

@@ -132,3 +132,15 @@ def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, mo
     from regbench.leaderboard import table
 
     assert len(table(runs, epochs)) == 4
+
+
+def test_final_refuses_bad_input_before_writing(experiment, cli):
+    before = len(load(experiment).runs)
+    for args, message in (
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--seed", "-3"], "--seed must be 0 or more"),
+        (["--data-dir", "/nonexistent"], "--data-dir /nonexistent does not"),
+    ):
+        result = cli("final", "--best", "--experiment", str(experiment), *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(load(experiment).runs) == before

@@ -9,24 +9,45 @@ from typing import Any
 
 from regbench.errors import RegbenchError
 
-KEYS = {
-    "name",
-    "arch",
-    "reg",
-    "dataset",
-    "dataset_options",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "seeds",
-    "target",
-    "params",
-    "out",
-    "jit_compile",
-    "precision",
-    "steps_per_execution",
-    "pipeline",
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _names(v: Any) -> bool:
+    return _text(v) or (isinstance(v, list) and all(map(_text, v)))
+
+
+def _table_of_tables(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(t, dict) for t in v.values())
+
+
+# each key with the check its value must pass and what to say when it does not
+KEYS: dict[str, tuple[Any, str]] = {
+    "name": (_text, "a string"),
+    "arch": (_names, "a name or a list of names"),
+    "reg": (_names, "a name or a list of names"),
+    "dataset": (_text, "a string"),
+    "dataset_options": (lambda v: isinstance(v, dict), "a table"),
+    "epochs": (_whole, "a whole number"),
+    "batch_size": (_whole, "a whole number"),
+    "optimizer": (_text, "a string"),
+    "learning_rate": (lambda v: _whole(v) or isinstance(v, float), "a number"),
+    "seeds": (
+        lambda v: _whole(v) or (isinstance(v, list) and all(map(_whole, v))),
+        "a count or a list of whole numbers",
+    ),
+    "target": (_text, 'a string like "val_accuracy=0.5"'),
+    "params": (_table_of_tables, "a table of tables, e.g. [params.dropout] rate = 0.2"),
+    "out": (_text, "a string"),
+    "jit_compile": (_text, "a string"),
+    "precision": (_text, "a string"),
+    "steps_per_execution": (_whole, "a whole number"),
+    "pipeline": (_text, "a string"),
 }
 
 
@@ -55,10 +76,14 @@ def load_config(name_or_path: str) -> dict[str, Any]:
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegbenchError(f"config {name_or_path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(config) - KEYS)
+    unknown = sorted(set(config) - set(KEYS))
     if unknown:
         raise RegbenchError(
             f"config {name_or_path}: unknown key {unknown[0]!r}; "
             f"known keys: {', '.join(sorted(KEYS))}"
         )
+    for key, value in config.items():
+        check, expected = KEYS[key]
+        if not check(value):
+            raise RegbenchError(f"config {name_or_path}: {key} must be {expected}; got {value!r}")
     return config

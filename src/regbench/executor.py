@@ -13,7 +13,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,6 @@ class ExecutorOptions:
     workers: int | None = None  # CPU workers (default: one per core, at most 4)
     ray_address: str | None = None  # None: start a local Ray
     max_runs_per_worker: int | None = None  # recycle a worker after this many runs
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def failed_result(spec: RunSpec, error: str, worker: str = "") -> RunResult:
@@ -108,28 +107,41 @@ class _Worker:
         )
         self.process.start()
 
+    def close(self) -> None:
+        """Release the inbox of a worker that has ended."""
+        self.inbox.close()
+        self.inbox.join_thread()
+
     def send(self, spec: RunSpec) -> None:
         self.task = spec
         self.inbox.put(spec)
+
+
+def check_counts(options: ExecutorOptions) -> None:
+    """Refuse worker counts that would start nothing or divide a GPU by zero."""
+    for flag, value in (
+        ("--per-device", options.per_device),
+        ("--workers", options.workers),
+        ("--max-runs-per-worker", options.max_runs_per_worker),
+    ):
+        if value is not None and value < 1:
+            raise RegbenchError(f"{flag} must be at least 1; got {value}")
 
 
 def plan_workers(options: ExecutorOptions) -> list[tuple[str, dict[str, str]]]:
     """(worker id, environment) for every worker: K per GPU, or CPU workers sharing the cores."""
     devices = detect_gpus() if options.devices is None else list(options.devices)
     devices = [d for d in devices if d != "cpu"]
-    if options.per_device < 1:
-        raise RegbenchError(f"--per-device must be at least 1; got {options.per_device}")
+    check_counts(options)
     if devices:
         return [
-            (f"gpu{d}.{k}", {**worker_env(d, 0), **options.extra_env})
-            for d in devices
-            for k in range(options.per_device)
+            (f"gpu{d}.{k}", worker_env(d, 0)) for d in devices for k in range(options.per_device)
         ]
     # one single-threaded worker per core measured 1.3x faster than one two-threaded worker
     # on 2 cores (benchmarks/bench_grid.py); beyond 4, workers mostly add memory
     count = options.workers or max(1, min(4, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // count)
-    return [(f"cpu{k}", {**worker_env(None, threads), **options.extra_env}) for k in range(count)]
+    return [(f"cpu{k}", worker_env(None, threads)) for k in range(count)]
 
 
 def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:
@@ -162,7 +174,13 @@ def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
         hooks.on_start(payload, worker.id)
     elif kind == "progress":
         hooks.on_progress(payload)
-    elif kind == "result" and worker.task is not None:
+    elif (
+        kind == "result"
+        and worker.task is not None
+        and (
+            payload.row["run_id"] == worker.task.run_id  # not a late word from a replaced worker
+        )
+    ):
         worker.task = None
         worker.runs += 1
         payload.row["worker"] = worker.id
@@ -177,6 +195,7 @@ def _recycle(ctx, worker: _Worker, outbox, options: ExecutorOptions) -> _Worker:
     if worker.process.is_alive():
         worker.process.kill()
         worker.process.join()
+    worker.close()
     return _Worker(ctx, worker.id, worker.env, outbox, options)
 
 
@@ -189,6 +208,7 @@ def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hook
             worker.task = None
             hooks.on_result(failed_result(spec, f"{reason} during {spec.run_id}", wid))
         worker.process.join()
+        worker.close()
         workers[wid] = _Worker(ctx, wid, worker.env, outbox, options)
 
 

@@ -46,6 +46,7 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     ok = runs[(runs["status"] == "ok") & (runs["stage"].fillna("grid") == "grid")].copy()
     columns = [
         "rank",
+        "cell",
         "arch",
         "reg",
         "params",
@@ -63,18 +64,24 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=columns)
     ok["params_label"] = ok["params"].map(_params_label)
+    # a cell is one configuration across seeds (protocol included), never two tries of a seed
+    cell_hash = ok["cell_hash"] if "cell_hash" in ok else pd.Series(None, index=ok.index)
+    ok["cell"] = cell_hash.fillna(ok["arch"] + "/" + ok["reg"] + "/" + ok["params_label"])
+    ok = ok.drop_duplicates(["cell", "seed"], keep="last")
     curves = (
         epochs[(epochs["split"] == "val") & (epochs["metric"] == "accuracy")]
-        .merge(ok[["run_id", "arch", "reg", "params_label"]], on="run_id")
-        .groupby(["arch", "reg", "params_label", "epoch"])["value"]
+        .merge(ok[["run_id", "cell"]], on="run_id")
+        .groupby(["cell", "epoch"])["value"]
         .mean()
     )
     rows = []
-    for (arch, reg, label), group in ok.groupby(["arch", "reg", "params_label"], sort=False):
-        curve = curves.loc[(arch, reg, label)].tolist() if (arch, reg, label) in curves else []
+    for cell, group in ok.groupby("cell", sort=False):
+        arch, reg, label = group.iloc[0][["arch", "reg", "params_label"]]
+        curve = curves.loc[cell].tolist() if cell in curves.index.get_level_values(0) else []
         tuned = sorted({k for t in group["tuned"].dropna() for k in json.loads(t or "[]")})
         rows.append(
             {
+                "cell": cell,
                 "arch": arch,
                 "reg": reg,
                 "params": label,
@@ -124,7 +131,7 @@ def render(runs: pd.DataFrame, epochs: pd.DataFrame, console) -> None:
     for row in board.itertuples():
         val = f"{row.val_accuracy:.3f}"
         if many_seeds:
-            val += f" ± {row.val_ci95:.3f} (n={row.seeds})"
+            val += f" ± {row.val_ci95:.3f} (n={row.seeds})" if row.seeds > 1 else " (n=1)"
         hp = row.params + (f" (tuned: {row.tuned})" if row.tuned else "")
         out.add_row(
             str(row.rank),

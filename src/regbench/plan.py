@@ -14,6 +14,7 @@ from regbench.plugins import Registry
 
 JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+TARGET_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # losses: reached when <=
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 
@@ -47,9 +48,16 @@ class RunSpec(Protocol):
 
     @property
     def config_hash(self) -> str:
-        """Identity of the result: same hash, same experiment cell (ignores bookkeeping)."""
-        payload = asdict(self)
-        payload.pop("tuned")
+        """Identity of the result: same hash, same run (ignores bookkeeping)."""
+        return self._digest(drop=("tuned",))
+
+    @property
+    def cell_hash(self) -> str:
+        """Identity of the cell across seeds: the runs the leaderboard averages together."""
+        return self._digest(drop=("tuned", "seed"))
+
+    def _digest(self, drop: tuple[str, ...]) -> str:
+        payload = {k: v for k, v in asdict(self).items() if k not in drop}
         payload["params"] = dict(sorted(self.params.items()))
         blob = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -66,6 +74,7 @@ class RunSpec(Protocol):
             **columns,
             "run_id": self.run_id,
             "config_hash": self.config_hash,
+            "cell_hash": self.cell_hash,
             "params": dict(self.params),
             "tuned": list(self.tuned),
             "dataset_options": dict(self.dataset_options),
@@ -115,6 +124,11 @@ def parse_reg_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 def check_protocol(protocol: Protocol) -> None:
+    if protocol.target is not None and protocol.target[0] not in TARGET_METRICS:
+        raise RegbenchError(
+            f"--target metric {protocol.target[0]!r} is not recorded; use one of "
+            f"{', '.join(TARGET_METRICS)}"
+        )
     if protocol.epochs < 1:
         raise RegbenchError(f"--epochs must be at least 1; got {protocol.epochs}")
     if protocol.batch_size < 1:
@@ -137,6 +151,13 @@ def check_protocol(protocol: Protocol) -> None:
         raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
 
 
+def check_seeds(seeds: Sequence[int]) -> None:
+    if not seeds:
+        raise RegbenchError("--seeds chose no seed; give a count (e.g. 3) or a list (e.g. 0,1,2)")
+    if min(seeds) < 0:
+        raise RegbenchError(f"seeds must be 0 or more; got {min(seeds)}")
+
+
 def make_plan(
     registry: Registry,
     archs: Sequence[str],
@@ -151,6 +172,7 @@ def make_plan(
     Explicit `reg_params` win over `tuned` values, which win over the plugin defaults.
     """
     check_protocol(protocol)
+    check_seeds(seeds)
     arch_names = expand_names("architectures", archs, registry)
     reg_names = expand_names("regularizers", regs, registry)
     dataset = registry.get("datasets", protocol.dataset)

@@ -92,16 +92,24 @@ class Registry:
             raise PluginError(f"unknown {singular} {name!r}; choose from: {valid}")
         return self.entries[kind][name].obj
 
+    def _owner(self, kind: str, key: str) -> Entry | None:
+        """The entry that `key` already names, as a name or an alias."""
+        return self.entries[kind].get(self.aliases[kind].get(key, key))
+
     def _add(self, kind: str, obj: Any, origin: Origin) -> None:
         name = getattr(obj, "name", "")
         if not name:
             raise TypeError(f"a registered {kind.rstrip('s')} needs a non-empty .name")
-        existing = self.entries[kind].get(name)
+        existing = self._owner(kind, name)
         if existing is not None:
             self.clashes[kind].setdefault(name, [existing.origin]).append(origin)
             return
         self.entries[kind][name] = Entry(name, obj, origin)
         for alias in getattr(obj, "aliases", ()):
+            taken = self._owner(kind, alias)
+            if taken is not None and taken.name != name:  # an alias never shadows a name
+                self.clashes[kind].setdefault(alias, [taken.origin]).append(origin)
+                continue
             self.aliases[kind][alias] = name
 
 

@@ -25,8 +25,7 @@ import pandas as pd
 from regbench import figures
 from regbench.errors import RegbenchError
 from regbench.leaderboard import _params_label, failures, table
-from regbench.results import load, load_trials
-from regbench.store import DB_NAME
+from regbench.results import load, load_best, load_trials
 
 ENVIRONMENT = {
     "python_version": "Python",
@@ -148,15 +147,12 @@ def _trials(folder: Path) -> pd.DataFrame:
 
 
 def _best_values(folder: Path) -> pd.DataFrame:
-    """Best tuned values per cell (results.py has no reader for them: read-only SQLite)."""
+    """Best tuned values per cell, or an empty frame when the experiment was never tuned."""
     try:
-        with sqlite3.connect(f"file:{folder / DB_NAME}?mode=ro", uri=True, timeout=30) as db:
-            best = pd.read_sql_query(
-                'SELECT arch, reg, "values", score FROM best_values ORDER BY arch, reg', db
-            )
+        best = load_best(folder)
     except (sqlite3.Error, pd.errors.DatabaseError):
         return pd.DataFrame()
-    best["values"] = best["values"].map(lambda s: _params_label(json.loads(s or "{}")))
+    best["values"] = best["values"].map(_params_label)
     return best
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +30,7 @@ def _connect(folder: Path) -> sqlite3.Connection:
 
 def load(folder: str | Path) -> Results:
     """Both tables of the experiment in `folder`; `params` is decoded from JSON to dicts."""
-    with _connect(Path(folder)) as db:
+    with closing(_connect(Path(folder))) as db:
         runs = pd.read_sql_query("SELECT * FROM runs ORDER BY started_at, run_id", db)
         epochs = pd.read_sql_query("SELECT * FROM epochs ORDER BY run_id, epoch", db)
     runs["params"] = runs["params"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
@@ -38,8 +39,18 @@ def load(folder: str | Path) -> Results:
 
 def load_trials(folder: str | Path) -> pd.DataFrame:
     """The tuning trials, one column per hyperparameter (prefixed `hp.`)."""
-    with _connect(Path(folder)) as db:
+    with closing(_connect(Path(folder))) as db:
         trials = pd.read_sql_query("SELECT * FROM trials ORDER BY arch, reg, trial_id", db)
     values = trials.pop("values").map(lambda s: json.loads(s) if isinstance(s, str) else {})
     expanded = pd.json_normalize(values.tolist()).add_prefix("hp.") if len(values) else None
     return trials if expanded is None else pd.concat([trials, expanded], axis=1)
+
+
+def load_best(folder: str | Path) -> pd.DataFrame:
+    """The tuning stage's best values per (arch, reg), `values` decoded to dicts."""
+    with closing(_connect(Path(folder))) as db:
+        best = pd.read_sql_query(
+            'SELECT arch, reg, "values", score FROM best_values ORDER BY arch, reg', db
+        )
+    best["values"] = best["values"].map(lambda s: json.loads(s or "{}"))
+    return best

@@ -22,6 +22,7 @@ DB_NAME = "results.sqlite"
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
     "config_hash": "TEXT NOT NULL",
+    "cell_hash": "TEXT",
     "stage": "TEXT",
     "arch": "TEXT",
     "reg": "TEXT",

@@ -98,7 +98,8 @@ def _history_callback(keras, spec: RunSpec, epochs: list, state: dict, progress:
                 self.model.stop_training = True
             if spec.target and "epochs_to_target" not in state:
                 metric, goal = spec.target
-                if logs.get(metric, -math.inf) >= goal:
+                value = logs.get(metric)
+                if value is not None and (value <= goal if "loss" in metric else value >= goal):
                     state["epochs_to_target"] = epoch + 1
                     state["seconds_to_target"] = elapsed
             if progress:

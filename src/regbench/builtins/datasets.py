@@ -63,7 +63,12 @@ class Synthetic(Dataset):
             _int_option(options, "channels", 3),
         )
         classes = _int_option(options, "classes", 10, low=2)
-        noise = float(options.get("noise", 0.25))
+        try:
+            noise = float(options.get("noise", 0.25))
+        except (TypeError, ValueError):
+            noise = -1.0
+        if not 0.0 <= noise <= 10.0:
+            raise RegbenchError(f"dataset option noise={options.get('noise')!r} must be in [0, 10]")
         key = {
             "name": "synthetic",
             "size": size,

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from regbench.commands import EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK, console
+from regbench.commands import (
+    EXIT_FAILED_RUNS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    check_data,
+    console,
+    load_options,
+)
 from regbench.commands import cache_dir as _cache
 from regbench.errors import RegbenchError
 
 
 def _seeds(value: Any) -> list[int]:
     if isinstance(value, list):
-        return [int(v) for v in value]
+        try:
+            return [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise RegbenchError(f"seeds must be whole numbers; got {value!r}") from None
     text = str(value)
     try:
         if "," in text:
@@ -142,21 +151,6 @@ def _tuned_values(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return values
 
 
-def _check_data(specs, args: argparse.Namespace) -> None:
-    """Load each dataset once in the parent: bad data fails before anything is written,
-    and the array cache is warm for the workers."""
-    from regbench.plugins import registry
-
-    seen = set()
-    for spec in specs:
-        key = (spec.dataset, json.dumps(dict(spec.dataset_options), sort_keys=True))
-        if key in seen:
-            continue
-        seen.add(key)
-        options = {**spec.dataset_options, "data_dir": args.data_dir, "cache_dir": _cache(args)}
-        registry().get("datasets", spec.dataset).load(spec.seed, options)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.tune and not args.dry_run:
         code = cmd_tune(args)
@@ -166,14 +160,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs, out = _plan(args)
     if args.dry_run:
         return _show_plan(specs, out)
-    if args.data_dir is not None and not Path(args.data_dir).exists():
-        raise RegbenchError(f"--data-dir {args.data_dir} does not exist")
-    _check_data(specs, args)
+    from regbench import executor as ex
     from regbench.store import Store
 
+    options = ex.ExecutorOptions(
+        data_dir=load_options(args, {})["data_dir"],
+        cache_dir=_cache(args),
+        models_dir=out / "models",
+        trainer=args.trainer,
+        devices=None if args.devices is None else [d for d in args.devices.split(",") if d.strip()],
+        per_device=args.per_device,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        max_runs_per_worker=args.max_runs_per_worker,
+    )
+    ex.check_counts(options)
+    check_data(specs, args)
     store = Store(out)
     try:
-        return _execute(specs, store, args)
+        return _execute(specs, store, options, args)
     finally:
         store.close()
 
@@ -213,7 +218,7 @@ def _show_plan(specs, out: Path) -> int:
     return EXIT_OK
 
 
-def _execute(specs, store, args: argparse.Namespace) -> int:
+def _execute(specs, store, options, args: argparse.Namespace) -> int:
     from regbench import executor as ex
     from regbench.plan import order_by_cost
     from regbench.plugins import registry
@@ -224,17 +229,7 @@ def _execute(specs, store, args: argparse.Namespace) -> int:
     skipped = len(specs) - len(todo)
     out = console()
     todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
-    options = ex.ExecutorOptions(
-        data_dir=Path(args.data_dir) if args.data_dir else None,
-        cache_dir=_cache(args),
-        models_dir=store.folder / "models",
-        trainer=args.trainer,
-        devices=None if args.devices is None else [d for d in args.devices.split(",") if d.strip()],
-        per_device=args.per_device,
-        workers=args.workers,
-        ray_address=args.ray_address,
-        max_runs_per_worker=args.max_runs_per_worker,
-    )
+    store.export()  # a kill between a commit and its export must not leave stale CSVs
     if skipped:
         out.print(f"{skipped} run(s) already done in {store.folder} (use --force to rerun)")
     logs = store.folder / "logs"
@@ -270,35 +265,28 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """The keras-tuner stage: search each cell's declared hyperparameters on validation."""
     import time
 
-    from regbench.plan import check_protocol, expand_names
+    from regbench.plan import make_plan
     from regbench.plugins import registry
     from regbench.store import Store
     from regbench.tuning import TUNERS, run_search
 
     settings = _settings(args)
     protocol = _protocol(settings)
-    check_protocol(protocol)
     if args.tuner not in TUNERS:
         raise RegbenchError(f"--tuner must be one of {', '.join(TUNERS)}")
     if args.max_trials < 1:
         raise RegbenchError(f"--max-trials must be at least 1; got {args.max_trials}")
-    archs = expand_names("architectures", settings["arch"], registry())
-    regs = expand_names("regularizers", settings["reg"], registry())
-    seed = _seeds(settings["seeds"])[0]
+    seed = _seeds(settings["seeds"])[0]  # one split to tune on; the grid repeats the seeds
+    cells = make_plan(registry(), settings["arch"], settings["reg"], [seed], protocol)
+    check_data(cells, args)
     dataset = registry().get("datasets", protocol.dataset)
-    from regbench.datasets import check_options
-
-    check_options(dataset, protocol.dataset_options)
-    options = {**protocol.dataset_options, "data_dir": args.data_dir, "cache_dir": _cache(args)}
-    data = dataset.load(seed, options)
+    data = dataset.load(seed, load_options(args, protocol.dataset_options))
     out = console()
     store = Store(_out(settings))
     found = []
     try:
-        for arch in archs:
-            for reg in regs:
-                if not registry().get("regularizers", reg).hparams:
-                    continue
+        for arch, reg in ((cell.arch, cell.reg) for cell in cells):
+            if registry().get("regularizers", reg).hparams:
                 out.print(
                     f"tuning {arch} + {reg}: {args.tuner}, {args.max_trials} trials, "
                     f"{protocol.epochs} epoch(s) each",

@@ -96,7 +96,6 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from regbench.plan import parse_assignments
     from regbench.plugins import registry
 
     arch = registry().get("architectures", args.arch)
@@ -104,7 +103,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
     values = reg.resolve(_own_params(args.param, reg.name))
     input_shape = _shape(args.input_shape)
     arch.check_input(input_shape)
-    del parse_assignments
     from regbench.models import build_model, describe_model
 
     summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))

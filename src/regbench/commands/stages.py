@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from regbench.commands import EXIT_FAILED_RUNS, EXIT_OK, console
+from regbench.commands import EXIT_FAILED_RUNS, EXIT_OK, check_data, console, load_options
 from regbench.commands import cache_dir as _cache
 from regbench.errors import RegbenchError
 
@@ -36,20 +36,20 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     visualizers = [registry().get("visualizers", name) for name in names]
     row = finished_run(folder, args.run, args.arch, args.reg)
     dataset = registry().get("datasets", row["dataset"])
-    options = {
-        **json.loads(row["dataset_options"] or "{}"),
-        "data_dir": args.data_dir,
-        "cache_dir": _cache(args),
-    }
+    options = load_options(args, json.loads(row["dataset_options"] or "{}"))
     data = dataset.load(int(row["seed"]), options)  # the run's own split: its test images
     class_names = data.class_names
     model = open_model(row)
     if args.image:
         from regbench.visualizer import load_image
 
+        if args.class_:
+            raise RegbenchError("--class picks a test image; it cannot go with --image")
         image, label = load_image(args.image, model.input_shape[1:]), None
     else:
         wanted = _class_index(args.class_, class_names)
+        if wanted is not None and not (data.y_test == wanted).any():
+            raise RegbenchError(f"the test split has no image of class {class_names[wanted]!r}")
         index = 0 if wanted is None else int((data.y_test == wanted).argmax())
         image, label = data.x_test[index], int(data.y_test[index])
     out_dir = Path(args.out or folder / "figures" / "visualize" / row["run_id"])
@@ -78,7 +78,8 @@ def cmd_final(args: argparse.Namespace) -> int:
 
     from regbench import leaderboard
     from regbench.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.plan import RunSpec
+    from regbench.lookup import finished_run
+    from regbench.plan import RunSpec, check_protocol
     from regbench.results import load
     from regbench.store import Store
 
@@ -88,17 +89,17 @@ def cmd_final(args: argparse.Namespace) -> int:
         board = leaderboard.table(runs, epochs)
         if board.empty:
             raise RegbenchError(f"--best: {folder} has no finished grid runs to choose from")
-        arch, reg = board.iloc[0]["arch"], board.iloc[0]["reg"]
+        cell = board.iloc[0]["cell"]
+        source = finished_run(folder, cell=cell)  # the best cell's protocol and hyperparameters
     elif args.arch and args.reg:
-        arch, reg = args.arch, args.reg
+        source = finished_run(folder, arch=args.arch, reg=args.reg)
     else:
         raise RegbenchError("choose the cell with --arch and --reg, or take the best with --best")
-    from regbench.lookup import finished_run
-
-    source = finished_run(folder, None, arch, reg)  # the protocol of the grid run it repeats
+    if args.seed < 0:
+        raise RegbenchError(f"--seed must be 0 or more; got {args.seed}")
     spec = RunSpec(
-        arch=arch,
-        reg=reg,
+        arch=source["arch"],
+        reg=source["reg"],
         params=source["params"],
         seed=args.seed,
         dataset=source["dataset"],
@@ -109,8 +110,11 @@ def cmd_final(args: argparse.Namespace) -> int:
         learning_rate=None if pd.isna(source["learning_rate"]) else float(source["learning_rate"]),
         jit_compile=source["jit_compile"] or "auto",
         precision=source["precision"] or "float32",
+        steps_per_execution=int(source["steps_per_execution"] or 1),
         stage="final",
     )
+    check_protocol(spec)
+    check_data([spec], args)
     store = Store(folder)
     out = console()
     results = []
@@ -122,11 +126,13 @@ def cmd_final(args: argparse.Namespace) -> int:
             results.append(result.row)
 
         options = ExecutorOptions(
-            data_dir=Path(args.data_dir) if args.data_dir else None,
+            data_dir=load_options(args, {})["data_dir"],
             cache_dir=_cache(args),
             models_dir=folder / "models",
         )
-        out.print(f"final stage: {arch} + {reg}, {args.epochs} epochs on train+validation")
+        out.print(
+            f"final stage: {spec.arch} + {spec.reg}, {args.epochs} epochs on train+validation"
+        )
         run_in_process([spec], options, Hooks(on_result=on_result))
     finally:
         store.close()
