@@ -3,6 +3,7 @@
 import contextlib
 import os
 import sys
+from types import ModuleType
 
 
 @contextlib.contextmanager
@@ -20,7 +21,7 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
-def import_keras():
+def import_keras() -> ModuleType:
     """Import Keras quietly, unless TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's logs."""
     if "keras" in sys.modules:
         return sys.modules["keras"]

@@ -1,5 +1,8 @@
 """The hooks a regbench plugin can implement: one per plugin kind, each given `register`."""
 
+from collections.abc import Callable
+from typing import Any
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("regbench")
@@ -7,20 +10,20 @@ hookimpl = pluggy.HookimplMarker("regbench")
 
 
 @hookspec
-def register_architectures(register):
+def register_architectures(register: Callable[[Any], None]) -> None:
     """Register architectures: call register(Architecture(...)) once per model."""
 
 
 @hookspec
-def register_regularizers(register):
+def register_regularizers(register: Callable[[Any], None]) -> None:
     """Register regularizers: call register(SomeRegularizer()) once per regularizer."""
 
 
 @hookspec
-def register_datasets(register):
+def register_datasets(register: Callable[[Any], None]) -> None:
     """Register datasets: call register(SomeDataset()) once per dataset."""
 
 
 @hookspec
-def register_visualizers(register):
+def register_visualizers(register: Callable[[Any], None]) -> None:
     """Register visualizers: call register(SomeVisualizer()) once per visualizer."""

@@ -107,7 +107,7 @@ def failures(runs: pd.DataFrame) -> pd.DataFrame:
     return bad[["run_id", "arch", "reg", "seed", "status", "error"]].reset_index(drop=True)
 
 
-def render(runs: pd.DataFrame, epochs: pd.DataFrame, console) -> None:
+def render(runs: pd.DataFrame, epochs: pd.DataFrame, console: Any) -> None:
     """Print the leaderboard and the failed runs with rich (plain text when not a TTY)."""
     from rich.markup import escape
     from rich.table import Table

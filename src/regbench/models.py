@@ -28,7 +28,7 @@ def build_model(
     input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE,
     classes: int = DEFAULT_CLASSES,
     seed: int | None = None,
-):
+) -> Any:
     """A Sequential model of `architecture` regularized by `regularizer` (params validated here)."""
     keras = import_keras()
     layers = keras.layers
@@ -83,7 +83,7 @@ def build_model(
     return keras.Sequential(stack, name=f"{architecture.name}_{regularizer.name}")
 
 
-def count_params(model) -> dict[str, int]:
+def count_params(model: Any) -> dict[str, int]:
     """Total, trainable and non-trainable parameter counts of a built model."""
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     non_trainable = sum(int(w.numpy().size) for w in model.non_trainable_weights)
@@ -94,7 +94,7 @@ def count_params(model) -> dict[str, int]:
     }
 
 
-def describe_model(model) -> dict[str, Any]:
+def describe_model(model: Any) -> dict[str, Any]:
     """The model summary as the lab printed it: per-layer name, type, shape, params; and totals."""
     rows = []
     for layer in model.layers:

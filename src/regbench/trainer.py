@@ -48,7 +48,7 @@ def build_and_compile(
     protocol: Protocol,
     data: Splits,
     seed: int,
-):
+) -> Any:
     """The model of one run, compiled with the protocol as the regularizer amends it
     (optimizer, loss); the trainer and the tuning stage both train exactly this."""
     keras = import_keras()

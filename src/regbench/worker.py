@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,8 @@ def worker_main(
     worker_id: str,
     env: dict[str, str],
     parent: int,
-    inbox,
-    outbox,
+    inbox: Queue,
+    outbox: Queue,
     trainer: str,
     data_dir: Path | None,
     cache_dir: Path | None,

@@ -4,6 +4,9 @@
 BatchNormalization; a point with no mark takes both.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from regbench import hookimpl
 from regbench.seam import (
     NOISE,
@@ -70,6 +73,6 @@ MODEL3 = Architecture(
 
 
 @hookimpl
-def register_architectures(register):
+def register_architectures(register: Callable[[Any], None]) -> None:
     for architecture in (MODEL1, MODEL2, MODEL3):
         register(architecture)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -91,7 +91,7 @@ class Synthetic(Dataset):
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Callable[[Any], None]) -> None:
     from regbench.cifar import Cifar10
 
     for dataset in (Cifar10(), Digits(), Synthetic()):

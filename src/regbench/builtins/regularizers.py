@@ -1,5 +1,8 @@
 """The lab's four regularization settings: none, L2, dropout, batch normalization."""
 
+from collections.abc import Callable
+from typing import Any
+
 from regbench import hookimpl
 from regbench._keras import import_keras
 from regbench.seam import NOISE, NORM, HParam, Regularizer
@@ -41,6 +44,6 @@ class BatchNorm(Regularizer):
 
 
 @hookimpl
-def register_regularizers(register):
+def register_regularizers(register: Callable[[Any], None]) -> None:
     for regularizer in (NoRegularization(), L2(), Dropout(), BatchNorm()):
         register(regularizer)

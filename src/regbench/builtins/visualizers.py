@@ -639,6 +639,6 @@ class GradCam(Visualizer):
 
 
 @hookimpl
-def register_visualizers(register):
+def register_visualizers(register: Callable[[Any], None]) -> None:
     for visualizer in (FeatureMaps(), Filters(), GradCam()):
         register(visualizer)
