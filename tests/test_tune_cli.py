@@ -90,3 +90,36 @@ def test_tuning_errors_are_one_line(cli, tmp_path):
         result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_values_tuned_on_one_dataset_are_not_used_for_another(cli, tmp_path):
+    out = tmp_path / "mixed"
+    tuned = cli(
+        "tune",
+        "--arch",
+        "model1",
+        "--reg",
+        "dropout",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--max-trials",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    other = cli(
+        "run",
+        "--arch",
+        "model1",
+        "--reg",
+        "dropout",
+        "--dataset",
+        "synthetic",
+        "--tuned",
+        "--out",
+        str(out),
+    )
+    assert other.returncode == 2 and "no tuning results on synthetic" in other.stderr

@@ -100,7 +100,8 @@ CREATE TABLE IF NOT EXISTS trials (
     PRIMARY KEY (search_hash, trial_id)
 );
 CREATE TABLE IF NOT EXISTS best_values (
-    arch TEXT, reg TEXT, "values" TEXT, score REAL, search_hash TEXT, PRIMARY KEY (arch, reg)
+    arch TEXT, reg TEXT, "values" TEXT, score REAL, search_hash TEXT, dataset TEXT,
+    PRIMARY KEY (arch, reg)
 );
 """
 
@@ -171,19 +172,30 @@ class Store:
             )
 
     def record_best(
-        self, arch: str, reg: str, values: Mapping[str, Any], score: float, search_hash: str
+        self,
+        arch: str,
+        reg: str,
+        values: Mapping[str, Any],
+        score: float,
+        search_hash: str,
+        dataset: str = "",
     ) -> None:
         with self.db:
             self.db.execute(
-                'INSERT OR REPLACE INTO best_values (arch, reg, "values", score, search_hash) '
-                "VALUES (?,?,?,?,?)",
-                (arch, reg, json.dumps(dict(values), sort_keys=True), score, search_hash),
+                'INSERT OR REPLACE INTO best_values (arch, reg, "values", score, search_hash, '
+                "dataset) VALUES (?,?,?,?,?,?)",
+                (arch, reg, json.dumps(dict(values), sort_keys=True), score, search_hash, dataset),
             )
         self.export()
 
-    def best_values(self) -> dict[tuple[str, str], dict[str, Any]]:
-        rows = self.db.execute('SELECT arch, reg, "values" FROM best_values')
-        return {(arch, reg): json.loads(values) for arch, reg, values in rows}
+    def best_values(self, dataset: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """Tuned values per (arch, reg); only those tuned on `dataset` when it is given."""
+        rows = self.db.execute('SELECT arch, reg, "values", dataset FROM best_values')
+        return {
+            (arch, reg): json.loads(values)
+            for arch, reg, values, tuned_on in rows
+            if dataset is None or tuned_on == dataset
+        }
 
     # ------------------------------------------------------------ exports
 

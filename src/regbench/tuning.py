@@ -147,7 +147,7 @@ def run_search(
         raise RegbenchError(f"all {len(trials)} trials of {arch}/{reg} failed; the first: {first}")
     best = max(completed, key=lambda t: t.score)
     values = _declared_values(regularizer, best.hyperparameters.values)
-    store.record_best(arch, reg, values, float(best.score), digest)
+    store.record_best(arch, reg, values, float(best.score), digest, dataset=protocol.dataset)
     return values
 
 

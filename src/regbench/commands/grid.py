@@ -123,7 +123,7 @@ def _plan(args: argparse.Namespace):
 
     settings = _settings(args)
     out = _out(settings)
-    tuned = _tuned_values(out) if args.tuned else None
+    tuned = _tuned_values(out, settings["dataset"]) if args.tuned else None
     specs = make_plan(
         registry(),
         settings["arch"],
@@ -136,18 +136,20 @@ def _plan(args: argparse.Namespace):
     return specs, out
 
 
-def _tuned_values(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+def _tuned_values(out: Path, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
     from regbench.store import DB_NAME, Store
 
-    if not (out / DB_NAME).exists():
-        raise RegbenchError(f"--tuned: {out} has no tuning results; run `regbench tune` first")
-    store = Store(out, create=False)
-    try:
-        values = store.best_values()
-    finally:
-        store.close()
+    values = {}
+    if (out / DB_NAME).exists():
+        store = Store(out, create=False)
+        try:
+            values = store.best_values(dataset)
+        finally:
+            store.close()
     if not values:
-        raise RegbenchError(f"--tuned: {out} has no tuning results; run `regbench tune` first")
+        raise RegbenchError(
+            f"--tuned: {out} has no tuning results on {dataset}; run `regbench tune` first"
+        )
     return values
 
 
