@@ -73,18 +73,9 @@ FAKE = [
 
 def test_quickstart_grid_then_resume_skips_everything(cli, tmp_path):
     out = tmp_path / "quick"
-    result = cli(
-        "run",
-        *LAB,
-        "--dataset",
-        "digits",
-        "--epochs",
-        "1",
-        "--out",
-        str(out),
-        "--target",
-        "val_accuracy=0.0",
-    )
+    command = [*LAB, "--dataset", "digits", "--epochs", "1", "--out", str(out)]
+    command += ["--target", "val_accuracy=0.0"]
+    result = cli("run", *command)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "regbench leaderboard" in result.stdout
     runs = pd.read_csv(out / "runs.csv")
@@ -108,18 +99,7 @@ def test_quickstart_grid_then_resume_skips_everything(cli, tmp_path):
     assert len(epochs) == 12 * 2 * 2
     assert all((out / "models" / f"{r}.keras").exists() for r in runs["run_id"])
 
-    again = cli(
-        "run",
-        *LAB,
-        "--dataset",
-        "digits",
-        "--epochs",
-        "1",
-        "--out",
-        str(out),
-        "--target",
-        "val_accuracy=0.0",
-    )
+    again = cli("run", *command)
     assert again.returncode == 0
     assert "12 run(s) already done" in again.stdout
     assert len(load(out).runs) == 12
