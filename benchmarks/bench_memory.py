@@ -17,8 +17,8 @@ from _results import record
 
 
 def regbench_loop(args: argparse.Namespace) -> list[float]:
-    from regbench.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.plan import RunSpec
+    from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
+    from regbench.engine.plan import RunSpec
 
     samples: list[float] = []
 
@@ -37,10 +37,10 @@ def plain_loop(args: argparse.Namespace) -> list[float]:
     """The same model and data trained by hand, freed with clear_session + gc each time."""
     import gc
 
-    from regbench._keras import import_keras
     from regbench.builtins.datasets import Digits
-    from regbench.models import build_model
-    from regbench.plugins import registry
+    from regbench.engine.models import build_model
+    from regbench.plugins.keras import import_keras
+    from regbench.plugins.manager import registry
 
     keras = import_keras()
     data = Digits().load(0, {})

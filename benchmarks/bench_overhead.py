@@ -13,10 +13,10 @@ import time
 
 from _results import record
 
-from regbench._keras import import_keras
 from regbench.builtins.datasets import Synthetic
-from regbench.plan import RunSpec
-from regbench.trainer import train_run
+from regbench.engine.plan import RunSpec
+from regbench.engine.trainer import train_run
+from regbench.plugins.keras import import_keras
 
 
 def plain_keras(keras, data, epochs: int, seed: int) -> float:

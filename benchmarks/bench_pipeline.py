@@ -13,10 +13,10 @@ import time
 
 from _results import record
 
-from regbench._keras import import_keras
 from regbench.builtins.datasets import Synthetic
-from regbench.models import build_model
-from regbench.plugins import registry
+from regbench.engine.models import build_model
+from regbench.plugins.keras import import_keras
+from regbench.plugins.manager import registry
 
 
 def fit_seconds(keras, data, epochs: int, pipeline: str) -> float:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from _results import record
 
-from regbench.executor import ExecutorOptions, Hooks, run_with_workers
-from regbench.plan import RunSpec
-from regbench.store import Store
+from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
+from regbench.engine.plan import RunSpec
+from regbench.results.store import Store
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 

@@ -18,7 +18,7 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="session")
 def registry():
-    from regbench.plugins import registry as get
+    from regbench.plugins.manager import registry as get
 
     return get()
 

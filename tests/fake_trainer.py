@@ -11,7 +11,7 @@ import signal
 import time
 from datetime import UTC, datetime
 
-from regbench.trainer import RunResult
+from regbench.engine.trainer import RunResult
 
 
 def train(spec, load_data, models_dir, progress):

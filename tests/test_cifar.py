@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fake_cifar import BATCHES, FOLDER, NAMES, FakeCifar, write_archive, write_fake_cifar
 
-from regbench import cifar
-from regbench.cifar import Cifar10, find_cifar, read_cifar
+from regbench.builtins import cifar
+from regbench.builtins.cifar import Cifar10, find_cifar, read_cifar
 from regbench.errors import RegbenchError
 
 PER_BATCH = 20
@@ -322,7 +322,10 @@ def test_changed_source_is_parsed_again(fake, tmp_path):
 
 
 def test_import_does_not_load_keras():
-    code = "import sys, regbench.cifar; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    code = (
+        "import sys, regbench.builtins.cifar; "
+        "print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

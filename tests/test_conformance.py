@@ -10,11 +10,11 @@ import textwrap
 import pytest
 from hypothesis import given, settings
 
-from regbench._keras import import_keras
 from regbench.builtins.architectures import MODEL1
 from regbench.errors import RegbenchError
-from regbench.plugins import build_registry
-from regbench.seam import HParam, OptimizerSpec, Regularizer
+from regbench.plugins.keras import import_keras
+from regbench.plugins.manager import build_registry
+from regbench.plugins.seam import HParam, OptimizerSpec, Regularizer
 from regbench.testing import (
     check_backend_neutral,
     check_declaration,
@@ -85,7 +85,7 @@ def test_non_probability_outputs_are_caught() -> None:
 
 def test_direct_backend_use_is_caught(tmp_path, monkeypatch) -> None:
     source = """
-        from regbench.seam import Regularizer
+        from regbench.plugins.seam import Regularizer
 
         class Tf(Regularizer):
             name = "tf"

@@ -7,8 +7,8 @@ import types
 from pathlib import Path
 
 from regbench.builtins.architectures import MODEL1
-from regbench.models import build_model
-from regbench.plugins import Origin, build_registry
+from regbench.engine.models import build_model
+from regbench.plugins.manager import Origin, build_registry
 from regbench.testing import check_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"

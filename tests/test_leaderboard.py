@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from regbench import leaderboard
+from regbench.results import leaderboard
 
 
 def experiment() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from regbench.engine.models import build_model, count_params
 from regbench.errors import RegbenchError
-from regbench.models import build_model, count_params
-from regbench.seam import Classifier, Conv, Dense, Point, output_shape
+from regbench.plugins.seam import Classifier, Conv, Dense, Point, output_shape
 
 LAB = ["none", "l2", "dropout", "batchnorm"]
 ARCHS = ["model1", "model2", "model3"]

@@ -12,8 +12,8 @@ import pytest
 
 from regbench import hookimpl
 from regbench.errors import PluginError
-from regbench.plugins import Origin, build_registry
-from regbench.seam import HParam, Regularizer
+from regbench.plugins.manager import Origin, build_registry
+from regbench.plugins.seam import HParam, Regularizer
 
 
 class Jitter(Regularizer):
@@ -23,7 +23,7 @@ class Jitter(Regularizer):
     hparams = (HParam("stddev", 0.1, 0.0, 1.0),)
 
     def layers_at(self, point, params):
-        from regbench._keras import import_keras
+        from regbench.plugins.keras import import_keras
 
         return [import_keras().layers.GaussianNoise(params["stddev"])]
 
@@ -46,7 +46,7 @@ def test_builtins_come_from_regbench(registry):
 
 
 def test_in_process_plugin_registers_and_builds():
-    from regbench.models import build_model
+    from regbench.engine.models import build_model
 
     reg = build_registry(extra_plugins=((InProcessPlugin(), Origin("my-plugin", "1.2")),))
     entry = reg.entries["regularizers"]["jitter"]
@@ -115,7 +115,7 @@ def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
 
 GOOD = """
     from regbench import hookimpl
-    from regbench.seam import HParam, Regularizer
+    from regbench.plugins.seam import HParam, Regularizer
 
     class Shake(Regularizer):
         name = "shake"
@@ -236,7 +236,7 @@ def test_describe_bad_input_is_one_clear_line(cli, args, message):
 
 
 def test_an_alias_never_shadows_another_plugins_name():
-    from regbench.seam import Architecture, Classifier, Flatten
+    from regbench.plugins.seam import Architecture, Classifier, Flatten
 
     class Squatter:
         @hookimpl

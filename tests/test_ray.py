@@ -10,7 +10,7 @@ import pytest
 from conftest import TESTS
 
 from regbench.cli import main
-from regbench.results import load
+from regbench.results.reader import load
 
 ray = pytest.importorskip("ray")
 

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from regbench import figures
 from regbench.errors import RegbenchError
-from regbench.leaderboard import table
-from regbench.report import write_report
-from regbench.results import load
-from regbench.store import Store
+from regbench.reporting import figures
+from regbench.reporting.report import write_report
+from regbench.results.leaderboard import table
+from regbench.results.reader import load
+from regbench.results.store import Store
 
 ARCHS = ("model1", "model2")
 REGS = ("none", "dropout")
@@ -381,7 +381,7 @@ def test_empty_leaderboard_and_runs_draw_a_note_instead_of_failing(results):
 
 
 def test_importing_the_report_does_not_import_matplotlib():
-    code = "import sys, regbench.report; assert 'matplotlib' not in sys.modules"
+    code = "import sys, regbench.reporting.report; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

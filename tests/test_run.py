@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import TESTS
 
-from regbench.results import load
+from regbench.results.reader import load
 
 REQUIRED = [
     "run_id",
@@ -225,7 +225,7 @@ def test_most_expensive_cells_start_first(cli, tmp_path):
 
 
 def test_measured_epoch_times_rank_the_cells_once_every_cell_has_one(registry):
-    from regbench.plan import RunSpec, order_by_cost
+    from regbench.engine.plan import RunSpec, order_by_cost
 
     specs = [
         RunSpec(arch=a, reg="none", params={}, seed=0, epochs=e)

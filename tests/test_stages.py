@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from regbench.cli import main
-from regbench.results import load
+from regbench.results.reader import load
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
 
 
 def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, monkeypatch):
-    from regbench._keras import import_keras
+    from regbench.plugins.keras import import_keras
 
     keras = import_keras()
     calls = []
@@ -129,7 +129,7 @@ def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, mo
     assert set(final_epochs["split"]) == {"train"} and final_epochs["epoch"].max() == 2
     assert (experiment / "figures" / f"{final['run_id']}.png").exists()
     # the final row never enters the grid's leaderboard
-    from regbench.leaderboard import table
+    from regbench.results.leaderboard import table
 
     assert len(table(runs, epochs)) == 4
 

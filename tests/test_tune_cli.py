@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from regbench.results import load, load_trials
+from regbench.results.reader import load, load_trials
 
 
 def test_tune_then_run_tuned_uses_the_best_values(cli, tmp_path):

@@ -10,14 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from regbench import hookimpl, plugins
+from regbench import hookimpl
+from regbench.engine.plan import Protocol
+from regbench.engine.tuning import run_search, search_hash
 from regbench.errors import RegbenchError
-from regbench.plan import Protocol
-from regbench.plugins import Origin, build_registry
-from regbench.results import load_trials
-from regbench.seam import ANY, HParam, Regularizer
-from regbench.store import Store
-from regbench.tuning import run_search, search_hash
+from regbench.plugins import manager as plugins
+from regbench.plugins.manager import Origin, build_registry
+from regbench.plugins.seam import ANY, HParam, Regularizer
+from regbench.results.reader import load_trials
+from regbench.results.store import Store
 
 PROTOCOL = Protocol(dataset="digits", epochs=1)
 RATE = HParam("rate", 0.1, 0.0, 0.9)
@@ -53,12 +54,12 @@ class Counted(Regularizer):
         self.fits: list[dict] = []
 
     def layers_at(self, point, params):
-        from regbench._keras import import_keras
+        from regbench.plugins.keras import import_keras
 
         return [import_keras().layers.Dropout(params["rate"])] if point.kind == "vector" else []
 
     def callbacks(self, params):
-        from regbench._keras import import_keras
+        from regbench.plugins.keras import import_keras
 
         fits, seen = self.fits, dict(params)
 
@@ -80,7 +81,7 @@ class Noise(Regularizer):
     )
 
     def layers_at(self, point, params):
-        from regbench._keras import import_keras
+        from regbench.plugins.keras import import_keras
 
         layers = import_keras().layers
         return [layers.GaussianNoise(params["stddev"]) for _ in range(params["copies"])]
@@ -104,7 +105,7 @@ class Broken(Regularizer):
 
 @pytest.fixture(scope="module")
 def digits():
-    from regbench.plugins import registry
+    from regbench.plugins.manager import registry
 
     return registry().get("datasets", "digits").load(0, {"cache_dir": None})
 

@@ -22,10 +22,10 @@ from regbench.builtins.visualizers import (
     gradcam,
     gradcam_figure,
 )
+from regbench.engine.models import build_model
 from regbench.errors import RegbenchError
-from regbench.models import build_model
-from regbench.plugins import build_registry
-from regbench.visualizer import Visualizer, layer_outputs, load_image
+from regbench.plugins.manager import build_registry
+from regbench.plugins.visualizers import Visualizer, layer_outputs, load_image
 
 ARCHITECTURES = ("model1", "model2", "model3")
 REGULARIZERS = ("none", "l2", "dropout", "batchnorm")
@@ -80,7 +80,7 @@ def test_builtins_are_registered_visualizers():
 
 def test_importing_visualizers_loads_neither_keras_nor_matplotlib():
     code = (
-        "import sys, regbench.visualizer, regbench.builtins.visualizers\n"
+        "import sys, regbench.plugins.visualizers, regbench.builtins.visualizers\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'matplotlib') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

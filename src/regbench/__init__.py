@@ -1,6 +1,6 @@
 """regbench: a plugin-based benchmark harness for regularization in CNNs."""
 
-from regbench.hookspecs import hookimpl
+from regbench.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "hookimpl"]

@@ -3,7 +3,8 @@
 `check_regularizer(reg)` runs them all. A regularizer that passes builds on every installed
 architecture and gives (batch, classes) probability rows; adds only the weights and losses it
 claims (the `adds_params`, `adds_losses` and `stochastic_inference` attributes of
-`regbench.seam.Regularizer`); builds at its declared bounds and refuses values outside them with
+`regbench.plugins.seam.Regularizer`); builds at its declared bounds and refuses values outside
+them with
 `RegbenchError`; trains through the trainer's contract (loss, optimizer, callbacks) and survives
 a save/load round trip; and imports no backend directly. Each check is also public, so a test
 can run one alone. Needs `regbench[test]` (hypothesis); plain `AssertionError`s, no pytest.
@@ -23,11 +24,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regbench._keras import import_keras
+from regbench.engine.models import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE, build_model, count_params
 from regbench.errors import RegbenchError
-from regbench.models import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE, build_model, count_params
-from regbench.plugins import build_registry
-from regbench.seam import (
+from regbench.plugins.keras import import_keras
+from regbench.plugins.manager import build_registry
+from regbench.plugins.seam import (
     Architecture,
     Classifier,
     Conv,
@@ -183,7 +184,7 @@ def check_backend_neutral(regularizer: Regularizer) -> None:
     torch or jax import and no `tf.` attribute, so it runs on every Keras backend."""
     for cls in type(regularizer).__mro__:
         module = inspect.getmodule(cls)
-        if module is None or module.__name__ in ("builtins", "regbench.seam"):
+        if module is None or module.__name__ in ("builtins", "regbench.plugins.seam"):
             continue
         try:
             tree = ast.parse(inspect.getsource(module))

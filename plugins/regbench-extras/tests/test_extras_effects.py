@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from regbench._keras import import_keras
-from regbench.models import build_model, count_params
-from regbench.seam import OptimizerSpec, Point
+from regbench.engine.models import build_model, count_params
+from regbench.plugins.keras import import_keras
+from regbench.plugins.seam import OptimizerSpec, Point
 
 from regbench_extras.architectures import VGG_MINI
 from regbench_extras.regularizers import (

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from regbench.plugins import Origin, build_registry
+from regbench.plugins.manager import Origin, build_registry
 
 from regbench_extras.regularizers import REGULARIZERS
 
@@ -51,7 +51,7 @@ def test_load_plugins_allow_list(monkeypatch) -> None:
 
 def test_loading_the_plugin_does_not_import_keras() -> None:
     code = (
-        "import sys; from regbench.plugins import build_registry; build_registry(); "
+        "import sys; from regbench.plugins.manager import build_registry; build_registry(); "
         "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from regbench import hookimpl
-from regbench.seam import (
+from regbench.plugins.seam import (
     NOISE,
     NORM,
     Architecture,

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from regbench import hookimpl
-from regbench.datasets import Dataset, Splits, cached_arrays, lab_split
 from regbench.errors import RegbenchError
+from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split
 
 
 def _int_option(options: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
@@ -92,7 +92,7 @@ class Synthetic(Dataset):
 
 @hookimpl
 def register_datasets(register: Callable[[Any], None]) -> None:
-    from regbench.cifar import Cifar10
+    from regbench.builtins.cifar import Cifar10
 
     for dataset in (Cifar10(), Digits(), Synthetic()):
         register(dataset)

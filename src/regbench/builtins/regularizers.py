@@ -4,8 +4,8 @@ from collections.abc import Callable
 from typing import Any
 
 from regbench import hookimpl
-from regbench._keras import import_keras
-from regbench.seam import NOISE, NORM, HParam, Regularizer
+from regbench.plugins.keras import import_keras
+from regbench.plugins.seam import NOISE, NORM, HParam, Regularizer
 
 
 class NoRegularization(Regularizer):

@@ -16,9 +16,15 @@ from typing import Any
 import numpy as np
 
 from regbench import hookimpl
-from regbench._keras import import_keras
 from regbench.errors import RegbenchError
-from regbench.visualizer import DEFAULT_LAYERS, Visualizer, check_image, class_name, layer_outputs
+from regbench.plugins.keras import import_keras
+from regbench.plugins.visualizers import (
+    DEFAULT_LAYERS,
+    Visualizer,
+    check_image,
+    class_name,
+    layer_outputs,
+)
 
 DEFAULT_DPI = 120
 DEFAULT_FILTERS = 8

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regbench._keras import import_keras
-from regbench.seam import NOISE, HParam, OptimizerSpec, Point, Regularizer
+from regbench.plugins.keras import import_keras
+from regbench.plugins.seam import NOISE, HParam, OptimizerSpec, Point, Regularizer
 
 
 class SpatialDropout(Regularizer):

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from regbench import pipeline
-from regbench._keras import import_keras
-from regbench.datasets import Splits
-from regbench.environment import environment
-from regbench.models import build_model, count_params, describe_model
-from regbench.plan import Protocol, RunSpec
-from regbench.plugins import registry
-from regbench.seam import Architecture, OptimizerSpec, Regularizer
+from regbench.engine import pipeline
+from regbench.engine.environment import environment
+from regbench.engine.models import build_model, count_params, describe_model
+from regbench.engine.plan import Protocol, RunSpec
+from regbench.plugins.datasets import Splits
+from regbench.plugins.keras import import_keras
+from regbench.plugins.manager import registry
+from regbench.plugins.seam import Architecture, OptimizerSpec, Regularizer
 
 Progress = Callable[[dict[str, Any]], None]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from regbench.engine.executor import ExecutorOptions, Hooks, failed_result
+from regbench.engine.plan import RunSpec
 from regbench.errors import RegbenchError
-from regbench.executor import ExecutorOptions, Hooks, failed_result
-from regbench.plan import RunSpec
 
 _DATA = None  # one DataCache per Ray worker process, reused across the tasks it runs
 
@@ -16,7 +16,7 @@ _DATA = None  # one DataCache per Ray worker process, reused across the tasks it
 def _train_task(spec: RunSpec, options: ExecutorOptions):
     """Runs inside a Ray worker: load data once per process, train, return the result."""
     global _DATA
-    from regbench.worker import DataCache, resolve_trainer
+    from regbench.engine.worker import DataCache, resolve_trainer
 
     if _DATA is None or (_DATA.data_dir, _DATA.cache_dir) != (options.data_dir, options.cache_dir):
         _DATA = DataCache(options.data_dir, options.cache_dir)

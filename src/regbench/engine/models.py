@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regbench._keras import import_keras
-from regbench.seam import (
+from regbench.plugins.keras import import_keras
+from regbench.plugins.seam import (
     Architecture,
     Classifier,
     Conv,

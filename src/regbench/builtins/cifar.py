@@ -19,8 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from regbench.datasets import Dataset, Splits, cached_arrays, lab_split
 from regbench.errors import RegbenchError
+from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split
 
 FOLDER = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -312,7 +312,7 @@ def find_cifar(data_dir: Path | None) -> CifarSource | None:
 
 def download_with_keras() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Have Keras download CIFAR-10 into its cache (the only step that needs the network)."""
-    from regbench._keras import import_keras
+    from regbench.plugins.keras import import_keras
 
     keras = import_keras()
     (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

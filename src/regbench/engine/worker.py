@@ -12,9 +12,9 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-from regbench.datasets import Splits
-from regbench.plan import RunSpec
-from regbench.plugins import registry
+from regbench.engine.plan import RunSpec
+from regbench.plugins.datasets import Splits
+from regbench.plugins.manager import registry
 
 
 def resolve_trainer(path: str) -> Callable[..., Any]:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from regbench.commands import (
+from regbench.cli.common import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -14,7 +14,7 @@ from regbench.commands import (
     console,
     load_options,
 )
-from regbench.commands import cache_dir as _cache
+from regbench.cli.common import cache_dir as _cache
 from regbench.errors import RegbenchError
 
 
@@ -69,8 +69,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """Flags given on the command line, over the config file, over the lab's defaults."""
-    from regbench.config import load_config
-    from regbench.plan import parse_assignments, parse_reg_params
+    from regbench.engine.config import load_config
+    from regbench.engine.plan import parse_assignments, parse_reg_params
 
     config = load_config(args.config) if args.config else {}
     settings = {**RUN_DEFAULTS, **{k: v for k, v in config.items() if k != "name"}}
@@ -94,7 +94,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _protocol(settings: dict[str, Any]):
-    from regbench.plan import Protocol
+    from regbench.engine.plan import Protocol
 
     return Protocol(
         dataset=settings["dataset"],
@@ -118,8 +118,8 @@ def _out(settings: dict[str, Any]) -> Path:
 
 
 def _plan(args: argparse.Namespace):
-    from regbench.plan import make_plan
-    from regbench.plugins import registry
+    from regbench.engine.plan import make_plan
+    from regbench.plugins.manager import registry
 
     settings = _settings(args)
     out = _out(settings)
@@ -137,7 +137,7 @@ def _plan(args: argparse.Namespace):
 
 
 def _tuned_values(out: Path, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
-    from regbench.store import DB_NAME, Store
+    from regbench.results.store import DB_NAME, Store
 
     values = {}
     if (out / DB_NAME).exists():
@@ -162,8 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs, out = _plan(args)
     if args.dry_run:
         return _show_plan(specs, out)
-    from regbench import executor as ex
-    from regbench.store import Store
+    from regbench.engine import executor as ex
+    from regbench.results.store import Store
 
     options = ex.ExecutorOptions(
         data_dir=load_options(args, {})["data_dir"],
@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _show_plan(specs, out: Path) -> int:
-    from regbench.store import DB_NAME, Store
+    from regbench.results.store import DB_NAME, Store
 
     statuses: dict[str, str] = {}
     if (out / DB_NAME).exists():
@@ -221,10 +221,10 @@ def _show_plan(specs, out: Path) -> int:
 
 
 def _execute(specs, store, options, args: argparse.Namespace) -> int:
-    from regbench import executor as ex
-    from regbench.plan import order_by_cost
-    from regbench.plugins import registry
-    from regbench.progress import GridProgress
+    from regbench.cli.progress import GridProgress
+    from regbench.engine import executor as ex
+    from regbench.engine.plan import order_by_cost
+    from regbench.plugins.manager import registry
 
     statuses = store.statuses()
     todo = [s for s in specs if args.force or statuses.get(s.config_hash) != "ok"]
@@ -267,10 +267,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """The keras-tuner stage: search each cell's declared hyperparameters on validation."""
     import time
 
-    from regbench.plan import make_plan
-    from regbench.plugins import registry
-    from regbench.store import Store
-    from regbench.tuning import TUNERS, run_search
+    from regbench.engine.plan import make_plan
+    from regbench.engine.tuning import TUNERS, run_search
+    from regbench.plugins.manager import registry
+    from regbench.results.store import Store
 
     settings = _settings(args)
     protocol = _protocol(settings)
@@ -331,14 +331,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _ray_executor(specs, options, hooks):
-    from regbench.ray_executor import run_with_ray
+    from regbench.engine.ray_executor import run_with_ray
 
     return run_with_ray(specs, options, hooks)
 
 
 def _leaderboard(folder: Path, out, specs=None) -> int:
-    from regbench import leaderboard
-    from regbench.results import load
+    from regbench.results import leaderboard
+    from regbench.results.reader import load
 
     runs, epochs = load(folder)
     if specs is not None:
@@ -349,8 +349,8 @@ def _leaderboard(folder: Path, out, specs=None) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from regbench import leaderboard
-    from regbench.results import load
+    from regbench.results import leaderboard
+    from regbench.results.reader import load
 
     runs, epochs = load(Path(args.experiment))
     if args.json:

@@ -19,14 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from regbench._keras import import_keras
-from regbench.datasets import Splits
+from regbench.engine.plan import Protocol
+from regbench.engine.trainer import build_and_compile
 from regbench.errors import RegbenchError
-from regbench.plan import Protocol
-from regbench.plugins import registry
-from regbench.seam import Architecture, HParam, Regularizer
-from regbench.store import Store
-from regbench.trainer import build_and_compile
+from regbench.plugins.datasets import Splits
+from regbench.plugins.keras import import_keras
+from regbench.plugins.manager import registry
+from regbench.plugins.seam import Architecture, HParam, Regularizer
+from regbench.results.store import Store
 
 TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization", "hyperband": "Hyperband"}
 OBJECTIVE = "val_accuracy"

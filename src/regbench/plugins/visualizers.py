@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from regbench._keras import import_keras
 from regbench.errors import RegbenchError
+from regbench.plugins.keras import import_keras
 
 DEFAULT_LAYERS = 4
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.leaderboard import _params_label
+from regbench.results.leaderboard import _params_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.store import DB_NAME
+from regbench.results.store import DB_NAME
 
 
 class Results(NamedTuple):

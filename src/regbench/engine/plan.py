@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from regbench.engine.pipeline import PIPELINES
 from regbench.errors import RegbenchError
-from regbench.pipeline import PIPELINES
-from regbench.plugins import Registry
+from regbench.plugins.manager import Registry
 
 JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -176,7 +176,7 @@ def make_plan(
     arch_names = expand_names("architectures", archs, registry)
     reg_names = expand_names("regularizers", regs, registry)
     dataset = registry.get("datasets", protocol.dataset)
-    from regbench.datasets import check_options
+    from regbench.plugins.datasets import check_options
 
     check_options(dataset, protocol.dataset_options)
     reg_params = dict(reg_params or {})

@@ -8,10 +8,10 @@ import importlib
 import sys
 
 from regbench import __version__
-from regbench.commands import EXIT_INTERRUPTED, EXIT_USAGE
+from regbench.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
 from regbench.errors import RegbenchError
 
-COMMANDS = {  # command function -> the module under regbench.commands that holds it
+COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "list": "inspect",
     "describe": "inspect",
     "run": "grid",
@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="start a fresh worker process after this many runs (bounds memory creep)",
         )
         p.add_argument("--workers", type=int, help="worker processes when running on CPU")
-        p.add_argument("--trainer", default="regbench.trainer:train_run", help=argparse.SUPPRESS)
+        p.add_argument(
+            "--trainer", default="regbench.engine.trainer:train_run", help=argparse.SUPPRESS
+        )
         p.set_defaults(func="run")
 
     p = sub.add_parser("tune", help="keras-tuner search of the regularizers' hyperparameters")
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    module = importlib.import_module(f"regbench.commands.{COMMANDS[args.func]}")
+    module = importlib.import_module(f"regbench.cli.{COMMANDS[args.func]}")
     try:
         return getattr(module, f"cmd_{args.func}")(args)
     except RegbenchError as exc:

@@ -6,12 +6,12 @@ import argparse
 import json
 from typing import Any
 
-from regbench.commands import EXIT_OK, console
+from regbench.cli.common import EXIT_OK, console
 from regbench.errors import RegbenchError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from regbench.plugins import KINDS, registry
+    from regbench.plugins.manager import KINDS, registry
 
     reg = registry()
     if args.json:
@@ -96,14 +96,14 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from regbench.plugins import registry
+    from regbench.plugins.manager import registry
 
     arch = registry().get("architectures", args.arch)
     reg = registry().get("regularizers", args.reg)
     values = reg.resolve(_own_params(args.param, reg.name))
     input_shape = _shape(args.input_shape)
     arch.check_input(input_shape)
-    from regbench.models import build_model, describe_model
+    from regbench.engine.models import build_model, describe_model
 
     summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))
     if args.json:
@@ -135,7 +135,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
     """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
-    from regbench.plan import parse_assignments
+    from regbench.engine.plan import parse_assignments
 
     out = {}
     for key, value in parse_assignments(items, "--param").items():

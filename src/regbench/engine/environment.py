@@ -62,7 +62,7 @@ def describe_device(keras) -> str:
 @functools.cache
 def environment() -> dict[str, str]:
     """Environment columns recorded with every run (call inside the process that trains)."""
-    from regbench._keras import import_keras
+    from regbench.plugins.keras import import_keras
 
     keras = import_keras()
     try:

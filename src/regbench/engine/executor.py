@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from regbench.devices import detect_gpus, worker_env
+from regbench.engine.devices import detect_gpus, worker_env
+from regbench.engine.plan import RunSpec
+from regbench.engine.trainer import RunResult
+from regbench.engine.worker import DataCache, resolve_trainer, worker_main
 from regbench.errors import RegbenchError
-from regbench.plan import RunSpec
-from regbench.trainer import RunResult
-from regbench.worker import DataCache, resolve_trainer, worker_main
 
-DEFAULT_TRAINER = "regbench.trainer:train_run"
+DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
 
 
 @dataclass

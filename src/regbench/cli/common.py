@@ -27,7 +27,7 @@ def console() -> Console:
 
 def cache_dir(args) -> Path:
     """--cache-dir, or the default dataset cache."""
-    from regbench.datasets import default_cache_dir
+    from regbench.plugins.datasets import default_cache_dir
 
     return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
 
@@ -42,7 +42,7 @@ def check_data(specs, args) -> None:
     """Load each dataset once in the parent and check every architecture fits it, so bad data
     fails with one line before anything is written (and the array cache is warm for workers)."""
     from regbench.errors import RegbenchError
-    from regbench.plugins import registry
+    from regbench.plugins.manager import registry
 
     if args.data_dir is not None and not Path(args.data_dir).expanduser().exists():
         raise RegbenchError(f"--data-dir {args.data_dir} does not exist")

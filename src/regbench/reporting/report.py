@@ -22,10 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from regbench import figures
 from regbench.errors import RegbenchError
-from regbench.leaderboard import _params_label, failures, table
-from regbench.results import load, load_best, load_trials
+from regbench.reporting import figures
+from regbench.results.leaderboard import _params_label, failures, table
+from regbench.results.reader import load, load_best, load_trials
 
 ENVIRONMENT = {
     "python_version": "Python",

@@ -15,8 +15,9 @@ from typing import Any
 
 import pluggy
 
-from regbench import __version__, hookspecs
+from regbench import __version__
 from regbench.errors import PluginError
+from regbench.plugins import hookspecs
 
 BUILTINS = (
     "regbench.builtins.architectures",

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.results import load
+from regbench.results.reader import load
 
 
 def finished_run(
@@ -54,6 +54,6 @@ def open_model(row: pd.Series) -> Any:
         raise RegbenchError(f"run {row['run_id']} saved no model")
     if not Path(path).exists():
         raise RegbenchError(f"run {row['run_id']}'s model is gone: {path} does not exist")
-    from regbench._keras import import_keras
+    from regbench.plugins.keras import import_keras
 
     return import_keras().saving.load_model(path, compile=False)

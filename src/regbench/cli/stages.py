@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from regbench.commands import EXIT_FAILED_RUNS, EXIT_OK, check_data, console, load_options
-from regbench.commands import cache_dir as _cache
+from regbench.cli.common import EXIT_FAILED_RUNS, EXIT_OK, check_data, console, load_options
+from regbench.cli.common import cache_dir as _cache
 from regbench.errors import RegbenchError
 
 
@@ -26,8 +26,8 @@ def _class_index(wanted: str | None, names: tuple[str, ...]) -> int | None:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from regbench.lookup import finished_run, open_model
-    from regbench.plugins import registry
+    from regbench.plugins.manager import registry
+    from regbench.results.lookup import finished_run, open_model
 
     folder = _experiment(args)
     if not args.run and not (args.arch and args.reg):
@@ -41,7 +41,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     class_names = data.class_names
     model = open_model(row)
     if args.image:
-        from regbench.visualizer import load_image
+        from regbench.plugins.visualizers import load_image
 
         if args.class_:
             raise RegbenchError("--class picks a test image; it cannot go with --image")
@@ -76,12 +76,12 @@ def cmd_final(args: argparse.Namespace) -> int:
     """Retrain one cell on train+validation and read the test split once (the lab's last step)."""
     import pandas as pd
 
-    from regbench import leaderboard
-    from regbench.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.lookup import finished_run
-    from regbench.plan import RunSpec, check_protocol
-    from regbench.results import load
-    from regbench.store import Store
+    from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
+    from regbench.engine.plan import RunSpec, check_protocol
+    from regbench.results import leaderboard
+    from regbench.results.lookup import finished_run
+    from regbench.results.reader import load
+    from regbench.results.store import Store
 
     folder = _experiment(args)
     runs, epochs = load(folder)
@@ -140,7 +140,7 @@ def cmd_final(args: argparse.Namespace) -> int:
     if row["status"] != "ok":
         out.print(f"final run {row['run_id']} {row['status']}: {row.get('error')}")
         return EXIT_FAILED_RUNS
-    from regbench.figures import final_figure
+    from regbench.reporting.figures import final_figure
 
     figures = folder / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -156,7 +156,7 @@ def cmd_final(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from regbench.report import write_report
+    from regbench.reporting.report import write_report
 
     paths = write_report(Path(args.experiment), Path(args.out) if args.out else None)
     out = console()

@@ -1,0 +1,1 @@
+"""The plugin seam: hook specifications, the manager, and the types plugins build on."""

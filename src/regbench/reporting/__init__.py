@@ -1,0 +1,1 @@
+"""Reports and figures drawn from an experiment's results."""
