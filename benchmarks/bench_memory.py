@@ -18,7 +18,7 @@ from _results import record
 
 def regbench_loop(args: argparse.Namespace) -> list[float]:
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.engine.plan import RunSpec
+    from regbench.engine.plan import Protocol, RunSpec
 
     samples: list[float] = []
 
@@ -27,7 +27,11 @@ def regbench_loop(args: argparse.Namespace) -> list[float]:
         samples.append(psutil.Process().memory_info().rss / 2**20)
 
     spec = RunSpec(
-        arch=args.arch, reg=args.reg, params={}, seed=0, dataset="digits", epochs=args.epochs
+        arch=args.arch,
+        reg=args.reg,
+        params={},
+        seed=0,
+        protocol=Protocol(dataset="digits", epochs=args.epochs),
     )
     run_in_process([spec] * args.runs, ExecutorOptions(), Hooks(on_result=on_result))
     return samples

@@ -14,7 +14,7 @@ import time
 from _results import record
 
 from regbench.builtins.datasets import Synthetic
-from regbench.engine.plan import RunSpec
+from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.engine.trainer import train_run
 from regbench.plugins.keras import import_keras
 
@@ -65,9 +65,8 @@ def main() -> None:
         reg="batchnorm",
         params={},
         seed=0,
-        dataset="synthetic",
-        epochs=args.epochs,
-        jit_compile=args.jit_compile,
+        protocol=Protocol(dataset="synthetic", epochs=args.epochs),
+        execution=Execution(jit_compile=args.jit_compile),
     )
     plain_keras(keras, data, 1, 0)  # warm-up: first graph builds are slower for both
     ratios, ours, theirs = [], [], []

@@ -27,7 +27,8 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     """`python -m regbench ARGS` in a fresh process, as a user would run it."""
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS), "NO_COLOR": "1", **(env or {})}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    full_env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "regbench", *args],
         capture_output=True,

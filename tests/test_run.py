@@ -225,10 +225,10 @@ def test_most_expensive_cells_start_first(cli, tmp_path):
 
 
 def test_measured_epoch_times_rank_the_cells_once_every_cell_has_one(registry):
-    from regbench.engine.plan import RunSpec, order_by_cost
+    from regbench.engine.plan import Protocol, RunSpec, order_by_cost
 
     specs = [
-        RunSpec(arch=a, reg="none", params={}, seed=0, epochs=e)
+        RunSpec(arch=a, reg="none", params={}, seed=0, protocol=Protocol(epochs=e))
         for a, e in (("model1", 10), ("model2", 10), ("model3", 2))
     ]
     measured = {("model1", "none"): 1.0, ("model2", "none"): 3.0, ("model3", "none"): 4.0}

@@ -48,9 +48,10 @@ def check_data(specs, args) -> None:
         raise RegbenchError(f"--data-dir {args.data_dir} does not exist")
     shapes: dict[str, tuple[int, int, int]] = {}
     for spec in specs:
-        key = json.dumps([spec.dataset, dict(spec.dataset_options)], sort_keys=True)
+        protocol = spec.protocol
+        key = json.dumps([protocol.dataset, dict(protocol.dataset_options)], sort_keys=True)
         if key not in shapes:
-            dataset = registry().get("datasets", spec.dataset)
-            data = dataset.load(spec.seed, load_options(args, spec.dataset_options))
+            dataset = registry().get("datasets", protocol.dataset)
+            data = dataset.load(spec.seed, load_options(args, protocol.dataset_options))
             shapes[key] = data.input_shape
         registry().get("architectures", spec.arch).check_input(shapes[key])

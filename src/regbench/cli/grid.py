@@ -106,8 +106,15 @@ def _protocol(settings: dict[str, Any]):
         if settings["learning_rate"] is None
         else float(settings["learning_rate"]),
         target=_target(settings["target"]),
-        jit_compile=settings["jit_compile"],
         precision=settings["precision"],
+    )
+
+
+def _execution(settings: dict[str, Any]):
+    from regbench.engine.plan import Execution
+
+    return Execution(
+        jit_compile=settings["jit_compile"],
         steps_per_execution=int(settings["steps_per_execution"]),
         pipeline=settings["pipeline"],
     )
@@ -132,6 +139,7 @@ def _plan(args: argparse.Namespace):
         _protocol(settings),
         settings["params"],
         tuned,
+        _execution(settings),
     )
     return specs, out
 
@@ -317,6 +325,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                     max_trials=args.max_trials,
                     seed=seed,
                     project_root=store.folder / "tuning",
+                    execution=_execution(settings),
                     on_trial=on_trial,
                 )
                 found.append((arch, reg, best, time.perf_counter() - start))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from regbench.cli.common import EXIT_FAILED_RUNS, EXIT_OK, check_data, console, load_options
@@ -74,7 +75,6 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def cmd_final(args: argparse.Namespace) -> int:
     """Retrain one cell on train+validation and read the test split once (the lab's last step)."""
-    import pandas as pd
 
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
     from regbench.engine.plan import RunSpec, check_protocol
@@ -97,23 +97,15 @@ def cmd_final(args: argparse.Namespace) -> int:
         raise RegbenchError("choose the cell with --arch and --reg, or take the best with --best")
     if args.seed < 0:
         raise RegbenchError(f"--seed must be 0 or more; got {args.seed}")
-    spec = RunSpec(
-        arch=source["arch"],
-        reg=source["reg"],
-        params=source["params"],
+    cell = RunSpec.from_row(source)
+    spec = replace(
+        cell,
         seed=args.seed,
-        dataset=source["dataset"],
-        dataset_options=json.loads(source["dataset_options"] or "{}"),
-        epochs=args.epochs,
-        batch_size=int(source["batch_size"]),
-        optimizer=source["optimizer"],
-        learning_rate=None if pd.isna(source["learning_rate"]) else float(source["learning_rate"]),
-        jit_compile=source["jit_compile"] or "auto",
-        precision=source["precision"] or "float32",
-        steps_per_execution=int(source["steps_per_execution"] or 1),
         stage="final",
+        tuned=(),
+        protocol=replace(cell.protocol, epochs=args.epochs),
     )
-    check_protocol(spec)
+    check_protocol(spec.protocol, spec.execution)
     check_data([spec], args)
     store = Store(folder)
     out = console()

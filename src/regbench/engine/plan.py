@@ -20,7 +20,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 @dataclass(frozen=True)
 class Protocol:
-    """Training settings shared by every cell (the lab's protocol by default)."""
+    """How every cell is trained, in the terms that change its results (the lab's by default).
+
+    These fields are part of a run's identity: change one and the run is a different run.
+    """
 
     dataset: str = "cifar10"
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
@@ -29,38 +32,61 @@ class Protocol:
     optimizer: str = "sgd"
     learning_rate: float | None = None
     target: tuple[str, float] | None = None
-    jit_compile: str = "auto"
     precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run is executed: speed options that leave its results' meaning unchanged.
+
+    Never part of a run's identity, so turning one on does not make finished runs pending.
+    """
+
+    jit_compile: str = "auto"
     steps_per_execution: int = 1
     pipeline: str = "auto"
 
 
+IDENTITY_VERSION = 2  # bump (with a store migration) when `RunSpec.identity` changes shape
+
+
 @dataclass(frozen=True, kw_only=True)
-class RunSpec(Protocol):
+class RunSpec:
     """One cell of the grid at one seed: a plain description that any executor can ship."""
 
     arch: str
     reg: str
     params: Mapping[str, float | int]
     seed: int
+    protocol: Protocol = field(default_factory=Protocol)
+    execution: Execution = field(default_factory=Execution)
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
 
+    def identity(self) -> dict[str, Any]:
+        """What makes this run scientifically different from another: the model, the
+        regularizer and its values, the data, the protocol, the seed and the stage."""
+        protocol = asdict(self.protocol)
+        protocol["dataset_options"] = dict(sorted(self.protocol.dataset_options.items()))
+        protocol["target"] = list(self.protocol.target) if self.protocol.target else None
+        return {
+            "arch": self.arch,
+            "reg": self.reg,
+            "params": dict(sorted(self.params.items())),
+            "seed": self.seed,
+            "stage": self.stage,
+            "protocol": protocol,
+        }
+
     @property
     def config_hash(self) -> str:
-        """Identity of the result: same hash, same run (ignores bookkeeping)."""
-        return self._digest(drop=("tuned",))
+        """Identity of the result: same hash, same run."""
+        return _digest(self.identity())
 
     @property
     def cell_hash(self) -> str:
         """Identity of the cell across seeds: the runs the leaderboard averages together."""
-        return self._digest(drop=("tuned", "seed"))
-
-    def _digest(self, drop: tuple[str, ...]) -> str:
-        payload = {k: v for k, v in asdict(self).items() if k not in drop}
-        payload["params"] = dict(sorted(self.params.items()))
-        blob = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _digest({k: v for k, v in self.identity().items() if k != "seed"})
 
     @property
     def run_id(self) -> str:
@@ -69,17 +95,70 @@ class RunSpec(Protocol):
 
     def row(self) -> dict[str, Any]:
         """The columns of a results row that this spec alone determines."""
-        columns = {k: v for k, v in asdict(self).items() if k != "target"}
+        target = self.protocol.target
         return {
-            **columns,
+            **asdict(self.protocol),
+            **asdict(self.execution),
+            "arch": self.arch,
+            "reg": self.reg,
+            "seed": self.seed,
+            "stage": self.stage,
             "run_id": self.run_id,
             "config_hash": self.config_hash,
             "cell_hash": self.cell_hash,
             "params": dict(self.params),
             "tuned": list(self.tuned),
-            "dataset_options": dict(self.dataset_options),
-            "target": f"{self.target[0]}>={self.target[1]}" if self.target else None,
+            "dataset_options": dict(self.protocol.dataset_options),
+            "target": f"{target[0]}>={target[1]}" if target else None,
         }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunSpec:
+        """The spec a stored results row was trained from (rows of every store version)."""
+
+        def value(key: str, default: Any = None) -> Any:
+            item = row.get(key)
+            return default if item is None or item != item else item  # None or NaN
+
+        def decoded(key: str) -> dict[str, Any]:
+            item = value(key, {})
+            return json.loads(item) if isinstance(item, str) else dict(item)
+
+        def decoded_list(key: str) -> list[Any]:
+            item = value(key, [])
+            return json.loads(item) if isinstance(item, str) else list(item)
+
+        target = value("target")
+        metric, _, goal = target.partition(">=") if isinstance(target, str) else ("", "", "")
+        rate = value("learning_rate")
+        return cls(
+            arch=str(row["arch"]),
+            reg=str(row["reg"]),
+            params=decoded("params"),
+            seed=int(row["seed"]),
+            stage=str(value("stage", "grid")),
+            tuned=tuple(decoded_list("tuned")),
+            protocol=Protocol(
+                dataset=str(row["dataset"]),
+                dataset_options=decoded("dataset_options"),
+                epochs=int(row["epochs"]),
+                batch_size=int(row["batch_size"]),
+                optimizer=str(value("optimizer", "sgd")),
+                learning_rate=None if rate is None else float(rate),
+                target=(metric, float(goal)) if metric else None,
+                precision=str(value("precision", "float32")),
+            ),
+            execution=Execution(
+                jit_compile=str(value("jit_compile", "auto")),
+                steps_per_execution=int(value("steps_per_execution", 1)),
+                pipeline=str(value("pipeline", "auto")),
+            ),
+        )
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> list[str]:
@@ -123,7 +202,9 @@ def parse_reg_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
     return grouped
 
 
-def check_protocol(protocol: Protocol) -> None:
+def check_protocol(protocol: Protocol, execution: Execution | None = None) -> None:
+    if execution is not None:
+        check_execution(execution)
     if protocol.target is not None and protocol.target[0] not in TARGET_METRICS:
         raise RegbenchError(
             f"--target metric {protocol.target[0]!r} is not recorded; use one of "
@@ -139,16 +220,19 @@ def check_protocol(protocol: Protocol) -> None:
         )
     if protocol.learning_rate is not None and not protocol.learning_rate > 0:
         raise RegbenchError(f"--learning-rate must be positive; got {protocol.learning_rate}")
-    if protocol.jit_compile not in JIT_CHOICES:
-        raise RegbenchError(f"--jit-compile must be one of {', '.join(JIT_CHOICES)}")
-    if protocol.steps_per_execution < 1:
-        raise RegbenchError(
-            f"--steps-per-execution must be at least 1; got {protocol.steps_per_execution}"
-        )
-    if protocol.pipeline not in PIPELINES:
-        raise RegbenchError(f"--pipeline must be one of {', '.join(PIPELINES)}")
     if protocol.precision not in PRECISIONS:
         raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
+
+
+def check_execution(execution: Execution) -> None:
+    if execution.jit_compile not in JIT_CHOICES:
+        raise RegbenchError(f"jit_compile must be one of {', '.join(JIT_CHOICES)}")
+    if execution.steps_per_execution < 1:
+        raise RegbenchError(
+            f"steps_per_execution must be at least 1; got {execution.steps_per_execution}"
+        )
+    if execution.pipeline not in PIPELINES:
+        raise RegbenchError(f"pipeline must be one of {', '.join(PIPELINES)}")
 
 
 def check_seeds(seeds: Sequence[int]) -> None:
@@ -166,12 +250,14 @@ def make_plan(
     protocol: Protocol,
     reg_params: Mapping[str, Mapping[str, Any]] | None = None,
     tuned: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    execution: Execution | None = None,
 ) -> list[RunSpec]:
     """Every (arch, reg, seed) cell; params are validated against each regularizer's bounds.
 
     Explicit `reg_params` win over `tuned` values, which win over the plugin defaults.
     """
-    check_protocol(protocol)
+    execution = execution or Execution()
+    check_protocol(protocol, execution)
     check_seeds(seeds)
     arch_names = expand_names("architectures", archs, registry)
     reg_names = expand_names("regularizers", regs, registry)
@@ -199,7 +285,8 @@ def make_plan(
                         params=params,
                         seed=seed,
                         tuned=tuned_keys,
-                        **asdict(protocol),
+                        protocol=protocol,
+                        execution=execution,
                     )
                 )
     return specs
@@ -217,6 +304,8 @@ def order_by_cost(
     """
     measured = seconds_per_epoch or {}
     if specs and all((s.arch, s.reg) in measured for s in specs):
-        return sorted(specs, key=lambda s: measured[(s.arch, s.reg)] * s.epochs, reverse=True)
+        return sorted(
+            specs, key=lambda s: measured[(s.arch, s.reg)] * s.protocol.epochs, reverse=True
+        )
     macs = {s.arch: registry.get("architectures", s.arch).macs() for s in specs}
-    return sorted(specs, key=lambda s: macs[s.arch] * s.epochs, reverse=True)
+    return sorted(specs, key=lambda s: macs[s.arch] * s.protocol.epochs, reverse=True)

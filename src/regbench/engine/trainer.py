@@ -20,7 +20,7 @@ import numpy as np
 from regbench.engine import pipeline
 from regbench.engine.environment import environment
 from regbench.engine.models import build_model, count_params, describe_model
-from regbench.engine.plan import Protocol, RunSpec
+from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
@@ -48,10 +48,12 @@ def build_and_compile(
     protocol: Protocol,
     data: Splits,
     seed: int,
+    execution: Execution | None = None,
 ) -> Any:
     """The model of one run, compiled with the protocol as the regularizer amends it
     (optimizer, loss); the trainer and the tuning stage both train exactly this."""
     keras = import_keras()
+    execution = execution or Execution()
     keras.mixed_precision.set_global_policy(protocol.precision)
     model = build_model(arch, reg, params, data.input_shape, data.classes, seed=seed)
     rate = {} if protocol.learning_rate is None else {"learning_rate": protocol.learning_rate}
@@ -62,8 +64,8 @@ def build_and_compile(
         ),
         loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
         metrics=["accuracy"],
-        jit_compile={"auto": "auto", "on": True, "off": False}[protocol.jit_compile],
-        steps_per_execution=protocol.steps_per_execution,
+        jit_compile={"auto": "auto", "on": True, "off": False}[execution.jit_compile],
+        steps_per_execution=execution.steps_per_execution,
     )
     return model
 
@@ -96,14 +98,17 @@ def _history_callback(keras, spec: RunSpec, epochs: list, state: dict, progress:
             if not math.isfinite(logs.get("loss", 0.0)):
                 state["diverged"] = f"loss became {logs.get('loss')} at epoch {epoch + 1}"
                 self.model.stop_training = True
-            if spec.target and "epochs_to_target" not in state:
-                metric, goal = spec.target
+            if spec.protocol.target and "epochs_to_target" not in state:
+                metric, goal = spec.protocol.target
                 value = logs.get(metric)
                 if value is not None and (value <= goal if "loss" in metric else value >= goal):
                     state["epochs_to_target"] = epoch + 1
                     state["seconds_to_target"] = elapsed
             if progress:
-                progress({"run_id": spec.run_id, "epoch": epoch + 1, "epochs": spec.epochs, **logs})
+                epochs_total = spec.protocol.epochs
+                progress(
+                    {"run_id": spec.run_id, "epoch": epoch + 1, "epochs": epochs_total, **logs}
+                )
 
     return Recorder()
 
@@ -146,7 +151,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
     reg = registry().get("regularizers", spec.reg)
     arch = registry().get("architectures", spec.arch)
     params = reg.resolve(spec.params)
-    model = build_and_compile(arch, reg, params, spec, data, spec.seed)
+    model = build_and_compile(arch, reg, params, spec.protocol, data, spec.seed, spec.execution)
     final = spec.stage == "final"
     x_fit, y_fit = (
         (np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]))
@@ -155,15 +160,15 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
     )
     state: dict[str, Any] = {}
     callbacks = [_history_callback(keras, spec, epochs, state, progress), *reg.callbacks(params)]
-    feed = pipeline.resolve(spec.pipeline, keras.backend.backend())
+    feed = pipeline.resolve(spec.execution.pipeline, keras.backend.backend())
     row["pipeline"] = feed
     fit_start = time.perf_counter()
     model.fit(
-        **pipeline.fit_inputs(feed, x_fit, y_fit, spec.batch_size, spec.seed),
-        epochs=spec.epochs,
+        **pipeline.fit_inputs(feed, x_fit, y_fit, spec.protocol.batch_size, spec.seed),
+        epochs=spec.protocol.epochs,
         validation_data=None
         if final
-        else pipeline.eval_data(feed, data.x_val, data.y_val, spec.batch_size),
+        else pipeline.eval_data(feed, data.x_val, data.y_val, spec.protocol.batch_size),
         callbacks=callbacks,
         verbose=0,
     )
@@ -190,7 +195,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
         return {**out, "status": "diverged", "error": state["diverged"]}
     eval_start = time.perf_counter()
     test_loss, test_accuracy = model.evaluate(
-        data.x_test, data.y_test, batch_size=max(spec.batch_size, 256), verbose=0
+        data.x_test, data.y_test, batch_size=max(spec.protocol.batch_size, 256), verbose=0
     )
     out.update(
         test_loss=float(test_loss),

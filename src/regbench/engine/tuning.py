@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from regbench.engine.plan import Protocol
+from regbench.engine.plan import Execution, Protocol
 from regbench.engine.trainer import build_and_compile
 from regbench.errors import RegbenchError
 from regbench.plugins.datasets import Splits
@@ -72,6 +72,7 @@ def run_search(
     seed: int = 0,
     project_root: Path,
     on_trial: Callable[[dict], None] | None = None,
+    execution: Execution | None = None,
 ) -> dict | None:
     """Tune one cell; return its best values (also saved with `store.record_best`).
 
@@ -95,7 +96,7 @@ def run_search(
     import keras_tuner as kt
 
     keras.utils.set_random_seed(seed)
-    hypermodel = _hypermodel(kt, keras, architecture, regularizer, protocol, data, seed)
+    hypermodel = _hypermodel(kt, keras, architecture, regularizer, protocol, data, seed, execution)
 
     def record(trial: Any) -> None:
         ok = trial.status == kt.engine.trial.TrialStatus.COMPLETED
@@ -188,6 +189,7 @@ def _hypermodel(
     protocol: Protocol,
     data: Splits,
     seed: int,
+    execution: Execution | None = None,
 ) -> Any:
     """A HyperModel that builds, compiles and fits each trial's model as the trainer would."""
 
@@ -197,7 +199,7 @@ def _hypermodel(
         def build(self, hp):
             params = _declared_values(reg, _declare(hp, reg.hparams))
             # sets the precision policy each time: keras-tuner's clear_session resets it
-            return build_and_compile(architecture, reg, params, protocol, data, seed)
+            return build_and_compile(architecture, reg, params, protocol, data, seed, execution)
 
         def fit(self, hp, model, callbacks=(), **kwargs):
             params = _declared_values(reg, hp.values)

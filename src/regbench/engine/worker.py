@@ -31,11 +31,12 @@ class DataCache:
         self._loaded: dict[str, Splits] = {}
 
     def get(self, spec: RunSpec) -> Splits:
-        key = f"{spec.dataset}|{sorted(spec.dataset_options.items())}|{spec.seed}"
+        protocol = spec.protocol
+        key = f"{protocol.dataset}|{sorted(protocol.dataset_options.items())}|{spec.seed}"
         if key not in self._loaded:
-            dataset = registry().get("datasets", spec.dataset)
+            dataset = registry().get("datasets", protocol.dataset)
             options = {
-                **spec.dataset_options,
+                **protocol.dataset_options,
                 "data_dir": self.data_dir,
                 "cache_dir": self.cache_dir,
             }
