@@ -1,6 +1,6 @@
 """A small VGG-style network as a regbench layer table (read it like SPEC.md's tables)."""
 
-from regbench.plugins.seam import Architecture, Classifier, Conv, Dense, Flatten, MaxPool, Point
+from regbench.api import Architecture, Classifier, Conv, Dense, Flatten, MaxPool, Point
 
 # Parameter counts are for the default 32x32x3 input and 10 classes (591,274 in all).
 VGG_MINI = Architecture(

@@ -1,6 +1,6 @@
 """Losses the extras train with. Imported only when a run asks for one: this imports Keras."""
 
-from regbench.plugins.keras import import_keras
+from regbench.api import import_keras
 
 keras = import_keras()
 

@@ -3,7 +3,7 @@
 Importing this module must stay cheap (no Keras): `regbench list` imports every plugin.
 """
 
-from regbench import hookimpl
+from regbench.api import hookimpl
 
 from regbench_extras.architectures import VGG_MINI
 from regbench_extras.regularizers import REGULARIZERS

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import NOISE, HParam, OptimizerSpec, Point, Regularizer
+from regbench.api import NOISE, HParam, OptimizerSpec, Point, Regularizer, import_keras
 
 
 class SpatialDropout(Regularizer):
