@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from regbench import __version__
-from regbench.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
+from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from regbench.errors import RegbenchError
 
 COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "list": "inspect",
     "describe": "inspect",
     "run": "grid",
+    "plan": "grid",
     "tune": "grid",
     "leaderboard": "grid",
     "visualize": "stages",
@@ -31,12 +33,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The experiment's settings; each flag's dest is an `Experiment` field, validated there."""
     p.add_argument("--config", help="TOML experiment file, or a shipped one (lab, quickstart)")
-    p.add_argument("--arch", action="append", help="architectures: names, comma lists, or all")
-    p.add_argument("--reg", action="append", help="regularizers: names, comma lists, or all")
+    p.add_argument(
+        "--arch", action="append", help="architectures: names, comma lists, or all (default all)"
+    )
+    p.add_argument(
+        "--reg",
+        action="append",
+        help="regularizers: names, comma lists, a+b combinations, or all (default all)",
+    )
     p.add_argument("--dataset", help="dataset plugin (default cifar10)")
     p.add_argument(
         "--dataset-option",
+        dest="dataset_options",
         action="append",
         metavar="KEY=VALUE",
         help="dataset-specific option, e.g. native=true for digits",
@@ -46,31 +56,41 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--cache-dir",
         help="where converted datasets are cached (default $REGBENCH_CACHE or ~/.cache/regbench)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", help="sgd (default, Keras defaults), adam, adamw, rmsprop, ...")
-    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--epochs", help="training epochs per run (default 10, the lab's)")
+    p.add_argument("--batch-size", help="images per step (default 64, the lab's)")
+    p.add_argument(
+        "--optimizer", help="sgd (default, Keras defaults), adam, adamw, rmsprop, nadam, adagrad"
+    )
+    p.add_argument("--learning-rate", help="(default: the optimizer's own, 0.01 for sgd)")
     p.add_argument(
         "--param",
+        dest="params",
         action="append",
-        metavar="REG.NAME=VALUE",
-        help="regularizer hyperparameter, e.g. dropout.rate=0.2",
+        metavar="REG.NAME=VALUE[,VALUE]",
+        help="regularizer hyperparameter, e.g. dropout.rate=0.2; a comma list sweeps it",
     )
-    p.add_argument("--seeds", help="number of seeds (0..N-1) or a list like 1,2,3")
-    p.add_argument("--target", help="record time to reach it, e.g. val_accuracy=0.5")
-    p.add_argument("--jit-compile", choices=("auto", "on", "off"))
-    p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    p.add_argument("--seeds", help="number of seeds (0..N-1) or a list like 1,2,3 (default 1)")
+    p.add_argument("--target", help="record time to reach it, e.g. val_accuracy=0.5 (default none)")
+    p.add_argument("--jit-compile", help="XLA: auto (default: on where a GPU is), on or off")
+    p.add_argument("--precision", help="float32 (default), mixed_float16 or mixed_bfloat16")
     p.add_argument(
         "--steps-per-execution",
-        type=int,
-        help="training steps per compiled call (fewer host round trips)",
+        help="training steps per compiled call (fewer host round trips; default 1)",
     )
     p.add_argument(
         "--pipeline",
-        choices=("auto", "arrays", "tf.data"),
-        help="input pipeline (auto: tf.data on TensorFlow, measured faster; arrays elsewhere)",
+        help="input pipeline: auto (default: tf.data on TensorFlow), arrays or tf.data",
     )
-    p.add_argument("--out", help="experiment folder (default reports/<experiment name>)")
+    _add_experiment_folder(p)
+
+
+def _add_experiment_folder(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--experiment",
+        metavar="DIR",
+        help="experiment folder (default reports/<experiment name or dataset>)",
+    )
+    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
 
 
 def _add_tuner_options(p: argparse.ArgumentParser) -> None:
@@ -78,10 +98,14 @@ def _add_tuner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-trials", type=int, default=10, help="trials per cell (default 10)")
 
 
-def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+def _add_stage_options(p: argparse.ArgumentParser) -> None:
     """Where a finished experiment and its data are (visualize, final)."""
-    p.add_argument("--experiment", help="experiment folder (default reports/<dataset>)")
-    p.add_argument("--dataset", default="cifar10", help="names the default experiment folder")
+    p.add_argument(
+        "--experiment", metavar="DIR", help="experiment folder (default reports/<dataset>)"
+    )
+    p.add_argument(
+        "--dataset", default="cifar10", help="names the default experiment folder (default cifar10)"
+    )
     p.add_argument("--data-dir", help="CIFAR-10 location, as for `run`")
     p.add_argument("--cache-dir", help="dataset cache, as for `run`")
 
@@ -95,54 +119,51 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="installed architectures, regularizers, datasets, visualizers")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="list")
 
     p = sub.add_parser("describe", help="a model's layers and parameter counts")
-    p.add_argument("--arch", required=True)
-    p.add_argument("--reg", default="none")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--input-shape", default="32,32,3")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--arch", required=True, help="architecture name")
+    p.add_argument("--reg", default="none", help="regularizer name (default none)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter value"
+    )
+    p.add_argument("--input-shape", default="32,32,3", help="H,W,C (default 32,32,3)")
+    p.add_argument("--classes", type=int, default=10, help="output classes (default 10)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="describe")
 
-    for name, help_text in (
-        ("run", "train the grid of architectures x regularizers x seeds"),
-        ("plan", "show the grid and what is done, without running"),
-    ):
-        p = sub.add_parser(name, help=help_text)
-        _add_run_options(p)
-        p.add_argument("--force", action="store_true", help="rerun cells that are already ok")
-        p.add_argument("--dry-run", action="store_true", default=name == "plan")
-        p.add_argument(
-            "--tuned",
-            action="store_true",
-            help="use the best values from this experiment's tuning stage",
-        )
-        p.add_argument(
-            "--tune",
-            action="store_true",
-            help="run the tuning stage first, then the grid with its values",
-        )
-        _add_tuner_options(p)
-        p.add_argument("--executor", choices=("local", "inprocess", "ray"), default="local")
-        p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
-        p.add_argument("--per-device", type=int, default=1, help="concurrent runs per GPU")
-        p.add_argument(
-            "--ray-address",
-            help="Ray cluster to use with --executor ray (default: start a local one)",
-        )
-        p.add_argument(
-            "--max-runs-per-worker",
-            type=int,
-            help="start a fresh worker process after this many runs (bounds memory creep)",
-        )
-        p.add_argument("--workers", type=int, help="worker processes when running on CPU")
-        p.add_argument(
-            "--trainer", default="regbench.engine.trainer:train_run", help=argparse.SUPPRESS
-        )
-        p.set_defaults(func="run")
+    p = sub.add_parser("run", help="train the grid of architectures x regularizers x seeds")
+    _add_run_options(p)
+    p.add_argument("--force", action="store_true", help="rerun cells that are already ok")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
+    p.add_argument(
+        "--tuned", action="store_true", help="use the best values of this experiment's tuning"
+    )
+    p.add_argument(
+        "--tune", action="store_true", help="run the tuning stage first, then the grid with it"
+    )
+    _add_tuner_options(p)
+    p.add_argument("--executor", help="local (default: worker processes), inprocess or ray")
+    p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
+    p.add_argument("--per-device", help="concurrent runs per GPU (default 1)")
+    p.add_argument(
+        "--ray-address", help="Ray cluster for --executor ray (default: start a local one)"
+    )
+    p.add_argument(
+        "--max-runs-per-worker",
+        help="start a fresh worker process after this many runs (bounds memory creep)",
+    )
+    p.add_argument("--workers", help="worker processes on CPU (default: one per core, at most 4)")
+    p.add_argument("--trainer", help=argparse.SUPPRESS)
+    p.set_defaults(func="run")
+
+    p = sub.add_parser("plan", help="show the grid and what is done, without running")
+    _add_run_options(p)
+    p.add_argument(
+        "--tuned", action="store_true", help="with the best values of this experiment's tuning"
+    )
+    p.set_defaults(func="plan")
 
     p = sub.add_parser("tune", help="keras-tuner search of the regularizers' hyperparameters")
     _add_run_options(p)
@@ -150,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="tune")
 
     p = sub.add_parser("visualize", help="feature maps, filters and Grad-CAM of a trained run")
-    p.add_argument("--run", help="run id (see `regbench leaderboard`)")
-    p.add_argument("--arch")
-    p.add_argument("--reg")
-    _add_experiment_options(p)
+    p.add_argument("--run", help="run id (see `regbench plan` or `regbench leaderboard --wide`)")
+    p.add_argument("--arch", help="with --reg: the cell's first seed")
+    p.add_argument("--reg", help="with --arch")
+    _add_stage_options(p)
     p.add_argument("--image", help="any image file; resized to the model's input")
     p.add_argument(
         "--class",
@@ -166,28 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--with",
         dest="with_",
         default="featuremaps,filters,gradcam",
-        help="visualizers to run, comma separated",
+        help="visualizers to run, comma separated (default featuremaps,filters,gradcam)",
     )
-    p.add_argument("--out", help="folder for the figures")
+    p.add_argument(
+        "--figures", help="folder for the figures (default DIR/figures/visualize/RUN_ID)"
+    )
+    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
     p.set_defaults(func="visualize")
 
     p = sub.add_parser("final", help="retrain a cell on train+validation, test it once")
-    p.add_argument("--arch")
-    p.add_argument("--reg")
+    p.add_argument("--arch", help="with --reg: the cell to retrain")
+    p.add_argument("--reg", help="with --arch")
     p.add_argument("--best", action="store_true", help="the cell with the best mean val accuracy")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    _add_experiment_options(p)
+    p.add_argument("--epochs", type=int, help="epochs (default: the cell's own)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the final run (default 0)")
+    _add_stage_options(p)
     p.set_defaults(func="final")
 
     p = sub.add_parser("report", help="HTML and Markdown report of an experiment, with figures")
-    p.add_argument("experiment")
-    p.add_argument("--out", help="folder for report.html, report.md and figures/ (default: DIR)")
+    p.add_argument("folder", nargs="?", metavar="DIR", help="experiment folder")
+    p.add_argument("--experiment", metavar="DIR", help="experiment folder (or give it as DIR)")
+    p.add_argument(
+        "--report-dir", help="folder for report.html, report.md and figures/ (default: DIR)"
+    )
+    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
     p.set_defaults(func="report")
 
     p = sub.add_parser("leaderboard", help="the ranked results of an experiment folder")
-    p.add_argument("experiment")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("folder", nargs="?", metavar="DIR", help="experiment folder")
+    p.add_argument("--experiment", metavar="DIR", help="experiment folder (or give it as DIR)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="leaderboard")
     return parser
 
@@ -203,3 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("regbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `regbench leaderboard DIR --json | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -1,12 +1,11 @@
-"""What every command shares: the terminal and the exit codes."""
+"""What every command shares: the terminal, the exit codes, the experiment-folder option."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,33 +24,23 @@ def console() -> Console:
     )
 
 
-def cache_dir(args) -> Path:
-    """--cache-dir, or the default dataset cache."""
-    from regbench.plugins.datasets import default_cache_dir
-
-    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+def say(text: str) -> None:
+    """One plain line on stdout (no markup, no highlighting)."""
+    console().print(text, markup=False, highlight=False)
 
 
-def load_options(args, dataset_options) -> dict[str, Any]:
-    """A dataset's plugin options plus where its data and cache are (--data-dir, --cache-dir)."""
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
-    return {**dataset_options, "data_dir": data_dir, "cache_dir": cache_dir(args)}
+def warn(text: str) -> None:
+    print(f"regbench: {text}", file=sys.stderr)
 
 
-def check_data(specs, args) -> None:
-    """Load each dataset once in the parent and check every architecture fits it, so bad data
-    fails with one line before anything is written (and the array cache is warm for workers)."""
-    from regbench.errors import RegbenchError
-    from regbench.plugins.manager import registry
+def experiment_folder(args: argparse.Namespace, positional: str | None = None) -> str | None:
+    """The experiment folder: `--experiment`, a positional DIR, or the deprecated `--out`."""
+    old = getattr(args, "old_out", None)
+    if old is not None:
+        warn("--out is deprecated as the experiment folder; use --experiment")
+    chosen = [v for v in (getattr(args, "experiment", None), positional, old) if v is not None]
+    if len(set(chosen)) > 1:
+        from regbench.errors import RegbenchError
 
-    if args.data_dir is not None and not Path(args.data_dir).expanduser().exists():
-        raise RegbenchError(f"--data-dir {args.data_dir} does not exist")
-    shapes: dict[str, tuple[int, int, int]] = {}
-    for spec in specs:
-        protocol = spec.protocol
-        key = json.dumps([protocol.dataset, dict(protocol.dataset_options)], sort_keys=True)
-        if key not in shapes:
-            dataset = registry().get("datasets", protocol.dataset)
-            data = dataset.load(spec.seed, load_options(args, protocol.dataset_options))
-            shapes[key] = data.input_shape
-        registry().get("architectures", spec.arch).check_input(shapes[key])
+        raise RegbenchError(f"two experiment folders given ({', '.join(chosen)}); give one")
+    return chosen[0] if chosen else None

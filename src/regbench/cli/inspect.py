@@ -92,7 +92,7 @@ def _shape(text: str) -> tuple[int, int, int]:
         raise RegbenchError(f"--input-shape expects H,W,C (e.g. 32,32,3); got {text!r}") from None
     if len(parts) != 3:
         raise RegbenchError(f"--input-shape expects H,W,C (e.g. 32,32,3); got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1], parts[2]
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -112,12 +112,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f'Model: "{arch.name} + {reg.name}"', title_justify="left")
-    for column, justify in (
-        ("Layer (type)", "left"),
-        ("Output Shape", "left"),
-        ("Param #", "right"),
-    ):
-        table.add_column(column, justify=justify)
+    table.add_column("Layer (type)")
+    table.add_column("Output Shape")
+    table.add_column("Param #", justify="right")
     for layer in summary["layers"]:
         shape = (
             "(" + ", ".join("None" if d is None else str(d) for d in layer["output_shape"]) + ")"

@@ -5,17 +5,27 @@ When the output is not a terminal, one plain line per finished run instead.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from regbench.study import Observer
 
-class GridProgress:
-    def __init__(self, console, total: int) -> None:
-        self.console, self.total, self.done = console, total, 0
+
+class GridProgress(Observer):
+    def __init__(self, console) -> None:
+        self.console, self.total, self.done = console, 0, 0
         self.live = console.is_terminal
         self._tasks: dict[str, Any] = {}
-        self._progress = None
+        self._progress: Any = None
 
-    def __enter__(self) -> GridProgress:
+    def begin(self, total: int, done: int, folder: Path) -> None:
+        self.total = total
+        if done:
+            self.console.print(
+                f"{done} run(s) already done in {folder} (use --force to rerun)",
+                markup=False,
+                highlight=False,
+            )
         if self.live:
             from rich.progress import (
                 BarColumn,
@@ -37,15 +47,14 @@ class GridProgress:
             )
             self._progress.start()
             self._grid = self._progress.add_task("grid", total=self.total, info="")
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def end(self) -> None:
         self.stop()
 
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
-            self._progress = None
+            self._progress: Any = None
 
     def started(self, run_id: str, worker: str) -> None:
         if self._progress is not None:

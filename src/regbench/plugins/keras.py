@@ -3,11 +3,12 @@
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def _quiet_native_stderr() -> Iterator[None]:
     """Hide what native code writes to fd 2 while it loads (TensorFlow logs a dozen lines
     before its log level applies); Python errors still surface after the block."""
     sys.stderr.flush()

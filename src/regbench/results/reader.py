@@ -20,6 +20,12 @@ class Results(NamedTuple):
     runs: pd.DataFrame
     epochs: pd.DataFrame
 
+    def leaderboard(self) -> pd.DataFrame:
+        """The cells ranked by mean validation accuracy, one row per cell."""
+        from regbench.results.leaderboard import table
+
+        return table(self.runs, self.epochs)
+
 
 def _connect(folder: Path) -> sqlite3.Connection:
     path = Path(folder) / DB_NAME

@@ -1,0 +1,397 @@
+"""One experiment: the settings a study runs with, validated once for Python, TOML and the CLI.
+
+`Experiment.create(...)` takes Python values or command-line strings alike and refuses bad ones
+with an error worded by field (`epochs must be at least 1; got 0`), so the same rules hold
+whether a user calls `regbench.run(epochs=0)`, writes `epochs = 0` in a TOML file or types
+`--epochs 0`. Everything is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from regbench.engine.pipeline import PIPELINES
+from regbench.engine.plan import (
+    JIT_CHOICES,
+    OPTIMIZERS,
+    PRECISIONS,
+    TARGET_METRICS,
+    Execution,
+    Protocol,
+)
+from regbench.errors import RegbenchError
+
+EXECUTORS = ("local", "inprocess", "ray")
+MAX_SEED = 2**32 - 1  # what every backend's seeding accepts
+MAX_SEEDS = 10_000
+MAX_EPOCHS = 100_000
+MAX_BATCH = 2**20
+MAX_STEPS = 2**20
+DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What to train (the grid), how (the protocol) and where its results go (the folder)."""
+
+    arch: tuple[str, ...] = ("all",)
+    reg: tuple[str, ...] = ("all",)
+    dataset: str = "cifar10"
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    learning_rate: float | None = None
+    target: tuple[str, float] | None = None
+    precision: str = "float32"
+    jit_compile: str = "auto"
+    steps_per_execution: int = 1
+    pipeline: str = "auto"
+    name: str | None = None
+    out: Path | None = None
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    executor: str = "local"
+    devices: tuple[str, ...] | None = None
+    per_device: int = 1
+    workers: int | None = None
+    max_runs_per_worker: int | None = None
+    ray_address: str | None = None
+    trainer: str = DEFAULT_TRAINER
+
+    @classmethod
+    def create(cls, source: str = "", **values: Any) -> Experiment:
+        """Validate `values` (Python values or CLI strings); None means "the default"."""
+        known = {f.name for f in fields(cls)}
+        checked: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                raise RegbenchError(
+                    f"{source}unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
+                )
+            if value is None:
+                continue
+            checked[key] = _PARSERS[key](value, f"{source}{key}")
+        return cls(**checked)
+
+    @classmethod
+    def from_config(cls, name_or_path: str, **overrides: Any) -> Experiment:
+        """A TOML experiment file (a path, or a shipped name such as `lab`), then `overrides`."""
+        config = load_config(name_or_path)
+        base = cls.create(f"config {name_or_path}: ", **config)
+        return base.update(**overrides)
+
+    def update(self, **overrides: Any) -> Experiment:
+        """A copy with `overrides` (validated like `create`; None leaves a field as it is)."""
+        changed = Experiment.create(**overrides)
+        given = {k: getattr(changed, k) for k, v in overrides.items() if v is not None}
+        if "params" in given:  # per regularizer: a flag's values over the file's
+            merged = {reg: dict(values) for reg, values in self.params.items()}
+            for reg, values in given["params"].items():
+                merged.setdefault(reg, {}).update(values)
+            given["params"] = merged
+        if "dataset_options" in given:
+            given["dataset_options"] = {**self.dataset_options, **given["dataset_options"]}
+        return replace(self, **given)
+
+    @property
+    def folder(self) -> Path:
+        """The experiment folder: `out`, or reports/<name>, the name defaulting to the dataset."""
+        return self.out if self.out is not None else Path("reports") / (self.name or self.dataset)
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(
+            dataset=self.dataset,
+            dataset_options=dict(self.dataset_options),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            target=self.target,
+            precision=self.precision,
+        )
+
+    @property
+    def execution(self) -> Execution:
+        return Execution(
+            jit_compile=self.jit_compile,
+            steps_per_execution=self.steps_per_execution,
+            pipeline=self.pipeline,
+        )
+
+
+# ---------------------------------------------------------------- parsers, one per field
+
+
+def _text(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RegbenchError(f"{label} must be a non-empty string; got {value!r}")
+    return value.strip()
+
+
+def _choice(choices: Sequence[str]) -> Callable[[Any, str], str]:
+    def parse(value: Any, label: str) -> str:
+        text = _text(value, label).lower()
+        if text not in choices:
+            raise RegbenchError(f"{label} must be one of {', '.join(choices)}; got {value!r}")
+        return text
+
+    return parse
+
+
+def _names(value: Any, label: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise RegbenchError(f"{label} must be a name or a list of names; got {value!r}")
+    names = [part.strip() for item in items for part in item.split(",") if part.strip()]
+    if not names:
+        raise RegbenchError(f"{label}: name at least one, or 'all'")
+    return tuple(dict.fromkeys(names))
+
+
+def _whole(low: int, high: int) -> Callable[[Any, str], int]:
+    def parse(value: Any, label: str) -> int:
+        number = _integer(value, label)
+        if not low <= number <= high:
+            raise RegbenchError(f"{label} must be between {low:,} and {high:,}; got {number}")
+        return number
+
+    return parse
+
+
+def _integer(value: Any, label: str) -> int:
+    if isinstance(value, bool | float):
+        raise RegbenchError(f"{label} must be a whole number; got {value!r}")
+    try:
+        return int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise RegbenchError(f"{label} must be a whole number; got {value!r}") from None
+
+
+def _number(value: Any, label: str) -> float:
+    if isinstance(value, bool):
+        raise RegbenchError(f"{label} must be a number; got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RegbenchError(f"{label} must be a number; got {value!r}") from None
+    if not math.isfinite(number):
+        raise RegbenchError(f"{label} must be a finite number; got {value!r}")
+    return number
+
+
+def _positive(value: Any, label: str) -> float:
+    number = _number(value, label)
+    if number <= 0:
+        raise RegbenchError(f"{label} must be positive; got {value!r}")
+    return number
+
+
+def _seeds(value: Any, label: str) -> tuple[int, ...]:
+    """A count (3 -> 0, 1, 2) or a list (`0,5,9` or [0, 5, 9])."""
+    if isinstance(value, str) and "," not in value:
+        value = _integer(value, label)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_SEEDS:
+            raise RegbenchError(
+                f"{label}: the number of seeds must be 1 to {MAX_SEEDS:,}; got {value}"
+            )
+        return tuple(range(value))
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise RegbenchError(f"{label} must be a count or a list like 0,1,2; got {value!r}")
+    seeds = [_integer(item, label) for item in items if str(item).strip()]
+    if not seeds:
+        raise RegbenchError(f"{label} chose no seed; give a count (e.g. 3) or a list (e.g. 0,1,2)")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise RegbenchError(f"{label}: each seed must be between 0 and {MAX_SEED}; got {seed}")
+    if len(set(seeds)) != len(seeds):
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise RegbenchError(f"{label}: seed {repeated[0]} is given twice; list each seed once")
+    if len(seeds) > MAX_SEEDS:
+        raise RegbenchError(f"{label}: at most {MAX_SEEDS:,} seeds; got {len(seeds):,}")
+    return tuple(seeds)
+
+
+def _target(value: Any, label: str) -> tuple[str, float]:
+    if isinstance(value, str):
+        metric, sep, goal = value.partition("=")
+        if not sep:
+            raise RegbenchError(
+                f"{label} must be metric=value (e.g. val_accuracy=0.5); got {value!r}"
+            )
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        metric, goal = value
+    else:
+        raise RegbenchError(f"{label} must be metric=value (e.g. val_accuracy=0.5); got {value!r}")
+    metric = str(metric).strip()
+    if metric not in TARGET_METRICS:
+        raise RegbenchError(
+            f"{label}: metric {metric!r} is not recorded; use one of {', '.join(TARGET_METRICS)}"
+        )
+    return metric, _number(goal, label)
+
+
+def _assignments(value: Any, label: str) -> dict[str, Any]:
+    """A mapping, or `key=value` strings (a key given twice is refused)."""
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise RegbenchError(f"{label} must be a table or key=value strings; got {value!r}")
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RegbenchError(f"{label} expects key=value; got {item!r}")
+        if key in out:
+            raise RegbenchError(f"{label}: {key} is given twice; give each key once")
+        out[key] = text.strip()
+    return out
+
+
+def _params(value: Any, label: str) -> dict[str, dict[str, Any]]:
+    """Hyperparameters by regularizer: {"dropout": {"rate": 0.2}}, or `dropout.rate=0.1,0.3`
+    strings. A comma list or a TOML list is a sweep: one cell per value."""
+    if isinstance(value, Mapping):
+        grouped: dict[str, dict[str, Any]] = {}
+        for reg, values in value.items():
+            if not isinstance(values, Mapping):
+                raise RegbenchError(
+                    f"{label} must be a table of tables, e.g. [params.dropout] rate = 0.2"
+                )
+            grouped[str(reg)] = {str(k): _sweep(v, f"{label}.{reg}.{k}") for k, v in values.items()}
+        return grouped
+    grouped = {}
+    for key, text in _assignments(value, label).items():
+        reg, dot, name = key.rpartition(".")
+        if not dot or not reg or not name:
+            raise RegbenchError(
+                f"{label} expects reg.name=value (e.g. dropout.rate=0.2); got {key!r}"
+            )
+        grouped.setdefault(reg, {})[name] = _sweep(text, f"{label} {key}")
+    return grouped
+
+
+def _sweep(value: Any, label: str) -> Any:
+    """One value, or a list of distinct values (from a list or a comma-separated string)."""
+    if isinstance(value, str) and "," in value:
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        if not value:
+            raise RegbenchError(f"{label}: an empty list sweeps nothing; give at least one value")
+        unique = list(dict.fromkeys(value))
+        return unique[0] if len(unique) == 1 else unique
+    return value
+
+
+def _path(value: Any, label: str) -> Path:
+    if isinstance(value, Path):
+        return value.expanduser()
+    return Path(_text(value, label)).expanduser()
+
+
+def _existing(value: Any, label: str) -> Path:
+    path = _path(value, label)
+    if not path.exists():
+        raise RegbenchError(f"{label} {path} does not exist")
+    return path
+
+
+def _devices(value: Any, label: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise RegbenchError(f"{label} must be GPU ids like 0,1 (or cpu); got {value!r}")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _trainer(value: Any, label: str) -> str:
+    text = _text(value, label)
+    if ":" not in text:
+        raise RegbenchError(f"{label} must be 'module:function'; got {value!r}")
+    return text
+
+
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "arch": _names,
+    "reg": _names,
+    "dataset": _text,
+    "dataset_options": _assignments,
+    "params": _params,
+    "seeds": _seeds,
+    "epochs": _whole(1, MAX_EPOCHS),
+    "batch_size": _whole(1, MAX_BATCH),
+    "optimizer": _choice(OPTIMIZERS),
+    "learning_rate": _positive,
+    "target": _target,
+    "precision": _choice(PRECISIONS),
+    "jit_compile": _choice(JIT_CHOICES),
+    "steps_per_execution": _whole(1, MAX_STEPS),
+    "pipeline": _choice(PIPELINES),
+    "name": _text,
+    "out": _path,
+    "data_dir": _existing,
+    "cache_dir": _path,
+    "executor": _choice(EXECUTORS),
+    "devices": _devices,
+    "per_device": _whole(1, 1024),
+    "workers": _whole(1, 1024),
+    "max_runs_per_worker": _whole(1, 1_000_000),
+    "ray_address": _text,
+    "trainer": _trainer,
+}
+
+# ---------------------------------------------------------------- TOML files
+
+FILE_KEYS = tuple(k for k in _PARSERS if k not in ("trainer",))
+
+
+def packaged_experiments() -> list[str]:
+    folder = resources.files("regbench") / "experiments"
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def load_config(name_or_path: str) -> dict[str, Any]:
+    """Read an experiment file (a path, or the name of one shipped with regbench) as a dict."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and name_or_path in packaged_experiments():
+        data = (resources.files("regbench") / "experiments" / f"{name_or_path}.toml").read_bytes()
+    else:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            shipped = ", ".join(packaged_experiments())
+            raise RegbenchError(
+                f"cannot read config {name_or_path}: {exc.strerror or exc}; give a TOML file "
+                f"or one of the shipped experiments ({shipped})"
+            ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RegbenchError(
+            f"config {name_or_path} is not UTF-8 text; save it as a UTF-8 TOML file"
+        ) from None
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegbenchError(f"config {name_or_path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(config) - set(FILE_KEYS))
+    if unknown:
+        raise RegbenchError(
+            f"config {name_or_path}: unknown key {unknown[0]!r}; "
+            f"known keys: {', '.join(sorted(FILE_KEYS))}"
+        )
+    return config
