@@ -54,7 +54,7 @@ class GridProgress(Observer):
     def stop(self) -> None:
         if self._progress is not None:
             self._progress.stop()
-            self._progress: Any = None
+            self._progress = None
 
     def started(self, run_id: str, worker: str) -> None:
         if self._progress is not None:
