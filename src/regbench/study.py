@@ -129,6 +129,7 @@ def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **sett
     from regbench.plugins.manager import registry
 
     experiment = _experiment(experiment, settings)
+    check_param_names(experiment.params)
     folder = experiment.folder
     values = tuned_values(folder, experiment.dataset) if tuned else None
     specs = make_plan(
@@ -148,6 +149,23 @@ def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **sett
         state = "done" if status == "ok" else "pending" if status is None else "failed"
         runs.append(PlannedRun(spec, state, status))
     return Plan(experiment, folder, tuple(runs))
+
+
+def check_param_names(params: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every `reg.name` must name an installed regularizer and one of its hyperparameters,
+    whether or not that regularizer is in the grid (a typo must not pass silently)."""
+    from regbench.plugins.manager import registry
+
+    for reg, values in params.items():
+        regularizer = registry().get("regularizers", reg)
+        known = {h.name for h in regularizer.hparams}
+        for name in values:
+            if name not in known:
+                valid = ", ".join(sorted(known)) or "none"
+                raise RegbenchError(
+                    f"regularizer {regularizer.name!r} has no hyperparameter {name!r} "
+                    f"(it has: {valid})"
+                )
 
 
 def _statuses(folder: Path) -> dict[str, str]:

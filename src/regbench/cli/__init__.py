@@ -22,6 +22,7 @@ COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "visualize": "stages",
     "final": "stages",
     "report": "stages",
+    "completion": "completion",
 }
 
 
@@ -218,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", metavar="DIR", help="experiment folder (or give it as DIR)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="leaderboard")
+
+    p = sub.add_parser("completion", help='shell completion: eval "$(regbench completion bash)"')
+    p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
+    p.set_defaults(func="completion")
     return parser
 
 
