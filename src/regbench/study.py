@@ -218,7 +218,7 @@ def run(
     """
     experiment = _experiment(experiment, settings)
     if tune:
-        _search(experiment, tuner, max_trials)
+        _search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
         tuned = True
     planned = plan(experiment, tuned=tuned)
     from regbench.engine import executor as ex
@@ -325,14 +325,26 @@ def tune(
     max_trials: int = 10,
     on_trial: Callable[[str, str, dict[str, Any]], None] | None = None,
     on_cell: Callable[[str, str], None] | None = None,
+    on_best: Callable[[str, str, dict[str, Any]], None] | None = None,
+    seeds_per_trial: int = 1,
     **settings: Any,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The keras-tuner stage: search each cell's declared hyperparameters on validation data.
 
     Returns the best values per (arch, reg) (also stored for `run(tuned=True)`); cells whose
-    regularizer declares no hyperparameters are left out.
+    regularizer declares no hyperparameters are left out. `seeds_per_trial` trains each trial
+    that many times and scores their mean; ties go to the lower validation loss, then the
+    earlier trial (`on_best` hears which trials tied).
     """
-    return _search(_experiment(experiment, settings), tuner, max_trials, on_trial, on_cell)
+    return _search(
+        _experiment(experiment, settings),
+        tuner,
+        max_trials,
+        on_trial,
+        on_cell,
+        on_best,
+        seeds_per_trial,
+    )
 
 
 def _search(
@@ -341,6 +353,8 @@ def _search(
     max_trials: int,
     on_trial: Callable[[str, str, dict[str, Any]], None] | None = None,
     on_cell: Callable[[str, str], None] | None = None,
+    on_best: Callable[[str, str, dict[str, Any]], None] | None = None,
+    seeds_per_trial: int = 1,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     from regbench.engine.plan import make_plan
     from regbench.engine.tuning import TUNERS, run_search
@@ -382,6 +396,8 @@ def _search(
                 project_root=store.folder / "tuning",
                 on_trial=None if on_trial is None else _per_cell(on_trial, cell.arch, cell.reg),
                 execution=experiment.execution,
+                executions_per_trial=seeds_per_trial,
+                on_best=None if on_best is None else _per_cell(on_best, cell.arch, cell.reg),
             )
             found[(cell.arch, cell.reg)] = dict(best or {})
     finally:

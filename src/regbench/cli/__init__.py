@@ -97,6 +97,12 @@ def _add_experiment_folder(p: argparse.ArgumentParser) -> None:
 def _add_tuner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tuner", default="random", help="random (default), bayesian or hyperband")
     p.add_argument("--max-trials", type=int, default=10, help="trials per cell (default 10)")
+    p.add_argument(
+        "--seeds-per-trial",
+        type=int,
+        default=1,
+        help="train each trial this many times and score the mean (default 1)",
+    )
 
 
 def _add_stage_options(p: argparse.ArgumentParser) -> None:

@@ -138,12 +138,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
             f"[{values}] {trial.get('error') or ''}"
         )
 
+    def on_best(arch: str, reg: str, best: dict[str, Any]) -> None:
+        if best["tied"]:
+            say(
+                f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "
+                f"chose {best['trial_id']} ({best['rule']})"
+            )
+
     found = regbench.tune(
         chosen,
         tuner=args.tuner,
         max_trials=args.max_trials,
+        seeds_per_trial=args.seeds_per_trial,
         on_trial=on_trial,
         on_cell=on_cell,
+        on_best=on_best,
     )
     for (arch, reg), best in found.items():
         values = ", ".join(f"{k}={v:.4g}" for k, v in best.items())

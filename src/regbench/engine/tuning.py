@@ -73,12 +73,16 @@ def run_search(
     project_root: Path,
     on_trial: Callable[[dict], None] | None = None,
     execution: Execution | None = None,
+    executions_per_trial: int = 1,
+    on_best: Callable[[dict], None] | None = None,
 ) -> dict | None:
     """Tune one cell; return its best values (also saved with `store.record_best`).
 
     Returns None when the regularizer declares no hyperparameters: there is nothing to tune.
     Each finished trial is recorded in the store and passed to `on_trial`. Rerunning an
     interrupted search with the same arguments resumes it: finished trials are not retrained.
+    `executions_per_trial` trains each trial's values that many times (keras-tuner averages
+    the scores). Ties on the score are broken by `TIE_RULE`; `on_best` hears the choice.
     Raises RegbenchError for an unknown tuner or when every trial failed.
     """
     if tuner not in TUNERS:
@@ -90,7 +94,11 @@ def run_search(
     if not regularizer.hparams:
         return None
     arch, reg = architecture.name, regularizer.name  # aliases name the same search
-    digest = search_hash(arch, reg, list(regularizer.hparams), protocol, tuner, max_trials, seed)
+    if executions_per_trial < 1:
+        raise RegbenchError(f"executions_per_trial must be at least 1; got {executions_per_trial}")
+    digest = search_hash(
+        arch, reg, list(regularizer.hparams), protocol, tuner, max_trials, seed
+    ) + ("" if executions_per_trial == 1 else f"-x{executions_per_trial}")
 
     keras = import_keras()  # first: it quiets TensorFlow's start-up logs
     import keras_tuner as kt
@@ -125,6 +133,7 @@ def run_search(
         "overwrite": False,
         # Run the whole budget whatever fails: each failure is recorded, and judged below.
         "max_consecutive_failed_trials": max_trials + 1,
+        "executions_per_trial": executions_per_trial,
     }
     if tuner == "hyperband":
         options.update(max_epochs=protocol.epochs, hyperband_iterations=max_trials)
@@ -146,10 +155,40 @@ def run_search(
     if not completed:
         first = _error(trials[0]) if trials else "no trial ran"
         raise RegbenchError(f"all {len(trials)} trials of {arch}/{reg} failed; the first: {first}")
-    best = max(completed, key=lambda t: t.score)
+    best, tied = pick_best(completed)
     values = _declared_values(regularizer, best.hyperparameters.values)
     store.record_best(arch, reg, values, float(best.score), digest, dataset=protocol.dataset)
+    if on_best is not None:
+        on_best(
+            {
+                "trial_id": best.trial_id,
+                "values": values,
+                "score": float(best.score),
+                "tied": [t.trial_id for t in tied],
+                "rule": TIE_RULE,
+            }
+        )
     return values
+
+
+TIE_RULE = "equal val_accuracy: the lower val_loss wins, then the earlier trial"
+
+
+def pick_best(completed: Sequence[Any]) -> tuple[Any, list[Any]]:
+    """The best trial by score, and every trial that tied with it (itself included, when
+    there was a tie): ties go to the lower validation loss, then to the earlier trial."""
+    top = max(t.score for t in completed)
+    tied = [t for t in completed if t.score == top]
+    best = min(tied, key=lambda t: (_val_loss(t), t.trial_id))
+    return best, tied if len(tied) > 1 else []
+
+
+def _val_loss(trial: Any) -> float:
+    try:
+        value = trial.metrics.get_last_value("val_loss")
+    except (KeyError, ValueError, AttributeError):
+        value = None
+    return float("inf") if value is None else float(value)
 
 
 def _declare(hp: Any, space: Sequence[HParam]) -> dict[str, Any]:
