@@ -46,6 +46,7 @@ class Execution:
     jit_compile: str = "auto"
     steps_per_execution: int = 1
     pipeline: str = "auto"
+    tensorboard_dir: str | None = None  # write TensorBoard logs of each run under it
 
 
 IDENTITY_VERSION = 2  # bump (with a store migration) when `RunSpec.identity` changes shape
