@@ -23,7 +23,7 @@ from regbench.results.reader import load
 KEY = ["arch", "reg", "params"]
 
 
-def labels(folders: Sequence[Path]) -> list[str]:
+def labels(folders: Sequence[str | Path]) -> list[str]:
     """Short names for the experiments: folder names, or whole paths when names repeat."""
     names = [Path(f).name or str(f) for f in folders]
     return names if len(set(names)) == len(names) else [str(f) for f in folders]
@@ -32,18 +32,18 @@ def labels(folders: Sequence[Path]) -> list[str]:
 def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
     """Every cell of any of the experiments, with each experiment's figures and the paired
     difference of each later experiment from the first."""
-    folders = [Path(f) for f in folders]
-    if len(folders) < 2:
+    paths = [Path(f) for f in folders]
+    if len(paths) < 2:
         raise RegbenchError("compare needs at least two experiment folders")
-    names = labels(folders)
+    names = labels(paths)
     boards = {}
-    for name, folder in zip(names, folders, strict=True):
+    for name, folder in zip(names, paths, strict=True):
         runs, epochs = load(folder)
         # one cell per key: the best-validated of several protocols in one experiment
         boards[name] = table(runs, epochs).drop_duplicates(KEY).set_index(KEY)
     keys = list(dict.fromkeys(k for board in boards.values() for k in board.index))
     first, *others = names
-    results = {}
+    results: dict[Any, stats.Paired] = {}
     for key in keys:
         base = boards[first].loc[key] if key in boards[first].index else None
         for name in others:
@@ -62,7 +62,7 @@ def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
             for name in others
         }
         cells.append(cell)
-    return {"experiments": dict(zip(names, map(str, folders), strict=True)), "cells": cells}
+    return {"experiments": dict(zip(names, map(str, paths), strict=True)), "cells": cells}
 
 
 def _figures(board: pd.DataFrame, key: tuple) -> dict[str, Any] | None:

@@ -161,7 +161,7 @@ def render(
     def whole(name: str, values: Any) -> dict[str, Any]:
         return {"no_wrap": True, "min_width": max([len(name), *(len(v) for v in values)])}
 
-    columns: list[tuple[str, str, dict[str, Any], Any]] = [
+    columns: list[tuple[str, Any, dict[str, Any], Any]] = [
         ("#", "right", {}, lambda r: str(r.rank)),
         ("arch", "left", whole("arch", board["arch"]), lambda r: escape(r.arch)),
         ("reg", "left", whole("reg", board["reg"]), lambda r: escape(r.reg)),
@@ -252,7 +252,11 @@ def _run_ids(row: Any) -> str:
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return "-" if _missing(value) else format(float(value), spec)
+    """`value` in `spec`, "-" when missing; a value that rounds to zero never shows "-0"."""
+    if _missing(value):
+        return "-"
+    text = format(float(value), spec)
+    return format(0.0, spec) if float(text.replace(",", "")) == 0 else text
 
 
 def _missing(value: Any) -> bool:

@@ -12,6 +12,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -72,11 +73,11 @@ def paired(a: Mapping[int, float], b: Mapping[int, float]) -> Paired:
     return Paired(n, mean, half, p if math.isfinite(p) else None)
 
 
-def holm(p_values: Mapping[str, float | None]) -> dict[str, float | None]:
+def holm(p_values: Mapping[Any, float | None]) -> dict[Any, float | None]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); None stays None."""
     tested = sorted(((p, k) for k, p in p_values.items() if p is not None), key=lambda x: x[0])
     m = len(tested)
-    adjusted: dict[str, float | None] = {k: None for k in p_values}
+    adjusted: dict[Any, float | None] = {k: None for k in p_values}
     running = 0.0
     for i, (p, key) in enumerate(tested):
         running = max(running, min(1.0, (m - i) * p))
