@@ -215,3 +215,21 @@ def test_wide_shows_every_run_id():
     text = buffer.getvalue()
     for run_id in runs["run_id"]:
         assert run_id in text
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=0, max_size=8))
+def test_swapping_the_sides_flips_the_difference_and_keeps_the_test(pairs):
+    a = {seed: x for seed, (x, _) in enumerate(pairs)}
+    b = {seed: y for seed, (_, y) in enumerate(pairs)}
+    forward, backward = stats.paired(a, b), stats.paired(b, a)
+    assert forward.n == backward.n == len(pairs)
+    if forward.diff is not None:
+        assert forward.diff == pytest.approx(-backward.diff, abs=1e-12)
+    assert forward.ci95 == backward.ci95 or forward.ci95 == pytest.approx(backward.ci95)
+    if forward.p_value is not None:
+        assert 0 <= forward.p_value <= 1
+        assert forward.p_value == pytest.approx(backward.p_value)
+        low, high = forward.diff - forward.ci95, forward.diff + forward.ci95
+        assert (forward.p_value < 0.05) == (not low <= 0 <= high) or abs(
+            forward.p_value - 0.05
+        ) < 1e-6
