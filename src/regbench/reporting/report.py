@@ -771,7 +771,11 @@ def _minutes(seconds: Any) -> float | None:
 
 
 def _num(value: Any, spec: str) -> str:
-    return MISSING if _missing(value) else format(float(value), spec)
+    """`value` in `spec`; a value that rounds to zero never shows as "-0"."""
+    if _missing(value):
+        return MISSING
+    text = format(float(value), spec)
+    return format(0.0, spec) if float(text.replace(",", "")) == 0 else text
 
 
 def _value(value: Any) -> str:
