@@ -117,3 +117,43 @@ def test_ci_bars_plot_every_seed_and_no_interval_for_one_seed(tmp_path):
     assert len(errorbar.lines[2][0].get_segments()) == 2  # the n=1 cell has no interval
     labels = [t.get_text() for t in ax.child_axes[0].get_yticklabels()]
     assert any(label.endswith("(n=1)") and "±" not in label for label in labels)
+
+
+def _jsdom() -> str | None:
+    """Where node finds jsdom (NODE_PATH or a global install), or None."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("node"):
+        return None
+    found = subprocess.run(
+        ["node", "-e", "console.log(require.resolve('jsdom'))"], capture_output=True, text=True
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+@pytest.mark.skipif(
+    _jsdom() is None, reason="needs node with jsdom (npm install jsdom; NODE_PATH=.../node_modules)"
+)
+def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
+    import json
+    import subprocess
+
+    folder = fake_experiment(tmp_path, seeds=(0, 1), extras=False)
+    store = Store(folder)
+    store.record_run(*fake_run("model3-none-s0-0000", "model3", "none", 0, 3))
+    store.close()
+    paths = write_report(folder)
+    script = Path(__file__).parent / "js" / "sort_check.js"
+    done = subprocess.run(
+        ["node", str(script), str(paths["html"])], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["errors"] == []
+    vals = [float(v.split()[0]) for v in result["val acc first click"]]
+    assert vals == sorted(vals, reverse=True)
+    vals = [float(v.split()[0]) for v in result["val acc second click"]]
+    assert vals == sorted(vals)
+    assert result["reg second click"] == sorted(result["reg second click"])
+    assert result["seeds first click"] == ["2", "2", "2", "2", "1"]
