@@ -22,6 +22,8 @@ COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "visualize": "stages",
     "final": "stages",
     "report": "stages",
+    "compare": "compare",
+    "export": "export",
     "completion": "completion",
 }
 
@@ -225,6 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", metavar="DIR", help="experiment folder (or give it as DIR)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="leaderboard")
+
+    p = sub.add_parser("compare", help="the same cells of several experiments side by side")
+    p.add_argument("experiments", nargs="+", metavar="DIR", help="experiment folders (2 or more)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func="compare")
+
+    p = sub.add_parser("export", help="copy an experiment's runs into another tracking tool")
+    p.add_argument("experiment", metavar="DIR", help="experiment folder")
+    p.add_argument("--to", choices=("mlflow",), default="mlflow", help="target (default mlflow)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, e.g. ./mlruns)"
+    )
+    p.add_argument(
+        "--mlflow-experiment", help="MLflow experiment name (default: the folder's name)"
+    )
+    p.set_defaults(func="export")
 
     p = sub.add_parser("completion", help='shell completion: eval "$(regbench completion bash)"')
     p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")

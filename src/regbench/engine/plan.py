@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ class Execution:
     jit_compile: str = "auto"
     steps_per_execution: int = 1
     pipeline: str = "auto"
+    tensorboard_dir: str | None = None  # write TensorBoard logs of each run under it
 
 
 IDENTITY_VERSION = 2  # bump (with a store migration) when `RunSpec.identity` changes shape
@@ -254,7 +256,9 @@ def make_plan(
 ) -> list[RunSpec]:
     """Every (arch, reg, seed) cell; params are validated against each regularizer's bounds.
 
-    Explicit `reg_params` win over `tuned` values, which win over the plugin defaults.
+    Explicit `reg_params` win over `tuned` values, which win over the plugin defaults. A list
+    of values in `reg_params` sweeps: one cell per value (per combination across a
+    regularizer's hyperparameters); values that resolve to the same cell count once.
     """
     execution = execution or Execution()
     check_protocol(protocol, execution)
@@ -268,18 +272,16 @@ def make_plan(
     reg_params = dict(reg_params or {})
     for reg in reg_params:
         registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
-    specs = []
+    specs: dict[str, RunSpec] = {}  # by config hash: a value given twice is one cell
     for seed in seeds:
         for arch in arch_names:
             for reg in reg_names:
                 regularizer = registry.get("regularizers", reg)
                 from_tuning = dict((tuned or {}).get((arch, reg), {}))
-                explicit = dict(reg_params.get(reg, {}))
-                merged = {**from_tuning, **explicit}
-                params = regularizer.resolve(merged)
-                tuned_keys = tuple(sorted(k for k in from_tuning if k not in explicit))
-                specs.append(
-                    RunSpec(
+                for explicit in sweep(reg_params.get(reg, {})):
+                    params = regularizer.resolve({**from_tuning, **explicit})
+                    tuned_keys = tuple(sorted(k for k in from_tuning if k not in explicit))
+                    spec = RunSpec(
                         arch=arch,
                         reg=reg,
                         params=params,
@@ -288,8 +290,19 @@ def make_plan(
                         protocol=protocol,
                         execution=execution,
                     )
-                )
-    return specs
+                    specs.setdefault(spec.config_hash, spec)
+    return list(specs.values())
+
+
+def sweep(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One assignment per combination: a list (or tuple) value sweeps that hyperparameter,
+    the cartesian product across a regularizer's hyperparameters, in the order given."""
+    names = list(values)
+    choices = [list(v) if isinstance(v, list | tuple) else [v] for v in (values[n] for n in names)]
+    for name, options in zip(names, choices, strict=True):
+        if not options:
+            raise RegbenchError(f"hyperparameter {name!r} was given an empty list of values")
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
 def order_by_cost(

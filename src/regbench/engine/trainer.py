@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from regbench.engine import pipeline
+from regbench.engine import clean_eval, pipeline, tensorboard
 from regbench.engine.environment import environment
 from regbench.engine.models import build_model, count_params, describe_model
 from regbench.engine.plan import Execution, Protocol, RunSpec
@@ -128,16 +128,20 @@ def train_run(
     row: dict[str, Any] = {**spec.row(), "started_at": started}
     epochs: list[dict[str, Any]] = []
     keras = import_keras()
+    log = None
     try:
         row.update(environment())
         data = load_data()
         row.update(data.sizes)
-        row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress))
+        log = tensorboard.open_log(spec)
+        row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log))
     except Exception as exc:
         row["status"] = "failed"
         row["error"] = _one_line(exc)
         row["traceback"] = traceback.format_exc()
     finally:
+        if log is not None:
+            log.close(row)
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
         gc.collect()
@@ -147,7 +151,7 @@ def train_run(
     return RunResult(row, epochs)
 
 
-def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> dict[str, Any]:
+def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log) -> dict[str, Any]:
     reg = registry().get("regularizers", spec.reg)
     arch = registry().get("architectures", spec.arch)
     params = reg.resolve(spec.params)
@@ -160,6 +164,8 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
     )
     state: dict[str, Any] = {}
     callbacks = [_history_callback(keras, spec, epochs, state, progress), *reg.callbacks(params)]
+    if log is not None:
+        callbacks.append(log.callback(keras))
     feed = pipeline.resolve(spec.execution.pipeline, keras.backend.backend())
     row["pipeline"] = feed
     fit_start = time.perf_counter()
@@ -183,8 +189,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
         "images_per_s": len(x_fit) * state.get("epochs_run", 0) / train_time
         if train_time
         else None,
-        "train_accuracy": last.get("accuracy"),
-        "train_loss": last.get("loss"),
+        "train_accuracy_running": last.get("accuracy"),
         "val_accuracy": last.get("val_accuracy"),
         "val_loss": last.get("val_loss"),
         "epochs_to_target": state.get("epochs_to_target"),
@@ -194,6 +199,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
     if "diverged" in state:
         return {**out, "status": "diverged", "error": state["diverged"]}
     eval_start = time.perf_counter()
+    out.update(clean_eval.train_metrics(model, x_fit, y_fit, spec.protocol.batch_size))
     test_loss, test_accuracy = model.evaluate(
         data.x_test, data.y_test, batch_size=max(spec.protocol.batch_size, 256), verbose=0
     )

@@ -50,9 +50,31 @@ def cell_order(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     return archs, regs
 
 
-def accuracy_figure(epochs: pd.DataFrame, run_id: str, title: str | None = None) -> Figure:
-    """The lab's per-run plot: train and validation accuracy per epoch, beside the loss."""
-    return _curves_figure(epochs, run_id, title or run_id)
+Limits = dict[str, tuple[float, float]]  # metric -> y-axis range
+
+
+def accuracy_figure(
+    epochs: pd.DataFrame, run_id: str, title: str | None = None, ylims: Limits | None = None
+) -> Figure:
+    """The lab's per-run plot: train and validation accuracy per epoch, beside the loss.
+
+    `ylims` (see `shared_limits`) puts several runs on the same scales, so that a flat curve
+    does not look dramatic because its axis zoomed in."""
+    return _curves_figure(epochs, run_id, title or run_id, ylims)
+
+
+def shared_limits(epochs: pd.DataFrame, run_ids: list[str]) -> Limits:
+    """One y range per metric covering every point of the given runs, with a small margin."""
+    mine = epochs[epochs["run_id"].isin(run_ids)]
+    limits = {}
+    for metric, values in mine.groupby("metric")["value"]:
+        values = values[values.map(math.isfinite)]
+        if values.empty:
+            continue
+        low, high = float(values.min()), float(values.max())
+        margin = max((high - low) * 0.05, 0.01)
+        limits[str(metric)] = (low - margin, high + margin)
+    return limits
 
 
 def final_figure(
@@ -60,13 +82,14 @@ def final_figure(
     run_id: str,
     test_accuracy: float | None = None,
     title: str | None = None,
+    ylims: Limits | None = None,
 ) -> Figure:
     """The lab's Figure 1: a final-stage run trains on train+validation, so only train curves.
 
     The one test evaluation goes into the title, since there is no validation curve to read.
     """
     test = "not evaluated" if _missing(test_accuracy) else f"{test_accuracy:.4f}"
-    return _curves_figure(epochs, run_id, f"{title or run_id}: test accuracy {test}")
+    return _curves_figure(epochs, run_id, f"{title or run_id}: test accuracy {test}", ylims)
 
 
 def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
@@ -147,12 +170,14 @@ def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
 
 
 def ci_bar_figure(board: pd.DataFrame) -> Figure:
-    """Mean validation accuracy per cell with 95% CI error bars, best on top (leaderboard order).
+    """Mean validation accuracy per cell, best on top (leaderboard order), every seed a dot.
 
-    Bars start at zero so lengths stay honest. Accuracy lies in [0, 1], so the drawn error bars
-    are clipped there (two seeds give very wide Student intervals); the exact mean, CI and seed
-    count are printed on the right.
+    Error bars are the 95% CI of the mean and only drawn where a cell has two seeds or more:
+    one seed has no interval. Bars start at zero so lengths stay honest. Accuracy lies in
+    [0, 1], so the drawn bars are clipped there (two seeds give very wide Student intervals);
+    the exact mean, CI and seed count are printed on the right.
     """
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     rows = board.reset_index(drop=True)
@@ -167,35 +192,76 @@ def ci_bar_figure(board: pd.DataFrame) -> Figure:
     labels = [
         f"{r.arch} · {r.reg}" + (f" ({r.params})" if r.params else "") for r in rows.itertuples()
     ]
-    mean, ci = rows["val_accuracy"], rows["val_ci95"].fillna(0.0)
+    mean = rows["val_accuracy"]
+    ci = pd.to_numeric(rows["val_ci95"], errors="coerce")  # NaN where n=1: no interval
     positions = list(range(len(rows)))[::-1]
     ax.barh(
         positions,
         mean,
-        xerr=[ci.clip(upper=mean), ci.clip(upper=1 - mean)],
         color=[colors[r] for r in rows["reg"]],
-        capsize=3,
-        error_kw={"elinewidth": 1, "ecolor": "black"},
         height=0.7,
+        label="_bars",
+    )
+    has_ci = ci.notna()
+    if has_ci.any():
+        where = [p for p, ok in zip(positions, has_ci, strict=True) if ok]
+        m, c = mean[has_ci], ci[has_ci]
+        ax.errorbar(
+            m,
+            where,
+            xerr=[c.clip(upper=m), c.clip(upper=1 - m)],
+            fmt="none",
+            ecolor="black",
+            elinewidth=1,
+            capsize=3,
+            label="95% CI",
+        )
+    seeds_x, seeds_y = [], []
+    for position, values in zip(positions, rows["val_by_seed"], strict=True):
+        points = [v for v in (values or {}).values() if v is not None]
+        seeds_x += points
+        seeds_y += _spread(position, len(points))
+    ax.scatter(
+        seeds_x,
+        seeds_y,
+        s=12,
+        color="white",
+        edgecolor="black",
+        linewidth=0.7,
+        zorder=3,
+        label="seeds",
     )
     ax.set_yticks(positions, labels, fontsize=8)
     values = ax.secondary_yaxis("right")
     values.set_yticks(
         positions,
         [
-            f"{r.val_accuracy:.3f}" + (f" ± {c:.3f}" if r.seeds > 1 else "") + f" (n={r.seeds})"
+            f"{r.val_accuracy:.3f}" + ("" if pd.isna(c) else f" ± {c:.3f}") + f" (n={r.seeds})"
             for r, c in zip(rows.itertuples(), ci, strict=True)
         ],
         fontsize=7,
     )
     values.tick_params(length=0)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("validation accuracy (mean across seeds, 95% CI)", fontsize=9)
+    ax.set_xlabel(
+        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1)",
+        fontsize=9,
+    )
     ax.grid(axis="x", alpha=0.3)
+    seed_handle = Line2D(
+        [],
+        [],
+        linestyle="",
+        marker="o",
+        markersize=4,
+        markerfacecolor="white",
+        markeredgecolor="black",
+        label="seed",
+    )
     figure.legend(
-        handles=[Patch(color=colors[r], label=r) for r in regs],
+        handles=[*(Patch(color=colors[r], label=r) for r in regs), seed_handle],
         loc="outside lower center",
-        ncols=len(regs),
+        ncols=len(regs) + 1,
         fontsize=8,
         frameon=False,
     )
@@ -268,7 +334,9 @@ def _figure(figsize: tuple[float, float], layout: str | None = "constrained") ->
     return figure
 
 
-def _curves_figure(epochs: pd.DataFrame, run_id: str, title: str) -> Figure:
+def _curves_figure(
+    epochs: pd.DataFrame, run_id: str, title: str, ylims: Limits | None = None
+) -> Figure:
     """Accuracy and loss panels for one run, one line per split that the run recorded."""
     mine = epochs[epochs["run_id"] == run_id]
     if mine.empty:
@@ -293,6 +361,8 @@ def _curves_figure(epochs: pd.DataFrame, run_id: str, title: str) -> Figure:
                 linewidth=1.4,
                 label=SPLIT_LABELS[split],
             )
+        if ylims and metric in ylims:
+            ax.set_ylim(*ylims[metric])
         ax.set_xlabel("epoch", fontsize=9)
         ax.set_ylabel(metric, fontsize=9)
         ax.tick_params(labelsize=8)
@@ -301,6 +371,13 @@ def _curves_figure(epochs: pd.DataFrame, run_id: str, title: str) -> Figure:
     axes[0].legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def _spread(center: float, count: int, width: float = 0.4) -> list[float]:
+    """Positions for `count` dots around `center`, so seeds with equal values stay visible."""
+    if count <= 1:
+        return [center] * count
+    return [center - width / 2 + width * i / (count - 1) for i in range(count)]
 
 
 def _note(ax: Axes, message: str) -> None:

@@ -13,6 +13,7 @@ import base64
 import html
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import pandas as pd
 
 from regbench.errors import RegbenchError
 from regbench.reporting import figures
+from regbench.results import stats
 from regbench.results.leaderboard import _params_label, failures, table
 from regbench.results.reader import load, load_best, load_trials
 
@@ -45,6 +47,30 @@ PROTOCOL = {
     "learning_rate": "learning rate",
 }
 MISSING = "–"
+VISUALIZE_DIR = ("figures", "visualize")  # where `regbench visualize` writes, per run id
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, column) => {
+  th.title = "click to sort";
+  th.addEventListener("click", () => {
+    const body = th.closest("table").tBodies[0];
+    const down = th.dataset.order !== "desc";
+    th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.order);
+    th.dataset.order = down ? "desc" : "asc";
+    const key = row => {
+      const text = row.cells[column].textContent.trim();
+      const number = parseFloat(text.replace(/,/g, ""));
+      return Number.isNaN(number) ? text : number;
+    };
+    const rows = Array.from(body.rows).sort((a, b) => {
+      const x = key(a), y = key(b);
+      if (typeof x !== typeof y) return typeof x === "number" ? -1 : 1;
+      const order = x < y ? -1 : x > y ? 1 : 0;
+      return down ? -order : order;
+    });
+    rows.forEach(row => body.appendChild(row));
+  });
+});
+"""
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
        max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.4; }
@@ -97,14 +123,18 @@ class _Context:
     trials: pd.DataFrame
     best: pd.DataFrame
     generated: str
+    baseline: str = "none"
+    out: Path = Path()
     overview: dict[str, _Figure] = field(default_factory=dict)
     per_run: dict[str, _Figure] = field(default_factory=dict)
+    visualized: dict[str, list[Path]] = field(default_factory=dict)
 
 
-def write_report(folder: Path, out: Path | None = None) -> dict[str, Path]:
+def write_report(folder: Path, out: Path | None = None, baseline: str = "none") -> dict[str, Path]:
     """Write report.html, report.md and figures/*.png for the experiment in `folder`.
 
-    `out` defaults to the folder itself. Returns the paths written under the keys "html",
+    `out` defaults to the folder itself. Each cell is compared with the `baseline`
+    regularizer's cell of its architecture. Returns the paths written under the keys "html",
     "markdown" and "figures" (the folder of PNGs). Raises RegbenchError when the folder holds
     no results.
     """
@@ -117,10 +147,13 @@ def write_report(folder: Path, out: Path | None = None) -> dict[str, Path]:
         folder=folder,
         runs=runs,
         epochs=epochs,
-        board=table(runs, epochs),
+        board=table(runs, epochs, baseline),
         trials=_trials(folder),
         best=_best_values(folder),
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        baseline=baseline,
+        out=out,
+        visualized=visualized_figures(folder),
     )
     _render_figures(ctx)
     fig_dir = out / "figures"
@@ -167,6 +200,15 @@ def _grid_runs(runs: pd.DataFrame) -> pd.DataFrame:
     ).sort_values(["_a", "_r", "_p", "seed", "run_id"])
 
 
+def visualized_figures(folder: Path) -> dict[str, list[Path]]:
+    """The PNGs `regbench visualize` left in the folder, per run id (its subfolder)."""
+    root = folder.joinpath(*VISUALIZE_DIR)
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.glob("*/**/*.png")):
+        found.setdefault(path.relative_to(root).parts[0], []).append(path)
+    return found
+
+
 def _final_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["stage"] == "final"]
 
@@ -189,7 +231,8 @@ def _render_figures(ctx: _Context) -> None:
             ),
             (
                 "ci_bars",
-                "Mean validation accuracy per cell with 95% confidence intervals across seeds",
+                "Mean validation accuracy per cell: one dot per seed, 95% confidence interval "
+                "of the mean where a cell has two seeds or more",
                 figures.ci_bar_figure(ctx.board),
             ),
             (
@@ -199,17 +242,24 @@ def _render_figures(ctx: _Context) -> None:
             ),
         ):
             ctx.overview[name] = _Figure(name, caption, figures.png_bytes(figure))
-    for run in [*grid.itertuples(), *_final_runs(runs).itertuples()]:
+    every = pd.concat([grid, _final_runs(runs)])
+    # the runs of one architecture share their y axes, so their curves compare at a glance
+    limits = {
+        arch: figures.shared_limits(epochs, list(group["run_id"]))
+        for arch, group in every.groupby("arch")
+    }
+    for run in every.itertuples():
         if not _has_epochs(epochs, run.run_id):
             continue
         title = _run_title(run)
+        ylims = limits[run.arch]
         if run.stage == "final":
             title = f"final: {title}"
             caption = f"{title}: train accuracy and loss per epoch"
-            figure = figures.final_figure(epochs, run.run_id, run.test_accuracy, title)
+            figure = figures.final_figure(epochs, run.run_id, run.test_accuracy, title, ylims)
         else:
             caption = f"{title}: accuracy and loss per epoch"
-            figure = figures.accuracy_figure(epochs, run.run_id, title)
+            figure = figures.accuracy_figure(epochs, run.run_id, title, ylims)
         ctx.per_run[run.run_id] = _Figure(
             _file_name(run.run_id), caption, figures.png_bytes(figure)
         )
@@ -218,14 +268,17 @@ def _render_figures(ctx: _Context) -> None:
 # ---------------------------------------------------------------- table contents
 
 
-def _leaderboard_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def _leaderboard_rows(board: pd.DataFrame, baseline: str) -> tuple[list[str], list[list[str]]]:
     headers = [
         "#",
         "arch",
         "reg",
         "hyperparameters",
         "val acc ± 95% CI",
-        "train acc",
+        "seeds",
+        f"vs {baseline} (paired, ± 95% CI)",
+        "verdict (Holm-adjusted p)",
+        "train acc (clean)",
         "gap",
         "test acc (not used for ranking)",
         "params",
@@ -234,7 +287,7 @@ def _leaderboard_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in board.itertuples():
         val = _num(r.val_accuracy, ".3f")
-        if r.seeds > 1:
+        if not _missing(r.val_ci95):  # one seed has no interval
             val += f" ± {_num(r.val_ci95, '.3f')}"
         hp = (r.params or MISSING) + (f" [tuned: {r.tuned}]" if r.tuned else "")
         rows.append(
@@ -243,7 +296,10 @@ def _leaderboard_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 r.arch,
                 r.reg,
                 hp,
-                f"{val} (n={r.seeds})",
+                val,
+                str(r.seeds),
+                _paired(r),
+                _verdict(r),
                 _num(r.train_accuracy, ".3f"),
                 _num(r.gap, "+.3f"),
                 _num(r.test_accuracy, ".3f"),
@@ -252,6 +308,21 @@ def _leaderboard_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return headers, rows
+
+
+def _paired(r: Any) -> str:
+    if r.verdict == stats.BASELINE or _missing(r.diff):
+        return MISSING
+    text = _num(r.diff, "+.3f")
+    if not _missing(r.diff_ci95):
+        text += f" ± {_num(r.diff_ci95, '.3f')}"
+    return f"{text} (n={r.n_paired})"
+
+
+def _verdict(r: Any) -> str:
+    if r.verdict == stats.NA and r.n_paired == 1:
+        return "n/a (n=1)"
+    return str(r.verdict) + ("" if _missing(r.p_holm) else f" (p={r.p_holm:.2g})")
 
 
 def _failure_rows(runs: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -370,7 +441,8 @@ def _html(ctx: _Context) -> str:
         '<h2 id="leaderboard">Leaderboard</h2>',
         "<p>Cells ranked by mean validation accuracy across seeds. Test accuracy is shown for "
         "reference only and is <strong>not used for ranking</strong>.</p>",
-        _html_table(*_leaderboard_rows(ctx.board))
+        f"<p>{_esc(_verdict_note(ctx.baseline))} Click a column heading to sort.</p>",
+        _html_table(*_leaderboard_rows(ctx.board, ctx.baseline), css_class="sortable")
         if len(ctx.board)
         else "<p>No successful grid runs to rank.</p>",
         '<h2 id="figures">Figures</h2>',
@@ -382,6 +454,8 @@ def _html(ctx: _Context) -> str:
         *_html_lab_tables(ctx),
         '<h2 id="final">Final-stage runs</h2>',
         *_html_final(ctx),
+        '<h2 id="visualize">Visualizations</h2>',
+        *_html_visualized(ctx),
         '<h2 id="failed">Failed runs</h2>',
         _html_table(*_failure_rows(runs))
         if (runs["status"] != "ok").any()
@@ -392,6 +466,7 @@ def _html(ctx: _Context) -> str:
         "<p>Distinct values across all runs; more than one value means the runs were measured "
         "on different setups.</p>",
         _html_table(["", "value(s)"], _distinct_rows(runs, ENVIRONMENT)),
+        f"<script>{SORT_SCRIPT}</script>",
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -464,6 +539,31 @@ def _html_final(ctx: _Context) -> list[str]:
     return parts
 
 
+def _html_visualized(ctx: _Context) -> list[str]:
+    if not ctx.visualized:
+        return [
+            "<p>No visualizations in this experiment folder (<code>regbench visualize</code> "
+            "draws feature maps, filters and Grad-CAM of a trained run).</p>"
+        ]
+    parts = []
+    for run_id, paths in ctx.visualized.items():
+        parts.append(f"<h3><code>{_esc(run_id)}</code></h3>")
+        for path in paths:
+            caption = f"{run_id}: {path.parent.name} / {path.stem}"
+            figure = _Figure(path.stem, caption, path.read_bytes())
+            parts.append(f"<figure>{figure.img()}<figcaption>{_esc(caption)}</figcaption></figure>")
+    return parts
+
+
+def _verdict_note(baseline: str) -> str:
+    return (
+        f"Each cell is compared with the {baseline} cell of its architecture on the seeds both "
+        "trained: the mean paired difference in validation accuracy with its 95% t interval, "
+        "and a paired t-test whose p-value is Holm-adjusted across all comparisons of the "
+        "experiment (better or worse at p < 0.05). One shared seed gives no interval and no test."
+    )
+
+
 def _html_tuning(ctx: _Context) -> list[str]:
     if ctx.trials.empty and ctx.best.empty:
         return ["<p>No tuning results in this experiment.</p>"]
@@ -475,13 +575,16 @@ def _html_tuning(ctx: _Context) -> list[str]:
     return parts
 
 
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _html_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], css_class: str | None = None
+) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _esc(c)}</td>" for c in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    opening = f'<table class="{css_class}">' if css_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # ---------------------------------------------------------------- Markdown
@@ -497,9 +600,11 @@ def _markdown(ctx: _Context) -> str:
         "Cells ranked by mean validation accuracy across seeds. Test accuracy is shown for "
         "reference only and is **not used for ranking**.",
         "",
+        _md_text(_verdict_note(ctx.baseline)),
+        "",
     ]
     lines += (
-        _md_table(*_leaderboard_rows(ctx.board))
+        _md_table(*_leaderboard_rows(ctx.board, ctx.baseline))
         if len(ctx.board)
         else ["No successful grid runs to rank."]
     ) + [""]
@@ -515,6 +620,14 @@ def _markdown(ctx: _Context) -> str:
     else:
         lines += [*_md_table(*_final_rows(runs)), ""]
         lines += [ctx.per_run[r].markdown() + "\n" for r in final["run_id"] if r in ctx.per_run]
+    lines += ["## Visualizations", ""]
+    if not ctx.visualized:
+        lines += ["No visualizations in this experiment folder.", ""]
+    for run_id, paths in ctx.visualized.items():
+        lines += [f"### `{run_id}`", ""]
+        for path in paths:
+            link = Path(os.path.relpath(path, ctx.out)).as_posix()
+            lines += [f"![{_md_text(f'{path.parent.name} / {path.stem}')}]({link})", ""]
     lines += ["## Failed runs", ""]
     lines += (
         _md_table(*_failure_rows(runs))
@@ -658,7 +771,11 @@ def _minutes(seconds: Any) -> float | None:
 
 
 def _num(value: Any, spec: str) -> str:
-    return MISSING if _missing(value) else format(float(value), spec)
+    """`value` in `spec`; a value that rounds to zero never shows as "-0"."""
+    if _missing(value):
+        return MISSING
+    text = format(float(value), spec)
+    return format(0.0, spec) if float(text.replace(",", "")) == 0 else text
 
 
 def _value(value: Any) -> str:

@@ -42,6 +42,7 @@ RUN_COLUMNS: dict[str, str] = {
     "status": "TEXT",
     "error": "TEXT",
     "train_accuracy": "REAL",
+    "train_accuracy_running": "REAL",
     "val_accuracy": "REAL",
     "test_accuracy": "REAL",
     "train_loss": "REAL",

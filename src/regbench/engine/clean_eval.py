@@ -1,0 +1,31 @@
+"""Training accuracy as the generalization gap needs it: measured on clean data.
+
+Keras's running `accuracy` during `fit` averages over an epoch while the weights move, with
+dropout active and batch norm on batch statistics, so it says little about how well the final
+model fits its training data (dropout's gap even turns negative). After training, the model
+is evaluated in inference mode on a fixed subset of its training images instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SUBSET = 5000  # images: enough for a +-0.014 (95%) estimate, cheap next to an epoch
+SUBSET_SEED = 0  # the same images for every run of the same training set
+
+
+def subset(x: np.ndarray, y: np.ndarray, size: int = SUBSET) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random `size` of the training images (all of them if there are fewer)."""
+    if len(x) <= size:
+        return x, y
+    index = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(x), size, replace=False))
+    return x[index], y[index]
+
+
+def train_metrics(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+    """`train_accuracy` and `train_loss` of the trained model on the clean subset."""
+    xs, ys = subset(x, y)
+    scores = model.evaluate(xs, ys, batch_size=max(batch_size, 256), verbose=0, return_dict=True)
+    return {"train_accuracy": float(scores["accuracy"]), "train_loss": float(scores["loss"])}

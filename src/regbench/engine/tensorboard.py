@@ -1,0 +1,131 @@
+"""TensorBoard logs of the grid: per-epoch scalars and an HParams summary for every run.
+
+Each run writes to `<root>/<run_id>/`, so `tensorboard --logdir <root>` lists the runs and its
+HParams dashboard shows the grid as a table (architecture, regularizer, each hyperparameter,
+against validation and test metrics). Events are written with TensorBoard's own writer and
+protos, never through a Keras backend, so the logs look the same under TensorFlow and JAX.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from regbench.engine.plan import RunSpec
+
+# Keras log keys -> TensorBoard scalar tags, per epoch
+EPOCH_TAGS = {
+    "accuracy": "train/accuracy_running",
+    "loss": "train/loss_running",
+    "val_accuracy": "val/accuracy",
+    "val_loss": "val/loss",
+}
+# result row columns -> scalar tags written once at the end; with the last epoch's val/*
+# they are the HParams dashboard's metrics
+FINAL_TAGS = {
+    "train_accuracy": "train/accuracy",
+    "train_loss": "train/loss",
+    "test_accuracy": "test/accuracy",
+    "test_loss": "test/loss",
+}
+
+
+class RunLog:
+    """One run's event file. Anything left from an earlier try of the same run is removed,
+    so a rerun does not draw two curves on top of each other."""
+
+    def __init__(self, root: Path, spec: RunSpec) -> None:
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self.folder = Path(root) / spec.run_id
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.spec = spec
+        self.started = time.time()
+        self.writer = EventFileWriter(str(self.folder))
+        self.writer.add_event(self._event(_hparams_summary(spec, self.started), step=0))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        from tensorboard.compat.proto import summary_pb2
+
+        summary = summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+        )
+        self.writer.add_event(self._event(summary, step))
+
+    def callback(self, keras: Any) -> Any:
+        """A Keras callback logging each epoch's metrics."""
+        log = self
+
+        class TensorBoardScalars(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                values = {
+                    EPOCH_TAGS[k]: float(v) for k, v in (logs or {}).items() if k in EPOCH_TAGS
+                }
+                log.scalars(epoch + 1, values)
+
+        return TensorBoardScalars()
+
+    def close(self, row: Mapping[str, Any]) -> None:
+        """The run's final metrics (its HParams metrics), then the end of its session."""
+        from tensorboard.plugins.hparams import summary
+
+        values = {
+            tag: float(row[key])
+            for key, tag in FINAL_TAGS.items()
+            if isinstance(row.get(key), int | float) and row[key] == row[key]
+        }
+        step = max(int(row.get("epochs_run") or 0), 1)
+        if values:
+            self.scalars(step, values)
+        status = "STATUS_SUCCESS" if row.get("status") == "ok" else "STATUS_FAILURE"
+        end = summary.session_end_pb(_status(status), end_time_secs=int(time.time()))
+        self.writer.add_event(self._event(end, step))
+        self.writer.close()
+
+    def _event(self, summary: Any, step: int) -> Any:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        # the hparams helpers return TensorFlow's Summary class when TensorFlow is installed
+        plain = summary_pb2.Summary.FromString(summary.SerializeToString())
+        return event_pb2.Event(wall_time=time.time(), step=step, summary=plain)
+
+
+def open_log(spec: RunSpec) -> RunLog | None:
+    """The run's log when its execution asks for TensorBoard, else None."""
+    root = spec.execution.tensorboard_dir
+    return None if not root else RunLog(Path(root), spec)
+
+
+def hparams(spec: RunSpec) -> dict[str, Any]:
+    """What the HParams table shows per run: the cell, its values, seed and protocol."""
+    protocol = spec.protocol
+    values: dict[str, Any] = {
+        "arch": spec.arch,
+        "reg": spec.reg,
+        **{f"{spec.reg}.{k}": v for k, v in sorted(spec.params.items())},
+        "seed": spec.seed,
+        "stage": spec.stage,
+        "dataset": protocol.dataset,
+        "epochs": protocol.epochs,
+        "batch_size": protocol.batch_size,
+        "optimizer": protocol.optimizer,
+    }
+    if protocol.learning_rate is not None:
+        values["learning_rate"] = protocol.learning_rate
+    return values
+
+
+def _hparams_summary(spec: RunSpec, started: float) -> Any:
+    from tensorboard.plugins.hparams import summary_v2
+
+    return summary_v2.hparams_pb(hparams(spec), trial_id=spec.run_id, start_time_secs=started)
+
+
+def _status(name: str) -> Any:
+    from tensorboard.plugins.hparams import api_pb2
+
+    return api_pb2.Status.Value(name)

@@ -1,0 +1,98 @@
+"""`regbench compare`: the same cells of several experiments, paired where seeds match."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from regbench.cli import main
+from regbench.errors import RegbenchError
+from regbench.results import compare
+from regbench.results.store import Store
+
+
+def experiment(folder: Path, cells: dict[tuple[str, str], list[float]]) -> Path:
+    store = Store(folder)
+    for (arch, reg), values in cells.items():
+        for seed, value in enumerate(values):
+            run_id = f"{arch}-{reg}-s{seed}-{folder.name}"
+            store.record_run(
+                {
+                    "run_id": run_id,
+                    "config_hash": run_id,
+                    "cell_hash": f"{arch}-{reg}-{folder.name}",
+                    "stage": "grid",
+                    "arch": arch,
+                    "reg": reg,
+                    "params": {"rate": 0.1} if reg == "dropout" else {},
+                    "seed": seed,
+                    "status": "ok",
+                    "val_accuracy": value,
+                    "train_accuracy": value + 0.1,
+                    "test_accuracy": value,
+                    "total_params": 10,
+                    "train_time_s": 1.0,
+                },
+                [],
+            )
+    store.close()
+    return folder
+
+
+@pytest.fixture
+def two(tmp_path):
+    a = experiment(
+        tmp_path / "short",
+        {("model1", "none"): [0.20, 0.25, 0.15], ("model1", "dropout"): [0.30, 0.31, 0.28]},
+    )
+    b = experiment(
+        tmp_path / "long",
+        {("model1", "none"): [0.40, 0.46, 0.33], ("model2", "none"): [0.5]},
+    )
+    return a, b
+
+
+def test_cells_side_by_side_with_paired_differences(two):
+    result = compare.compare(two)
+    assert list(result["experiments"]) == ["short", "long"]
+    cells = {(c["arch"], c["reg"]): c for c in result["cells"]}
+    none = cells[("model1", "none")]
+    assert none["experiments"]["short"]["seeds"] == 3
+    assert none["experiments"]["long"]["val_by_seed"] == {0: 0.40, 1: 0.46, 2: 0.33}
+    diff = none["differences"]["long"]
+    assert diff["n_paired"] == 3 and diff["diff"] == pytest.approx(0.19667, abs=1e-4)
+    assert diff["verdict"] == "better" and diff["p_value"] < 0.05
+    assert cells[("model1", "dropout")]["experiments"]["long"] is None
+    assert cells[("model1", "dropout")]["differences"]["long"] is None
+    assert cells[("model2", "none")]["experiments"]["short"] is None
+
+
+def test_json_and_table_from_the_command_line(two, capsys):
+    assert main(["compare", *map(str, two), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert {c["reg"] for c in payload["cells"]} == {"none", "dropout"}
+    buffer = io.StringIO()
+    compare.render(two, Console(file=buffer, width=80, no_color=True))
+    text = buffer.getvalue()
+    assert "+0.197" in text and "better" in text and "long − short" in text
+    assert "dropout" in text and "model2" in text
+
+
+def test_same_folder_names_are_told_apart_by_path(tmp_path):
+    a = experiment(tmp_path / "a" / "exp", {("model1", "none"): [0.2]})
+    b = experiment(tmp_path / "b" / "exp", {("model1", "none"): [0.3]})
+    result = compare.compare([a, b])
+    assert list(result["experiments"]) == [str(a), str(b)]
+    diff = result["cells"][0]["differences"][str(b)]
+    assert diff["n_paired"] == 1 and diff["p_value"] is None and diff["verdict"] == "n/a"
+
+
+def test_one_folder_or_a_folder_without_results_is_refused(two, tmp_path, capsys):
+    with pytest.raises(RegbenchError, match="at least two"):
+        compare.compare(two[:1])
+    assert main(["compare", str(two[0]), str(tmp_path / "nothing")]) == 2
+    assert "no regbench results" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""The report as a study needs it: valid HTML, a sortable leaderboard with the paired
+statistics, visualize figures, per-architecture shared axes and every seed as a point."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from test_report import fake_experiment, fake_run
+
+from regbench.reporting import figures
+from regbench.reporting.report import write_report
+from regbench.results.leaderboard import table
+from regbench.results.reader import load
+from regbench.results.store import Store
+
+VOID = {"meta", "img", "br", "hr", "input", "link"}
+
+
+class Checker(HTMLParser):
+    """Tag balance and the things a self-contained, sortable report must have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.scripts: list[dict] = []
+        self.tables: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            self.scripts.append(attrs)
+        if tag == "table":
+            self.tables.append(attrs)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    folder = fake_experiment(tmp_path_factory.mktemp("experiment"), seeds=(0, 1, 2))
+    shots = folder / "figures" / "visualize" / "model1-none-s0-0000" / "gradcam"
+    shots.mkdir(parents=True)
+    png = figures.png_bytes(figures.accuracy_vs_time_figure(load(folder).runs))
+    (shots / "gradcam.png").write_bytes(png)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(experiment, tmp_path_factory):
+    return write_report(experiment, tmp_path_factory.mktemp("out"))
+
+
+def test_the_html_is_well_formed_and_its_one_script_is_inline(report):
+    checker = Checker()
+    checker.feed(report["html"].read_text(encoding="utf-8"))
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+    assert checker.scripts == [{}]  # one inline script, nothing fetched
+    assert {"class": "sortable"} in checker.tables
+
+
+def test_the_leaderboard_carries_the_paired_comparison(report):
+    text = report["html"].read_text(encoding="utf-8")
+    assert "vs none (paired, ± 95% CI)" in text and "Holm" in text
+    assert "baseline" in text
+    md = report["markdown"].read_text(encoding="utf-8")
+    assert "verdict (Holm-adjusted p)" in md
+
+
+def test_visualize_figures_in_the_folder_are_included(report, experiment):
+    text = report["html"].read_text(encoding="utf-8")
+    assert "model1-none-s0-0000: gradcam / gradcam" in text
+    md = report["markdown"].read_text(encoding="utf-8")
+    link = [line for line in md.splitlines() if "gradcam.png" in line][0]
+    target = link[link.index("](") + 2 : -1]
+    assert (report["markdown"].parent / target).resolve().is_file()
+
+
+def test_runs_of_one_architecture_share_their_y_axes(experiment):
+    runs, epochs = load(experiment)
+    ids = list(runs[(runs["arch"] == "model1") & (runs["status"] == "ok")]["run_id"])
+    limits = figures.shared_limits(epochs, ids)
+    ranges = {
+        tuple(ax.get_ylim())
+        for run_id in ids
+        for ax in figures.accuracy_figure(epochs, run_id, ylims=limits).axes
+        if ax.get_label() == "accuracy"
+    }
+    assert len(ranges) == 1
+    low, high = ranges.pop()
+    values = epochs[epochs["run_id"].isin(ids) & (epochs["metric"] == "accuracy")]["value"]
+    assert low < values.min() and high > values.max()
+
+
+def test_ci_bars_plot_every_seed_and_no_interval_for_one_seed(tmp_path):
+    folder = fake_experiment(tmp_path, archs=("model1",), seeds=(0, 1, 2), extras=False)
+    store = Store(folder)
+    store.record_run(*fake_run("model2-none-s0-0000", "model2", "none", 0, 3))
+    store.close()
+    runs, epochs = load(folder)
+    board = table(runs, epochs)
+    figure = figures.ci_bar_figure(board)
+    (ax,) = [a for a in figure.axes if a.get_label() == "ci"]
+    dots = [c for c in ax.collections if c.get_label() == "seeds"]
+    assert sum(len(c.get_offsets()) for c in dots) == 3 + 3 + 1
+    bars = [c for c in ax.containers if c.get_label() == "95% CI"]
+    (errorbar,) = bars
+    assert len(errorbar.lines[2][0].get_segments()) == 2  # the n=1 cell has no interval
+    labels = [t.get_text() for t in ax.child_axes[0].get_yticklabels()]
+    assert any(label.endswith("(n=1)") and "±" not in label for label in labels)
+
+
+def _jsdom() -> str | None:
+    """Where node finds jsdom (NODE_PATH or a global install), or None."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("node"):
+        return None
+    found = subprocess.run(
+        ["node", "-e", "console.log(require.resolve('jsdom'))"], capture_output=True, text=True
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+@pytest.mark.skipif(
+    _jsdom() is None, reason="needs node with jsdom (npm install jsdom; NODE_PATH=.../node_modules)"
+)
+def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
+    import json
+    import subprocess
+
+    folder = fake_experiment(tmp_path, seeds=(0, 1), extras=False)
+    store = Store(folder)
+    store.record_run(*fake_run("model3-none-s0-0000", "model3", "none", 0, 3))
+    store.close()
+    paths = write_report(folder)
+    script = Path(__file__).parent / "js" / "sort_check.js"
+    done = subprocess.run(
+        ["node", str(script), str(paths["html"])], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["errors"] == []
+    vals = [float(v.split()[0]) for v in result["val acc first click"]]
+    assert vals == sorted(vals, reverse=True)
+    vals = [float(v.split()[0]) for v in result["val acc second click"]]
+    assert vals == sorted(vals)
+    assert result["reg second click"] == sorted(result["reg second click"])
+    assert result["seeds first click"] == ["2", "2", "2", "2", "1"]

@@ -1,0 +1,235 @@
+"""Paired statistics against the baseline: differences, intervals, t-tests, Holm, verdicts."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+from scipy import stats as scipy_stats
+
+from regbench.results import leaderboard, stats
+
+
+def runs_of(values: dict[tuple[str, str], list[float]], **extra) -> pd.DataFrame:
+    """ok grid rows: one per (arch, reg) cell and seed, seeds numbered from 0."""
+    rows = []
+    for (arch, reg), vals in values.items():
+        for seed, val in enumerate(vals):
+            if val is None:
+                continue
+            rows.append(
+                {
+                    "run_id": f"{arch}-{reg}-s{seed}-0000",
+                    "cell_hash": f"{arch}/{reg}",
+                    "stage": "grid",
+                    "arch": arch,
+                    "reg": reg,
+                    "params": "{}",
+                    "tuned": "[]",
+                    "seed": seed,
+                    "status": "ok",
+                    "error": None,
+                    "val_accuracy": val,
+                    "train_accuracy": val + 0.1,
+                    "test_accuracy": val,
+                    "total_params": 10,
+                    "train_time_s": 1.0,
+                    "epochs": 1,
+                    **extra,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+NO_EPOCHS = pd.DataFrame(columns=["run_id", "epoch", "split", "metric", "value"])
+
+
+def test_paired_matches_scipy_and_the_t_interval():
+    a = {0: 0.30, 1: 0.35, 2: 0.33, 3: 0.31}
+    b = {0: 0.20, 1: 0.28, 2: 0.21, 3: 0.24}
+    result = stats.paired(a, b)
+    diffs = [a[s] - b[s] for s in a]
+    assert result.n == 4 and result.diff == pytest.approx(sum(diffs) / 4)
+    expected = scipy_stats.ttest_rel(list(a.values()), list(b.values())).pvalue
+    assert result.p_value == pytest.approx(expected)
+    sd = pd.Series(diffs).std(ddof=1)
+    assert result.ci95 == pytest.approx(scipy_stats.t.ppf(0.975, 3) * sd / 2)
+
+
+def test_paired_uses_only_the_shared_seeds():
+    result = stats.paired({0: 0.5, 1: 0.6, 7: 0.9}, {1: 0.4, 0: 0.3, 9: 0.1})
+    assert result.n == 2 and result.diff == pytest.approx(0.2)
+
+
+def test_one_shared_seed_has_a_difference_but_no_interval_or_p():
+    assert stats.paired({0: 0.5}, {0: 0.3, 1: 0.2}) == stats.Paired(
+        1, pytest.approx(0.2), None, None
+    )
+    assert stats.paired({0: 0.5}, {1: 0.3}) == stats.Paired(0, None, None, None)
+
+
+def test_the_same_difference_on_every_seed_cannot_be_tested():
+    result = stats.paired({0: 0.3, 1: 0.4, 2: 0.5}, {0: 0.2, 1: 0.3, 2: 0.4})
+    assert result.n == 3 and result.diff == pytest.approx(0.1)
+    assert result.ci95 == 0.0 and result.p_value is None
+    assert stats.verdict(result, None) == "n/a"
+
+
+def test_holm_on_a_worked_example():
+    # sorted: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> raised to 0.06 (monotone)
+    adjusted = stats.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": None})
+    assert adjusted == {
+        "a": pytest.approx(0.03),
+        "b": pytest.approx(0.06),
+        "c": pytest.approx(0.06),
+        "d": None,
+    }
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=4), st.floats(0, 1), max_size=12))
+def test_holm_never_lowers_keeps_order_and_caps_at_one(p_values):
+    adjusted = stats.holm(p_values)
+    assert set(adjusted) == set(p_values)
+    for key, p in p_values.items():
+        assert p <= adjusted[key] <= 1.0
+        assert adjusted[key] <= min(1.0, len(p_values) * p) + 1e-12
+    ranked = sorted(p_values, key=p_values.get)
+    assert [adjusted[k] for k in ranked] == sorted(adjusted[k] for k in ranked)
+
+
+def test_a_clear_improvement_is_better_and_noise_is_not_significant():
+    runs = runs_of(
+        {
+            ("model1", "none"): [0.20, 0.25, 0.15, 0.23],
+            ("model1", "batchnorm"): [0.30, 0.36, 0.24, 0.33],  # about +0.10 on every seed
+            ("model1", "dropout"): [0.25, 0.18, 0.22, 0.17],  # up and down
+            ("model1", "l2"): [0.10, 0.16, 0.04, 0.12],  # about -0.10 on every seed
+        }
+    )
+    board = leaderboard.table(runs, NO_EPOCHS).set_index("reg")
+    assert board.loc["batchnorm", "verdict"] == "better"
+    assert board.loc["l2", "verdict"] == "worse"
+    assert board.loc["dropout", "verdict"] == "no significant difference"
+    assert board.loc["none", "verdict"] == "baseline"
+    assert board.loc["batchnorm", "diff"] == pytest.approx(0.1)
+    # Holm: three comparisons, so an adjusted p is at least the raw one
+    assert (board["p_holm"].dropna() >= board["p_value"].dropna()).all()
+
+
+def test_the_issue_example_is_not_significant():
+    # batchnorm 0.275 +- 0.295 ranks above none 0.196 +- 0.053, but the seeds disagree
+    runs = runs_of(
+        {("model1", "none"): [0.17, 0.20, 0.218], ("model1", "batchnorm"): [0.13, 0.28, 0.415]}
+    )
+    board = leaderboard.table(runs, NO_EPOCHS)
+    top = board.iloc[0]
+    assert top["reg"] == "batchnorm" and top["verdict"] == "no significant difference"
+    assert top["p_value"] > 0.05
+
+
+def test_one_seed_gives_null_interval_and_p_in_json():
+    runs = runs_of({("model1", "none"): [0.196], ("model1", "batchnorm"): [0.459]})
+    payload = json.loads(leaderboard.to_json(runs, NO_EPOCHS))
+    rows = {row["reg"]: row for row in payload["leaderboard"]}
+    assert rows["batchnorm"]["val_ci95"] is None and rows["none"]["val_ci95"] is None
+    assert rows["batchnorm"]["p_value"] is None and rows["batchnorm"]["p_holm"] is None
+    assert rows["batchnorm"]["diff_ci95"] is None
+    assert rows["batchnorm"]["diff"] == pytest.approx(0.263)
+    assert rows["batchnorm"]["verdict"] == "n/a"
+    assert rows["none"]["verdict"] == "baseline"
+    assert rows["batchnorm"]["val_by_seed"] == {"0": 0.459}
+    buffer = io.StringIO()
+    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    text = buffer.getvalue()
+    assert "0.459" in text and "n=1" in text and "0.459 ±" not in text
+
+
+def test_json_carries_the_statistics_for_several_seeds():
+    runs = runs_of(
+        {("model1", "none"): [0.2, 0.25, 0.15], ("model1", "batchnorm"): [0.3, 0.36, 0.24]}
+    )
+    rows = {r["reg"]: r for r in json.loads(leaderboard.to_json(runs, NO_EPOCHS))["leaderboard"]}
+    bn = rows["batchnorm"]
+    assert bn["verdict"] == "better" and 0 < bn["p_value"] < 0.05
+    assert bn["p_holm"] == pytest.approx(bn["p_value"])  # one comparison: nothing to correct
+    assert bn["diff"] == pytest.approx(0.1, abs=1e-9) and bn["diff_ci95"] > 0
+    assert math.isfinite(bn["val_ci95"])
+
+
+def test_the_baseline_can_be_chosen():
+    runs = runs_of(
+        {
+            ("model1", "none"): [0.20, 0.25, 0.15],
+            ("model1", "dropout"): [0.30, 0.36, 0.24],
+            ("model1", "batchnorm"): [0.10, 0.15, 0.05],
+        }
+    )
+    board = leaderboard.table(runs, NO_EPOCHS, baseline="dropout").set_index("reg")
+    assert board.loc["dropout", "verdict"] == "baseline"
+    assert board.loc["none", "verdict"] == "worse" and board.loc["batchnorm", "verdict"] == "worse"
+
+
+def test_cells_compare_only_within_their_architecture_and_protocol():
+    runs = pd.concat(
+        [
+            runs_of({("model1", "none"): [0.2, 0.3], ("model1", "dropout"): [0.3, 0.45]}),
+            runs_of({("model2", "dropout"): [0.5, 0.6]}),  # model2 has no baseline
+            runs_of({("model1", "dropout"): [0.9, 0.9]}, epochs=5).assign(cell_hash="m1-d-5ep"),
+        ]
+    )
+    board = leaderboard.table(runs, NO_EPOCHS)
+    by_cell = board.set_index("cell")
+    assert by_cell.loc["model2/dropout", "verdict"] == "n/a"
+    assert by_cell.loc["m1-d-5ep", "verdict"] == "n/a"  # none was trained for 1 epoch only
+    assert by_cell.loc["model1/dropout", "baseline"] == "model1/none"
+    assert by_cell.loc["model1/dropout", "n_paired"] == 2
+
+
+def test_eighty_columns_show_full_names():
+    runs = runs_of(
+        {
+            ("model1", "none"): [0.20, 0.25, 0.15],
+            ("model1", "batchnorm"): [0.30, 0.36, 0.24],
+            ("model3", "dropout"): [0.30, 0.36, 0.24],
+        }
+    )
+    buffer = io.StringIO()
+    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=80, no_color=True))
+    text = buffer.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for name in ("batchnorm", "model1", "model3", "dropout"):
+        assert name in text
+    assert "…" not in text
+
+
+def test_wide_shows_every_run_id():
+    runs = runs_of({("model1", "none"): [0.2, 0.25], ("model1", "batchnorm"): [0.3, 0.36]})
+    buffer = io.StringIO()
+    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200), wide=True)
+    text = buffer.getvalue()
+    for run_id in runs["run_id"]:
+        assert run_id in text
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=0, max_size=8))
+def test_swapping_the_sides_flips_the_difference_and_keeps_the_test(pairs):
+    a = {seed: x for seed, (x, _) in enumerate(pairs)}
+    b = {seed: y for seed, (_, y) in enumerate(pairs)}
+    forward, backward = stats.paired(a, b), stats.paired(b, a)
+    assert forward.n == backward.n == len(pairs)
+    if forward.diff is not None:
+        assert forward.diff == pytest.approx(-backward.diff, abs=1e-12)
+    assert forward.ci95 == backward.ci95 or forward.ci95 == pytest.approx(backward.ci95)
+    if forward.p_value is not None:
+        assert 0 <= forward.p_value <= 1
+        assert forward.p_value == pytest.approx(backward.p_value)
+        low, high = forward.diff - forward.ci95, forward.diff + forward.ci95
+        assert (forward.p_value < 0.05) == (not low <= 0 <= high) or abs(
+            forward.p_value - 0.05
+        ) < 1e-6
