@@ -185,3 +185,21 @@ def test_readme_python_example(tmp_path, monkeypatch):
     exec(compile(block.group(1), "README.md", "exec"), namespace)
     runs = namespace["results"].runs
     assert len(runs) == 2 and (runs["status"] == "ok").all()
+
+
+def test_tensorboard_logs_go_under_the_experiment_folder_and_never_change_identity(tmp_path):
+    chosen = Experiment.create(out=tmp_path, tensorboard="on")
+    assert chosen.execution.tensorboard_dir == str(tmp_path / "tensorboard")
+    with pytest.raises(RegbenchError, match="tensorboard must be true or false"):
+        Experiment.create(tensorboard="maybe")
+
+
+def test_leaderboard_of_several_folders_compares_them(tmp_path, capsys):
+    from regbench.cli import main
+
+    for name in ("a", "b"):
+        regbench.run(
+            arch=["model1"], reg=["none"], dataset="digits", epochs=1, out=tmp_path / name, **FAKE
+        )
+    assert main(["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
+    assert "model1" in capsys.readouterr().out

@@ -490,6 +490,8 @@ def final(
     row = rows[0]
     if row["status"] == "ok":
         row["figure"] = str(_final_figure(folder, row))
+        if (folder / "report.html").exists():  # keep an existing report up to date
+            report(folder)
     return row
 
 
@@ -504,11 +506,14 @@ def _final_figure(folder: Path, row: Mapping[str, Any]) -> Path:
     return path
 
 
-def report(folder: str | Path, out: str | Path | None = None) -> dict[str, Path]:
-    """Write report.html, report.md and figures/ for an experiment; return their paths."""
+def report(
+    folder: str | Path, out: str | Path | None = None, baseline: str = "none"
+) -> dict[str, Path]:
+    """Write report.html, report.md and figures/ for an experiment; return their paths.
+    Each cell is compared with the `baseline` regularizer of its architecture."""
     from regbench.reporting.report import write_report
 
-    return write_report(Path(folder), Path(out) if out else None)
+    return write_report(Path(folder), Path(out) if out else None, baseline=baseline)
 
 
 def visualize(

@@ -84,6 +84,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--pipeline",
         help="input pipeline: auto (default: tf.data on TensorFlow), arrays or tf.data",
     )
+    p.add_argument(
+        "--tensorboard",
+        action="store_const",
+        const=True,
+        help="write TensorBoard scalars and an HParams summary under DIR/tensorboard",
+    )
+    p.add_argument("--baseline", help="the regularizer each cell is compared with (default none)")
     _add_experiment_folder(p)
 
 
@@ -219,12 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report-dir", help="folder for report.html, report.md and figures/ (default: DIR)"
     )
+    p.add_argument(
+        "--baseline", default="none", help="the regularizer cells are compared with (default none)"
+    )
     p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
     p.set_defaults(func="report")
 
     p = sub.add_parser("leaderboard", help="the ranked results of an experiment folder")
-    p.add_argument("folder", nargs="?", metavar="DIR", help="experiment folder")
+    p.add_argument(
+        "folders", nargs="*", metavar="DIR", help="experiment folder (several: compare them)"
+    )
     p.add_argument("--experiment", metavar="DIR", help="experiment folder (or give it as DIR)")
+    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--baseline", default="none", help="the regularizer cells are compared with (default none)"
+    )
+    p.add_argument("--wide", action="store_true", help="also show each cell's run ids")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="leaderboard")
 

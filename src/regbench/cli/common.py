@@ -20,7 +20,7 @@ def console() -> Console:
     return Console(
         no_color="NO_COLOR" in os.environ,
         highlight=False,
-        width=None if sys.stdout.isatty() else 160,
+        width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160,
     )
 
 

@@ -32,6 +32,8 @@ SETTINGS = (
     "jit_compile",
     "steps_per_execution",
     "pipeline",
+    "tensorboard",
+    "baseline",
     "data_dir",
     "cache_dir",
     "executor",
@@ -84,14 +86,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             "rerun the same command to resume"
         )
         return EXIT_INTERRUPTED
-    return _show_results(results, chosen.folder)
+    return _show_results(results, chosen.folder, chosen.baseline)
 
 
-def _show_results(results, folder) -> int:
+def _show_results(results, folder, baseline: str) -> int:
     from regbench.results import leaderboard
 
     out = console()
-    leaderboard.render(results.runs, results.epochs, out)
+    leaderboard.render(results.runs, results.epochs, out, baseline=baseline)
     out.print(f"results: {folder}/runs.csv, {folder}/epochs.csv", markup=False)
     return EXIT_OK if (results.runs["status"] == "ok").all() else EXIT_FAILED_RUNS
 
@@ -167,12 +169,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     import regbench
     from regbench.results import leaderboard
 
-    folder = experiment_folder(args, args.folder)
-    if folder is None:
-        raise RegbenchError("name the experiment folder: regbench leaderboard DIR")
-    results = regbench.load(folder)
-    if args.json:
-        print(leaderboard.to_json(results.runs, results.epochs))
+    folders = list(args.folders)
+    if args.experiment or args.old_out:
+        folders.insert(0, experiment_folder(args))
+    if not folders:
+        raise RegbenchError("name the experiment folder: regbench leaderboard DIR [DIR ...]")
+    if len(folders) > 1:  # several experiments: the same cells side by side
+        from regbench.results import compare
+
+        if args.json:
+            print(compare.to_json(folders))
+        else:
+            compare.render(folders, console())
         return EXIT_OK
-    leaderboard.render(results.runs, results.epochs, console())
+    results = regbench.load(folders[0])
+    if args.json:
+        print(leaderboard.to_json(results.runs, results.epochs, baseline=args.baseline))
+        return EXIT_OK
+    leaderboard.render(
+        results.runs, results.epochs, console(), baseline=args.baseline, wide=args.wide
+    )
     return EXIT_OK

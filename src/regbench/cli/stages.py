@@ -97,7 +97,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     chosen = experiment_folder(args, args.folder)
     if chosen is None:
         raise RegbenchError("name the experiment folder: regbench report DIR")
-    paths = regbench.report(chosen, _output(args, "--report-dir"))
+    paths = regbench.report(chosen, _output(args, "--report-dir"), baseline=args.baseline)
     for kind in ("html", "markdown", "figures"):
         say(f"{kind}: {paths[kind]}")
     return EXIT_OK

@@ -55,6 +55,8 @@ class Experiment:
     jit_compile: str = "auto"
     steps_per_execution: int = 1
     pipeline: str = "auto"
+    tensorboard: bool = False
+    baseline: str = "none"
     name: str | None = None
     out: Path | None = None
     data_dir: Path | None = None
@@ -126,6 +128,7 @@ class Experiment:
             jit_compile=self.jit_compile,
             steps_per_execution=self.steps_per_execution,
             pipeline=self.pipeline,
+            tensorboard_dir=str(self.folder / "tensorboard") if self.tensorboard else None,
         )
 
 
@@ -296,6 +299,17 @@ def _sweep(value: Any, label: str) -> Any:
     return value
 
 
+def _flag(value: Any, label: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise RegbenchError(f"{label} must be true or false; got {value!r}")
+
+
 def _path(value: Any, label: str) -> Path:
     if isinstance(value, Path):
         return value.expanduser()
@@ -339,6 +353,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "jit_compile": _choice(JIT_CHOICES),
     "steps_per_execution": _whole(1, MAX_STEPS),
     "pipeline": _choice(PIPELINES),
+    "tensorboard": _flag,
+    "baseline": _text,
     "name": _text,
     "out": _path,
     "data_dir": _existing,
