@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from regbench import __version__
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
@@ -20,6 +22,7 @@ COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "visualize": "stages",
     "final": "stages",
     "report": "stages",
+    "doctor": "doctor",
 }
 
 
@@ -189,17 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func="leaderboard")
+
+    p = sub.add_parser("doctor", help="check an experiment's store; rebuild it from the CSVs")
+    p.add_argument("experiment")
+    p.set_defaults(func="doctor")
     return parser
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (timeout, Slurm, docker stop) stops a command as Ctrl-C does: finished runs
+    kept, workers ended, exit 130. A second one during the tidy-up is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"regbench.cli.{COMMANDS[args.func]}")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         return getattr(module, f"cmd_{args.func}")(args)
     except RegbenchError as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("regbench: interrupted", file=sys.stderr)
+        print("regbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
