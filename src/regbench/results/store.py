@@ -39,7 +39,7 @@ __all__ = ["DB_NAME", "EPOCH_COLUMNS", "RUN_COLUMNS", "TRIAL_COLUMNS", "Store"]
 
 DB_NAME = "results.sqlite"
 CSV_TABLES = ("runs", "epochs", "trials")
-EXPORT_EVERY_S = 10.0
+EXPORT_EVERY_S = 1.0  # at least; longer when exports are slow (at most ~1/6 of the time)
 log = logging.getLogger("regbench")
 
 
@@ -96,7 +96,7 @@ class Store:
         self.folder = Path(folder)
         self.writable = create
         self.export_every = export_every
-        self._exported_at = 0.0
+        self._exported_at, self._export_cost = 0.0, 0.0
         self._dirty = False
         if not create:
             self.db = open_read_only(self.folder)
@@ -263,7 +263,8 @@ class Store:
     # ------------------------------------------------------------ exports
 
     def _export_if_due(self) -> None:
-        if time.monotonic() - self._exported_at >= self.export_every:
+        waited = time.monotonic() - self._exported_at
+        if waited >= max(self.export_every, 5 * self._export_cost):
             self.export()
 
     def export(self) -> None:
@@ -271,6 +272,7 @@ class Store:
         table that is empty never replaces a CSV that has rows."""
         import pandas as pd
 
+        started = time.monotonic()
         for table in CSV_TABLES:
             frame = pd.read_sql_query(f"SELECT * FROM {table}", self.db)
             target = self.folder / f"{table}.csv"
@@ -281,6 +283,7 @@ class Store:
             except OSError as exc:
                 raise _write_error(target, exc) from None
         self._exported_at, self._dirty = time.monotonic(), False
+        self._export_cost = self._exported_at - started
 
 
 def _commit_run(db: sqlite3.Connection, values: Mapping[str, Any], epochs: list[list]) -> None:
