@@ -57,19 +57,3 @@ def release(folder: Path) -> None:
     os.ftruncate(fd, 0)
     os.close(fd)  # closing the descriptor releases the flock
 
-
-def holder(folder: Path) -> int | None:
-    """The pid of a live writer of `folder`, or None when nobody holds its lock."""
-    path = Path(folder) / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.read(fd, 64).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
-    return None
