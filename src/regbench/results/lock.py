@@ -56,4 +56,3 @@ def release(folder: Path) -> None:
         return
     os.ftruncate(fd, 0)
     os.close(fd)  # closing the descriptor releases the flock
-

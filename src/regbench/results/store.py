@@ -91,11 +91,11 @@ class Store:
     """
 
     def __init__(
-        self, folder: Path, create: bool = True, export_every: float = EXPORT_EVERY_S
+        self, folder: Path, create: bool = True, export_every: float | None = None
     ) -> None:
         self.folder = Path(folder)
         self.writable = create
-        self.export_every = export_every
+        self.export_every = EXPORT_EVERY_S if export_every is None else export_every
         self._exported_at, self._export_cost = 0.0, 0.0
         self._dirty = False
         if not create:
