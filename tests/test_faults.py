@@ -258,3 +258,94 @@ def test_kill_9_at_any_moment_then_a_rerun_completes_every_cell_once(tmp_path_fa
     _assert_complete(folder)
     trained = [line.split()[0] for line in log.read_text().splitlines()]
     assert all(trained.count(run) == 1 for run in kept)  # a kept run is never trained again
+
+
+# ---------------------------------------------------------------- hostile or broken files
+
+
+def _arrays():
+    import numpy as np
+
+    return {"x_train": np.ones((4, 2, 2, 1), np.float32), "y_train": np.arange(4)}
+
+
+def _truncate(folder: Path) -> None:
+    path = folder / "x_train.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+
+
+def _remove(folder: Path) -> None:
+    (folder / "y_train.npy").unlink()
+
+
+def _objects(folder: Path) -> None:
+    import numpy as np
+
+    np.save(folder / "x_train.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _remove, _objects])
+def test_a_damaged_dataset_cache_is_discarded_and_rebuilt(tmp_path, damage, caplog):
+    import numpy as np
+
+    from regbench.plugins.datasets import cached_arrays
+
+    produced = []
+
+    def produce():
+        produced.append(1)
+        return _arrays()
+
+    cached_arrays(tmp_path, {"name": "toy"}, produce)
+    (folder,) = tmp_path.glob("toy-*")
+    damage(folder)
+    arrays = cached_arrays(tmp_path, {"name": "toy"}, produce)
+    assert len(produced) == 2 and "discarded and rebuilt" in caplog.text
+    assert np.array_equal(arrays["x_train"], _arrays()["x_train"])
+    again = cached_arrays(tmp_path, {"name": "toy"}, produce)  # the rebuilt cache is good
+    assert len(produced) == 2 and sorted(again) == ["x_train", "y_train"]
+
+
+def test_a_decompression_bomb_or_a_broken_image_gets_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from regbench.errors import RegbenchError
+    from regbench.plugins.visualizers import load_image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels: past 2x the limit
+    with pytest.raises(RegbenchError, match="too many pixels"):
+        load_image(tmp_path / "big.png", (32, 32, 3))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # past the limit: only a warning
+    with pytest.raises(RegbenchError, match="too many pixels"):
+        load_image(tmp_path / "big.png", (32, 32, 3))
+    monkeypatch.undo()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes((tmp_path / "big.png").read_bytes()[:60])
+    with pytest.raises(RegbenchError, match="cannot be read") as raised:
+        load_image(broken, (32, 32, 3))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_broken_keras_file_gets_one_line(tmp_path):
+    from regbench.errors import RegbenchError
+    from regbench.results.lookup import open_model
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "r.keras").write_bytes(os.urandom(2048))
+    row = pd.Series({"run_id": "r", "model_path": "models/r.keras"})
+    with pytest.raises(RegbenchError, match="cannot be loaded") as raised:
+        open_model(row, tmp_path)
+    assert "\n" not in str(raised.value) and "r.keras" in str(raised.value)
+
+
+def test_a_report_in_a_folder_with_an_undecodable_name_is_written_whole(tmp_path):
+    from test_store_damage import filled
+
+    from regbench.reporting.report import write_report
+
+    folder = tmp_path / os.fsdecode(b"exp-\xff")
+    filled(folder)
+    paths = write_report(folder)
+    assert paths["html"].stat().st_size > 1000 and "exp-?" in paths["html"].read_text()
+    assert not [p for p in folder.glob(".report*")]

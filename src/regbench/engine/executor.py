@@ -50,9 +50,7 @@ class ExecutorOptions:
     run_timeout: float | None = None  # seconds; a run past it is killed and recorded `timeout`
 
 
-def failed_result(
-    spec: RunSpec, error: str, worker: str = "", status: str = "failed"
-) -> RunResult:
+def failed_result(spec: RunSpec, error: str, worker: str = "", status: str = "failed") -> RunResult:
     """A `failed` (or `timeout`) row for a run that never reported back."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return RunResult(
