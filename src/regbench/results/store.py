@@ -129,7 +129,7 @@ class Store:
             if existed and version < SCHEMA_VERSION:
                 _backup(db, path.with_name(f"{DB_NAME}.bak-v{version}"))
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: a killed process loses nothing
             applied = migrate(db, self.folder)
             if existed and applied:
                 log.warning(
