@@ -349,3 +349,32 @@ def test_a_report_in_a_folder_with_an_undecodable_name_is_written_whole(tmp_path
     paths = write_report(folder)
     assert paths["html"].stat().st_size > 1000 and "exp-?" in paths["html"].read_text()
     assert not [p for p in folder.glob(".report*")]
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def _losses(*values: float) -> list[dict]:
+    return [
+        {"epoch": i + 1, "split": "train", "metric": "loss", "value": v, "elapsed_s": 0.0}
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("losses", "val_accuracy", "verdict"),
+    [
+        ((2.3, 1.9, 1.5), 0.45, None),  # learning
+        ((2.3,), 0.09, None),  # one epoch at chance: no evidence of divergence
+        ((2.3, 2.2), 0.10, None),  # slow, but the loss goes down
+        ((2.3, 4.5e26), 0.089, "exploded"),  # the learning rate 1e4 of the issue
+        ((2.3, 3.0e6), 0.5, "exploded"),  # past 1e6
+        ((0.001, 2.0), 0.5, "exploded"),  # over 1000x its first epoch
+        ((2.3, 2.4), 0.10, "chance"),  # at chance and getting worse
+    ],
+)
+def test_the_divergence_rule(losses, val_accuracy, verdict):
+    from regbench.engine.trainer import _diverged
+
+    reason = _diverged(_losses(*losses), val_accuracy, classes=10)
+    assert (reason is None) if verdict is None else (verdict in reason)
