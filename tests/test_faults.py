@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from regbench.cli import main
 from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
 from regbench.engine.plan import Protocol, RunSpec
+from regbench.results import exports
 from regbench.results import store as store_module
 from regbench.results.reader import load
 
@@ -66,7 +67,7 @@ def test_a_crash_at_any_point_then_a_rerun_completes_every_cell_once(
 ):
     folder = tmp_path_factory.mktemp("grid")
     log = folder.parent / f"{folder.name}.log"
-    commit, atomic_csv = store_module._commit_run, store_module._atomic_csv
+    commit, atomic_csv = store_module._commit_run, exports.atomic_csv
     commits = []
 
     def crashing_commit(db, values, epochs):
@@ -90,7 +91,7 @@ def test_a_crash_at_any_point_then_a_rerun_completes_every_cell_once(
         patch.setenv("FAKE_LOG", str(log))
         patch.setattr(store_module, "EXPORT_EVERY_S", 0.0)  # export after every run
         patch.setattr(store_module, "_commit_run", crashing_commit)
-        patch.setattr(store_module, "_atomic_csv", crashing_export)
+        patch.setattr(exports, "atomic_csv", crashing_export)
         with contextlib.suppress(Crash):
             main(args)
     with pytest.MonkeyPatch.context() as patch:

@@ -9,7 +9,7 @@ from regbench.cli.common import EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from regbench.results.store import doctor
+    from regbench.results.doctor import doctor
 
     for note in doctor(Path(args.experiment)):
         print(note)
