@@ -164,3 +164,27 @@ def test_reading_leaves_no_wal_or_shm_files(tmp_path):
     load(tmp_path)
     main(["leaderboard", str(tmp_path)])
     assert not list(tmp_path.glob(f"{DB_NAME}-*"))
+
+
+def test_doctor_removes_leftover_temporary_files(tmp_path, capsys):
+    filled(tmp_path)
+    (tmp_path / ".runs.csv.x1y2").write_text("run_id,half")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / ".model1-none-s0-abc.tmp.keras").write_bytes(b"half a model")
+    assert main(["doctor", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("removed the leftover temporary file") == 2 and "ok (4 run(s)" in out
+    assert not list(tmp_path.glob(".runs.csv.*")) and not list(tmp_path.glob("models/.*"))
+
+
+def test_doctor_refuses_a_folder_in_use(tmp_path, capsys):
+    filled(tmp_path)
+    from test_store_lock import _holder
+
+    proc = _holder(tmp_path)
+    try:
+        assert main(["doctor", str(tmp_path)]) == 2
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()

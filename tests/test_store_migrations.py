@@ -92,7 +92,8 @@ def test_an_old_store_is_upgraded_in_place_after_a_backup(tmp_path):
         # the cell that failed before: a run recorded into the upgraded table
         other = RunSpec(arch="model2", reg="none", params={}, seed=0)
         store.record_run({**other.row(), "status": "ok"}, [])
-        assert store.best_values() == {("model1", "dropout"): {"rate": 0.3}}
+        # tuned before values remembered their dataset: the runs' one is assumed
+        assert store.best_values("cifar10") == {("model1", "dropout"): {"rate": 0.3}}
         statuses = store.statuses()
     finally:
         store.close()
@@ -160,3 +161,24 @@ def test_a_fresh_store_is_at_the_current_version(tmp_path):
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert not (tmp_path / f"{DB_NAME}.bak-v0").exists()
+
+
+def test_plan_tuned_reads_an_old_store_without_changing_it(tmp_path, capsys):
+    spec = old_store(tmp_path)
+    before = (tmp_path / DB_NAME).read_bytes()
+    argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,2", "--tuned"]
+    argv += ["--jit-compile", "off", "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "rate=0.3" in out  # the tuned value, from the old best_values
+    assert "done 0" in out  # the tuned rate differs from the finished run's 0.2
+    assert (tmp_path / DB_NAME).read_bytes() == before
+    assert spec.run_id not in out
+
+
+def test_a_run_finished_before_the_identity_change_counts_as_done(tmp_path, capsys):
+    old_store(tmp_path)
+    argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,"]
+    argv += ["--param", "dropout.rate=0.2", "--jit-compile", "on", "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "done 1, pending 0" in capsys.readouterr().out

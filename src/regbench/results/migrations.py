@@ -168,6 +168,18 @@ def m003_relative_model_paths(db: sqlite3.Connection, folder: Path) -> None:
             db.execute("UPDATE runs SET model_path = ? WHERE run_id = ?", (relative, run_id))
 
 
+@migration
+def m004_best_values_dataset(db: sqlite3.Connection, folder: Path) -> None:
+    """Tuned values from before they remembered their dataset: the dataset of the store's
+    runs when they all used one (`--tuned` then finds them); otherwise left unknown."""
+    datasets = [r[0] for r in db.execute("SELECT DISTINCT dataset FROM runs") if r[0]]
+    if len(datasets) == 1:
+        db.execute(
+            "UPDATE best_values SET dataset = ? WHERE dataset IS NULL OR dataset = ''",
+            (datasets[0],),
+        )
+
+
 def relative_model_path(folder: Path, stored: str) -> str:
     """`stored` relative to `folder` when it lies inside it (or its file is in models/)."""
     path = Path(stored)
