@@ -379,3 +379,17 @@ def test_the_divergence_rule(losses, val_accuracy, verdict):
 
     reason = _diverged(_losses(*losses), val_accuracy, classes=10)
     assert (reason is None) if verdict is None else (verdict in reason)
+
+
+def test_a_value_too_large_for_the_store_gets_one_line_and_keeps_the_rest(tmp_path):
+    from regbench.errors import RegbenchError
+    from regbench.results.store import Store
+
+    spec = RunSpec(arch="model1", reg="none", params={}, seed=0)
+    with Store(tmp_path) as store:
+        store.record_run({**spec.row(), "status": "ok"}, [])
+        huge = RunSpec(arch="model1", reg="none", params={}, seed=1)
+        with pytest.raises(RegbenchError, match="does not fit") as raised:
+            store.record_run({**huge.row(), "status": "ok", "batch_size": 10**20}, [])
+    assert huge.run_id in str(raised.value) and "\n" not in str(raised.value)
+    assert list(load(tmp_path).runs["run_id"]) == [spec.run_id]
