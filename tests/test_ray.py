@@ -89,4 +89,5 @@ def test_a_real_run_on_ray(local_ray, tmp_path):
     assert code == 0
     row = load(tmp_path / "real").runs.iloc[0]
     assert row["status"] == "ok" and row["total_params"] == 53_322
-    assert os.path.exists(row["model_path"])
+    assert row["model_path"] == f"models/{row['run_id']}.keras"  # relative, in the folder
+    assert (tmp_path / "real" / row["model_path"]).exists()  # travelled back to the driver

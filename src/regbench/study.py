@@ -248,6 +248,7 @@ def _executor_options(experiment: Experiment) -> Any:
         workers=experiment.workers,
         ray_address=experiment.ray_address,
         max_runs_per_worker=experiment.max_runs_per_worker,
+        run_timeout=experiment.run_timeout,
     )
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from regbench import __version__
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -25,6 +27,7 @@ COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "compare": "compare",
     "export": "export",
     "completion": "completion",
+    "doctor": "doctor",
 }
 
 
@@ -171,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a fresh worker process after this many runs (bounds memory creep)",
     )
     p.add_argument("--workers", help="worker processes on CPU (default: one per core, at most 4)")
+    p.add_argument(
+        "--run-timeout",
+        metavar="SECONDS",
+        help="a run still training after this long is stopped and recorded `timeout` (default none)",
+    )
     p.add_argument("--trainer", help=argparse.SUPPRESS)
     p.set_defaults(func="run")
 
@@ -264,20 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("completion", help='shell completion: eval "$(regbench completion bash)"')
     p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
     p.set_defaults(func="completion")
+
+    p = sub.add_parser("doctor", help="check an experiment's store; rebuild it from the CSVs")
+    p.add_argument("experiment")
+    p.set_defaults(func="doctor")
     return parser
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (timeout, Slurm, docker stop) stops a command as Ctrl-C does: finished runs
+    kept, workers ended, exit 130. A second one during the tidy-up is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"regbench.cli.{COMMANDS[args.func]}")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         return getattr(module, f"cmd_{args.func}")(args)
     except RegbenchError as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("regbench: interrupted", file=sys.stderr)
+        print("regbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `regbench leaderboard DIR --json | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -41,6 +41,7 @@ SETTINGS = (
     "per_device",
     "workers",
     "max_runs_per_worker",
+    "run_timeout",
     "ray_address",
     "trainer",
 )

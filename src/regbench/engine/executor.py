@@ -47,15 +47,16 @@ class ExecutorOptions:
     workers: int | None = None  # CPU workers (default: one per core, at most 4)
     ray_address: str | None = None  # None: start a local Ray
     max_runs_per_worker: int | None = None  # recycle a worker after this many runs
+    run_timeout: float | None = None  # seconds; a run past it is killed and recorded `timeout`
 
 
-def failed_result(spec: RunSpec, error: str, worker: str = "") -> RunResult:
-    """A `failed` row for a run that never reported back (its worker died)."""
+def failed_result(spec: RunSpec, error: str, worker: str = "", status: str = "failed") -> RunResult:
+    """A `failed` (or `timeout`) row for a run that never reported back."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return RunResult(
         {
             **spec.row(),
-            "status": "failed",
+            "status": status,
             "error": error,
             "worker": worker,
             "started_at": now,
@@ -88,6 +89,7 @@ def _describe_death(exitcode: int | None) -> str:
 class _Worker:
     def __init__(self, ctx, worker_id: str, env: dict[str, str], outbox, options) -> None:
         self.id, self.env, self.task, self.runs = worker_id, env, None, 0
+        self.sent_at = 0.0
         self.inbox = ctx.Queue()
         self.process = ctx.Process(
             target=worker_main,
@@ -113,7 +115,7 @@ class _Worker:
         self.inbox.join_thread()
 
     def send(self, spec: RunSpec) -> None:
-        self.task = spec
+        self.task, self.sent_at = spec, time.monotonic()
         self.inbox.put(spec)
 
 
@@ -156,6 +158,7 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
             for worker in workers.values():
                 if worker.task is None and pending:
                     worker.send(pending.popleft())
+            _stop_overdue(workers.values(), options.run_timeout, hooks)
             try:
                 kind, wid, payload = outbox.get(timeout=0.2)
             except queue.Empty:
@@ -199,6 +202,21 @@ def _recycle(ctx, worker: _Worker, outbox, options: ExecutorOptions) -> _Worker:
     return _Worker(ctx, worker.id, worker.env, outbox, options)
 
 
+def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
+    """Kill the worker of a run past `timeout` and record the run `timeout`; the dead worker
+    is replaced like any other, and the grid goes on."""
+    if timeout is None:
+        return
+    now = time.monotonic()
+    for worker in workers:
+        if worker.task is not None and now - worker.sent_at > timeout:
+            spec, worker.task = worker.task, None
+            worker.process.kill()
+            worker.process.join()
+            error = f"run exceeded the run timeout of {timeout:g} s and was stopped"
+            hooks.on_result(failed_result(spec, error, worker.id, status="timeout"))
+
+
 def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hooks) -> None:
     for wid, worker in list(workers.items()):
         if worker.process.is_alive():
@@ -213,14 +231,15 @@ def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hook
 
 
 def _shutdown(workers) -> None:
-    """Ask idle workers to stop, terminate busy ones, and make sure none outlives us."""
+    """Ask idle workers to stop, kill busy ones (they ignore SIGTERM, which the parent
+    handles), and make sure none outlives us."""
     workers = list(workers)
     for worker in workers:
         if worker.process.is_alive():
             if worker.task is None:
                 worker.inbox.put(None)
             else:
-                worker.process.terminate()
+                worker.process.kill()
     deadline = time.monotonic() + 10
     for worker in workers:
         worker.process.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -66,6 +66,7 @@ class Experiment:
     per_device: int = 1
     workers: int | None = None
     max_runs_per_worker: int | None = None
+    run_timeout: float | None = None
     ray_address: str | None = None
     trainer: str = DEFAULT_TRAINER
 
@@ -364,6 +365,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "per_device": _whole(1, 1024),
     "workers": _whole(1, 1024),
     "max_runs_per_worker": _whole(1, 1_000_000),
+    "run_timeout": _positive,
     "ray_address": _text,
     "trainer": _trainer,
 }

@@ -4,7 +4,10 @@ writes the store. Optional: `pip install 'regbench[ray]'`."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from regbench.engine.executor import ExecutorOptions, Hooks, failed_result
 from regbench.engine.plan import RunSpec
@@ -14,17 +17,41 @@ _DATA = None  # one DataCache per Ray worker process, reused across the tasks it
 
 
 def _train_task(spec: RunSpec, options: ExecutorOptions):
-    """Runs inside a Ray worker: load data once per process, train, return the result."""
+    """Runs inside a Ray worker: load data once per process, train, return the result and
+    the trained model's bytes. The model is saved in a folder private to this task, since a
+    worker on another machine cannot write the driver's experiment folder."""
     global _DATA
     from regbench.engine.worker import DataCache, resolve_trainer
 
     if _DATA is None or (_DATA.data_dir, _DATA.cache_dir) != (options.data_dir, options.cache_dir):
         _DATA = DataCache(options.data_dir, options.cache_dir)
-    result = resolve_trainer(options.trainer)(
-        spec, lambda: _DATA.get(spec), options.models_dir, lambda info: None
-    )
+    scratch = Path(tempfile.mkdtemp(prefix="regbench-models-"))
+    try:
+        result = resolve_trainer(options.trainer)(
+            spec, lambda: _DATA.get(spec), scratch if options.models_dir else None, lambda _: None
+        )
+        saved = result.row.get("model_path")
+        model = Path(saved).read_bytes() if isinstance(saved, str) else None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     result.row["worker"] = f"ray:{os.uname().nodename}:{os.getpid()}"
-    return result
+    return result, model
+
+
+def _receive_model(result, model: bytes | None, models_dir: Path | None) -> None:
+    """Write a model that came back from a worker into the driver's experiment folder."""
+    if model is None or models_dir is None:
+        result.row["model_path"] = None
+        return
+    models_dir.mkdir(parents=True, exist_ok=True)
+    path = models_dir / Path(result.row["model_path"]).name
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        tmp.write_bytes(model)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    result.row["model_path"] = str(path)
 
 
 def run_with_ray(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:
@@ -60,10 +87,12 @@ def run_with_ray(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hook
                 done, _ = ray.wait(list(pending), num_returns=1)
                 spec = pending.pop(done[0])
                 try:
-                    result = ray.get(done[0])
+                    result, model = ray.get(done[0])
                 except Exception as exc:  # the task or its worker died
                     message = " ".join(str(exc).split())[:300]
                     result = failed_result(spec, f"ray task failed: {message}", "ray")
+                else:
+                    _receive_model(result, model, options.models_dir)
                 hooks.on_result(result)
         except KeyboardInterrupt:
             for ref in pending:

@@ -196,8 +196,9 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
         "seconds_to_target": state.get("seconds_to_target"),
         "summary": describe_model(model),
     }
-    if "diverged" in state:
-        return {**out, "status": "diverged", "error": state["diverged"]}
+    diverged = state.get("diverged") or _diverged(epochs, out["val_accuracy"], data.classes)
+    if diverged:
+        return {**out, "status": "diverged", "error": diverged}
     eval_start = time.perf_counter()
     out.update(clean_eval.train_metrics(model, x_fit, y_fit, spec.protocol.batch_size))
     test_loss, test_accuracy = model.evaluate(
@@ -214,10 +215,32 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
         models_dir.mkdir(parents=True, exist_ok=True)
         path = models_dir / f"{spec.run_id}.keras"
         tmp = path.with_name(f".{path.stem}.tmp.keras")
-        model.save(tmp)
-        tmp.replace(path)
+        try:
+            model.save(tmp)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed save (disk full) leaves no temporary file
         out["model_path"] = str(path)
     return out
+
+
+def _diverged(epochs: list[dict[str, Any]], val_accuracy: Any, classes: int) -> str | None:
+    """Why a finite run counts as diverged, or None (docs/faults.md): its training loss grew
+    past 1e6 or to over 1000x its first epoch's, or it ends no better than chance on
+    validation (1/classes) while its training loss went up."""
+    losses = [e["value"] for e in epochs if e["split"] == "train" and e["metric"] == "loss"]
+    if not losses:
+        return None
+    first, last = losses[0], losses[-1]
+    if last > 1e6 or (first > 0 and last > 1e3 * first):
+        return f"training loss exploded from {first:.3g} to {last:.3g}"
+    chance = 1 / max(classes, 1)
+    if val_accuracy is not None and val_accuracy <= chance and last > first:
+        return (
+            f"validation accuracy {val_accuracy:.3g} is at or below chance ({chance:.3g}) "
+            f"and the training loss rose from {first:.3g} to {last:.3g}"
+        )
+    return None
 
 
 def _return_freed_memory() -> None:

@@ -65,6 +65,7 @@ def worker_main(
 ) -> None:
     """Serve runs from `inbox` until it yields None; post ('start'|'progress'|'result', ...)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (Slurm signals the whole process group)
     os.environ.update(env)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     train = resolve_trainer(trainer)

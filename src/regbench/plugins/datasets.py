@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from regbench.errors import RegbenchError
+
+log = logging.getLogger("regbench")
 
 
 @dataclass(frozen=True)
@@ -114,14 +117,23 @@ def cached_arrays(
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     folder = Path(cache_dir) / f"{key.get('name', 'data')}-{digest[:16]}"
     if (folder / "done").exists():
-        return {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+        try:
+            return _read_cache(folder)
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning(
+                "regbench: the dataset cache %s is damaged (%s); discarded and rebuilt",
+                folder,
+                " ".join(str(exc).split())[:200],
+            )
+            _discard(folder)
     arrays = produce()
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array, allow_pickle=False)
-        (staging / "done").write_text(json.dumps(key, sort_keys=True, default=str))
+        done = {"key": key, "arrays": sorted(arrays)}
+        (staging / "done").write_text(json.dumps(done, sort_keys=True, default=str))
         try:
             staging.rename(folder)
         except OSError:  # another process cached it first
@@ -131,3 +143,30 @@ def cached_arrays(
     except OSError:
         pass  # an unwritable cache only costs speed
     return arrays
+
+
+def _read_cache(folder: Path) -> dict[str, np.ndarray]:
+    """The cached arrays; raises ValueError when one is missing, truncated or not plain
+    numbers (object arrays would need unpickling, which is never done)."""
+    done = json.loads((folder / "done").read_text())
+    arrays = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+    expected = done.get("arrays") if isinstance(done, dict) else None
+    if isinstance(expected, list) and sorted(arrays) != sorted(expected):
+        missing = sorted(set(expected) - set(arrays))
+        raise ValueError(f"missing {', '.join(missing) or 'arrays'}")
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{name}.npy holds {array.dtype} values")
+    return arrays
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged cache entry out of the way, then delete it (best effort)."""
+    import shutil
+
+    trash = folder.with_name(f".discarded-{folder.name}-{os.getpid()}")
+    try:
+        folder.rename(trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)

@@ -7,6 +7,7 @@ plugins never pays for TensorFlow.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,16 +71,22 @@ def load_image(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
         raise RegbenchError(f"cannot feed an image to a model with {channels} input channels")
     path = Path(path)
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            picture = ImageOps.exif_transpose(opened)
+        with warnings.catch_warnings():  # a picture past Pillow's pixel limit is refused
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                picture = ImageOps.exif_transpose(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise RegbenchError(
+            f"image {path}: too many pixels to open safely ({exc}); use a smaller picture"
+        ) from None
     except FileNotFoundError:
         raise RegbenchError(f"image {path}: no such file") from None
     except IsADirectoryError:
         raise RegbenchError(f"image {path}: is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise RegbenchError(f"image {path}: not an image format Pillow can read") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's "broken file"s
         raise RegbenchError(f"image {path}: cannot be read ({exc})") from None
 
     if channels != 4 and ("A" in picture.getbands() or "transparency" in picture.info):

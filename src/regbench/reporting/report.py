@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sqlite3
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,12 +161,33 @@ def write_report(folder: Path, out: Path | None = None, baseline: str = "none") 
     try:
         fig_dir.mkdir(parents=True, exist_ok=True)
         for fig in [*ctx.overview.values(), *ctx.per_run.values()]:
-            (out / fig.file).write_bytes(fig.png)
-        (out / "report.html").write_text(_html(ctx), encoding="utf-8")
-        (out / "report.md").write_text(_markdown(ctx), encoding="utf-8")
+            _atomic_write(out / fig.file, fig.png)
+        # undecodable bytes in a folder name become "?" rather than half a file
+        _atomic_write(out / "report.html", _html(ctx).encode("utf-8", errors="replace"))
+        _atomic_write(out / "report.md", _markdown(ctx).encode("utf-8", errors="replace"))
     except OSError as exc:
         raise RegbenchError(f"cannot write the report to {out}: {exc.strerror}") from None
     return {"html": out / "report.html", "markdown": out / "report.md", "figures": fig_dir}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename: a reader sees the old file or the new
+    one, never a half-written one; a failed write leaves no temporary behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- data

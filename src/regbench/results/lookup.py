@@ -11,6 +11,19 @@ from regbench.errors import RegbenchError
 from regbench.results.reader import load
 
 
+def model_file(folder: Path, stored: Any) -> Path | None:
+    """Where a run's stored model path points: relative paths (today's) are inside the
+    experiment folder; absolute ones (older stores) are used as they are, or found in this
+    folder's models/ when the folder was moved or copied since."""
+    if not isinstance(stored, str) or not stored:
+        return None
+    path = Path(stored)
+    if not path.is_absolute():
+        return Path(folder) / path
+    moved = Path(folder) / "models" / path.name
+    return moved if not path.exists() and moved.exists() else path
+
+
 def finished_run(
     folder: Path,
     run_id: str | None = None,
@@ -19,7 +32,15 @@ def finished_run(
     cell: str | None = None,
 ) -> pd.Series:
     """The run named `run_id`, or the best-validated ok grid run of a cell (by its hash, as
-    the leaderboard groups them) or of (arch, reg)."""
+    the leaderboard groups them) or of (arch, reg). Its `model_path` is resolved against
+    `folder`."""
+    row = _find(folder, run_id, arch, reg, cell).copy()
+    resolved = model_file(folder, row.get("model_path"))
+    row["model_path"] = None if resolved is None else str(resolved)
+    return row
+
+
+def _find(folder, run_id, arch, reg, cell) -> pd.Series:
     runs = load(folder).runs
     if run_id:
         match = runs[runs["run_id"] == run_id]
@@ -47,13 +68,22 @@ def finished_run(
     return finished.sort_values("val_accuracy", ascending=False).iloc[0]
 
 
-def open_model(row: pd.Series) -> Any:
-    """The trained Keras model saved with a run (compile state is not needed to look at it)."""
-    path = row.get("model_path")
-    if not isinstance(path, str):
+def open_model(row: pd.Series, folder: Path | None = None) -> Any:
+    """The trained Keras model saved with a run (compile state is not needed to look at it);
+    a relative `model_path` is read from `folder`. A broken file gets one line."""
+    stored = row.get("model_path")
+    path = model_file(folder or Path.cwd(), stored)
+    if path is None:
         raise RegbenchError(f"run {row['run_id']} saved no model")
-    if not Path(path).exists():
+    if not path.exists():
         raise RegbenchError(f"run {row['run_id']}'s model is gone: {path} does not exist")
     from regbench.plugins.keras import import_keras
 
-    return import_keras().saving.load_model(path, compile=False)
+    try:
+        return import_keras().saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many kinds for a damaged archive
+        message = " ".join(str(exc).split())[:200]
+        raise RegbenchError(
+            f"model {path} cannot be loaded ({type(exc).__name__}: {message}); "
+            f"retrain the run with `regbench run --force` or delete the file"
+        ) from None

@@ -10,8 +10,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from regbench.errors import RegbenchError
-from regbench.results.store import DB_NAME
+from regbench.results.store import open_read_only
 
 
 class Results(NamedTuple):
@@ -28,10 +27,8 @@ class Results(NamedTuple):
 
 
 def _connect(folder: Path) -> sqlite3.Connection:
-    path = Path(folder) / DB_NAME
-    if not path.exists():
-        raise RegbenchError(f"{folder} holds no regbench results ({DB_NAME} not found)")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    """Read-only, leaving no -wal/-shm; one clear line for a missing or unusable store."""
+    return open_read_only(folder)
 
 
 def load(folder: str | Path) -> Results:

@@ -1,120 +1,112 @@
 """The results store: one SQLite file per experiment folder, written by one process only.
 
-Every finished run is committed together with its epochs in one transaction, then the tidy
-CSV exports are replaced atomically, so a kill at any moment leaves either the old state or
-the new one, never half a row.
+Every finished run is committed together with its epochs in one transaction; the database is
+the source of truth and the tidy CSV exports follow it (at most every `export_every` seconds,
+and when the store closes), each replaced atomically. A kill at any moment leaves either the
+old state or the new one, never half a row. Writers hold the folder's lock (results/lock.py);
+readers open the file read-only and leave nothing behind.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from regbench.errors import RegbenchError
-
-DB_NAME = "results.sqlite"
-
-RUN_COLUMNS: dict[str, str] = {
-    "run_id": "TEXT PRIMARY KEY",
-    "config_hash": "TEXT NOT NULL",
-    "cell_hash": "TEXT",
-    "stage": "TEXT",
-    "arch": "TEXT",
-    "reg": "TEXT",
-    "params": "TEXT",
-    "tuned": "TEXT",
-    "seed": "INTEGER",
-    "dataset": "TEXT",
-    "dataset_options": "TEXT",
-    "n_train": "INTEGER",
-    "n_val": "INTEGER",
-    "n_test": "INTEGER",
-    "epochs": "INTEGER",
-    "epochs_run": "INTEGER",
-    "batch_size": "INTEGER",
-    "optimizer": "TEXT",
-    "learning_rate": "REAL",
-    "status": "TEXT",
-    "error": "TEXT",
-    "train_accuracy": "REAL",
-    "train_accuracy_running": "REAL",
-    "val_accuracy": "REAL",
-    "test_accuracy": "REAL",
-    "train_loss": "REAL",
-    "val_loss": "REAL",
-    "test_loss": "REAL",
-    "total_params": "INTEGER",
-    "trainable_params": "INTEGER",
-    "non_trainable_params": "INTEGER",
-    "train_time_s": "REAL",
-    "eval_time_s": "REAL",
-    "total_time_s": "REAL",
-    "images_per_s": "REAL",
-    "target": "TEXT",
-    "epochs_to_target": "INTEGER",
-    "seconds_to_target": "REAL",
-    "jit_compile": "TEXT",
-    "precision": "TEXT",
-    "steps_per_execution": "INTEGER",
-    "pipeline": "TEXT",
-    "model_path": "TEXT",
-    "summary": "TEXT",
-    "python_version": "TEXT",
-    "tf_version": "TEXT",
-    "keras_version": "TEXT",
-    "regbench_version": "TEXT",
-    "backend": "TEXT",
-    "device": "TEXT",
-    "host": "TEXT",
-    "git_revision": "TEXT",
-    "worker": "TEXT",
-    "started_at": "TEXT",
-    "ended_at": "TEXT",
-}
-EPOCH_COLUMNS = ("run_id", "epoch", "split", "metric", "value", "elapsed_s")
-TRIAL_COLUMNS = (
-    "trial_id",
-    "search_hash",
-    "arch",
-    "reg",
-    "status",
-    "score",
-    "values",
-    "train_time_s",
-    "error",
+from regbench.results import exports, lock
+from regbench.results.integrity import (
+    check_contents,
+    check_file,
+    damaged,
+    rebuild_hint,
+    write_error,
+)
+from regbench.results.migrations import (
+    EPOCH_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS,
+    migrate,
+    relative_model_path,
 )
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())});
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, metric TEXT NOT NULL,
-    value REAL, elapsed_s REAL, PRIMARY KEY (run_id, epoch, split, metric)
-);
-CREATE TABLE IF NOT EXISTS trials (
-    trial_id TEXT NOT NULL, search_hash TEXT NOT NULL, arch TEXT, reg TEXT, status TEXT,
-    score REAL, "values" TEXT, train_time_s REAL, error TEXT,
-    PRIMARY KEY (search_hash, trial_id)
-);
-CREATE TABLE IF NOT EXISTS best_values (
-    arch TEXT, reg TEXT, "values" TEXT, score REAL, search_hash TEXT, dataset TEXT,
-    PRIMARY KEY (arch, reg)
-);
-"""
+__all__ = ["DB_NAME", "EPOCH_COLUMNS", "RUN_COLUMNS", "TRIAL_COLUMNS", "Store"]
+
+DB_NAME = "results.sqlite"
+EXPORT_EVERY_S = 1.0  # at least; longer when exports are slow (at most ~1/6 of the time)
+log = logging.getLogger("regbench")
+
+
+def open_for_writing(folder: Path) -> Store:
+    """The store of `folder` for recording runs: locked, checked, migrated (after a backup),
+    rebuilt from the CSV exports when the database is missing or empty."""
+    return Store(folder)
+
+
+def open_read_only(folder: Path) -> sqlite3.Connection:
+    """A read-only connection to `folder`'s results that writes nothing to the folder (no
+    -wal/-shm, no migration on disk: an older store is upgraded in a copy in memory).
+
+    Raises RegbenchError with one line for a missing, empty, damaged, foreign or newer store.
+    """
+    folder = Path(folder)
+    path = folder / DB_NAME
+    if not path.exists():
+        raise RegbenchError(f"{folder} holds no regbench results ({DB_NAME} not found)")
+    if check_file(path) == "empty":
+        hint = rebuild_hint(folder)
+        raise RegbenchError(f"{path} is empty: it holds no results{hint}")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise damaged(path, str(exc)) from None
+    version = check_contents(db, path)
+    if version == SCHEMA_VERSION:
+        return db
+    memory = sqlite3.connect(":memory:")
+    try:
+        db.backup(memory)
+    finally:
+        db.close()
+    migrate(memory, folder)
+    return memory
 
 
 class Store:
-    """The experiment folder's SQLite database; open it only in the writing (parent) process."""
+    """The experiment folder's SQLite database.
 
-    def __init__(self, folder: Path, create: bool = True) -> None:
+    `Store(folder)` opens it for writing (see `open_for_writing`); `Store(folder,
+    create=False)` opens an existing store read-only: it answers `statuses`, `best_values`
+    and `seconds_per_epoch` but records nothing.
+    """
+
+    def __init__(
+        self, folder: Path, create: bool = True, export_every: float | None = None
+    ) -> None:
         self.folder = Path(folder)
-        path = self.folder / DB_NAME
-        if not create and not path.exists():
-            raise RegbenchError(f"{self.folder} holds no regbench results ({DB_NAME} not found)")
+        self.writable = create
+        self.export_every = EXPORT_EVERY_S if export_every is None else export_every
+        self._exported_at, self._export_cost = 0.0, 0.0
+        self._dirty = False
+        if not create:
+            self.db = open_read_only(self.folder)
+            return
+        self._prepare_folder()
+        lock.acquire(self.folder)
+        try:
+            self.db = self._open_writer()
+        except BaseException:
+            lock.release(self.folder)
+            raise
+
+    def _prepare_folder(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".probe-"):
@@ -124,19 +116,71 @@ class Store:
                 f"cannot write to the experiment folder {self.folder}: {exc.strerror}; "
                 "choose another with --out"
             ) from None
-        self.db = sqlite3.connect(path, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        path = self.folder / DB_NAME
+        existed = path.exists() and check_file(path) != "empty"
+        db = sqlite3.connect(path, timeout=30)
+        try:
+            version = check_contents(db, path) if existed else 0
+            if existed and version < SCHEMA_VERSION:
+                _backup(db, path.with_name(f"{DB_NAME}.bak-v{version}"))
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: a killed process loses nothing
+            applied = migrate(db, self.folder)
+            if existed and applied:
+                log.warning(
+                    "regbench: upgraded %s from store version %d to %d (backup: %s.bak-v%d)",
+                    path,
+                    version,
+                    SCHEMA_VERSION,
+                    DB_NAME,
+                    version,
+                )
+            imported = exports.import_csv(db, self.folder)
+            if imported:
+                log.warning(
+                    "regbench: %s lacked %d run(s) found in runs.csv; restored them from the "
+                    "CSV exports",
+                    path,
+                    imported,
+                )
+        except sqlite3.Error as exc:
+            db.close()
+            raise write_error(path, exc) from None
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
-        self.db.close()
+        """Export what is not exported yet, leave the file in rollback-journal mode (so
+        readers need no -wal/-shm), close and unlock."""
+        if not self.writable:
+            self.db.close()
+            return
+        try:
+            if self._dirty:
+                self.export()
+            self.db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass  # the data is committed; only the tidy-up failed
+        finally:
+            self.db.close()
+            lock.release(self.folder)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------ runs
 
     def statuses(self) -> dict[str, str]:
-        """config_hash -> status of every stored run."""
-        return dict(self.db.execute("SELECT config_hash, status FROM runs"))
+        """config_hash -> status of every stored run (an ok try wins over a failed one)."""
+        rows = self.db.execute("SELECT config_hash, status FROM runs ORDER BY status = 'ok'")
+        return dict(rows)
 
     def seconds_per_epoch(self) -> dict[tuple[str, str], float]:
         """Mean measured fit seconds per epoch of each (arch, reg), from ok runs."""
@@ -147,30 +191,35 @@ class Store:
         return {(arch, reg): seconds for arch, reg, seconds in rows}
 
     def record_run(self, row: Mapping[str, Any], epochs: Iterable[Mapping[str, Any]]) -> None:
-        """Commit one run and its epochs atomically (replacing an earlier try of the same run)."""
+        """Commit one run and its epochs atomically (replacing an earlier try of the same run).
+
+        A write that fails (disk full, no permission) raises RegbenchError: what was
+        committed before stays, and the caller stops the grid.
+        """
         values = {k: _cell(row.get(k)) for k in RUN_COLUMNS}
-        with self.db:
-            self.db.execute("DELETE FROM epochs WHERE run_id = ?", (values["run_id"],))
-            self.db.execute(
-                f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                list(values.values()),
-            )
-            self.db.executemany(
-                f"INSERT OR REPLACE INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES (?,?,?,?,?,?)",
-                [[values["run_id"], *(_cell(e[k]) for k in EPOCH_COLUMNS[1:])] for e in epochs],
-            )
-        self.export()
+        if isinstance(values["model_path"], str):
+            values["model_path"] = relative_model_path(self.folder, values["model_path"])
+        epoch_rows = [[values["run_id"], *(_cell(e[k]) for k in EPOCH_COLUMNS[1:])] for e in epochs]
+        try:
+            _commit_run(self.db, values, epoch_rows)
+        except (sqlite3.Error, OverflowError) as exc:
+            raise write_error(self.folder / DB_NAME, exc, values["run_id"]) from None
+        self._dirty = True
+        self._export_if_due()
 
     # ------------------------------------------------------------ tuning
 
     def record_trial(self, trial: Mapping[str, Any]) -> None:
-        with self.db:
-            self.db.execute(
-                f"INSERT OR REPLACE INTO trials ({', '.join(_quoted(TRIAL_COLUMNS))}) "
-                f"VALUES ({', '.join('?' * len(TRIAL_COLUMNS))})",
-                [_cell(trial.get(k)) for k in TRIAL_COLUMNS],
-            )
+        try:
+            with self.db:
+                self.db.execute(
+                    f"INSERT OR REPLACE INTO trials ({', '.join(_quoted(TRIAL_COLUMNS))}) "
+                    f"VALUES ({', '.join('?' * len(TRIAL_COLUMNS))})",
+                    [_cell(trial.get(k)) for k in TRIAL_COLUMNS],
+                )
+        except sqlite3.Error as exc:
+            raise write_error(self.folder / DB_NAME, exc) from None
+        self._dirty = True
 
     def record_best(
         self,
@@ -181,12 +230,22 @@ class Store:
         search_hash: str,
         dataset: str = "",
     ) -> None:
-        with self.db:
-            self.db.execute(
-                'INSERT OR REPLACE INTO best_values (arch, reg, "values", score, search_hash, '
-                "dataset) VALUES (?,?,?,?,?,?)",
-                (arch, reg, json.dumps(dict(values), sort_keys=True), score, search_hash, dataset),
-            )
+        try:
+            with self.db:
+                self.db.execute(
+                    'INSERT OR REPLACE INTO best_values (arch, reg, "values", score, '
+                    "search_hash, dataset) VALUES (?,?,?,?,?,?)",
+                    (
+                        arch,
+                        reg,
+                        json.dumps(dict(values), sort_keys=True),
+                        score,
+                        search_hash,
+                        dataset,
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise write_error(self.folder / DB_NAME, exc) from None
         self.export()
 
     def best_values(self, dataset: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
@@ -200,15 +259,48 @@ class Store:
 
     # ------------------------------------------------------------ exports
 
-    def export(self) -> None:
-        """Rewrite runs.csv, epochs.csv (and trials.csv) atomically from the database."""
-        import pandas as pd
+    def _export_if_due(self) -> None:
+        waited = time.monotonic() - self._exported_at
+        if waited >= max(self.export_every, 5 * self._export_cost):
+            self.export()
 
-        for table in ("runs", "epochs", "trials"):
-            frame = pd.read_sql_query(f"SELECT * FROM {table}", self.db)
-            if table == "trials" and frame.empty:
-                continue
-            _atomic_csv(frame, self.folder / f"{table}.csv")
+    def export(self) -> None:
+        """Rewrite runs.csv, epochs.csv (and trials.csv) atomically from the database; a
+        table that is empty never replaces a CSV that has rows."""
+        started = time.monotonic()
+        try:
+            exports.export_csvs(self.db, self.folder)
+        except OSError as exc:
+            raise write_error(Path(exc.filename or self.folder), exc) from None
+        self._exported_at, self._dirty = time.monotonic(), False
+        self._export_cost = self._exported_at - started
+
+
+def _commit_run(db: sqlite3.Connection, values: Mapping[str, Any], epochs: list[list]) -> None:
+    with db:
+        db.execute("DELETE FROM epochs WHERE run_id = ?", (values["run_id"],))
+        db.execute(
+            f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+            list(values.values()),
+        )
+        db.executemany(
+            f"INSERT OR REPLACE INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+            epochs,
+        )
+
+
+def _backup(db: sqlite3.Connection, target: Path) -> None:
+    """A consistent copy of the store before it is upgraded (an existing one is kept)."""
+    if target.exists():
+        return
+    tmp = target.with_name(f".{target.name}.tmp")
+    copy = sqlite3.connect(tmp)
+    try:
+        db.backup(copy)
+    finally:
+        copy.close()
+    os.replace(tmp, target)
 
 
 def _quoted(names: Iterable[str]) -> list[str]:
@@ -221,16 +313,3 @@ def _cell(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return value
-
-
-def _atomic_csv(frame: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,152 @@
+"""The tidy CSV exports of a store: written atomically from the database (honouring the
+umask), and read back to restore runs a lost or emptied database no longer holds."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from regbench.results.migrations import EPOCH_COLUMNS, RUN_COLUMNS, TRIAL_COLUMNS
+
+CSV_TABLES = ("runs", "epochs", "trials")
+log = logging.getLogger("regbench")
+
+
+def export_csvs(db: sqlite3.Connection, folder: Path) -> None:
+    """Rewrite runs.csv, epochs.csv (and trials.csv) from the database; a table that is
+    empty never replaces a CSV that has rows. OSError is left to the caller."""
+    import pandas as pd
+
+    for table in CSV_TABLES:
+        frame = pd.read_sql_query(f"SELECT * FROM {table}", db)
+        target = Path(folder) / f"{table}.csv"
+        if frame.empty and (table == "trials" or has_rows(target)):
+            continue
+        try:
+            atomic_csv(frame, target)
+        except OSError as exc:
+            exc.filename = exc.filename or str(target)  # which export failed, for the message
+            raise
+
+
+def import_csv(db: sqlite3.Connection, folder: Path) -> int:
+    """Add the runs (and their epochs) that runs.csv holds and the database lacks; the
+    number added. A lost or emptied database is rebuilt this way from its exports."""
+    import pandas as pd
+
+    runs_csv = Path(folder) / "runs.csv"
+    if not has_rows(runs_csv):
+        return 0
+    try:
+        runs = pd.read_csv(runs_csv, dtype=object, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        log.warning("regbench: cannot read %s (%s); not restoring from it", runs_csv, exc)
+        return 0
+    if "run_id" not in runs:
+        return 0
+    known = {r[0] for r in db.execute("SELECT run_id FROM runs")}
+    missing = runs[~runs["run_id"].isin(known)]
+    if missing.empty:
+        return 0
+    columns = [c for c in RUN_COLUMNS if c in missing.columns]
+    epoch_rows = _csv_epochs(folder / "epochs.csv", set(missing["run_id"]))
+    with db:
+        db.executemany(
+            f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [
+                [_from_csv(row[c], RUN_COLUMNS[c]) for c in columns]
+                for row in missing.to_dict("records")
+            ],
+        )
+        db.executemany(
+            f"INSERT OR REPLACE INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+            epoch_rows,
+        )
+        trials = Path(folder) / "trials.csv"
+        if has_rows(trials):
+            frame = pd.read_csv(trials, dtype=object, keep_default_na=False, na_values=[""])
+            names = [c for c in TRIAL_COLUMNS if c in frame.columns]
+            db.executemany(
+                f"INSERT OR IGNORE INTO trials ({', '.join(_quoted(names))}) "
+                f"VALUES ({', '.join('?' * len(names))})",
+                [
+                    [
+                        _from_csv(row[c], "REAL" if c in ("score", "train_time_s") else "TEXT")
+                        for c in names
+                    ]
+                    for row in frame.to_dict("records")
+                ],
+            )
+    return len(missing)
+
+
+def _csv_epochs(path: Path, run_ids: set[str]) -> list[list[Any]]:
+    import pandas as pd
+
+    if not has_rows(path):
+        return []
+    try:
+        frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError):
+        return []
+    frame = frame[frame["run_id"].isin(run_ids)]
+    kinds = ("TEXT", "INTEGER", "TEXT", "TEXT", "REAL", "REAL")
+    return [
+        [_from_csv(row[c], kind) for c, kind in zip(EPOCH_COLUMNS, kinds, strict=True)]
+        for row in frame.to_dict("records")
+    ]
+
+
+def _from_csv(value: Any, kind: str) -> Any:
+    """A CSV cell (a string, or NaN for empty) as the column's SQLite type."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    kind = kind.split()[0]
+    try:
+        if kind == "INTEGER":
+            return int(float(value))
+        if kind == "REAL":
+            return float(value)
+    except ValueError:
+        return value
+    return str(value)
+
+
+def has_rows(path: Path) -> bool:
+    """Whether a CSV export holds more than its header line."""
+    try:
+        with open(path, "rb") as handle:
+            handle.readline()
+            return bool(handle.readline().strip())
+    except OSError:
+        return False
+
+
+def _quoted(names: list[str]) -> list[str]:
+    return [f'"{n}"' for n in names]
+
+
+def _file_mode() -> int:
+    """What the umask allows a new file (0o666 less the umask), as `open` would create it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_csv(frame: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            frame.to_csv(handle, index=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

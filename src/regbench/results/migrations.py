@@ -1,0 +1,214 @@
+"""The store's schema and its history: an ordered list of small migrations.
+
+A store records how many migrations it has had in `PRAGMA user_version`. Opening an older
+store applies the missing ones in order, in one transaction, after a backup copy; a store
+from a newer regbench (a higher version than `SCHEMA_VERSION`) is refused. Never edit a
+migration that has shipped: add a new one at the end (a new column: a migration that calls
+`_add_missing_columns` with it, and the column in `RUN_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+RUN_COLUMNS: dict[str, str] = {
+    "run_id": "TEXT PRIMARY KEY",
+    "config_hash": "TEXT NOT NULL",
+    "cell_hash": "TEXT",
+    "stage": "TEXT",
+    "arch": "TEXT",
+    "reg": "TEXT",
+    "params": "TEXT",
+    "tuned": "TEXT",
+    "seed": "INTEGER",
+    "dataset": "TEXT",
+    "dataset_options": "TEXT",
+    "n_train": "INTEGER",
+    "n_val": "INTEGER",
+    "n_test": "INTEGER",
+    "epochs": "INTEGER",
+    "epochs_run": "INTEGER",
+    "batch_size": "INTEGER",
+    "optimizer": "TEXT",
+    "learning_rate": "REAL",
+    "status": "TEXT",
+    "error": "TEXT",
+    "train_accuracy": "REAL",
+    "train_accuracy_running": "REAL",
+    "val_accuracy": "REAL",
+    "test_accuracy": "REAL",
+    "train_loss": "REAL",
+    "val_loss": "REAL",
+    "test_loss": "REAL",
+    "total_params": "INTEGER",
+    "trainable_params": "INTEGER",
+    "non_trainable_params": "INTEGER",
+    "train_time_s": "REAL",
+    "eval_time_s": "REAL",
+    "total_time_s": "REAL",
+    "images_per_s": "REAL",
+    "target": "TEXT",
+    "epochs_to_target": "INTEGER",
+    "seconds_to_target": "REAL",
+    "jit_compile": "TEXT",
+    "precision": "TEXT",
+    "steps_per_execution": "INTEGER",
+    "pipeline": "TEXT",
+    "model_path": "TEXT",
+    "summary": "TEXT",
+    "python_version": "TEXT",
+    "tf_version": "TEXT",
+    "keras_version": "TEXT",
+    "regbench_version": "TEXT",
+    "backend": "TEXT",
+    "device": "TEXT",
+    "host": "TEXT",
+    "git_revision": "TEXT",
+    "worker": "TEXT",
+    "started_at": "TEXT",
+    "ended_at": "TEXT",
+}
+EPOCH_COLUMNS = ("run_id", "epoch", "split", "metric", "value", "elapsed_s")
+TRIAL_COLUMNS = (
+    "trial_id",
+    "search_hash",
+    "arch",
+    "reg",
+    "status",
+    "score",
+    "values",
+    "train_time_s",
+    "error",
+)
+BEST_COLUMNS = {"arch": "TEXT", "reg": "TEXT", "values": "TEXT", "score": "REAL"}
+BEST_COLUMNS |= {"search_hash": "TEXT", "dataset": "TEXT"}
+TABLES = ("runs", "epochs", "trials", "best_values")
+
+CREATE_TABLES = (
+    f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{k} {v}' for k, v in RUN_COLUMNS.items())})",
+    """CREATE TABLE IF NOT EXISTS epochs (
+        run_id TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL,
+        metric TEXT NOT NULL, value REAL, elapsed_s REAL,
+        PRIMARY KEY (run_id, epoch, split, metric))""",
+    """CREATE TABLE IF NOT EXISTS trials (
+        trial_id TEXT NOT NULL, search_hash TEXT NOT NULL, arch TEXT, reg TEXT, status TEXT,
+        score REAL, "values" TEXT, train_time_s REAL, error TEXT,
+        PRIMARY KEY (search_hash, trial_id))""",
+    """CREATE TABLE IF NOT EXISTS best_values (
+        arch TEXT, reg TEXT, "values" TEXT, score REAL, search_hash TEXT, dataset TEXT,
+        PRIMARY KEY (arch, reg))""",
+)
+
+Migration = Callable[[sqlite3.Connection, Path], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(function: Migration) -> Migration:
+    MIGRATIONS.append(function)
+    return function
+
+
+def table_columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+
+
+def _add_missing_columns(db: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """ALTER TABLE ADD COLUMN for each column an older store lacks (type only: constraints
+    cannot be added to a filled table)."""
+    present = set(table_columns(db, table))
+    for name, kind in columns.items():
+        if name not in present:
+            db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind.split()[0]}')
+
+
+@migration
+def m001_tables(db: sqlite3.Connection, folder: Path) -> None:
+    """The four tables; stores from before versioning gain every column they lack
+    (cell_hash, model_path, best_values.dataset, ...)."""
+    for statement in CREATE_TABLES:  # not executescript: it would commit the migration
+        db.execute(statement)
+    _add_missing_columns(db, "runs", RUN_COLUMNS)
+    _add_missing_columns(db, "epochs", {c: "REAL" for c in EPOCH_COLUMNS})
+    _add_missing_columns(db, "trials", {c: "TEXT" for c in TRIAL_COLUMNS})
+    _add_missing_columns(db, "best_values", BEST_COLUMNS)
+
+
+@migration
+def m002_identity_v2(db: sqlite3.Connection, folder: Path) -> None:
+    """Recompute config_hash and cell_hash: execution options (jit, steps per execution,
+    pipeline) left run identity. run_id stays: it is the key, and model files carry it."""
+    from regbench.engine.plan import RunSpec
+
+    db.row_factory = sqlite3.Row
+    try:
+        rows = [dict(row) for row in db.execute("SELECT * FROM runs")]
+    finally:
+        db.row_factory = None
+    for row in rows:
+        try:
+            spec = RunSpec.from_row(row)
+        except (KeyError, TypeError, ValueError):  # a row too damaged to rebuild: keep it
+            continue
+        db.execute(
+            "UPDATE runs SET config_hash = ?, cell_hash = ? WHERE run_id = ?",
+            (spec.config_hash, spec.cell_hash, row["run_id"]),
+        )
+
+
+@migration
+def m003_relative_model_paths(db: sqlite3.Connection, folder: Path) -> None:
+    """Model paths relative to the experiment folder, so a moved or copied folder works.
+    An absolute path elsewhere whose file sits in this folder's models/ (the folder was
+    moved) is pointed there too."""
+    rows = db.execute("SELECT run_id, model_path FROM runs WHERE model_path IS NOT NULL")
+    for run_id, stored in rows.fetchall():
+        relative = relative_model_path(folder, stored)
+        if relative != stored:
+            db.execute("UPDATE runs SET model_path = ? WHERE run_id = ?", (relative, run_id))
+
+
+@migration
+def m004_best_values_dataset(db: sqlite3.Connection, folder: Path) -> None:
+    """Tuned values from before they remembered their dataset: the dataset of the store's
+    runs when they all used one (`--tuned` then finds them); otherwise left unknown."""
+    datasets = [r[0] for r in db.execute("SELECT DISTINCT dataset FROM runs") if r[0]]
+    if len(datasets) == 1:
+        db.execute(
+            "UPDATE best_values SET dataset = ? WHERE dataset IS NULL OR dataset = ''",
+            (datasets[0],),
+        )
+
+
+def relative_model_path(folder: Path, stored: str) -> str:
+    """`stored` relative to `folder` when it lies inside it (or its file is in models/)."""
+    path = Path(stored)
+    if not path.is_absolute():
+        return stored
+    for base in {Path(folder).absolute(), Path(folder).resolve()}:
+        if path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    moved = Path(folder) / "models" / path.name
+    return f"models/{path.name}" if path.parent.name == "models" and moved.exists() else stored
+
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, folder: Path) -> list[str]:
+    """Apply the migrations `db` has not had, in one transaction; their names."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    pending = MIGRATIONS[version:]
+    if not pending:
+        return []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for step in pending:
+            step(db, folder)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return [step.__name__ for step in pending]

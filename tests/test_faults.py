@@ -1,0 +1,395 @@
+"""Faults while a grid runs: a crash or kill at any point, a write that fails, a hung run, a
+SIGTERM. Whatever happens, finished results are kept and a rerun completes the grid with
+every cell ok exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fake_trainer
+import pandas as pd
+import pytest
+from conftest import TESTS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from regbench.cli import main
+from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
+from regbench.engine.plan import Protocol, RunSpec
+from regbench.results import exports
+from regbench.results import store as store_module
+from regbench.results.reader import load
+
+GRID = ["--arch", "model1,model2", "--reg", "none,l2", "--dataset", "synthetic"]
+GRID += ["--dataset-option", "size=70", "--dataset-option", "height=8"]
+GRID += ["--dataset-option", "width=8", "--epochs", "1", "--seeds", "2"]
+FAKE = ["--trainer", "fake_trainer:train"]
+CELLS = 8
+
+
+class Crash(BaseException):
+    """Stands for the process dying at the chosen point (nothing catches it)."""
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    """Temporary files a write may leave behind."""
+    return [
+        p for p in [*folder.glob(".*"), *folder.glob("models/.*")] if p.name != ".regbench.lock"
+    ]
+
+
+def _assert_complete(folder: Path) -> pd.DataFrame:
+    runs = load(folder).runs
+    assert len(runs) == CELLS and runs["run_id"].is_unique and (runs["status"] == "ok").all()
+    assert len(pd.read_csv(folder / "runs.csv")) == CELLS
+    return runs
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    crash_after=st.integers(0, CELLS - 1),
+    point=st.sampled_from(["before commit", "after commit", "during export"]),
+)
+def test_a_crash_at_any_point_then_a_rerun_completes_every_cell_once(
+    tmp_path_factory, crash_after, point
+):
+    folder = tmp_path_factory.mktemp("grid")
+    log = folder.parent / f"{folder.name}.log"
+    commit, atomic_csv = store_module._commit_run, exports.atomic_csv
+    commits = []
+
+    def crashing_commit(db, values, epochs):
+        if len(commits) == crash_after and point == "before commit":
+            raise Crash
+        commit(db, values, epochs)
+        commits.append(values["run_id"])
+        if len(commits) == crash_after + 1 and point == "after commit":
+            raise Crash
+
+    def crashing_export(frame, path):
+        if len(commits) == crash_after + 1 and point == "during export":
+            fd = os.open(path.with_name(f".{path.name}.partial"), os.O_CREAT | os.O_WRONLY)
+            os.close(fd)  # what a dying write leaves: a temporary file ...
+            Path(path.with_name(f".{path.name}.partial")).unlink()  # ... removed on the way out
+            raise Crash
+        atomic_csv(frame, path)
+
+    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--out", str(folder)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAKE_LOG", str(log))
+        patch.setattr(store_module, "EXPORT_EVERY_S", 0.0)  # export after every run
+        patch.setattr(store_module, "_commit_run", crashing_commit)
+        patch.setattr(exports, "atomic_csv", crashing_export)
+        with contextlib.suppress(Crash):
+            main(args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAKE_LOG", str(log))
+        assert main(args) == 0
+    _assert_complete(folder)
+    trained = [line.split()[0] for line in log.read_text().splitlines()]
+    kept = set(commits)
+    assert not kept & set(trained[len(commits) + (point == "before commit") :])  # no retraining
+    assert not _leftovers(folder)
+
+
+def test_a_full_disk_stops_the_grid_with_one_line_and_keeps_what_finished(
+    tmp_path, monkeypatch, capsys
+):
+    commit, calls = store_module._commit_run, []
+
+    def full_disk(db, values, epochs):
+        calls.append(values["run_id"])
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        commit(db, values, epochs)
+
+    monkeypatch.setattr(store_module, "_commit_run", full_disk)
+    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk is full" in err and calls[2] in err
+    assert sorted(load(tmp_path).runs["run_id"]) == sorted(calls[:2])
+    assert len(calls) == 3  # the grid stopped there
+    assert not _leftovers(tmp_path)
+    monkeypatch.setattr(store_module, "_commit_run", commit)
+    assert main(args) == 0
+    _assert_complete(tmp_path)
+
+
+def test_a_failing_csv_export_removes_its_temporary_file(tmp_path, monkeypatch, capsys):
+    to_csv, calls = pd.DataFrame.to_csv, []
+
+    def no_space(self, handle, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:  # the exports before the grid starts (runs, epochs) succeed
+            return to_csv(self, handle, **kwargs)
+        handle.write("run_id,half a row")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", no_space)
+    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk is full" in err and "runs.csv" in err
+    assert len(load(tmp_path).runs) == CELLS  # committed; the export after them failed
+    assert not _leftovers(tmp_path) and len(pd.read_csv(tmp_path / "runs.csv")) == 0
+    monkeypatch.undo()
+    assert main(args) == 0
+    _assert_complete(tmp_path)
+
+
+def train_or_hang(spec, load_data, models_dir, progress):
+    """The fake trainer, except that l2 runs hang (a plugin callback that sleeps)."""
+    if spec.reg == "l2":
+        time.sleep(600)
+    return fake_trainer.train(spec, load_data, models_dir, progress)
+
+
+@pytest.mark.slow
+def test_a_run_past_the_timeout_is_killed_and_recorded_and_the_grid_goes_on():
+    specs = [
+        RunSpec(arch=a, reg=r, params={}, seed=0, protocol=Protocol(dataset="synthetic"))
+        for a in ("model1", "model2")
+        for r in ("none", "l2")
+    ]
+    results = []
+    options = ExecutorOptions(
+        trainer="test_faults:train_or_hang", devices=[], workers=2, run_timeout=3
+    )
+    start = time.monotonic()
+    run_with_workers(specs, options, Hooks(on_result=results.append))
+    assert time.monotonic() - start < 60
+    status = {(r.row["arch"], r.row["reg"]): r.row["status"] for r in results}
+    assert status == {
+        ("model1", "none"): "ok",
+        ("model2", "none"): "ok",
+        ("model1", "l2"): "timeout",
+        ("model2", "l2"): "timeout",
+    }
+    timed_out = next(r.row for r in results if r.row["status"] == "timeout")
+    assert "3 s" in timed_out["error"]
+
+
+def _start(folder: Path, log: Path, sleep: str) -> subprocess.Popen:
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", "FAKE_SLEEP": sleep}
+    env["FAKE_LOG"] = str(log)
+    command = [sys.executable, "-m", "regbench", "run", *GRID, *FAKE, "--out", str(folder)]
+    command += ["--workers", "2"]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_a_run(folder: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(load(folder).runs):
+                return
+        except Exception:  # not created yet
+            pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("the grid recorded nothing")
+
+
+def _workers_gone(log: Path, timeout: float = 10) -> bool:
+    import psutil
+
+    pids = {int(line.split()[1]) for line in log.read_text().splitlines()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [
+            p
+            for p in pids
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes(tmp_path):
+    folder, log = tmp_path / "grid", tmp_path / "ran.log"
+    proc = _start(folder, log, "0.5")
+    _wait_for_a_run(folder, proc)
+    proc.send_signal(signal.SIGTERM)  # to the parent only, as `timeout` and docker stop do
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "rerun the same command to resume" in out
+    assert "leaked" not in err and "Traceback" not in err, err
+    assert _workers_gone(log), "a worker outlived the scheduler"
+    resumed = _start(folder, log, "0")
+    resumed.communicate(timeout=120)
+    assert resumed.returncode == 0
+    _assert_complete(folder)
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(delay=st.floats(0.0, 2.0))
+def test_kill_9_at_any_moment_then_a_rerun_completes_every_cell_once(tmp_path_factory, delay):
+    folder = tmp_path_factory.mktemp("killed")
+    log = folder.parent / f"{folder.name}.log"
+    proc = _start(folder, log, "0.3")
+    _wait_for_a_run(folder, proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.communicate(timeout=60)
+    kept = set(load(folder).runs["run_id"])
+    assert _workers_gone(log)
+    resumed = _start(folder, log, "0")
+    resumed.communicate(timeout=120)
+    assert resumed.returncode == 0
+    _assert_complete(folder)
+    trained = [line.split()[0] for line in log.read_text().splitlines()]
+    assert all(trained.count(run) == 1 for run in kept)  # a kept run is never trained again
+
+
+# ---------------------------------------------------------------- hostile or broken files
+
+
+def _arrays():
+    import numpy as np
+
+    return {"x_train": np.ones((4, 2, 2, 1), np.float32), "y_train": np.arange(4)}
+
+
+def _truncate(folder: Path) -> None:
+    path = folder / "x_train.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+
+
+def _remove(folder: Path) -> None:
+    (folder / "y_train.npy").unlink()
+
+
+def _objects(folder: Path) -> None:
+    import numpy as np
+
+    np.save(folder / "x_train.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _remove, _objects])
+def test_a_damaged_dataset_cache_is_discarded_and_rebuilt(tmp_path, damage, caplog):
+    import numpy as np
+
+    from regbench.plugins.datasets import cached_arrays
+
+    produced = []
+
+    def produce():
+        produced.append(1)
+        return _arrays()
+
+    cached_arrays(tmp_path, {"name": "toy"}, produce)
+    (folder,) = tmp_path.glob("toy-*")
+    damage(folder)
+    arrays = cached_arrays(tmp_path, {"name": "toy"}, produce)
+    assert len(produced) == 2 and "discarded and rebuilt" in caplog.text
+    assert np.array_equal(arrays["x_train"], _arrays()["x_train"])
+    again = cached_arrays(tmp_path, {"name": "toy"}, produce)  # the rebuilt cache is good
+    assert len(produced) == 2 and sorted(again) == ["x_train", "y_train"]
+
+
+def test_a_decompression_bomb_or_a_broken_image_gets_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from regbench.errors import RegbenchError
+    from regbench.plugins.visualizers import load_image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels: past 2x the limit
+    with pytest.raises(RegbenchError, match="too many pixels"):
+        load_image(tmp_path / "big.png", (32, 32, 3))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # past the limit: only a warning
+    with pytest.raises(RegbenchError, match="too many pixels"):
+        load_image(tmp_path / "big.png", (32, 32, 3))
+    monkeypatch.undo()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes((tmp_path / "big.png").read_bytes()[:60])
+    with pytest.raises(RegbenchError, match="cannot be read") as raised:
+        load_image(broken, (32, 32, 3))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_broken_keras_file_gets_one_line(tmp_path):
+    from regbench.errors import RegbenchError
+    from regbench.results.lookup import open_model
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "r.keras").write_bytes(os.urandom(2048))
+    row = pd.Series({"run_id": "r", "model_path": "models/r.keras"})
+    with pytest.raises(RegbenchError, match="cannot be loaded") as raised:
+        open_model(row, tmp_path)
+    assert "\n" not in str(raised.value) and "r.keras" in str(raised.value)
+
+
+def test_a_report_in_a_folder_with_an_undecodable_name_is_written_whole(tmp_path):
+    from test_store_damage import filled
+
+    from regbench.reporting.report import write_report
+
+    folder = tmp_path / os.fsdecode(b"exp-\xff")
+    filled(folder)
+    paths = write_report(folder)
+    assert paths["html"].stat().st_size > 1000 and "exp-?" in paths["html"].read_text()
+    assert not [p for p in folder.glob(".report*")]
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def _losses(*values: float) -> list[dict]:
+    return [
+        {"epoch": i + 1, "split": "train", "metric": "loss", "value": v, "elapsed_s": 0.0}
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("losses", "val_accuracy", "verdict"),
+    [
+        ((2.3, 1.9, 1.5), 0.45, None),  # learning
+        ((2.3,), 0.09, None),  # one epoch at chance: no evidence of divergence
+        ((2.3, 2.2), 0.10, None),  # slow, but the loss goes down
+        ((2.3, 4.5e26), 0.089, "exploded"),  # the learning rate 1e4 of the issue
+        ((2.3, 3.0e6), 0.5, "exploded"),  # past 1e6
+        ((0.001, 2.0), 0.5, "exploded"),  # over 1000x its first epoch
+        ((2.3, 2.4), 0.10, "chance"),  # at chance and getting worse
+    ],
+)
+def test_the_divergence_rule(losses, val_accuracy, verdict):
+    from regbench.engine.trainer import _diverged
+
+    reason = _diverged(_losses(*losses), val_accuracy, classes=10)
+    assert (reason is None) if verdict is None else (verdict in reason)
+
+
+def test_a_value_too_large_for_the_store_gets_one_line_and_keeps_the_rest(tmp_path):
+    from regbench.errors import RegbenchError
+    from regbench.results.store import Store
+
+    spec = RunSpec(arch="model1", reg="none", params={}, seed=0)
+    with Store(tmp_path) as store:
+        store.record_run({**spec.row(), "status": "ok"}, [])
+        huge = RunSpec(arch="model1", reg="none", params={}, seed=1)
+        with pytest.raises(RegbenchError, match="does not fit") as raised:
+            store.record_run({**huge.row(), "status": "ok", "batch_size": 10**20}, [])
+    assert huge.run_id in str(raised.value) and "\n" not in str(raised.value)
+    assert list(load(tmp_path).runs["run_id"]) == [spec.run_id]

@@ -1,0 +1,184 @@
+"""Schema versions: an older store is upgraded in place after a backup, a newer one refused,
+and a read-only look at an old store writes nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from regbench.cli import main
+from regbench.engine.plan import Execution, RunSpec
+from regbench.errors import RegbenchError
+from regbench.results.migrations import SCHEMA_VERSION
+from regbench.results.reader import load
+from regbench.results.store import DB_NAME, Store
+
+# the runs table as regbench wrote it before versioning: no cell_hash, no dataset on best_values
+OLD_RUN_COLUMNS = [
+    "run_id TEXT PRIMARY KEY",
+    "config_hash TEXT NOT NULL",
+    "stage TEXT",
+    "arch TEXT",
+    "reg TEXT",
+    "params TEXT",
+    "tuned TEXT",
+    "seed INTEGER",
+    "dataset TEXT",
+    "dataset_options TEXT",
+    "epochs INTEGER",
+    "batch_size INTEGER",
+    "optimizer TEXT",
+    "learning_rate REAL",
+    "status TEXT",
+    "val_accuracy REAL",
+    "jit_compile TEXT",
+    "precision TEXT",
+    "steps_per_execution INTEGER",
+    "pipeline TEXT",
+    "model_path TEXT",
+    "started_at TEXT",
+]
+
+
+def old_store(folder: Path, version: int = 0) -> RunSpec:
+    """A store as an earlier regbench left it: old columns, the old identity hash (which
+    hashed execution options), an absolute model path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = RunSpec(
+        arch="model1", reg="dropout", params={"rate": 0.2}, seed=1, execution=Execution("off")
+    )
+    old_hash = "0123456789abcdef"
+    model = folder / "models" / f"{spec.run_id}.keras"
+    db = sqlite3.connect(folder / DB_NAME)
+    db.execute(f"CREATE TABLE runs ({', '.join(OLD_RUN_COLUMNS)})")
+    db.execute(
+        "CREATE TABLE epochs (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL,"
+        " metric TEXT NOT NULL, value REAL, elapsed_s REAL,"
+        " PRIMARY KEY (run_id, epoch, split, metric))"
+    )
+    db.execute(
+        'CREATE TABLE best_values (arch TEXT, reg TEXT, "values" TEXT, score REAL, '
+        "search_hash TEXT, PRIMARY KEY (arch, reg))"
+    )
+    row = {**spec.row(), "config_hash": old_hash, "status": "ok", "val_accuracy": 0.5}
+    row |= {"params": json.dumps(row["params"]), "tuned": "[]", "dataset_options": "{}"}
+    row |= {"model_path": str(model.absolute()), "started_at": "2026-01-01T00:00:00"}
+    names = [c.split()[0] for c in OLD_RUN_COLUMNS]
+    db.execute(
+        f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        [row.get(n) for n in names],
+    )
+    db.execute(
+        "INSERT INTO best_values VALUES ('model1', 'dropout', '{\"rate\": 0.3}', 0.6, 'abc')"
+    )
+    db.execute(f"PRAGMA user_version = {version}")
+    db.commit()
+    db.close()
+    return spec
+
+
+def columns(folder: Path, table: str) -> set[str]:
+    with sqlite3.connect(folder / DB_NAME) as db:
+        return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def test_an_old_store_is_upgraded_in_place_after_a_backup(tmp_path):
+    spec = old_store(tmp_path)
+    store = Store(tmp_path)
+    try:
+        # the cell that failed before: a run recorded into the upgraded table
+        other = RunSpec(arch="model2", reg="none", params={}, seed=0)
+        store.record_run({**other.row(), "status": "ok"}, [])
+        # tuned before values remembered their dataset: the runs' one is assumed
+        assert store.best_values("cifar10") == {("model1", "dropout"): {"rate": 0.3}}
+        statuses = store.statuses()
+    finally:
+        store.close()
+    assert {"cell_hash", "model_path", "summary"} <= columns(tmp_path, "runs")
+    assert "dataset" in columns(tmp_path, "best_values")
+    backup = tmp_path / f"{DB_NAME}.bak-v0"
+    assert backup.exists() and "cell_hash" not in {
+        r[1] for r in sqlite3.connect(backup).execute("PRAGMA table_info(runs)")
+    }
+    runs = load(tmp_path).runs.set_index("run_id")
+    kept = runs.loc[spec.run_id]  # run_id is the key and names the model file: kept
+    assert kept["config_hash"] == spec.config_hash == RunSpec.from_row(kept).config_hash
+    assert kept["cell_hash"] == spec.cell_hash
+    assert kept["model_path"] == f"models/{spec.run_id}.keras"
+    assert statuses[spec.config_hash] == "ok"  # the new identity finds the finished run
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_reading_an_old_store_upgrades_a_copy_in_memory_and_writes_nothing(tmp_path):
+    spec = old_store(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    runs = load(tmp_path).runs
+    assert runs.iloc[0]["config_hash"] == spec.config_hash
+    assert runs.iloc[0]["model_path"] == f"models/{spec.run_id}.keras"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+
+
+def test_a_moved_folder_still_finds_its_models(tmp_path):
+    from regbench.results.lookup import finished_run
+
+    spec = old_store(tmp_path / "before")
+    (tmp_path / "before" / "models").mkdir()
+    (tmp_path / "before" / "models" / f"{spec.run_id}.keras").write_bytes(b"model")
+    (tmp_path / "before").rename(tmp_path / "after")
+    row = finished_run(tmp_path / "after", run_id=spec.run_id)
+    assert Path(row["model_path"]) == tmp_path / "after" / "models" / f"{spec.run_id}.keras"
+    Store(tmp_path / "after").close()  # the upgrade stores it relative
+    assert load(tmp_path / "after").runs.iloc[0]["model_path"] == f"models/{spec.run_id}.keras"
+
+
+def test_new_runs_record_model_paths_relative_to_the_folder(tmp_path):
+    spec = RunSpec(arch="model1", reg="none", params={}, seed=0)
+    with Store(tmp_path) as store:
+        path = tmp_path / "models" / f"{spec.run_id}.keras"
+        store.record_run({**spec.row(), "status": "ok", "model_path": str(path)}, [])
+    assert load(tmp_path).runs.iloc[0]["model_path"] == f"models/{spec.run_id}.keras"
+
+
+def test_a_store_from_a_newer_regbench_is_refused_with_one_line(tmp_path, capsys):
+    old_store(tmp_path, version=SCHEMA_VERSION + 5)
+    with pytest.raises(RegbenchError, match="newer regbench"):
+        Store(tmp_path)
+    with pytest.raises(RegbenchError, match="newer regbench"):
+        load(tmp_path)
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "newer regbench" in err and str(tmp_path) in err
+
+
+def test_a_fresh_store_is_at_the_current_version(tmp_path):
+    Store(tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert not (tmp_path / f"{DB_NAME}.bak-v0").exists()
+
+
+def test_plan_tuned_reads_an_old_store_without_changing_it(tmp_path, capsys):
+    spec = old_store(tmp_path)
+    before = (tmp_path / DB_NAME).read_bytes()
+    argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,2", "--tuned"]
+    argv += ["--jit-compile", "off", "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "rate=0.3" in out  # the tuned value, from the old best_values
+    assert "done 0" in out  # the tuned rate differs from the finished run's 0.2
+    assert (tmp_path / DB_NAME).read_bytes() == before
+    assert spec.run_id not in out
+
+
+def test_a_run_finished_before_the_identity_change_counts_as_done(tmp_path, capsys):
+    old_store(tmp_path)
+    argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,"]
+    argv += ["--param", "dropout.rate=0.2", "--jit-compile", "on", "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "done 1, pending 0" in capsys.readouterr().out
