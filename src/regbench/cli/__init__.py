@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run-timeout",
         metavar="SECONDS",
-        help="a run still training after this long is stopped and recorded `timeout` (default none)",
+        help="stop a run still training after this long; record it `timeout` (default none)",
     )
     p.add_argument("--trainer", help=argparse.SUPPRESS)
     p.set_defaults(func="run")
