@@ -93,7 +93,8 @@ def test_run_and_plan_refuse_a_damaged_store_and_keep_the_csvs(tmp_path, damage,
     damage(path)
     before = (tmp_path / "runs.csv").read_bytes()
     for command in ("plan", "run"):
-        code = main([command, *GRID, *FAKE, "--out", str(tmp_path)])
+        fake = FAKE if command == "run" else []  # plan trains nothing: it takes no trainer
+        code = main([command, *GRID, *fake, "--experiment", str(tmp_path)])
         err = capsys.readouterr().err
         if damage is zero_bytes and command == "run":  # empty: rebuilt from the CSVs
             assert code == 0, err

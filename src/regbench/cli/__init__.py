@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="completion")
 
     p = sub.add_parser("doctor", help="check an experiment's store; rebuild it from the CSVs")
-    p.add_argument("experiment")
+    p.add_argument("experiment", metavar="DIR", help="experiment folder")
     p.set_defaults(func="doctor")
     return parser
 
