@@ -86,7 +86,7 @@ def test_a_crash_at_any_point_then_a_rerun_completes_every_cell_once(
             raise Crash
         atomic_csv(frame, path)
 
-    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--out", str(folder)]
+    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--experiment", str(folder)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FAKE_LOG", str(log))
         patch.setattr(store_module, "EXPORT_EVERY_S", 0.0)  # export after every run
@@ -116,7 +116,7 @@ def test_a_full_disk_stops_the_grid_with_one_line_and_keeps_what_finished(
         commit(db, values, epochs)
 
     monkeypatch.setattr(store_module, "_commit_run", full_disk)
-    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--out", str(tmp_path)]
+    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--experiment", str(tmp_path)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk is full" in err and calls[2] in err
@@ -139,7 +139,7 @@ def test_a_failing_csv_export_removes_its_temporary_file(tmp_path, monkeypatch, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", no_space)
-    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--out", str(tmp_path)]
+    args = ["run", *GRID, *FAKE, "--executor", "inprocess", "--experiment", str(tmp_path)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk is full" in err and "runs.csv" in err
@@ -186,7 +186,7 @@ def _start(folder: Path, log: Path, sleep: str) -> subprocess.Popen:
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
     env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", "FAKE_SLEEP": sleep}
     env["FAKE_LOG"] = str(log)
-    command = [sys.executable, "-m", "regbench", "run", *GRID, *FAKE, "--out", str(folder)]
+    command = [sys.executable, "-m", "regbench", "run", *GRID, *FAKE, "--experiment", str(folder)]
     command += ["--workers", "2"]
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -135,7 +135,7 @@ def test_doctor_refuses_a_foreign_database(tmp_path, capsys):
 def test_a_missing_store_next_to_csvs_is_rebuilt_not_emptied(tmp_path, caplog):
     path = filled(tmp_path)
     path.unlink()
-    assert main(["run", *GRID, *FAKE, "--out", str(tmp_path)]) == 0
+    assert main(["run", *GRID, *FAKE, "--experiment", str(tmp_path)]) == 0
     assert "restored them from the CSV exports" in caplog.text
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) == 4 + 4  # the four kept, the grid's four new cells added

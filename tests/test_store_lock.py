@@ -74,7 +74,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_within_seconds(tmp_path):
 
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
     env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", "FAKE_SLEEP": "3"}
-    command = [sys.executable, "-m", "regbench", "run", *GRID, *FAKE, "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "regbench", "run", *GRID, *FAKE, "--experiment", str(tmp_path)]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

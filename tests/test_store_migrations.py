@@ -167,7 +167,7 @@ def test_plan_tuned_reads_an_old_store_without_changing_it(tmp_path, capsys):
     spec = old_store(tmp_path)
     before = (tmp_path / DB_NAME).read_bytes()
     argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,2", "--tuned"]
-    argv += ["--jit-compile", "off", "--out", str(tmp_path)]
+    argv += ["--jit-compile", "off", "--experiment", str(tmp_path)]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "rate=0.3" in out  # the tuned value, from the old best_values
@@ -179,6 +179,6 @@ def test_plan_tuned_reads_an_old_store_without_changing_it(tmp_path, capsys):
 def test_a_run_finished_before_the_identity_change_counts_as_done(tmp_path, capsys):
     old_store(tmp_path)
     argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,"]
-    argv += ["--param", "dropout.rate=0.2", "--jit-compile", "on", "--out", str(tmp_path)]
+    argv += ["--param", "dropout.rate=0.2", "--jit-compile", "on", "--experiment", str(tmp_path)]
     assert main(argv) == 0, capsys.readouterr().err
     assert "done 1, pending 0" in capsys.readouterr().out

@@ -125,14 +125,24 @@ def _load_data(
 
 def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
     """The runs of the experiment's grid and which of them its folder already holds."""
+    experiment = _experiment(experiment, settings)
+    statuses = _statuses(experiment.folder)
+    runs = []
+    for spec in _specs(experiment, tuned):
+        status = statuses.get(spec.config_hash)
+        state = "done" if status == "ok" else "pending" if status is None else "failed"
+        runs.append(PlannedRun(spec, state, status))
+    return Plan(experiment, experiment.folder, tuple(runs))
+
+
+def _specs(experiment: Experiment, tuned: bool) -> list[RunSpec]:
+    """Every run of the grid, validated against the installed plugins."""
     from regbench.engine.plan import make_plan
     from regbench.plugins.manager import registry
 
-    experiment = _experiment(experiment, settings)
     check_param_names(experiment.params)
-    folder = experiment.folder
-    values = tuned_values(folder, experiment.dataset) if tuned else None
-    specs = make_plan(
+    values = tuned_values(experiment.folder, experiment.dataset) if tuned else None
+    return make_plan(
         registry(),
         experiment.arch,
         experiment.reg,
@@ -142,13 +152,6 @@ def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **sett
         values,
         experiment.execution,
     )
-    statuses = _statuses(folder)
-    runs = []
-    for spec in specs:
-        status = statuses.get(spec.config_hash)
-        state = "done" if status == "ok" else "pending" if status is None else "failed"
-        runs.append(PlannedRun(spec, state, status))
-    return Plan(experiment, folder, tuple(runs))
 
 
 def check_param_names(params: Mapping[str, Mapping[str, Any]]) -> None:
@@ -220,19 +223,19 @@ def run(
     if tune:
         _search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
         tuned = True
-    planned = plan(experiment, tuned=tuned)
+    specs = _specs(experiment, tuned)
     from regbench.engine import executor as ex
     from regbench.results.store import Store
 
     options = _executor_options(experiment)
     ex.check_counts(options)
-    check_data(planned.specs, experiment)
-    store = Store(planned.folder)
+    check_data(specs, experiment)
+    store = Store(experiment.folder)  # takes the folder's lock; upgrades or rebuilds the store
     try:
-        _execute(planned, store, options, experiment, force, observer or Observer())
+        _execute(specs, store, options, experiment, force, observer or Observer())
     finally:
         store.close()
-    return load(planned.folder, only=planned.specs)
+    return load(experiment.folder, only=specs)
 
 
 def _executor_options(experiment: Experiment) -> Any:
@@ -253,7 +256,7 @@ def _executor_options(experiment: Experiment) -> Any:
 
 
 def _execute(
-    planned: Plan,
+    specs: Sequence[RunSpec],
     store: Store,
     options: Any,
     experiment: Experiment,
@@ -265,7 +268,7 @@ def _execute(
     from regbench.plugins.manager import registry
 
     statuses = store.statuses()
-    todo = [s for s in planned.specs if force or statuses.get(s.config_hash) != "ok"]
+    todo = [s for s in specs if force or statuses.get(s.config_hash) != "ok"]
     todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
     store.export()  # a kill between a commit and its export must not leave stale CSVs
     logs = store.folder / "logs"
@@ -283,7 +286,7 @@ def _execute(
 
     hooks = ex.Hooks(on_result=on_result, on_start=observer.started, on_progress=observer.update)
     runner = _runner(experiment.executor)
-    observer.begin(len(todo), len(planned.specs) - len(todo), store.folder)
+    observer.begin(len(todo), len(specs) - len(todo), store.folder)
     try:
         runner(todo, options, hooks)
     except KeyboardInterrupt:
