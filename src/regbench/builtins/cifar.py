@@ -67,10 +67,13 @@ _READ_ERRORS = (
 
 
 def _reconstruct() -> Callable[..., Any]:
+    import importlib
+
     try:
-        from numpy._core.multiarray import _reconstruct as reconstruct
+        module = importlib.import_module("numpy._core.multiarray")
     except ImportError:  # older numpy only has numpy.core
-        from numpy.core.multiarray import _reconstruct as reconstruct
+        module = importlib.import_module("numpy.core.multiarray")
+    reconstruct: Callable[..., Any] = module._reconstruct
     return reconstruct
 
 
@@ -217,11 +220,11 @@ class CifarSource:
                 if file.is_file():
                     where = str(file)
                     try:
-                        stream = file.open("rb")
+                        handle = file.open("rb")
                     except OSError as error:
                         raise _unreadable(where, error) from None
-                    with stream:
-                        yield name, where, stream
+                    with handle:
+                        yield name, where, handle
             return
         try:
             # Stream mode: members are read in order straight from the gzip, nothing is
@@ -242,7 +245,7 @@ class CifarSource:
 def read_cifar(source: CifarSource) -> dict[str, np.ndarray]:
     """All batches of one copy as uint8 NHWC arrays (what the cache stores)."""
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    names = CLASS_NAMES
+    names: tuple[str, ...] = CLASS_NAMES
     for name, where, stream in source.members():
         record = unpickle(stream, where)
         if name == META_FILE:

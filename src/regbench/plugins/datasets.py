@@ -155,7 +155,7 @@ def _read_cache(folder: Path) -> dict[str, np.ndarray]:
         missing = sorted(set(expected) - set(arrays))
         raise ValueError(f"missing {', '.join(missing) or 'arrays'}")
     for name, array in arrays.items():
-        if array.dtype.kind not in "biuf":
+        if array.dtype.kind not in "biufU":  # numbers, and text such as class names
             raise ValueError(f"{name}.npy holds {array.dtype} values")
     return arrays
 

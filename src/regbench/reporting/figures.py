@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -325,7 +325,9 @@ def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
 # ---------------------------------------------------------------- helpers
 
 
-def _figure(figsize: tuple[float, float], layout: str | None = "constrained") -> Figure:
+def _figure(
+    figsize: tuple[float, float], layout: Literal["constrained", "tight"] | None = "constrained"
+) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -406,7 +408,7 @@ def _integer_epochs(ax: Axes) -> None:
 def _colors(names: list[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"].colors
+    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     return {n: palette[i % len(palette)] for i, n in enumerate(names)}
 
 
