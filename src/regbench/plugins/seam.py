@@ -21,6 +21,7 @@ from regbench.errors import RegbenchError
 
 NOISE = "noise"  # layers that perturb activations while training (dropout and kin): the lab's [D]
 NORM = "norm"  # layers that normalize activations (batch norm and kin): the lab's [B]
+BRANCH = "branch"  # the end of a residual branch, before the skip is added (stochastic depth)
 ANY = "any"  # a regularizer of this family is asked at every point
 
 
