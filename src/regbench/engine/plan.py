@@ -33,6 +33,8 @@ class Protocol:
     learning_rate: float | None = None
     target: tuple[str, float] | None = None
     precision: str = "float32"
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)  # momentum, nesterov, ...
+    lr_schedule: str = "constant"  # or cosine, step, warmup_cosine (engine.optimizers)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Execution:
     pipeline: str = "auto"
 
 
-IDENTITY_VERSION = 2  # bump (with a store migration) when `RunSpec.identity` changes shape
+IDENTITY_VERSION = 3  # bump (with a store migration) when `RunSpec.identity` changes shape
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,13 +64,23 @@ class RunSpec:
     execution: Execution = field(default_factory=Execution)
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
+    # where the architecture and regularizer come from: PROVENANCE keys to "dist version" and
+    # source hashes (engine.plan.provenance); part of the identity, so an upgrade shows
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    skip: str | None = None  # why this cell is not trained (engine.applicability); not identity
 
     def identity(self) -> dict[str, Any]:
         """What makes this run scientifically different from another: the model, the
-        regularizer and its values, the data, the protocol, the seed and the stage."""
+        regularizer and its values, the data, the protocol, the seed, the stage and the
+        plugins' versions and sources."""
         protocol = asdict(self.protocol)
         protocol["dataset_options"] = dict(sorted(self.protocol.dataset_options.items()))
         protocol["target"] = list(self.protocol.target) if self.protocol.target else None
+        for key, default in (("optimizer_options", {}), ("lr_schedule", "constant")):
+            if protocol[key] == default:  # the defaults leave earlier identities unchanged
+                del protocol[key]
+            elif key == "optimizer_options":
+                protocol[key] = dict(sorted(protocol[key].items()))
         return {
             "arch": self.arch,
             "reg": self.reg,
@@ -76,6 +88,7 @@ class RunSpec:
             "seed": self.seed,
             "stage": self.stage,
             "protocol": protocol,
+            "provenance": dict(sorted(self.provenance.items())),
         }
 
     @property
@@ -109,7 +122,9 @@ class RunSpec:
             "params": dict(self.params),
             "tuned": list(self.tuned),
             "dataset_options": dict(self.protocol.dataset_options),
+            "optimizer_options": dict(self.protocol.optimizer_options),
             "target": f"{target[0]}>={target[1]}" if target else None,
+            **{key: self.provenance.get(key) for key in PROVENANCE},
         }
 
     @classmethod
@@ -147,13 +162,44 @@ class RunSpec:
                 learning_rate=None if rate is None else float(rate),
                 target=(metric, float(goal)) if metric else None,
                 precision=str(value("precision", "float32")),
+                optimizer_options=decoded("optimizer_options"),
+                lr_schedule=str(value("lr_schedule", "constant")),
             ),
+            provenance={key: str(value(key)) for key in PROVENANCE if value(key) is not None},
             execution=Execution(
                 jit_compile=str(value("jit_compile", "auto")),
                 steps_per_execution=int(value("steps_per_execution", 1)),
                 pipeline=str(value("pipeline", "auto")),
             ),
         )
+
+
+PROVENANCE = ("arch_source", "reg_source", "arch_source_hash", "reg_source_hash")
+
+
+def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
+    """Which distribution and version provide `arch` and `reg`, and hashes of their source."""
+    arch_source, arch_hash = registry.provenance("architectures", arch)
+    reg_source, reg_hash = registry.provenance("regularizers", reg)
+    return {
+        "arch_source": arch_source,
+        "reg_source": reg_source,
+        "arch_source_hash": arch_hash,
+        "reg_source_hash": reg_hash,
+    }
+
+
+def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
+    """Why `spec` is to run although a row of the same cell and seed exists (`stored`, found by
+    cell and seed): which plugin's version or source changed. Empty when nothing tells."""
+    if not stored:
+        return ""
+    changes = []
+    for key in PROVENANCE:
+        old, new = stored.get(key), spec.provenance.get(key)
+        if old != new and isinstance(old, str) and old:
+            changes.append(f"{key.replace('_', ' ')} {old} -> {new}")
+    return "; ".join(changes)
 
 
 def _digest(payload: Mapping[str, Any]) -> str:
@@ -222,6 +268,10 @@ def check_protocol(protocol: Protocol, execution: Execution | None = None) -> No
         raise RegbenchError(f"--learning-rate must be positive; got {protocol.learning_rate}")
     if protocol.precision not in PRECISIONS:
         raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    from regbench.engine.optimizers import check_schedule, parse_optimizer_options
+
+    check_schedule(protocol.lr_schedule)
+    parse_optimizer_options(protocol.optimizer_options)
 
 
 def check_execution(execution: Execution) -> None:
@@ -268,13 +318,15 @@ def make_plan(
     reg_params = dict(reg_params or {})
     for reg in reg_params:
         registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
+    from regbench.engine.applicability import why_not
+
     specs = []
     for seed in seeds:
         for arch in arch_names:
             for reg in reg_names:
                 regularizer = registry.get("regularizers", reg)
                 from_tuning = dict((tuned or {}).get((arch, reg), {}))
-                explicit = dict(reg_params.get(reg, {}))
+                explicit = _explicit_params(reg, reg_params)
                 merged = {**from_tuning, **explicit}
                 params = regularizer.resolve(merged)
                 tuned_keys = tuple(sorted(k for k in from_tuning if k not in explicit))
@@ -287,9 +339,21 @@ def make_plan(
                         tuned=tuned_keys,
                         protocol=protocol,
                         execution=execution,
+                        provenance=provenance(registry, arch, reg),
+                        skip=why_not(registry.get("architectures", arch), regularizer, params),
                     )
                 )
     return specs
+
+
+def _explicit_params(reg: str, reg_params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """--param values for `reg`; for a combination `a+b`, `a.x=...` becomes its `a.x`."""
+    explicit = dict(reg_params.get(reg, {}))
+    if "+" in reg:
+        for part in reg.split("+"):
+            for key, value in reg_params.get(part, {}).items():
+                explicit.setdefault(f"{part}.{key}", value)
+    return explicit
 
 
 def order_by_cost(
