@@ -9,8 +9,8 @@ versions.
 from __future__ import annotations
 
 from regbench.errors import PluginError, RegbenchError
-from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split, to_unit
 from regbench.plugins.building import BuildContext
+from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split, to_unit
 from regbench.plugins.hookspecs import hookimpl
 from regbench.plugins.keras import import_keras
 from regbench.plugins.randomness import beta as random_beta

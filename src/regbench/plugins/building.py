@@ -192,7 +192,9 @@ class _Plain(Regularizer):
 _MACS: dict[tuple[str, tuple[int, int, int], int], int] = {}
 
 
-def measure_macs(architecture: Architecture, input_shape: tuple[int, int, int], classes: int) -> int:
+def measure_macs(
+    architecture: Architecture, input_shape: tuple[int, int, int], classes: int
+) -> int:
     """A builder architecture's cost, from its model built without regularization (memoized)."""
     key = (architecture.name, tuple(input_shape), classes)
     if key not in _MACS:
@@ -210,6 +212,5 @@ def check_builds(architecture: Architecture, input_shape: tuple[int, int, int]) 
     except Exception as exc:
         message = " ".join(str(exc).split())[:200]
         raise RegbenchError(
-            f"{architecture.name} cannot take a {'x'.join(map(str, input_shape))} input: "
-            f"{message}"
+            f"{architecture.name} cannot take a {'x'.join(map(str, input_shape))} input: {message}"
         ) from None

@@ -212,8 +212,7 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
             except Exception as exc:
                 registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
     registry.keras_hooks = [
-        (impl.plugin_name, impl.function)
-        for impl in pm.hook.register_keras_objects.get_hookimpls()
+        (impl.plugin_name, impl.function) for impl in pm.hook.register_keras_objects.get_hookimpls()
     ]
     return registry
 

@@ -480,7 +480,9 @@ class Composite(Regularizer):
         return optimizer
 
     def callbacks(self, params, ctx=None):
-        return [cb for c in self.components for cb in invoke(c.callbacks, self.own(c, params), ctx=ctx)]
+        return [
+            cb for c in self.components for cb in invoke(c.callbacks, self.own(c, params), ctx=ctx)
+        ]
 
     def refuse(self, architecture, params):
         for c in self.components:

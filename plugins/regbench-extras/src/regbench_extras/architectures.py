@@ -69,9 +69,13 @@ def resnet(ctx: BuildContext, x: Any) -> Any:
             meta = {"stage": stage, "block": index, "blocks": blocks}
             name = f"stage{stage}.block{block}"
             y = layers.ReLU()(layers.BatchNormalization()(conv(filters, 3, strides)(x)))
-            y = ctx.point(y, f"{name}.trunk", "maps", families={NOISE}, meta={**meta, "role": "trunk"})
+            y = ctx.point(
+                y, f"{name}.trunk", "maps", families={NOISE}, meta={**meta, "role": "trunk"}
+            )
             y = layers.BatchNormalization()(conv(filters)(y))
-            y = ctx.point(y, f"{name}.branch", "maps", families={BRANCH}, meta={**meta, "role": "branch"})
+            y = ctx.point(
+                y, f"{name}.branch", "maps", families={BRANCH}, meta={**meta, "role": "branch"}
+            )
             if strides != 1 or x.shape[-1] != filters:
                 x = layers.BatchNormalization()(conv(filters, 1, strides)(x))
             x = layers.ReLU()(layers.Add()([x, y]))

@@ -214,11 +214,7 @@ class DropBlock(Regularizer):
             return []
         from regbench_extras.layers import DropBlock as DropBlockLayer
 
-        return [
-            DropBlockLayer(
-                params["rate"], int(params["block_size"]), progress=ctx.progress
-            )
-        ]
+        return [DropBlockLayer(params["rate"], int(params["block_size"]), progress=ctx.progress)]
 
 
 class StochasticDepth(Regularizer):
