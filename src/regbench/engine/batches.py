@@ -2,7 +2,7 @@
 
 The wrapper's train step one-hot encodes the labels, hands images and targets to the
 regularizer's `batch` hook and trains on what comes back with crossentropy on soft targets;
-its test step one-hot encodes only. Accuracy compares argmax, so it means the same as the
+its loss and metrics one-hot encode sparse labels (evaluation, and Keras's symbolic build). Accuracy compares argmax, so it means the same as the
 sparse accuracy of other runs. The wrapper delegates to Keras's own train and test steps, so
 it compiles with XLA like any model; only the inner model is counted, described and saved.
 """
@@ -32,19 +32,42 @@ def _wrapper_class() -> type:
         def call(self, x, training=False):
             return self.inner(x, training=training)
 
-        def _one_hot(self, y):
+        def _targets(self, y):
+            """Sparse labels as one-hot rows; soft targets (already rows) as they are."""
+            if len(y.shape) == 2 and y.shape[-1] == self.run.classes:
+                return y
             labels = ops.cast(ops.reshape(y, (-1,)), "int32")
             return ops.one_hot(labels, self.run.classes)
 
         def train_step(self, *args):  # TensorFlow and torch: (data); JAX: (state, data)
             *state, data = args
-            x, y = data[0], self._one_hot(data[1])
-            x, y = self.regularizer.batch(x, y, self.params, self.seed_generator, self.run)
-            return super().train_step(*state, (x, y))
+            x, y = data[0], self._targets(data[1])
+            if not state:
+                x, y = self.regularizer.batch(x, y, self.params, self.seed_generator, self.run)
+                return super().train_step((x, y))
+            (x, y), state = self._stateless_batch(x, y, state[0])
+            return super().train_step(state, (x, y))
 
-        def test_step(self, *args):
-            *state, data = args
-            return super().test_step(*state, (data[0], self._one_hot(data[1])))
+        def _stateless_batch(self, x, y, state):
+            """JAX: draw from the seed generator through the step's own state, as Keras's
+            stateless calls do, and hand the advanced state on."""
+            trainable, non_trainable, *rest = state
+            variables = self.non_trainable_variables
+            with keras.StatelessScope(state_mapping=list(zip(variables, non_trainable))) as scope:
+                out = self.regularizer.batch(x, y, self.params, self.seed_generator, self.run)
+            advanced = [
+                scope.get_current_value(v) if scope.get_current_value(v) is not None else old
+                for v, old in zip(variables, non_trainable)
+            ]
+            return out, (trainable, advanced, *rest)
+
+        # Keras also computes losses and metrics outside the steps (JAX's symbolic build)
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            y = None if y is None else self._targets(y)
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, self._targets(y), y_pred, sample_weight)
 
     return SoftTargetTraining
 
