@@ -2,7 +2,8 @@
 
 The wrapper's train step one-hot encodes the labels, hands images and targets to the
 regularizer's `batch` hook and trains on what comes back with crossentropy on soft targets;
-its loss and metrics one-hot encode sparse labels (evaluation, and Keras's symbolic build). Accuracy compares argmax, so it means the same as the
+its loss and metrics one-hot encode sparse labels (evaluation, Keras's symbolic build).
+Accuracy compares argmax, so it means the same as the
 sparse accuracy of other runs. The wrapper delegates to Keras's own train and test steps, so
 it compiles with XLA like any model; only the inner model is counted, described and saved.
 """
@@ -53,11 +54,13 @@ def _wrapper_class() -> type:
             stateless calls do, and hand the advanced state on."""
             trainable, non_trainable, *rest = state
             variables = self.non_trainable_variables
-            with keras.StatelessScope(state_mapping=list(zip(variables, non_trainable))) as scope:
+            with keras.StatelessScope(
+                state_mapping=list(zip(variables, non_trainable, strict=True))
+            ) as scope:
                 out = self.regularizer.batch(x, y, self.params, self.seed_generator, self.run)
             advanced = [
                 scope.get_current_value(v) if scope.get_current_value(v) is not None else old
-                for v, old in zip(variables, non_trainable)
+                for v, old in zip(variables, non_trainable, strict=True)
             ]
             return out, (trainable, advanced, *rest)
 
