@@ -211,7 +211,7 @@ def _package_files(obj: Any) -> list[Path]:
     top = sys.modules.get(module.__name__.partition(".")[0])
     if top is not None and getattr(top, "__path__", None) and top.__name__ != "regbench":
         return sorted(Path(next(iter(top.__path__))).rglob("*.py"))
-    return [Path(module.__file__)]
+    return [Path(str(module.__file__))]
 
 
 def check_backend_neutral(plugin: Any) -> None:

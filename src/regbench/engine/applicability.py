@@ -34,7 +34,7 @@ def why_not(
         return None
     key = (architecture.name, regularizer.name, repr(sorted(params.items())), input_shape, classes)
     if key not in _CACHE:
-        _CACHE[key] = _inert(architecture, regularizer, params, tuple(input_shape), classes)
+        _CACHE[key] = _inert(architecture, regularizer, params, input_shape, classes)
     return _CACHE[key]
 
 

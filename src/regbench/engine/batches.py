@@ -3,9 +3,9 @@
 The wrapper's train step one-hot encodes the labels, hands images and targets to the
 regularizer's `batch` hook and trains on what comes back with crossentropy on soft targets;
 its loss and metrics one-hot encode sparse labels (evaluation, Keras's symbolic build).
-Accuracy compares argmax, so it means the same as the
-sparse accuracy of other runs. The wrapper delegates to Keras's own train and test steps, so
-it compiles with XLA like any model; only the inner model is counted, described and saved.
+Accuracy compares argmax, so it means the same as the sparse accuracy of other runs. The
+wrapper delegates to Keras's own train and test steps, so it compiles with XLA like any model
+(TensorFlow, JAX); only the inner model is counted, described and saved.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _wrapper_class() -> type:
     keras = import_keras()
     ops = keras.ops
 
-    class SoftTargetTraining(keras.Model):
+    class SoftTargetTraining(keras.Model):  # type: ignore[name-defined,misc]
         def __init__(self, inner, regularizer, params, run, seed):
             super().__init__(name=f"{inner.name}_training")
             self.inner = inner

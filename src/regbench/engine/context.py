@@ -33,7 +33,7 @@ class TrainingProgress:
         keras = import_keras()
         progress = self
 
-        class Advance(keras.callbacks.Callback):
+        class Advance(keras.callbacks.Callback):  # type: ignore[name-defined,misc]
             epoch = 0
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -52,7 +52,7 @@ def run_context(
     batch_size: int,
     train_size: int,
     classes: int,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     learning_rate: float | None,
     stage: str,
     seed: int,

@@ -38,7 +38,7 @@ def build(
 ) -> Built:
     """The model and what was inserted where (params validated here)."""
     keras = import_keras()
-    architecture.check_input(tuple(input_shape))
+    architecture.check_input(input_shape)
     if classes < 2:
         raise RegbenchError(f"a classifier needs at least 2 classes; got {classes}")
     values = regularizer.resolve(params)
@@ -48,7 +48,7 @@ def build(
         architecture,
         regularizer,
         values,
-        tuple(input_shape),
+        input_shape,
         classes,
         arch_params=arch_params,
         run=run,

@@ -189,7 +189,7 @@ class _Plain(Regularizer):
     name = "none"
 
 
-_MACS: dict[tuple[str, tuple[int, int, int], int], int] = {}
+_MACS: dict[tuple[str, tuple[int, ...], int], int] = {}
 
 
 def measure_macs(

@@ -101,7 +101,7 @@ class RunContext:
     batch_size: int = 64
     train_size: int = 0
     classes: int = 10
-    input_shape: tuple[int, int, int] = (32, 32, 3)
+    input_shape: tuple[int, ...] = (32, 32, 3)
     learning_rate: float | None = None
     stage: str = "grid"
     seed: int = 0
@@ -275,7 +275,7 @@ class Architecture:
         if self.builder is not None:
             from regbench.plugins.building import check_builds
 
-            check_builds(self, tuple(input_shape))
+            check_builds(self, input_shape)
             return
         shape: tuple[int, ...] = tuple(input_shape)
         for index, spec in enumerate(self.layers):
