@@ -23,7 +23,7 @@ from regbench.api import (
 from regbench.engine.applicability import why_not
 from regbench.engine.models import build, count_params, count_regularized_kernels
 from regbench.engine.optimizers import parse_optimizer_options, schedule
-from regbench.engine.plan import Protocol, RunSpec, make_plan, why_pending
+from regbench.engine.plan import Protocol, RunSpec, make_plan, stale_reasons, why_pending
 from regbench.errors import RegbenchError
 from regbench.plugins.keras import import_keras
 from regbench.plugins.seam import invoke
@@ -187,6 +187,8 @@ def test_provenance_is_part_of_the_identity_and_explains_a_pending_cell(registry
     upgraded = RunSpec(**{**spec.__dict__, "provenance": {**spec.provenance, "reg_source": "x 2"}})
     assert upgraded.config_hash != spec.config_hash
     assert why_pending(upgraded, row) == f"reg source {spec.provenance['reg_source']} -> x 2"
+    reason = f"reg source {spec.provenance['reg_source']} -> x 2"
+    assert stale_reasons([upgraded, spec], [row]) == {upgraded.config_hash: reason}
 
 
 def test_protocol_optimizer_defaults_keep_old_identities():

@@ -190,8 +190,8 @@ def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
 
 
 def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
-    """Why `spec` is to run although a row of the same cell and seed exists (`stored`, found by
-    cell and seed): which plugin's version or source changed. Empty when nothing tells."""
+    """Why `spec` is to run although `stored`, a row of the same cell and seed trained with
+    other plugin versions or sources, exists: which plugin changed. Empty when nothing tells."""
     if not stored:
         return ""
     changes = []
@@ -200,6 +200,27 @@ def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
         if old != new and isinstance(old, str) and old:
             changes.append(f"{key.replace('_', ' ')} {old} -> {new}")
     return "; ".join(changes)
+
+
+def stale_reasons(specs: Sequence[RunSpec], rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """config_hash -> why that spec is pending although the store holds a row of the same
+    science (arch, reg, values, seed, stage, protocol) from other plugin versions or sources."""
+    earlier: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        try:
+            earlier.setdefault(_digest(_science(RunSpec.from_row(row))), row)
+        except (KeyError, TypeError, ValueError):  # a row too old to say
+            continue
+    reasons = {}
+    for spec in specs:
+        row = earlier.get(_digest(_science(spec)))
+        if row is not None and row.get("config_hash") != spec.config_hash:
+            reasons[spec.config_hash] = why_pending(spec, row) or "its plugins changed"
+    return reasons
+
+
+def _science(spec: RunSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.identity().items() if k != "provenance"}
 
 
 def _digest(payload: Mapping[str, Any]) -> str:
