@@ -57,7 +57,7 @@ def build_and_compile(
     exactly this. `run` defaults to a grid run on the training split."""
     keras = import_keras()
     execution = execution or Execution()
-    run = run or _context(protocol, data, seed, "grid", len(data.x_train))
+    run = run or context_for(protocol, data, seed, "grid", len(data.x_train))
     keras.mixed_precision.set_global_policy(protocol.precision)
     model = build_model(arch, reg, params, data.input_shape, data.classes, seed=seed, run=run)
     model = batches.wrap_for_batches(model, reg, params, run)
@@ -91,7 +91,10 @@ def run_callbacks(reg: Regularizer, params: Mapping[str, Any], run: RunContext) 
     return [run.progress.callback(), *own] if run.progress is not None else own
 
 
-def _context(protocol: Protocol, data: Splits, seed: int, stage: str, train_size: int):
+def context_for(
+    protocol: Protocol, data: Splits, seed: int, stage: str, train_size: int
+) -> RunContext:
+    """The run context of one run of `protocol` on `data` (the tuning stage passes "tune")."""
     return run_context(
         epochs=protocol.epochs,
         batch_size=protocol.batch_size,
@@ -200,7 +203,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress) -> d
         if final
         else (data.x_train, data.y_train)
     )
-    run = _context(spec.protocol, data, spec.seed, spec.stage, len(x_fit))
+    run = context_for(spec.protocol, data, spec.seed, spec.stage, len(x_fit))
     model = build_and_compile(
         arch, reg, params, spec.protocol, data, spec.seed, spec.execution, run
     )
