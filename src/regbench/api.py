@@ -1,6 +1,6 @@
 """Everything a plugin author needs, in one module: import from here, never from the rest.
 
-    from regbench.api import hookimpl, Regularizer, HParam, Point, import_keras
+    from regbench.api import hookimpl, Architecture, BuildContext, Regularizer, HParam, import_keras
 
 The names below are regbench's public plugin interface; anything else may move between
 versions.
@@ -9,15 +9,19 @@ versions.
 from __future__ import annotations
 
 from regbench.errors import PluginError, RegbenchError
+from regbench.plugins.building import BuildContext
 from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split, to_unit
 from regbench.plugins.hookspecs import hookimpl
 from regbench.plugins.keras import import_keras
+from regbench.plugins.randomness import beta as random_beta
 from regbench.plugins.seam import (
     ANY,
+    BRANCH,
     NOISE,
     NORM,
     Architecture,
     Classifier,
+    Composite,
     Conv,
     Dense,
     Flatten,
@@ -26,15 +30,19 @@ from regbench.plugins.seam import (
     OptimizerSpec,
     Point,
     Regularizer,
+    RunContext,
 )
 from regbench.plugins.visualizers import Visualizer, check_image, class_name, layer_outputs
 
 __all__ = [
     "ANY",
+    "BRANCH",
     "NOISE",
     "NORM",
     "Architecture",
+    "BuildContext",
     "Classifier",
+    "Composite",
     "Conv",
     "Dataset",
     "Dense",
@@ -46,6 +54,7 @@ __all__ = [
     "Point",
     "RegbenchError",
     "Regularizer",
+    "RunContext",
     "Splits",
     "Visualizer",
     "cached_arrays",
@@ -54,6 +63,7 @@ __all__ = [
     "hookimpl",
     "import_keras",
     "lab_split",
+    "random_beta",
     "layer_outputs",
     "to_unit",
 ]

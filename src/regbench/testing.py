@@ -1,13 +1,15 @@
 """The conformance kit: checks a plugin author calls from their own tests.
 
-`check_regularizer(reg)` runs them all. A regularizer that passes builds on every installed
-architecture and gives (batch, classes) probability rows; adds only the weights and losses it
-claims (the `adds_params`, `adds_losses` and `stochastic_inference` attributes of
-`regbench.plugins.seam.Regularizer`); builds at its declared bounds and refuses values outside
-them with
-`RegbenchError`; trains through the trainer's contract (loss, optimizer, callbacks) and survives
-a save/load round trip; and imports no backend directly. Each check is also public, so a test
-can run one alone. Needs `regbench[test]` (hypothesis); plain `AssertionError`s, no pytest.
+`check_regularizer(reg)` runs the regularizer's checks. A regularizer that passes builds on
+every architecture it is given (default: all installed) and gives (batch, classes) probability
+rows; adds only the weights and losses it claims (the `adds_params`, `adds_losses` and
+`stochastic_inference` attributes of `regbench.api.Regularizer`); builds at its declared bounds
+and refuses values outside them with `RegbenchError`; rewrites batches into soft targets of the
+right shape (if it has a `batch` hook); trains on every architecture exactly as the trainer
+does, compiled with XLA; reloads the saved model in a fresh process; and its whole package
+imports no backend directly. `check_architecture(arch)` and `check_dataset(ds)` do the same for
+the other plugin kinds. Each check is also public, so a test can run one alone. Needs
+`regbench[test]` (hypothesis); plain `AssertionError`s, no pytest.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,23 +28,34 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regbench.engine.models import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE, build_model, count_params
+from regbench.engine.models import (
+    DEFAULT_CLASSES,
+    DEFAULT_INPUT_SHAPE,
+    build,
+    build_model,
+    count_params,
+    count_regularized_kernels,
+)
 from regbench.errors import RegbenchError
+from regbench.plugins.datasets import Dataset, Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import build_registry
 from regbench.plugins.seam import (
     Architecture,
-    Classifier,
-    Conv,
-    Dense,
     HParam,
     OptimizerSpec,
     Regularizer,
+    RunContext,
+    invoke,
 )
 
 __all__ = [
     "CLAIMS",
+    "check_architecture",
     "check_backend_neutral",
+    "check_batches",
+    "check_dataset",
+    "check_reloads_in_fresh_process",
     "check_bounds_build",
     "check_declaration",
     "check_model",
@@ -93,26 +108,35 @@ def _check_rows(out: np.ndarray, batch: int, classes: int, label: str) -> None:
     _require(bool(np.allclose(sums, 1.0, atol=1e-4)), f"{label}: rows sum to {sums}, not 1")
 
 
-def _kernels(architecture: Architecture) -> int:
-    """How many kernels a run's kernel regularizer covers: one per Conv, Dense and Classifier."""
-    return sum(isinstance(spec, Conv | Dense | Classifier) for spec in architecture.layers)
+def _kernels(model: Any) -> int:
+    """How many kernels a run's kernel regularizer should cover: every Conv2D and Dense."""
+    keras = import_keras()
+    kinds = (keras.layers.Conv2D, keras.layers.Dense)
+    return sum(isinstance(layer, kinds) for layer in _flat_layers(model))
+
+
+def _flat_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if hasattr(layer, "layers") else [layer])
+    return out
 
 
 class _Baseline(Regularizer):
     name = "none"
 
 
-_BASELINES: dict[tuple, tuple[dict[str, int], int]] = {}
+_BASELINES: dict[tuple, tuple[dict[str, int], int, int]] = {}
 
 
 def _baseline(
     architecture: Architecture, input_shape: InputShape, classes: int
-) -> tuple[dict[str, int], int]:
-    """Parameter counts and loss count of the unregularized model (memoized: one build each)."""
-    key = (architecture.name, repr(architecture.layers), tuple(input_shape), classes)
+) -> tuple[dict[str, int], int, int]:
+    """Parameter counts, loss count and kernel count of the unregularized model (memoized)."""
+    key = (architecture.name, id(architecture), tuple(input_shape), classes)
     if key not in _BASELINES:
         model = build_model(architecture, _Baseline(), {}, input_shape, classes, seed=0)
-        _BASELINES[key] = (count_params(model), len(model.losses))
+        _BASELINES[key] = (count_params(model), len(model.losses), _kernels(model))
     return _BASELINES[key]
 
 
@@ -179,17 +203,34 @@ def check_declaration(regularizer: Regularizer) -> None:
     _require(len(set(names)) == len(names), f"{regularizer.name}: duplicate hparams {names}")
 
 
-def check_backend_neutral(regularizer: Regularizer) -> None:
-    """The modules defining the regularizer reach the backend only through Keras: no tensorflow,
+def _package_files(obj: Any) -> list[Path]:
+    """Every .py file of the package that defines `obj` (just its module when top-level)."""
+    module = inspect.getmodule(obj)
+    if module is None or not getattr(module, "__file__", None):
+        return []
+    top = sys.modules.get(module.__name__.partition(".")[0])
+    if top is not None and getattr(top, "__path__", None) and top.__name__ != "regbench":
+        return sorted(Path(next(iter(top.__path__))).rglob("*.py"))
+    return [Path(str(module.__file__))]
+
+
+def check_backend_neutral(plugin: Any) -> None:
+    """The whole package defining `plugin` (a regularizer, an architecture's builder, a
+    dataset, a visualizer, or a module) reaches the backend only through Keras: no tensorflow,
     torch or jax import and no `tf.` attribute, so it runs on every Keras backend."""
-    for cls in type(regularizer).__mro__:
-        module = inspect.getmodule(cls)
-        if module is None or module.__name__ in ("builtins", "regbench.plugins.seam"):
+    targets: list[Any] = [plugin] if inspect.ismodule(plugin) else []
+    if isinstance(plugin, Architecture):
+        targets = [plugin.builder] if plugin.builder is not None else []
+    elif not targets:
+        targets = [cls for cls in type(plugin).__mro__ if cls.__module__ != "builtins"]
+    files = {path for target in targets for path in _package_files(target)}
+    for path in sorted(files):
+        if path.name == "seam.py" and path.parent.name == "plugins":
             continue
         try:
-            tree = ast.parse(inspect.getsource(module))
-        except (OSError, TypeError) as exc:
-            raise AssertionError(f"cannot read the source of {module.__name__}: {exc}") from exc
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError) as exc:
+            raise AssertionError(f"cannot read the source {path}: {exc}") from exc
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -202,7 +243,7 @@ def check_backend_neutral(regularizer: Regularizer) -> None:
             for name in names:
                 _require(
                     name.split(".")[0] not in BACKENDS,
-                    f"{module.__name__} line {node.lineno} uses {name} directly; use keras.ops",
+                    f"{path.stem} ({path}) line {node.lineno} uses {name} directly; use keras.ops",
                 )
 
 
@@ -259,7 +300,7 @@ def check_model(
         _require(np.array_equal(first, second), f"{label}: two inference calls differ")
     _check_rows(_predict(model, x, training=True), 3, classes, f"{label} (training)")
 
-    base_counts, base_losses = _baseline(architecture, input_shape, classes)
+    base_counts, base_losses, kernels = _baseline(architecture, input_shape, classes)
     counts = count_params(model)
     if claimed["adds_params"]:
         for key in ("trainable_params", "non_trainable_params"):
@@ -272,8 +313,12 @@ def check_model(
         )
 
     expected = base_losses
-    if regularizer.kernel_regularizer(values) is not None:
-        expected += _kernels(architecture)
+    if invoke(regularizer.kernel_regularizer, values, ctx=_run(input_shape, classes)) is not None:
+        expected += kernels
+        _require(
+            count_regularized_kernels(model) == kernels,
+            f"{label}: {count_regularized_kernels(model)} of {kernels} kernels regularized",
+        )
     losses = model.losses
     if claimed["adds_losses"]:
         _require(len(losses) >= expected, f"{label}: {len(losses)} losses, fewer than {expected}")
@@ -374,6 +419,79 @@ def check_random_params(
     builds()
 
 
+def _run(input_shape: InputShape, classes: int, seed: int = 0) -> RunContext:
+    return RunContext(classes=classes, input_shape=tuple(input_shape), seed=seed)
+
+
+def _splits(input_shape: InputShape, classes: int, size: int = 8) -> Splits:
+    x, y = _images(size, input_shape, seed=1), _labels(size, classes, seed=1)
+    names = tuple(f"class {i}" for i in range(classes))
+    return Splits(x, y, x, y, x, y, names)
+
+
+def check_batches(
+    regularizer: Regularizer,
+    params: Mapping[str, Any] | None = None,
+    *,
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    classes: int = DEFAULT_CLASSES,
+) -> None:
+    """A `batch` hook (if any) returns images of the input's shape and finite soft targets:
+    rows of (batch, classes) non-negative numbers summing to 1."""
+    if not regularizer.uses_batches:
+        return
+    keras = import_keras()
+    label = f"{regularizer.name}.batch"
+    values = regularizer.resolve(params)
+    x = _images(6, input_shape)
+    onehot = np.eye(classes, dtype=np.float32)[_labels(6, classes)]
+    seed = keras.random.SeedGenerator(0)
+    images, targets = regularizer.batch(
+        keras.ops.convert_to_tensor(x),
+        keras.ops.convert_to_tensor(onehot),
+        values,
+        seed,
+        _run(input_shape, classes),
+    )
+    images = np.asarray(keras.ops.convert_to_numpy(images))
+    _require(images.shape == x.shape, f"{label}: images {images.shape}, not {x.shape}")
+    _require(bool(np.all(np.isfinite(images))), f"{label}: images have NaN or inf")
+    _check_rows(np.asarray(keras.ops.convert_to_numpy(targets)), 6, classes, f"{label} targets")
+
+
+def check_reloads_in_fresh_process(path: Path, x: np.ndarray, expected: np.ndarray) -> None:
+    """A saved model loads in a new Python process (safe mode, as regbench loads models) and
+    predicts `expected` on `x`: a custom layer not registered through the plugin's
+    `register_keras_objects` hook fails here, as it would in `regbench visualize`."""
+    np.save(path.with_suffix(".x.npy"), x)
+    script = (
+        "import sys, numpy as np\n"
+        "from regbench.plugins.keras import import_keras\n"
+        "keras = import_keras()\n"
+        "model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)\n"
+        "x = np.load(sys.argv[2])\n"
+        "np.save(sys.argv[3], keras.ops.convert_to_numpy(model(x, training=False)))\n"
+    )
+    out = path.with_suffix(".out.npy")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(path.with_suffix(".x.npy")), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    _require(
+        done.returncode == 0,
+        f"{path.name} does not load in a fresh process ({last}); register custom layers with "
+        "keras.saving.register_keras_serializable in a module your plugin's "
+        "register_keras_objects hook imports",
+    )
+    _require(
+        bool(np.allclose(np.load(out), expected, atol=1e-5)),
+        f"{path.name}: the model reloaded in a fresh process predicts differently",
+    )
+
+
 def check_training_contract(
     regularizer: Regularizer,
     architecture: Architecture,
@@ -382,42 +500,154 @@ def check_training_contract(
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     classes: int = DEFAULT_CLASSES,
     claims: Mapping[str, bool] | None = None,
+    fresh_process: bool = True,
 ) -> None:
-    """Train the way the trainer does (sparse labels; its loss, optimizer and callbacks; two tiny
-    epochs with validation data, then one without, as in the final retraining), then save and
-    reload with compile=False as the trainer does: a custom layer that Keras cannot reload, or a
-    callback that needs val_loss to exist, fails here, not after an hour of training."""
+    """Train exactly as the trainer does (its build_and_compile: loss, optimizer, schedule,
+    soft targets for a batch hook; compiled with XLA; its callbacks), two tiny epochs with
+    validation data, then one without as in the final retraining; then save the model as the
+    trainer does and reload it, in a fresh process unless `fresh_process` is False. A custom
+    layer Keras cannot reload, an op XLA cannot compile, or a callback that needs val_loss to
+    exist fails here, not after an hour of training."""
+    from regbench.engine.plan import Execution, Protocol
+    from regbench.engine.trainer import build_and_compile, run_callbacks
+
     keras = import_keras()
     claimed = _claims(regularizer, claims)
     label = f"{regularizer.name} on {architecture.name}"
     values = regularizer.resolve(params)
-    model = build_model(architecture, regularizer, values, input_shape, classes, seed=0)
-    loss, optimizer, callbacks = _contract(regularizer, values, classes)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    x, y = _images(8, input_shape, seed=1), _labels(8, classes, seed=1)
-    history = model.fit(
-        x, y, validation_data=(x, y), epochs=2, batch_size=4, callbacks=callbacks, verbose=0
-    ).history
-    final = model.fit(x, y, epochs=1, batch_size=4, callbacks=callbacks, verbose=0).history
+    _contract(regularizer, values, classes)
+    data = _splits(input_shape, classes)
+    protocol = Protocol(dataset="conformance", epochs=2, batch_size=4)
+    try:
+        model = build_and_compile(
+            architecture, regularizer, values, protocol, data, 0, Execution(jit_compile="on")
+        )
+    except RegbenchError:
+        raise
+    run = _run(input_shape, classes)
+    callbacks = run_callbacks(regularizer, values, run)
+    x, y = data.x_train, data.y_train
+    try:
+        history = model.fit(
+            x, y, validation_data=(x, y), epochs=2, batch_size=4, callbacks=callbacks, verbose=0
+        ).history
+        final = model.fit(x, y, epochs=1, batch_size=4, callbacks=callbacks, verbose=0).history
+    except Exception as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise AssertionError(f"{label}: training compiled with XLA fails: {first}") from exc
     for key, seen in (("loss", history), ("val_loss", history), ("loss", final)):
         _require(bool(seen.get(key)), f"{label}: fit recorded no {key}")
         _require(bool(np.all(np.isfinite(seen[key]))), f"{label}: {key} {seen[key]}")
 
+    network = getattr(model, "inner", model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         try:
-            model.save(path)
+            network.save(path)
             reloaded = keras.saving.load_model(path, compile=False)
         except Exception as exc:  # whatever Keras raises, the author needs the same hint
             raise AssertionError(
                 f"{label}: the trained model does not survive save and load ({exc}); register "
                 "custom layers with keras.saving.register_keras_serializable"
             ) from exc
-    if not claimed["stochastic_inference"]:
+        if not claimed["stochastic_inference"]:
+            expected = _predict(network, x, False)
+            _require(
+                np.allclose(expected, _predict(reloaded, x, False), atol=1e-6),
+                f"{label}: the reloaded model predicts differently",
+            )
+            if fresh_process:
+                check_reloads_in_fresh_process(path, x, expected)
+
+
+def check_architecture(
+    architecture: Architecture,
+    *,
+    input_shapes: Sequence[InputShape] = (DEFAULT_INPUT_SHAPE, (16, 16, 1)),
+    classes: int = DEFAULT_CLASSES,
+    fresh_process: bool = True,
+) -> None:
+    """An architecture that passes has a name and description; builds probability rows on
+    each of `input_shapes`; makes fresh layers at every build (two builds share no layer);
+    puts the run's kernel regularizer on every Conv2D/Dense kernel; names its points uniquely
+    with kind "maps" or "vector"; trains compiled with XLA and reloads in a fresh process; and
+    its package imports no backend directly."""
+    from regbench.builtins.regularizers import L2
+
+    label = architecture.name or type(architecture).__name__
+    _require(bool(architecture.name), f"{label}: no name")
+    _require(bool(architecture.description), f"{label}: no description for the list")
+    check_backend_neutral(architecture)
+    for shape in input_shapes:
+        first = build(architecture, _Baseline(), {}, shape, classes, seed=0)
+        second = build(architecture, _Baseline(), {}, shape, classes, seed=0)
+        x = _images(2, shape)
+        _check_rows(_predict(first.model, x, False), 2, classes, f"{label} at {shape}")
+        shared = {id(layer) for layer in _flat_layers(first.model)} & {
+            id(layer) for layer in _flat_layers(second.model)
+        }
+        _require(not shared, f"{label}: two builds share {len(shared)} layer(s); make them fresh")
+        names = [point.name for point in first.points]
+        _require(len(set(names)) == len(names), f"{label}: point names repeat: {names}")
+        for point in first.points:
+            _require(
+                point.kind in ("maps", "vector"),
+                f"{label}: point {point.name} has kind {point.kind!r}",
+            )
+        penalised = build_model(architecture, L2(), {}, shape, classes, seed=0)
+        kernels, covered = _kernels(penalised), count_regularized_kernels(penalised)
         _require(
-            np.allclose(_predict(model, x, False), _predict(reloaded, x, False), atol=1e-6),
-            f"{label}: the reloaded model predicts differently",
+            kernels > 0 and covered == kernels,
+            f"{label}: {covered} of {kernels} "
+            "kernels carry the run's kernel regularizer; make them with ctx.conv/ctx.dense",
         )
+    check_training_contract(
+        _Baseline(),
+        architecture,
+        input_shape=input_shapes[0],
+        classes=classes,
+        fresh_process=fresh_process,
+    )
+
+
+def check_dataset(
+    dataset: Dataset, options: Mapping[str, Any] | None = None, seeds: Sequence[int] = (0, 1)
+) -> None:
+    """A dataset that passes loads splits of float32 NHWC images in [0, 1] and int64 labels in
+    range, all splits of one image shape, at least two classes each seen in training, and the
+    same splits again for the same seed."""
+    label = dataset.name or type(dataset).__name__
+    _require(bool(dataset.name), f"{label}: no name")
+    _require(bool(dataset.description), f"{label}: no description for the list")
+    check_backend_neutral(dataset)
+    full = {"data_dir": None, "cache_dir": None, **dict(options or {})}
+    for seed in seeds:
+        splits = dataset.load(seed, full)
+        _require(isinstance(splits, Splits), f"{label}: load() must return Splits")
+        again = dataset.load(seed, full)
+        _require(
+            np.array_equal(splits.x_train, again.x_train)
+            and np.array_equal(splits.y_test, again.y_test),
+            f"{label}: seed {seed} gives different splits on a second load",
+        )
+        _require(splits.classes >= 2, f"{label}: {splits.classes} class name(s)")
+        for name in ("train", "val", "test"):
+            x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
+            where = f"{label} {name} (seed {seed})"
+            _require(x.dtype == np.float32, f"{where}: images are {x.dtype}, not float32")
+            _require(
+                x.ndim == 4 and x.shape[1:] == splits.x_train.shape[1:],
+                f"{where}: images {x.shape}, not N x {splits.input_shape}",
+            )
+            _require(len(x) == len(y) and len(x) > 0, f"{where}: {len(x)} images, {len(y)} labels")
+            _require(bool(x.min() >= 0.0 and x.max() <= 1.0), f"{where}: pixels outside [0, 1]")
+            _require(y.dtype == np.int64, f"{where}: labels are {y.dtype}, not int64")
+            _require(
+                bool(y.min() >= 0 and y.max() < splits.classes),
+                f"{where}: labels outside 0..{splits.classes - 1}",
+            )
+        seen = np.unique(splits.y_train)
+        _require(len(seen) == splits.classes, f"{label}: training split lacks some classes")
 
 
 def check_regularizer(
@@ -428,8 +658,11 @@ def check_regularizer(
     classes: int = DEFAULT_CLASSES,
     max_examples: int = 5,
     claims: Mapping[str, bool] | None = None,
+    fresh_process: bool = True,
 ) -> None:
-    """Every check above, on `architectures` (default: all installed that take `input_shape`).
+    """Every check above, on `architectures`: training runs on each architecture given, and
+    the first reloads in a fresh process. By default the checks run on every installed
+    architecture that takes `input_shape`, and training on the smallest of them.
 
     `claims` overrides what the regularizer declares, for one whose class you cannot edit.
     """
@@ -443,8 +676,16 @@ def check_regularizer(
             regularizer, architecture, input_shape=input_shape, classes=classes, claims=claims
         )
     smallest = min(archs, key=lambda a: _baseline(a, input_shape, classes)[0]["total_params"])
+    check_batches(regularizer, input_shape=input_shape, classes=classes)
     check_bounds_build(regularizer, smallest, input_shape=input_shape, classes=classes)
     check_random_params(regularizer, archs, input_shape=input_shape, max_examples=max_examples)
-    check_training_contract(
-        regularizer, smallest, input_shape=input_shape, classes=classes, claims=claims
-    )
+    trained = archs if architectures is not None else [smallest]
+    for index, architecture in enumerate(trained):
+        check_training_contract(
+            regularizer,
+            architecture,
+            input_shape=input_shape,
+            classes=classes,
+            claims=claims,
+            fresh_process=fresh_process and index == 0,
+        )

@@ -140,3 +140,111 @@ def test_augment_changes_images_in_training_only() -> None:
     assert trained.shape == x.shape
     assert not np.allclose(trained, x)
     assert trained.min() >= 0 and trained.max() <= 1  # reflect fill and flips keep the pixels
+
+
+# ---------------------------------------------------------------- seam v2 extras
+
+from regbench.api import RunContext  # noqa: E402
+from regbench.engine.context import TrainingProgress  # noqa: E402
+from regbench.engine.models import build, count_regularized_kernels  # noqa: E402
+from regbench.plugins.manager import build_registry  # noqa: E402
+
+from regbench_extras.architectures import RESNET20  # noqa: E402
+from regbench_extras.layers import DropBlock as DropBlockLayer  # noqa: E402
+from regbench_extras.regularizers import (  # noqa: E402
+    CutMix,
+    Cutout,
+    DropBlock,
+    Mixup,
+    StochasticDepth,
+)
+
+REGISTRY = build_registry()
+
+
+def test_resnet20_has_the_papers_shape_and_count() -> None:
+    built = build(RESNET20, REGISTRY.get("regularizers", "l2"), {}, (32, 32, 3), 10, seed=0)
+    assert count_params(built.model)["total_params"] == 274_042
+    assert count_regularized_kernels(built.model) == 22  # 19 convs, 2 projections, classifier
+    branches = [p for p in built.points if p.meta.get("role") == "branch"]
+    assert [p.meta["block"] for p in branches] == list(range(1, 10))
+    assert {p.meta["blocks"] for p in branches} == {9}
+    assert built.model.output.shape == (None, 10)
+    deeper = build(RESNET20, REGISTRY.get("regularizers", "none"), {}, arch_params={"width": 8})
+    assert count_params(deeper.model)["total_params"] < 80_000
+
+
+def test_stochastic_depth_follows_the_linear_decay_rule_and_skips_plain_nets() -> None:
+    from regbench.engine.applicability import why_not
+
+    model = build_model(RESNET20, StochasticDepth(), {"rate": 0.9})
+    rates = [layer.rate for layer in model.layers if type(layer).__name__ == "DropPath"]
+    assert rates == pytest.approx([0.9 * block / 9 for block in range(1, 10)])
+    assert count_params(model) == count_params(
+        build_model(RESNET20, REGISTRY.get("regularizers", "none"))
+    )
+    model1 = REGISTRY.get("architectures", "model1")
+    assert "changes nothing on model1" in why_not(model1, StochasticDepth(), {"rate": 0.5})
+    assert why_not(RESNET20, StochasticDepth(), {"rate": 0.5}) is None
+
+
+def _batch(reg, params, classes=4):
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 8, 8, 3), dtype=np.float32)
+    labels = np.array([0, 1, 2, 3, 0, 1])
+    targets = np.eye(classes, dtype=np.float32)[labels]
+    out = reg.batch(images, targets, params, keras.random.SeedGenerator(3), RunContext())
+    return images, targets, *(np.asarray(keras.ops.convert_to_numpy(t)) for t in out)
+
+
+def test_mixup_blends_images_and_targets_by_the_same_lambda() -> None:
+    images, targets, mixed, soft = _batch(Mixup(), {"alpha": 0.4})
+    lam = soft[0, 0]  # sample 0 (class 0) mixed with sample 5 (class 1)
+    assert soft[0, 1] == pytest.approx(1 - lam) and np.allclose(soft.sum(axis=1), 1)
+    assert np.allclose(mixed, lam * images + (1 - lam) * images[::-1], atol=1e-6)
+
+
+def test_cutmix_mixes_targets_by_the_area_pasted() -> None:
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        images = rng.random((4, 16, 12, 1), dtype=np.float32) + 2.0  # never equal to its mirror
+        targets = np.eye(4, dtype=np.float32)
+        pasted, soft = (
+            np.asarray(t)
+            for t in CutMix().batch(
+                images, targets, {"alpha": 1.0}, keras.random.SeedGenerator(seed), RunContext()
+            )
+        )
+        from_other = np.mean(pasted[0] != images[0])
+        assert soft[0, 0] == pytest.approx(1 - from_other, abs=1e-6)
+        assert np.allclose(pasted[0][pasted[0] != images[0]], images[3][pasted[0] != images[0]])
+
+
+def test_cutout_zeroes_a_square_in_training_only() -> None:
+    (layer,) = Cutout().input_layers({"size": 0.5}, RunContext())
+    x = np.ones((64, 16, 16, 1), "float32")
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    zeros = (out == 0).reshape(64, -1).mean(axis=1)
+    assert zeros.max() == pytest.approx(0.25, abs=0.01) and zeros.min() > 0  # may cross the edge
+
+
+def test_dropblock_ramps_with_training_progress_and_adds_no_weight() -> None:
+    progress = TrainingProgress(epochs=2, steps_per_epoch=5)
+    (layer,) = DropBlock().layers_at(
+        MAPS, {"rate": 0.3, "block_size": 3}, RunContext(progress=progress)
+    )
+    assert isinstance(layer, DropBlockLayer)
+    x = np.ones((8, 16, 16, 32), "float32")
+    progress.variable.assign(0.0)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=True)), x)
+    progress.variable.assign(1.0)
+    dropped = np.mean(keras.ops.convert_to_numpy(layer(x, training=True)) == 0)
+    assert 0.2 < dropped < 0.4
+    assert count_params(build_model(VGG_MINI, DropBlock())) == count_params(
+        build_model(VGG_MINI, REGISTRY.get("regularizers", "none"))
+    )
+    callback = progress.callback()
+    callback.on_epoch_begin(1)
+    callback.on_train_batch_begin(2)
+    assert float(progress.value()) == pytest.approx(0.7)

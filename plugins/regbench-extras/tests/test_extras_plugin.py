@@ -17,6 +17,11 @@ NAMES = {
     "augment",
     "weight_decay",
     "early_stopping",
+    "mixup",
+    "cutmix",
+    "cutout",
+    "dropblock",
+    "stochastic_depth",
 }
 
 
@@ -27,6 +32,8 @@ def test_registry_lists_the_extras_with_their_distribution() -> None:
     }
     assert extras == NAMES == {cls.name for cls in REGULARIZERS}
     assert registry.entries["architectures"]["vgg-mini"].origin == ORIGIN
+    assert registry.entries["architectures"]["resnet20"].origin == ORIGIN
+    assert registry.provenance("regularizers", "mixup")[0] == str(ORIGIN)
     assert registry.get("architectures", "vgg").name == "vgg-mini"
     assert not [b for b in registry.broken if b.origin.dist == ORIGIN.dist]
     assert not any(registry.clashes[kind] for kind in registry.clashes)

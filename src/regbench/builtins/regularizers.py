@@ -11,6 +11,7 @@ from regbench.plugins.seam import NOISE, NORM, HParam, Regularizer
 class NoRegularization(Regularizer):
     name = "none"
     description = "No regularization: the baseline"
+    baseline = True
 
 
 class L2(Regularizer):

@@ -20,7 +20,7 @@ from typing import Any
 
 from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.plan import RunSpec
-from regbench.engine.trainer import RunResult
+from regbench.engine.trainer import RunResult, skipped_result
 from regbench.engine.worker import DataCache, resolve_trainer, worker_main
 from regbench.errors import RegbenchError
 
@@ -69,13 +69,21 @@ def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Ho
     """One run after another in this process (debugging, and the baseline for benchmarks)."""
     train = resolve_trainer(options.trainer)
     data = DataCache(options.data_dir, options.cache_dir)
-    for spec in specs:
+    for spec in _record_skipped(specs, hooks):
         hooks.on_start(spec.run_id, "main")
         result = train(
             spec, lambda spec=spec: data.get(spec), options.models_dir, hooks.on_progress
         )
         result.row["worker"] = "main"
         hooks.on_result(result)
+
+
+def _record_skipped(specs: Sequence[RunSpec], hooks: Hooks) -> list[RunSpec]:
+    """Report every skipped cell's row at once (nothing to train); the rest are to run."""
+    for spec in specs:
+        if spec.skip:
+            hooks.on_result(skipped_result(spec))
+    return [spec for spec in specs if not spec.skip]
 
 
 def _describe_death(exitcode: int | None) -> str:
@@ -148,6 +156,9 @@ def plan_workers(options: ExecutorOptions) -> list[tuple[str, dict[str, str]]]:
 
 def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:
     """Long-lived pinned worker processes; a dead worker's run is recorded failed and replaced."""
+    specs = _record_skipped(specs, hooks)
+    if not specs:
+        return
     ctx = multiprocessing.get_context("spawn")
     outbox = ctx.Queue()
     plans = plan_workers(options)

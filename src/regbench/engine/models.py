@@ -1,24 +1,58 @@
-"""Turn an architecture's layer table plus a regularizer into a Keras model, and describe it."""
+"""Turn an architecture plus a regularizer into a Keras model, and describe it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from regbench.errors import RegbenchError
+from regbench.plugins.building import Built, build_network, count_regularized_kernels
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import (
-    Architecture,
-    Classifier,
-    Conv,
-    Dense,
-    Flatten,
-    MaxPool,
-    Point,
-    Regularizer,
-)
+from regbench.plugins.seam import Architecture, Regularizer, RunContext
 
 DEFAULT_INPUT_SHAPE = (32, 32, 3)
 DEFAULT_CLASSES = 10
+
+__all__ = [
+    "DEFAULT_CLASSES",
+    "DEFAULT_INPUT_SHAPE",
+    "build",
+    "build_model",
+    "count_params",
+    "count_regularized_kernels",
+    "describe_model",
+]
+
+
+def build(
+    architecture: Architecture,
+    regularizer: Regularizer,
+    params: Mapping[str, Any] | None = None,
+    input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE,
+    classes: int = DEFAULT_CLASSES,
+    seed: int | None = None,
+    *,
+    run: RunContext | None = None,
+    arch_params: Mapping[str, Any] | None = None,
+) -> Built:
+    """The model and what was inserted where (params validated here)."""
+    keras = import_keras()
+    architecture.check_input(input_shape)
+    if classes < 2:
+        raise RegbenchError(f"a classifier needs at least 2 classes; got {classes}")
+    values = regularizer.resolve(params)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    return build_network(
+        architecture,
+        regularizer,
+        values,
+        input_shape,
+        classes,
+        arch_params=arch_params,
+        run=run,
+    )
 
 
 def build_model(
@@ -28,65 +62,17 @@ def build_model(
     input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE,
     classes: int = DEFAULT_CLASSES,
     seed: int | None = None,
+    *,
+    run: RunContext | None = None,
 ) -> Any:
-    """A Sequential model of `architecture` regularized by `regularizer` (params validated here)."""
-    keras = import_keras()
-    layers = keras.layers
-    architecture.check_input(tuple(input_shape))
-    if classes < 2:
-        from regbench.errors import RegbenchError
-
-        raise RegbenchError(f"a classifier needs at least 2 classes; got {classes}")
-    values = regularizer.resolve(params)
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    kernel_regularizer = regularizer.kernel_regularizer(values)
-
-    stack: list = [keras.Input(shape=tuple(input_shape))]
-    stack.extend(regularizer.input_layers(values))
-    for spec in architecture.layers:
-        if isinstance(spec, Point):
-            if spec.accepts(regularizer.family):
-                stack.extend(regularizer.layers_at(spec, values))
-        elif isinstance(spec, Conv):
-            stack.append(
-                layers.Conv2D(
-                    spec.filters,
-                    spec.kernel,
-                    strides=spec.strides,
-                    padding=spec.padding,
-                    activation=spec.activation,
-                    kernel_regularizer=kernel_regularizer,
-                )
-            )
-        elif isinstance(spec, MaxPool):
-            stack.append(layers.MaxPooling2D(spec.size))
-        elif isinstance(spec, Flatten):
-            stack.append(layers.Flatten())
-        elif isinstance(spec, Dense):
-            stack.append(
-                layers.Dense(
-                    spec.units, activation=spec.activation, kernel_regularizer=kernel_regularizer
-                )
-            )
-        elif isinstance(spec, Classifier):
-            stack.append(
-                layers.Dense(  # float32 probabilities even under a mixed-precision policy
-                    classes,
-                    activation="softmax",
-                    kernel_regularizer=kernel_regularizer,
-                    dtype="float32",
-                )
-            )
-        else:  # a plugin may put ready-made Keras layers in its table
-            stack.append(spec)
-    return keras.Sequential(stack, name=f"{architecture.name}_{regularizer.name}")
+    """A Keras model of `architecture` regularized by `regularizer` (params validated here)."""
+    return build(architecture, regularizer, params, input_shape, classes, seed, run=run).model
 
 
 def count_params(model: Any) -> dict[str, int]:
     """Total, trainable and non-trainable parameter counts of a built model."""
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-    non_trainable = sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
     return {
         "total_params": trainable + non_trainable,
         "trainable_params": trainable,
@@ -98,7 +84,8 @@ def describe_model(model: Any) -> dict[str, Any]:
     """The model summary as the lab printed it: per-layer name, type, shape, params; and totals."""
     rows = []
     for layer in model.layers:
-        shape = tuple(layer.output.shape)
+        output = layer.output
+        shape = tuple((output[0] if isinstance(output, list | tuple) else output).shape)
         rows.append(
             {
                 "name": layer.name,
@@ -107,4 +94,8 @@ def describe_model(model: Any) -> dict[str, Any]:
                 "params": int(layer.count_params()),
             }
         )
-    return {**count_params(model), "layers": rows}
+    return {
+        **count_params(model),
+        "regularized_kernels": count_regularized_kernels(model),
+        "layers": rows,
+    }

@@ -34,6 +34,8 @@ class Protocol:
     learning_rate: float | None = None
     target: tuple[str, float] | None = None
     precision: str = "float32"
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)  # momentum, nesterov, ...
+    lr_schedule: str = "constant"  # or cosine, step, warmup_cosine (engine.optimizers)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Execution:
     tensorboard_dir: str | None = None  # write TensorBoard logs of each run under it
 
 
-IDENTITY_VERSION = 2  # bump (with a store migration) when `RunSpec.identity` changes shape
+IDENTITY_VERSION = 3  # bump (with a store migration) when `RunSpec.identity` changes shape
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,13 +66,23 @@ class RunSpec:
     execution: Execution = field(default_factory=Execution)
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
+    # where the architecture and regularizer come from: PROVENANCE keys to "dist version" and
+    # source hashes (engine.plan.provenance); part of the identity, so an upgrade shows
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    skip: str | None = None  # why this cell is not trained (engine.applicability); not identity
 
     def identity(self) -> dict[str, Any]:
         """What makes this run scientifically different from another: the model, the
-        regularizer and its values, the data, the protocol, the seed and the stage."""
+        regularizer and its values, the data, the protocol, the seed, the stage and the
+        plugins' versions and sources."""
         protocol = asdict(self.protocol)
         protocol["dataset_options"] = dict(sorted(self.protocol.dataset_options.items()))
         protocol["target"] = list(self.protocol.target) if self.protocol.target else None
+        for key, default in (("optimizer_options", {}), ("lr_schedule", "constant")):
+            if protocol[key] == default:  # the defaults leave earlier identities unchanged
+                del protocol[key]
+            elif key == "optimizer_options":
+                protocol[key] = dict(sorted(protocol[key].items()))
         return {
             "arch": self.arch,
             "reg": self.reg,
@@ -78,6 +90,7 @@ class RunSpec:
             "seed": self.seed,
             "stage": self.stage,
             "protocol": protocol,
+            "provenance": dict(sorted(self.provenance.items())),
         }
 
     @property
@@ -111,7 +124,9 @@ class RunSpec:
             "params": dict(self.params),
             "tuned": list(self.tuned),
             "dataset_options": dict(self.protocol.dataset_options),
+            "optimizer_options": dict(self.protocol.optimizer_options),
             "target": f"{target[0]}>={target[1]}" if target else None,
+            **{key: self.provenance.get(key) for key in PROVENANCE},
         }
 
     @classmethod
@@ -149,13 +164,65 @@ class RunSpec:
                 learning_rate=None if rate is None else float(rate),
                 target=(metric, float(goal)) if metric else None,
                 precision=str(value("precision", "float32")),
+                optimizer_options=decoded("optimizer_options"),
+                lr_schedule=str(value("lr_schedule", "constant")),
             ),
+            provenance={key: str(value(key)) for key in PROVENANCE if value(key) is not None},
             execution=Execution(
                 jit_compile=str(value("jit_compile", "auto")),
                 steps_per_execution=int(value("steps_per_execution", 1)),
                 pipeline=str(value("pipeline", "auto")),
             ),
         )
+
+
+PROVENANCE = ("arch_source", "reg_source", "arch_source_hash", "reg_source_hash")
+
+
+def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
+    """Which distribution and version provide `arch` and `reg`, and hashes of their source."""
+    arch_source, arch_hash = registry.provenance("architectures", arch)
+    reg_source, reg_hash = registry.provenance("regularizers", reg)
+    return {
+        "arch_source": arch_source,
+        "reg_source": reg_source,
+        "arch_source_hash": arch_hash,
+        "reg_source_hash": reg_hash,
+    }
+
+
+def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
+    """Why `spec` is to run although `stored`, a row of the same cell and seed trained with
+    other plugin versions or sources, exists: which plugin changed. Empty when nothing tells."""
+    if not stored:
+        return ""
+    changes = []
+    for key in PROVENANCE:
+        old, new = stored.get(key), spec.provenance.get(key)
+        if old != new and isinstance(old, str) and old:
+            changes.append(f"{key.replace('_', ' ')} {old} -> {new}")
+    return "; ".join(changes)
+
+
+def stale_reasons(specs: Sequence[RunSpec], rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """config_hash -> why that spec is pending although the store holds a row of the same
+    science (arch, reg, values, seed, stage, protocol) from other plugin versions or sources."""
+    earlier: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        try:
+            earlier.setdefault(_digest(_science(RunSpec.from_row(row))), row)
+        except (KeyError, TypeError, ValueError):  # a row too old to say
+            continue
+    reasons = {}
+    for spec in specs:
+        row = earlier.get(_digest(_science(spec)))
+        if row is not None and row.get("config_hash") != spec.config_hash:
+            reasons[spec.config_hash] = why_pending(spec, row) or "its plugins changed"
+    return reasons
+
+
+def _science(spec: RunSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.identity().items() if k != "provenance"}
 
 
 def _digest(payload: Mapping[str, Any]) -> str:
@@ -224,6 +291,10 @@ def check_protocol(protocol: Protocol, execution: Execution | None = None) -> No
         raise RegbenchError(f"--learning-rate must be positive; got {protocol.learning_rate}")
     if protocol.precision not in PRECISIONS:
         raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    from regbench.engine.optimizers import check_schedule, parse_optimizer_options
+
+    check_schedule(protocol.lr_schedule)
+    parse_optimizer_options(protocol.optimizer_options)
 
 
 def check_execution(execution: Execution) -> None:
@@ -272,15 +343,18 @@ def make_plan(
     reg_params = dict(reg_params or {})
     for reg in reg_params:
         registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
+    from regbench.engine.applicability import why_not
+
     specs: dict[str, RunSpec] = {}  # by config hash: a value given twice is one cell
     for seed in seeds:
         for arch in arch_names:
             for reg in reg_names:
                 regularizer = registry.get("regularizers", reg)
                 from_tuning = dict((tuned or {}).get((arch, reg), {}))
-                for explicit in sweep(reg_params.get(reg, {})):
+                for explicit in sweep(_explicit_params(reg, reg_params)):
                     params = regularizer.resolve({**from_tuning, **explicit})
                     tuned_keys = tuple(sorted(k for k in from_tuning if k not in explicit))
+                    architecture = registry.get("architectures", arch)
                     spec = RunSpec(
                         arch=arch,
                         reg=reg,
@@ -289,6 +363,8 @@ def make_plan(
                         tuned=tuned_keys,
                         protocol=protocol,
                         execution=execution,
+                        provenance=provenance(registry, arch, reg),
+                        skip=why_not(architecture, regularizer, params),
                     )
                     specs.setdefault(spec.config_hash, spec)
     return list(specs.values())
@@ -303,6 +379,16 @@ def sweep(values: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not options:
             raise RegbenchError(f"hyperparameter {name!r} was given an empty list of values")
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
+
+
+def _explicit_params(reg: str, reg_params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """--param values for `reg`; for a combination `a+b`, `a.x=...` becomes its `a.x`."""
+    explicit = dict(reg_params.get(reg, {}))
+    if "+" in reg:
+        for part in reg.split("+"):
+            for key, value in reg_params.get(part, {}).items():
+                explicit.setdefault(f"{part}.{key}", value)
+    return explicit
 
 
 def order_by_cost(

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from regbench.engine import clean_eval, pipeline, tensorboard
+from regbench.engine import batches, clean_eval, optimizers, pipeline, tensorboard
+from regbench.engine.context import run_context
 from regbench.engine.environment import environment
 from regbench.engine.models import build_model, count_params, describe_model
 from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
-from regbench.plugins.seam import Architecture, OptimizerSpec, Regularizer
+from regbench.plugins.seam import Architecture, Regularizer, RunContext, invoke
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -49,25 +50,61 @@ def build_and_compile(
     data: Splits,
     seed: int,
     execution: Execution | None = None,
+    run: RunContext | None = None,
 ) -> Any:
     """The model of one run, compiled with the protocol as the regularizer amends it
-    (optimizer, loss); the trainer and the tuning stage both train exactly this."""
+    (optimizer, schedule, loss, soft targets); the trainer and the tuning stage both train
+    exactly this. `run` defaults to a grid run on the training split."""
     keras = import_keras()
     execution = execution or Execution()
+    run = run or context_for(protocol, data, seed, "grid", len(data.x_train))
     keras.mixed_precision.set_global_policy(protocol.precision)
-    model = build_model(arch, reg, params, data.input_shape, data.classes, seed=seed)
-    rate = {} if protocol.learning_rate is None else {"learning_rate": protocol.learning_rate}
-    optimizer = reg.optimizer(params, OptimizerSpec(protocol.optimizer, rate))
+    model = build_model(arch, reg, params, data.input_shape, data.classes, seed=seed, run=run)
+    model = batches.wrap_for_batches(model, reg, params, run)
+    loss, metrics = (
+        batches.soft_loss_and_metrics(keras)
+        if reg.uses_batches
+        else (keras.losses.SparseCategoricalCrossentropy(), ["accuracy"])
+    )
     model.compile(
-        optimizer=keras.optimizers.get(
-            {"class_name": optimizer.name, "config": dict(optimizer.kwargs)}
+        optimizer=optimizers.make_optimizer(
+            keras,
+            reg,
+            params,
+            protocol.optimizer,
+            protocol.learning_rate,
+            protocol.optimizer_options,
+            protocol.lr_schedule,
+            run,
         ),
-        loss=reg.loss(params, keras.losses.SparseCategoricalCrossentropy()),
-        metrics=["accuracy"],
+        loss=invoke(reg.loss, params, loss, ctx=run),
+        metrics=metrics,
         jit_compile={"auto": "auto", "on": True, "off": False}[execution.jit_compile],
         steps_per_execution=execution.steps_per_execution,
     )
     return model
+
+
+def run_callbacks(reg: Regularizer, params: Mapping[str, Any], run: RunContext) -> list[Any]:
+    """The callbacks a run adds to fit: its progress, then the regularizer's own."""
+    own = list(invoke(reg.callbacks, params, ctx=run))
+    return [run.progress.callback(), *own] if run.progress is not None else own
+
+
+def context_for(
+    protocol: Protocol, data: Splits, seed: int, stage: str, train_size: int
+) -> RunContext:
+    """The run context of one run of `protocol` on `data` (the tuning stage passes "tune")."""
+    return run_context(
+        epochs=protocol.epochs,
+        batch_size=protocol.batch_size,
+        train_size=train_size,
+        classes=data.classes,
+        input_shape=data.input_shape,
+        learning_rate=protocol.learning_rate,
+        stage=stage,
+        seed=seed,
+    )
 
 
 def _history_callback(keras, spec: RunSpec, epochs: list, state: dict, progress: Progress | None):
@@ -127,6 +164,8 @@ def train_run(
     started, clock = _now(), time.perf_counter()
     row: dict[str, Any] = {**spec.row(), "started_at": started}
     epochs: list[dict[str, Any]] = []
+    if spec.skip:
+        return skipped_result(spec)
     keras = import_keras()
     log = None
     try:
@@ -151,19 +190,33 @@ def train_run(
     return RunResult(row, epochs)
 
 
+def skipped_result(spec: RunSpec) -> RunResult:
+    """The row of a cell that is not trained (engine.applicability says why)."""
+    now = _now()
+    row = {**spec.row(), "status": "skipped", "error": spec.skip, "started_at": now}
+    return RunResult({**row, "ended_at": now, "total_time_s": 0.0})
+
+
 def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log) -> dict[str, Any]:
     reg = registry().get("regularizers", spec.reg)
     arch = registry().get("architectures", spec.arch)
     params = reg.resolve(spec.params)
-    model = build_and_compile(arch, reg, params, spec.protocol, data, spec.seed, spec.execution)
     final = spec.stage == "final"
     x_fit, y_fit = (
         (np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val]))
         if final
         else (data.x_train, data.y_train)
     )
+    run = context_for(spec.protocol, data, spec.seed, spec.stage, len(x_fit))
+    model = build_and_compile(
+        arch, reg, params, spec.protocol, data, spec.seed, spec.execution, run
+    )
+    row["optimizer_config"] = optimizers.optimizer_config(keras, model.optimizer)
     state: dict[str, Any] = {}
-    callbacks = [_history_callback(keras, spec, epochs, state, progress), *reg.callbacks(params)]
+    callbacks = [
+        _history_callback(keras, spec, epochs, state, progress),
+        *run_callbacks(reg, params, run),
+    ]
     if log is not None:
         callbacks.append(log.callback(keras))
     feed = pipeline.resolve(spec.execution.pipeline, keras.backend.backend())
@@ -180,8 +233,9 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
     )
     train_time = time.perf_counter() - fit_start
     last = state.get("last", {})
+    network = batches.deployable(model)
     out: dict[str, Any] = {
-        **count_params(model),
+        **count_params(network),
         "n_train": len(x_fit),
         "n_val": 0 if final else len(data.x_val),
         "epochs_run": state.get("epochs_run", 0),
@@ -194,7 +248,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
         "val_loss": last.get("val_loss"),
         "epochs_to_target": state.get("epochs_to_target"),
         "seconds_to_target": state.get("seconds_to_target"),
-        "summary": describe_model(model),
+        "summary": describe_model(network),
     }
     diverged = state.get("diverged") or _diverged(epochs, out["val_accuracy"], data.classes)
     if diverged:
@@ -216,7 +270,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
         path = models_dir / f"{spec.run_id}.keras"
         tmp = path.with_name(f".{path.stem}.tmp.keras")
         try:
-            model.save(tmp)
+            network.save(tmp)
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)  # a failed save (disk full) leaves no temporary file

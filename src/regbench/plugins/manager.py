@@ -7,10 +7,13 @@ unusable with an error naming both distributions.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -42,11 +45,17 @@ class Origin:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered architecture, regularizer, dataset or visualizer."""
+    """One registered architecture, regularizer, dataset or visualizer, and the plugin module
+    that registered it (its source is hashed into the provenance of every run)."""
 
     name: str
     obj: Any
     origin: Origin
+    module: str = ""
+
+    @property
+    def source_hash(self) -> str:
+        return source_hash(self.module)
 
     @property
     def description(self) -> str:
@@ -74,6 +83,7 @@ class Registry:
         default_factory=lambda: {k: {} for k in KINDS}
     )
     broken: list[Broken] = field(default_factory=list)
+    keras_hooks: list[tuple[str, Any]] = field(default_factory=list)
 
     def names(self, kind: str) -> list[str]:
         return list(self.entries[kind])
@@ -88,16 +98,48 @@ class Registry:
                 f"with {ENV_ALLOW}"
             )
         name = self.aliases[kind].get(name, name)
+        if kind == "regularizers" and "+" in name and name not in self.entries[kind]:
+            return self.combination(name)
         if name not in self.entries[kind]:
             valid = ", ".join(self.names(kind)) or "none installed"
             raise PluginError(f"unknown {singular} {name!r}; choose from: {valid}")
         return self.entries[kind][name].obj
 
+    def combination(self, name: str) -> Any:
+        """`a+b` as one Composite regularizer of the registered `a` and `b`."""
+        from regbench.plugins.seam import Composite
+
+        parts = [part.strip() for part in name.split("+")]
+        return Composite([self.get("regularizers", part) for part in parts])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The registry entry of a name or alias (`get` explains an unknown one)."""
+        obj = self.get(kind, name)
+        return self.entries[kind][obj.name]
+
+    def provenance(self, kind: str, name: str) -> tuple[str, str]:
+        """('dist version', source hash) of what provides `name`; for a combination, each
+        component's, joined by '+'."""
+        parts = name.split("+") if kind == "regularizers" else [name]
+        entries = [self.entry(kind, part.strip()) for part in parts]
+        sources = "+".join(dict.fromkeys(str(e.origin) for e in entries))
+        return sources, "+".join(e.source_hash for e in entries)
+
+    def register_keras_objects(self) -> None:
+        """Run every plugin's `register_keras_objects` hook (Keras is imported by now); a
+        failing one is recorded as broken, the others still run."""
+        hooks, self.keras_hooks = self.keras_hooks, []
+        for plugin, function in hooks:
+            try:
+                function()
+            except Exception as exc:
+                self.broken.append(Broken(plugin, Origin("?", "?"), _describe_error(exc)))
+
     def _owner(self, kind: str, key: str) -> Entry | None:
         """The entry that `key` already names, as a name or an alias."""
         return self.entries[kind].get(self.aliases[kind].get(key, key))
 
-    def _add(self, kind: str, obj: Any, origin: Origin) -> None:
+    def _add(self, kind: str, obj: Any, origin: Origin, module: str = "") -> None:
         name = getattr(obj, "name", "")
         if not name:
             raise TypeError(f"a registered {kind.rstrip('s')} needs a non-empty .name")
@@ -105,7 +147,7 @@ class Registry:
         if existing is not None:
             self.clashes[kind].setdefault(name, [existing.origin]).append(origin)
             return
-        self.entries[kind][name] = Entry(name, obj, origin)
+        self.entries[kind][name] = Entry(name, obj, origin, module)
         for alias in getattr(obj, "aliases", ()):
             taken = self._owner(kind, alias)
             if taken is not None and taken.name != name:  # an alias never shadows a name
@@ -162,11 +204,45 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
         hook = getattr(pm.hook, f"register_{kind}")
         for impl in hook.get_hookimpls():  # in registration order: built-ins first
             origin = origins[impl.plugin_name]
+            module = getattr(impl.plugin, "__name__", "")
             try:
-                impl.function(register=lambda obj, k=kind, o=origin: registry._add(k, obj, o))
+                impl.function(
+                    register=lambda obj, k=kind, o=origin, m=module: registry._add(k, obj, o, m)
+                )
             except Exception as exc:
                 registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
+    registry.keras_hooks = [
+        (impl.plugin_name, impl.function) for impl in pm.hook.register_keras_objects.get_hookimpls()
+    ]
     return registry
+
+
+_HASHES: dict[str, str] = {}
+
+
+def source_hash(module: str) -> str:
+    """A short hash of a plugin's source: every .py file of the package its registering module
+    belongs to (a built-in: that module alone), so editing or upgrading a plugin shows."""
+    if module not in _HASHES:
+        _HASHES[module] = _hash_files(module)
+    return _HASHES[module]
+
+
+def _hash_files(module: str) -> str:
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if not file:
+        return ""
+    path = Path(file)
+    package = sys.modules.get(module.partition(".")[0])
+    if module.startswith("regbench.") or not getattr(package, "__path__", None):
+        root, files = path.parent, [path]
+    else:
+        root = Path(package.__file__).parent  # type: ignore[union-attr,arg-type]
+        files = sorted(root.rglob("*.py"))
+    digest = hashlib.sha256()
+    for item in files:
+        digest.update(item.relative_to(root).as_posix().encode() + b"\0" + item.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 _REGISTRY: Registry | None = None

@@ -111,6 +111,12 @@ def layer_outputs(model: Any, image: np.ndarray, count: int | None = None) -> li
     """
     keras = import_keras()
     x = keras.ops.convert_to_tensor(check_image(image)[None])
+    if not isinstance(model, keras.Sequential):  # a graph (skips, branches): run it whole
+        layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+        layers = layers[: None if count is None else max(int(count), 0)]
+        probe = keras.Model(model.inputs, [layer.output for layer in layers])
+        outputs = probe(x, training=False)
+        return list(zip(layers, outputs if isinstance(outputs, list) else [outputs], strict=True))
     results = []
     for layer in model.layers[: None if count is None else max(int(count), 0)]:
         x = layer(x, training=False)

@@ -5,16 +5,25 @@ Importing this module must stay cheap (no Keras): `regbench list` imports every 
 
 from regbench.api import hookimpl
 
-from regbench_extras.architectures import VGG_MINI
+from regbench_extras.architectures import RESNET20, VGG_MINI
 from regbench_extras.regularizers import REGULARIZERS
 
 
 @hookimpl
 def register_architectures(register):
     register(VGG_MINI)
+    register(RESNET20)
 
 
 @hookimpl
 def register_regularizers(register):
     for regularizer in REGULARIZERS:
         register(regularizer())
+
+
+@hookimpl
+def register_keras_objects():
+    """Called once Keras is imported, before any build or load: registers the custom layers
+    and losses so a saved model reloads in a fresh process."""
+    import regbench_extras.layers  # noqa: F401  (registering is the import's effect)
+    import regbench_extras.losses  # noqa: F401

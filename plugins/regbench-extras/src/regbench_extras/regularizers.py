@@ -1,5 +1,5 @@
-"""Eight regularizers, one per side of regbench's seam: layers at points, kernels, the loss,
-the input data, the optimizer and the training callbacks.
+"""Regularizers on every side of regbench's seam: layers at points, kernels, the loss, the
+input data, training batches, the optimizer and the training callbacks.
 
 Keras is imported inside the methods only, so `regbench list` stays fast. Everything is
 keras.layers / keras.ops / keras.regularizers, so it runs on any Keras backend.
@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regbench.api import NOISE, HParam, OptimizerSpec, Point, Regularizer, import_keras
+from regbench.api import (
+    BRANCH,
+    NOISE,
+    HParam,
+    OptimizerSpec,
+    Point,
+    Regularizer,
+    RunContext,
+    import_keras,
+    random_beta,
+)
 
 
 class SpatialDropout(Regularizer):
@@ -121,6 +131,111 @@ class EarlyStopping(Regularizer):
         ]
 
 
+def _mix(images: Any, targets: Any, lam: Any) -> tuple[Any, Any]:
+    """Each sample blended with the batch's mirror image (sample i with n-1-i, as timm does:
+    the pipeline has shuffled the batch already)."""
+    ops = import_keras().ops
+    lam_images = ops.cast(lam, images.dtype)
+    lam_targets = ops.cast(lam, targets.dtype)
+    mixed = lam_images * images + (1.0 - lam_images) * ops.flip(images, axis=0)
+    return mixed, lam_targets * targets + (1.0 - lam_targets) * ops.flip(targets, axis=0)
+
+
+class Mixup(Regularizer):
+    """Mixup (Zhang et al. 2018): trains on convex combinations of pairs of images and of their
+    one-hot targets, one lambda ~ Beta(alpha, alpha) per batch."""
+
+    name = "mixup"
+    description = "Train on blends of image pairs and their labels (lambda ~ Beta(alpha, alpha))"
+    hparams = (HParam("alpha", 1.0, 0.05, 2.0, log=True, help="Beta concentration"),)
+
+    def batch(self, images, targets, params, seed, ctx: RunContext):
+        lam = random_beta((), params["alpha"], params["alpha"], seed)
+        return _mix(images, targets, lam)
+
+
+class CutMix(Regularizer):
+    """CutMix (Yun et al. 2019): pastes a box from the mirrored sample into each image; the
+    targets mix in proportion to the area actually pasted. One box per batch."""
+
+    name = "cutmix"
+    description = "Paste a random box from another image; mix labels by the box's area"
+    hparams = (HParam("alpha", 1.0, 0.05, 2.0, log=True, help="Beta concentration"),)
+
+    def batch(self, images, targets, params, seed, ctx: RunContext):
+        keras = import_keras()
+        ops = keras.ops
+        height, width = images.shape[1], images.shape[2]
+        lam = random_beta((), params["alpha"], params["alpha"], seed)
+        cut = ops.sqrt(1.0 - lam)
+        centre = keras.random.uniform((2,), seed=seed) * ops.array([height, width], "float32")
+        half_h, half_w = cut * height / 2.0, cut * width / 2.0
+        top = ops.clip(ops.round(centre[0] - half_h), 0, height)
+        bottom = ops.clip(ops.round(centre[0] + half_h), 0, height)
+        left = ops.clip(ops.round(centre[1] - half_w), 0, width)
+        right = ops.clip(ops.round(centre[1] + half_w), 0, width)
+        rows = ops.cast(ops.arange(height), "float32")
+        cols = ops.cast(ops.arange(width), "float32")
+        inside_rows = ops.logical_and(rows >= top, rows < bottom)
+        inside_cols = ops.logical_and(cols >= left, cols < right)
+        box = ops.logical_and(inside_rows[:, None], inside_cols[None, :])[None, :, :, None]
+        pasted = ops.where(box, ops.flip(images, axis=0), images)
+        kept = 1.0 - (bottom - top) * (right - left) / (height * width)
+        lam_targets = ops.cast(kept, targets.dtype)
+        mixed = lam_targets * targets + (1.0 - lam_targets) * ops.flip(targets, axis=0)
+        return pasted, mixed
+
+
+class Cutout(Regularizer):
+    name = "cutout"
+    description = "Zero one random square of each training image (default half the side)"
+    hparams = (HParam("size", 0.5, 0.05, 1.0, help="side of the square, fraction of the image"),)
+
+    def input_layers(self, params, ctx: RunContext):
+        from regbench_extras.layers import Cutout as CutoutLayer  # imports Keras: only at build
+
+        return [CutoutLayer(params["size"])]
+
+
+class DropBlock(Regularizer):
+    """DropBlock at feature-map points. The drop rate ramps linearly from 0 to `rate` over the
+    run, as the paper recommends; the ramp reads the run's progress, not a model weight."""
+
+    name = "dropblock"
+    description = "Drop contiguous blocks of feature maps; rate ramps from 0 over the run"
+    family = NOISE
+    hparams = (
+        HParam("rate", 0.1, 0.0, 0.5, help="fraction of units dropped at the end of training"),
+        HParam("block_size", 3, 1, 9, integer=True, help="side of a dropped square"),
+    )
+
+    def layers_at(self, point: Point, params: Mapping[str, Any], ctx: RunContext) -> list:
+        if point.kind != "maps":
+            return []
+        from regbench_extras.layers import DropBlock as DropBlockLayer
+
+        return [DropBlockLayer(params["rate"], int(params["block_size"]), progress=ctx.progress)]
+
+
+class StochasticDepth(Regularizer):
+    """Stochastic depth on residual branches (`branch` points): block l of L is dropped with
+    probability l/L * rate (the linear decay rule). Architectures without residual branches
+    get nothing, so those cells are skipped."""
+
+    name = "stochastic_depth"
+    description = "Drop residual branches per sample, deeper blocks more often (l/L * rate)"
+    family = BRANCH
+    hparams = (HParam("rate", 0.5, 0.0, 0.9, help="drop probability of the last block"),)
+
+    def layers_at(self, point: Point, params: Mapping[str, Any], ctx: RunContext) -> list:
+        block, blocks = point.meta.get("block"), point.meta.get("blocks")
+        if point.meta.get("role") != "branch" or not block or not blocks:
+            return []
+        from regbench_extras.layers import DropPath
+
+        return [DropPath(params["rate"] * block / blocks)]
+
+
 REGULARIZERS = (
     SpatialDropout,
     GaussianNoise,
@@ -130,4 +245,9 @@ REGULARIZERS = (
     Augment,
     WeightDecay,
     EarlyStopping,
+    Mixup,
+    CutMix,
+    Cutout,
+    DropBlock,
+    StochasticDepth,
 )

@@ -1,0 +1,113 @@
+"""The extras' own Keras layers. Imported only when a model needs one, or when regbench asks
+the plugin to register its Keras objects (before any build or load_model): this imports Keras.
+
+Everything is keras.ops / keras.random with a per-layer seed generator, so the layers run on
+every backend and compile with XLA. None of them has weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regbench.api import import_keras
+
+keras = import_keras()
+ops = keras.ops
+
+
+def _progress(source: Any) -> Any:
+    """The run's training progress in [0, 1] as a tensor; 1 when no run is training."""
+    return 1.0 if source is None else source.value()
+
+
+@keras.saving.register_keras_serializable(package="regbench_extras")
+class Cutout(keras.layers.Layer):
+    """Zeroes one random square per image in training (DeVries & Taylor 2017). `size` is the
+    side as a fraction of the image's shorter side; the square may cross the border."""
+
+    def __init__(self, size: float = 0.5, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size, self.seed = float(size), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        if not training or self.size <= 0:
+            return images
+        batch = ops.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        half = self.size * min(height, width) / 2.0
+        centre_y = keras.random.uniform((batch, 1), 0, height, seed=self.seed_generator)
+        centre_x = keras.random.uniform((batch, 1), 0, width, seed=self.seed_generator)
+        rows = ops.cast(ops.arange(height), "float32")[None, :] + 0.5
+        cols = ops.cast(ops.arange(width), "float32")[None, :] + 0.5
+        in_rows = ops.abs(rows - centre_y) < half  # (batch, height)
+        in_cols = ops.abs(cols - centre_x) < half  # (batch, width)
+        hole = ops.logical_and(in_rows[:, :, None], in_cols[:, None, :])[..., None]
+        return ops.where(hole, ops.zeros_like(images), images)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "size": self.size, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="regbench_extras")
+class DropBlock(keras.layers.Layer):
+    """Drops contiguous `block_size` squares of each feature map in training (Ghiasi et al.
+    2018), rescaling what is kept. The drop rate ramps linearly from 0 to `rate` over the
+    run when given the run's training progress (which is not a weight of the model)."""
+
+    def __init__(
+        self,
+        rate: float = 0.1,
+        block_size: int = 3,
+        seed: int | None = None,
+        progress: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.block_size, self.seed = float(rate), int(block_size), seed
+        self.progress = progress  # a plain object: Keras does not track it as a weight
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training or self.rate <= 0:
+            return x
+        height, width = x.shape[1], x.shape[2]
+        block = max(1, min(self.block_size, height, width))
+        rate = self.rate * ops.cast(_progress(self.progress), "float32")
+        valid = (height - block + 1) * (width - block + 1)
+        gamma = rate * (height * width) / (block * block) / valid
+        seeds = keras.random.uniform(ops.shape(x), seed=self.seed_generator) < gamma
+        dropped = ops.max_pool(ops.cast(seeds, x.dtype), block, strides=1, padding="same")
+        keep = 1.0 - dropped
+        scale = ops.cast(ops.size(keep), x.dtype) / ops.maximum(ops.sum(keep), 1.0)
+        return x * keep * scale
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "block_size": self.block_size,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="regbench_extras")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth (Huang et al. 2016): in training, drops a residual branch for whole
+    samples with probability `rate` and rescales the branch when kept."""
+
+    def __init__(self, rate: float = 0.1, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.seed = float(rate), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        if not training or self.rate <= 0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        draw = keras.random.uniform(shape, seed=self.seed_generator)
+        return x * ops.cast(draw < keep, x.dtype) / keep
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

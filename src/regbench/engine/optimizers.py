@@ -1,0 +1,122 @@
+"""The protocol's optimizer: its options and learning-rate schedule, as a regularizer amends
+them, made into a Keras optimizer; and the configuration actually used, for the run's row."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from regbench.errors import RegbenchError
+from regbench.plugins.seam import OptimizerSpec, Regularizer, RunContext, invoke
+
+LR_SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
+WARMUP_FRACTION = 0.05  # warmup_cosine: the first 5% of steps rise linearly from 0
+STEP_MILESTONES = (0.5, 0.75)  # step: the rate falls tenfold at half and three quarters of training
+OPTIMIZER_OPTIONS = {  # Keras optimizer arguments a protocol may set, and their types
+    "momentum": float,
+    "nesterov": bool,
+    "beta_1": float,
+    "beta_2": float,
+    "epsilon": float,
+    "rho": float,
+    "amsgrad": bool,
+    "centered": bool,
+    "weight_decay": float,
+    "clipnorm": float,
+    "clipvalue": float,
+    "global_clipnorm": float,
+    "use_ema": bool,
+    "ema_momentum": float,
+}
+
+
+def parse_optimizer_options(options: Mapping[str, Any]) -> dict[str, float | bool]:
+    """`--optimizer-option KEY=VALUE` values (strings from the CLI, or TOML values) typed and
+    checked; one clear error for an unknown key or a value of the wrong kind."""
+    out: dict[str, float | bool] = {}
+    for key, raw in options.items():
+        kind = OPTIMIZER_OPTIONS.get(key)
+        if kind is None:
+            raise RegbenchError(
+                f"unknown optimizer option {key!r}; choose from: {', '.join(OPTIMIZER_OPTIONS)}"
+            )
+        if kind is bool:
+            text = str(raw).strip().lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise RegbenchError(f"optimizer option {key}={raw!r} must be true or false")
+            out[key] = text in ("true", "1", "yes")
+            continue
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise RegbenchError(f"optimizer option {key}={raw!r} is not a number") from None
+        if not math.isfinite(number) or number < 0:
+            raise RegbenchError(f"optimizer option {key}={raw!r} must be a finite number >= 0")
+        out[key] = number
+    return out
+
+
+def check_schedule(name: str) -> None:
+    if name not in LR_SCHEDULES:
+        raise RegbenchError(
+            f"unknown learning-rate schedule {name!r}; choose from: {', '.join(LR_SCHEDULES)}"
+        )
+
+
+def schedule(keras: Any, name: str, rate: float, total_steps: int) -> Any:
+    """The learning rate over `total_steps` training steps: a number or a Keras schedule."""
+    check_schedule(name)
+    steps = max(1, int(total_steps))
+    schedules = keras.optimizers.schedules
+    if name == "cosine":
+        return schedules.CosineDecay(rate, decay_steps=steps)
+    if name == "warmup_cosine":
+        warmup = max(1, int(steps * WARMUP_FRACTION))
+        return schedules.CosineDecay(
+            0.0, decay_steps=max(1, steps - warmup), warmup_target=rate, warmup_steps=warmup
+        )
+    if name == "step":
+        bounds = sorted({max(1, int(steps * m)) for m in STEP_MILESTONES})
+        return schedules.PiecewiseConstantDecay(
+            bounds, [rate * 0.1**i for i in range(len(bounds) + 1)]
+        )
+    return rate
+
+
+def make_optimizer(
+    keras: Any,
+    regularizer: Regularizer,
+    params: Mapping[str, Any],
+    name: str,
+    learning_rate: float | None,
+    options: Mapping[str, Any],
+    lr_schedule: str,
+    run: RunContext,
+) -> Any:
+    """The protocol's optimizer with its options, then the regularizer's changes, then the
+    schedule applied to whatever learning rate that leaves."""
+    base: dict[str, Any] = dict(parse_optimizer_options(options))
+    if learning_rate is not None:
+        base["learning_rate"] = learning_rate
+    spec = invoke(regularizer.optimizer, params, OptimizerSpec(name, base), ctx=run)
+    config = dict(spec.kwargs)
+    if lr_schedule != "constant":
+        rate = config.get("learning_rate")
+        if rate is None:  # Keras's default rate of this optimizer
+            rate = float(keras.optimizers.get(spec.name).learning_rate)
+        config["learning_rate"] = schedule(keras, lr_schedule, float(rate), run.total_steps)
+    return keras.optimizers.get({"class_name": spec.name, "config": config})
+
+
+def optimizer_config(keras: Any, optimizer: Any) -> str:
+    """The optimizer as Keras serializes it (class, every argument, the schedule), as JSON."""
+    return json.dumps(keras.optimizers.serialize(optimizer), sort_keys=True, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

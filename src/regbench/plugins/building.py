@@ -1,0 +1,216 @@
+"""The build context an architecture's builder receives, and building a model through it.
+
+The context applies the run's kernel regularizer to every conv/dense kernel it makes, inserts
+the regularizer's layers at each point and records what it inserted, so the engine can tell
+when a regularizer changes nothing on an architecture.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from regbench.errors import RegbenchError
+from regbench.plugins.keras import import_keras
+from regbench.plugins.seam import (
+    NOISE,
+    NORM,
+    Architecture,
+    Point,
+    Regularizer,
+    RunContext,
+    invoke,
+)
+
+
+@dataclass
+class Inserted:
+    """One point a build met, and how many layers the regularizer put there."""
+
+    point: Point
+    layers: int
+
+
+class BuildContext:
+    """What a builder makes its model with. Layers are created at every call, never shared."""
+
+    def __init__(
+        self,
+        regularizer: Regularizer,
+        params: Mapping[str, Any],
+        *,
+        classes: int,
+        input_shape: tuple[int, int, int],
+        hparams: Mapping[str, Any] | None = None,
+        run: RunContext | None = None,
+    ) -> None:
+        self.keras = import_keras()
+        self.regularizer = regularizer
+        self.params = dict(params)
+        self.classes = classes
+        self.input_shape = tuple(input_shape)
+        self.hparams = dict(hparams or {})
+        self.run = run or RunContext(classes=classes, input_shape=self.input_shape)
+        self.kernel_regularizer = invoke(regularizer.kernel_regularizer, self.params, ctx=self.run)
+        self.inserted: list[Inserted] = []
+
+    def conv(self, filters: int, kernel_size: int = 3, **kwargs: Any) -> Any:
+        """A fresh Conv2D (Keras's arguments) carrying the run's kernel regularizer."""
+        kwargs.setdefault("kernel_regularizer", self.kernel_regularizer)
+        return self.keras.layers.Conv2D(filters, kernel_size, **kwargs)
+
+    def dense(self, units: int, **kwargs: Any) -> Any:
+        """A fresh Dense layer (Keras's arguments) carrying the run's kernel regularizer."""
+        kwargs.setdefault("kernel_regularizer", self.kernel_regularizer)
+        return self.keras.layers.Dense(units, **kwargs)
+
+    def classifier(self, x: Any) -> Any:
+        """The softmax output over the run's classes (float32 even under mixed precision)."""
+        return self.dense(self.classes, activation="softmax", dtype="float32")(x)
+
+    def point(
+        self,
+        x: Any,
+        name: str,
+        kind: str,
+        *,
+        families: frozenset[str] = frozenset({NOISE, NORM}),
+        meta: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A regularization point: `x` through whatever layers the regularizer puts here."""
+        point = Point(name, kind, frozenset(families), dict(meta or {}))
+        layers = (
+            list(invoke(self.regularizer.layers_at, point, self.params, ctx=self.run))
+            if point.accepts(self.regularizer.family)
+            else []
+        )
+        self.inserted.append(Inserted(point, len(layers)))
+        for layer in layers:
+            x = layer(x)
+        return x
+
+
+@dataclass
+class Built:
+    """A built model and what its build inserted where."""
+
+    model: Any
+    inserted: list[Inserted] = field(default_factory=list)
+    input_layers: int = 0
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        return tuple(item.point for item in self.inserted)
+
+
+def build_network(
+    architecture: Architecture,
+    regularizer: Regularizer,
+    params: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+    classes: int,
+    *,
+    arch_params: Mapping[str, Any] | None = None,
+    run: RunContext | None = None,
+) -> Built:
+    """The model of `architecture` with `regularizer` (params already resolved). A plain chain
+    of layers becomes a Sequential model (what the lab's tables are); anything else stays a
+    functional model."""
+    keras = import_keras()
+    ctx = BuildContext(
+        regularizer,
+        params,
+        classes=classes,
+        input_shape=input_shape,
+        hparams=architecture.resolve(arch_params),
+        run=run,
+    )
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = inputs
+    augment = list(invoke(regularizer.input_layers, ctx.params, ctx=ctx.run))
+    for layer in augment:
+        x = layer(x)
+    outputs = architecture.build(ctx, x)
+    name = f"{architecture.name}_{regularizer.name}".replace("+", "_")
+    model = keras.Model(inputs, outputs, name=name)
+    chain = model.layers[1:]
+    if _is_chain(model):
+        model = keras.Sequential([keras.Input(shape=tuple(input_shape)), *chain], name=name)
+    return Built(model, ctx.inserted, len(augment))
+
+
+def _is_chain(model: Any) -> bool:
+    """Whether each layer takes exactly the previous layer's output (no branches, no skips)."""
+    previous = model.layers[0].output
+    for layer in model.layers[1:]:
+        if len(layer._inbound_nodes) != 1 or layer.input is not previous:
+            return False
+        previous = layer.output
+    return True
+
+
+def count_macs(model: Any) -> int:
+    """Multiply-accumulates per image of a built model's Conv2D and Dense layers."""
+    keras = import_keras()
+    total = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            in_channels = int(layer.input.shape[-1])
+            groups = max(1, int(getattr(layer, "groups", 1)))
+            outputs = math.prod(int(d) for d in layer.output.shape[1:])
+            total += outputs * kh * kw * in_channels // groups
+        elif isinstance(layer, keras.layers.Dense):
+            positions = math.prod(int(d) for d in layer.output.shape[1:-1])
+            total += positions * int(layer.input.shape[-1]) * layer.units
+    return total
+
+
+def _all_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if hasattr(layer, "layers") else [layer])
+    return out
+
+
+def count_regularized_kernels(model: Any) -> int:
+    """How many kernels of a built model carry a kernel regularizer."""
+    return sum(
+        1
+        for layer in _all_layers(model)
+        if getattr(layer, "kernel_regularizer", None) is not None
+        and getattr(layer, "kernel", None) is not None
+    )
+
+
+class _Plain(Regularizer):
+    name = "none"
+
+
+_MACS: dict[tuple[str, tuple[int, ...], int], int] = {}
+
+
+def measure_macs(
+    architecture: Architecture, input_shape: tuple[int, int, int], classes: int
+) -> int:
+    """A builder architecture's cost, from its model built without regularization (memoized)."""
+    key = (architecture.name, tuple(input_shape), classes)
+    if key not in _MACS:
+        built = build_network(architecture, _Plain(), {}, input_shape, classes)
+        _MACS[key] = count_macs(built.model)
+    return _MACS[key]
+
+
+def check_builds(architecture: Architecture, input_shape: tuple[int, int, int]) -> None:
+    """Refuse an input a builder's model cannot take, with the layer's complaint."""
+    try:
+        build_network(architecture, _Plain(), {}, input_shape, 2)
+    except RegbenchError:
+        raise
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise RegbenchError(
+            f"{architecture.name} cannot take a {'x'.join(map(str, input_shape))} input: {message}"
+        ) from None
