@@ -24,15 +24,16 @@ GOLDEN = RunSpec(
     params={"rate": 0.1},
     seed=0,
     protocol=Protocol(dataset="digits", epochs=1),
+    provenance={"arch_source": "regbench 0.2.0", "reg_source": "regbench 0.2.0"},
 )
 
 
 def test_identity_of_a_fixed_run_is_pinned():
     """Changing what a run's identity hashes must be deliberate: it turns stored runs pending
     (and needs a store migration that re-hashes them)."""
-    assert GOLDEN.config_hash == "51bc8ed3d5c09884"
-    assert GOLDEN.cell_hash == "6ed36188c7442c81"
-    assert GOLDEN.run_id == "model1-dropout-s0-51bc8ed3"
+    assert GOLDEN.config_hash == "5eb84e6343775319"
+    assert GOLDEN.cell_hash == "bc996d63a9e11d57"
+    assert GOLDEN.run_id == "model1-dropout-s0-5eb84e63"
 
 
 @given(

@@ -59,8 +59,9 @@ class PlannedRun:
     """One run of a plan and its state in the experiment folder."""
 
     spec: RunSpec
-    state: str  # done, pending or failed
+    state: str  # done, pending, failed or skipped (not applicable: `spec.skip` says why)
     status: str | None  # the stored status, when there is one
+    why: str | None = None  # why a run of the same science is pending again (plugins changed)
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,21 @@ def _load_data(
 
 def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
     """The runs of the experiment's grid and which of them its folder already holds."""
+    from regbench.engine.plan import stale_reasons
+
     experiment = _experiment(experiment, settings)
-    statuses = _statuses(experiment.folder)
+    specs = _specs(experiment, tuned)
+    rows = _stored_rows(experiment.folder)
+    statuses = {row["config_hash"]: row["status"] for row in rows}
+    reasons = stale_reasons(specs, rows)
     runs = []
-    for spec in _specs(experiment, tuned):
+    for spec in specs:
         status = statuses.get(spec.config_hash)
-        state = "done" if status == "ok" else "pending" if status is None else "failed"
-        runs.append(PlannedRun(spec, state, status))
+        if spec.skip:
+            state = "skipped"
+        else:
+            state = "done" if status == "ok" else "pending" if status is None else "failed"
+        runs.append(PlannedRun(spec, state, status, reasons.get(spec.config_hash)))
     return Plan(experiment, experiment.folder, tuple(runs))
 
 
@@ -171,16 +180,18 @@ def check_param_names(params: Mapping[str, Mapping[str, Any]]) -> None:
                 )
 
 
-def _statuses(folder: Path) -> dict[str, str]:
-    from regbench.results.store import DB_NAME, Store
+def _stored_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every stored run's row (none when the folder holds no store yet)."""
+    import sqlite3
+    from contextlib import closing
+
+    from regbench.results.store import DB_NAME, open_read_only
 
     if not (folder / DB_NAME).exists():
-        return {}
-    store = Store(folder, create=False)
-    try:
-        return store.statuses()
-    finally:
-        store.close()
+        return []
+    with closing(open_read_only(folder)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM runs")]
 
 
 def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -268,7 +279,8 @@ def _execute(
     from regbench.plugins.manager import registry
 
     statuses = store.statuses()
-    todo = [s for s in specs if force or statuses.get(s.config_hash) != "ok"]
+    done = ("ok", "skipped")
+    todo = [s for s in specs if force or statuses.get(s.config_hash) not in done]
     todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
     store.export()  # a kill between a commit and its export must not leave stale CSVs
     logs = store.folder / "logs"

@@ -69,6 +69,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--learning-rate", help="(default: the optimizer's own, 0.01 for sgd)")
     p.add_argument(
+        "--optimizer-option",
+        dest="optimizer_options",
+        action="append",
+        metavar="KEY=VALUE",
+        help="optimizer setting, e.g. momentum=0.9 or nesterov=true (default: Keras's)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        help="constant (default), cosine, step or warmup_cosine, over the whole training",
+    )
+    p.add_argument(
         "--param",
         dest="params",
         action="append",

@@ -26,7 +26,9 @@ SETTINGS = (
     "epochs",
     "batch_size",
     "optimizer",
+    "optimizer_options",
     "learning_rate",
+    "lr_schedule",
     "target",
     "precision",
     "jit_compile",
@@ -96,7 +98,8 @@ def _show_results(results, folder, baseline: str) -> int:
     out = console()
     leaderboard.render(results.runs, results.epochs, out, baseline=baseline)
     out.print(f"results: {folder}/runs.csv, {folder}/epochs.csv", markup=False)
-    return EXIT_OK if (results.runs["status"] == "ok").all() else EXIT_FAILED_RUNS
+    fine = results.runs["status"].isin(["ok", "skipped"])  # skipped: not applicable, by design
+    return EXIT_OK if fine.all() else EXIT_FAILED_RUNS
 
 
 def _show_plan(plan) -> None:
@@ -108,12 +111,17 @@ def _show_plan(plan) -> None:
     for run in plan.runs:
         spec = run.spec
         values = ", ".join(f"{k}={v:g}" for k, v in sorted(spec.params.items()))
-        state = run.state if run.state != "failed" else f"failed ({run.status})"
+        state = {"failed": f"failed ({run.status})", "skipped": f"skipped: {spec.skip}"}.get(
+            run.state, run.state
+        )
+        if run.why:
+            state += f" ({run.why})"
         table.add_row(spec.run_id, spec.arch, spec.reg, values or "-", str(spec.seed), state)
     out = console()
     out.print(table)
     out.print(
-        f"done {plan.count('done')}, pending {plan.count('pending')}, failed {plan.count('failed')}"
+        f"done {plan.count('done')}, pending {plan.count('pending')}, "
+        f"failed {plan.count('failed')}, skipped {plan.count('skipped')}"
     )
 
 

@@ -134,10 +134,11 @@ def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
     """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
     from regbench.engine.plan import parse_assignments
 
+    parts = reg_name.split("+")
     out = {}
     for key, value in parse_assignments(items, "--param").items():
         owner, dot, name = key.rpartition(".")
-        if dot and owner != reg_name:
+        if dot and owner != reg_name and owner not in parts:
             raise RegbenchError(f"--param {key}: this model uses regularizer {reg_name!r}")
-        out[name] = value
+        out[key if len(parts) > 1 else name] = value  # a combination keeps `part.name`
     return out

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from regbench.engine.optimizers import LR_SCHEDULES, parse_optimizer_options
 from regbench.engine.pipeline import PIPELINES
 from regbench.engine.plan import (
     JIT_CHOICES,
@@ -49,7 +50,9 @@ class Experiment:
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "sgd"
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     learning_rate: float | None = None
+    lr_schedule: str = "constant"
     target: tuple[str, float] | None = None
     precision: str = "float32"
     jit_compile: str = "auto"
@@ -101,8 +104,9 @@ class Experiment:
             for reg, values in given["params"].items():
                 merged.setdefault(reg, {}).update(values)
             given["params"] = merged
-        if "dataset_options" in given:
-            given["dataset_options"] = {**self.dataset_options, **given["dataset_options"]}
+        for key in ("dataset_options", "optimizer_options"):
+            if key in given:
+                given[key] = {**getattr(self, key), **given[key]}
         return replace(self, **given)
 
     @property
@@ -118,7 +122,9 @@ class Experiment:
             epochs=self.epochs,
             batch_size=self.batch_size,
             optimizer=self.optimizer,
+            optimizer_options=dict(self.optimizer_options),
             learning_rate=self.learning_rate,
+            lr_schedule=self.lr_schedule,
             target=self.target,
             precision=self.precision,
         )
@@ -348,7 +354,9 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "epochs": _whole(1, MAX_EPOCHS),
     "batch_size": _whole(1, MAX_BATCH),
     "optimizer": _choice(OPTIMIZERS),
+    "optimizer_options": lambda value, label: parse_optimizer_options(_assignments(value, label)),
     "learning_rate": _positive,
+    "lr_schedule": _choice(LR_SCHEDULES),
     "target": _target,
     "precision": _choice(PRECISIONS),
     "jit_compile": _choice(JIT_CHOICES),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from regbench.engine.plan import Execution, Protocol
-from regbench.engine.trainer import build_and_compile
+from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
 from regbench.errors import RegbenchError
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
@@ -234,11 +234,15 @@ def _hypermodel(
 
     class HyperModel(kt.HyperModel):
         fit_seconds: float | None = None
+        run: Any = None  # the trial's run context: its training progress drives ramps
 
         def build(self, hp):
             params = _declared_values(reg, _declare(hp, reg.hparams))
+            self.run = context_for(protocol, data, seed, "tune", len(data.x_train))
             # sets the precision policy each time: keras-tuner's clear_session resets it
-            return build_and_compile(architecture, reg, params, protocol, data, seed, execution)
+            return build_and_compile(
+                architecture, reg, params, protocol, data, seed, execution, run=self.run
+            )
 
         def fit(self, hp, model, callbacks=(), **kwargs):
             params = _declared_values(reg, hp.values)
@@ -250,7 +254,7 @@ def _hypermodel(
                 batch_size=protocol.batch_size,
                 shuffle=True,
                 validation_data=(data.x_val, data.y_val),
-                callbacks=[*callbacks, *reg.callbacks(params)],
+                callbacks=[*callbacks, *run_callbacks(reg, params, self.run)],
                 **kwargs,
             )
             self.fit_seconds = time.perf_counter() - start
