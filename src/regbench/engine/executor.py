@@ -25,6 +25,11 @@ from regbench.engine.worker import DataCache, resolve_trainer, worker_main
 from regbench.errors import RegbenchError
 
 DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
+MAX_MEMORY_GROWTH = 0.06
+# A CPU worker is restarted with more threads for the last runs only when its previous run took
+# this long: a fresh worker costs ~5 s (TensorFlow import, data load) on 2 cores, 2 threads save
+# ~35% of a run (benchmarks/RESULTS.md), so shorter runs would lose more than they gain.
+TAIL_RESTART_MIN_S = 30.0
 
 
 @dataclass
@@ -47,6 +52,9 @@ class ExecutorOptions:
     workers: int | None = None  # CPU workers (default: one per core, at most 4)
     ray_address: str | None = None  # None: start a local Ray
     max_runs_per_worker: int | None = None  # recycle a worker after this many runs
+    # recycle a worker whose memory grew this share past its size after its first run
+    # (None: never); keeps a worker's growth over 12 runs within 10% (benchmarks/RESULTS.md)
+    max_memory_growth: float | None = MAX_MEMORY_GROWTH
 
 
 def failed_result(spec: RunSpec, error: str, worker: str = "") -> RunResult:
@@ -88,6 +96,10 @@ def _describe_death(exitcode: int | None) -> str:
 class _Worker:
     def __init__(self, ctx, worker_id: str, env: dict[str, str], outbox, options) -> None:
         self.id, self.env, self.task, self.runs = worker_id, env, None, 0
+        self.threads = int(env.get("TF_NUM_INTRAOP_THREADS", 0))  # 0: a GPU worker
+        self.first_rss: int | None = None  # bytes, after its first run
+        self.rss: int | None = None  # bytes, after its latest run
+        self.last_seconds = 0.0  # how long its latest run took
         self.inbox = ctx.Queue()
         self.process = ctx.Process(
             target=worker_main,
@@ -128,50 +140,112 @@ def check_counts(options: ExecutorOptions) -> None:
             raise RegbenchError(f"{flag} must be at least 1; got {value}")
 
 
-def plan_workers(options: ExecutorOptions) -> list[tuple[str, dict[str, str]]]:
-    """(worker id, environment) for every worker: K per GPU, or CPU workers sharing the cores."""
+def plan_workers(
+    options: ExecutorOptions, runs: int | None = None
+) -> list[tuple[str, dict[str, str]]]:
+    """(worker id, environment) for every worker to start for `runs` runs: K per GPU, or CPU
+    workers sharing the cores. No more workers than runs start, and the cores are divided among
+    the workers that do start, so a 1-run grid gets every core."""
     devices = detect_gpus() if options.devices is None else list(options.devices)
     devices = [d for d in devices if d != "cpu"]
     check_counts(options)
+    limit = len(devices) * options.per_device if runs is None else max(1, runs)
     if devices:
-        return [
-            (f"gpu{d}.{k}", worker_env(d, 0)) for d in devices for k in range(options.per_device)
-        ]
+        plans = [
+            (f"gpu{d}.{k}", worker_env(d, 0)) for k in range(options.per_device) for d in devices
+        ]  # spread over the devices first when fewer runs than slots
+        return sorted(plans[:limit])
     # one single-threaded worker per core measured 1.3x faster than one two-threaded worker
     # on 2 cores (benchmarks/bench_grid.py); beyond 4, workers mostly add memory
-    count = options.workers or max(1, min(4, os.cpu_count() or 1))
-    threads = max(1, (os.cpu_count() or 1) // count)
+    count = options.workers or max(1, min(4, cpu_cores()))
+    count = count if runs is None else min(count, max(1, runs))
+    threads = max(1, cpu_cores() // count)
     return [(f"cpu{k}", worker_env(None, threads)) for k in range(count)]
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def tail_threads(threads: int, to_start: int, alive: int, cores: int) -> int:
+    """Threads for the next run on a CPU worker that has `threads`: when fewer runs are left
+    to start than workers are alive, the workers that will go idle hand their cores to the
+    runs still to start (the running ones finish on what they have)."""
+    if threads == 0 or to_start <= 0 or to_start >= alive:
+        return threads
+    return max(threads, cores // to_start)
 
 
 def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:
     """Long-lived pinned worker processes; a dead worker's run is recorded failed and replaced."""
     ctx = multiprocessing.get_context("spawn")
     outbox = ctx.Queue()
-    plans = plan_workers(options)
-    workers = {wid: _Worker(ctx, wid, env, outbox, options) for wid, env in plans[: len(specs)]}
+    workers = {
+        wid: _Worker(ctx, wid, env, outbox, options)
+        for wid, env in plan_workers(options, len(specs))
+    }
+    retired: list[_Worker] = []
     pending = deque(specs)
     try:
         while pending or any(w.task for w in workers.values()):
-            for worker in workers.values():
-                if worker.task is None and pending:
-                    worker.send(pending.popleft())
+            _dispatch(ctx, workers, retired, pending, outbox, options)
             try:
                 kind, wid, payload = outbox.get(timeout=0.2)
             except queue.Empty:
                 _replace_dead(ctx, workers, outbox, options, hooks)
                 continue
+            if wid not in workers:  # a late word from a retired worker
+                continue
             _handle(kind, workers[wid], payload, hooks)
-            limit = options.max_runs_per_worker
-            if kind == "result" and limit and workers[wid].runs >= limit and pending:
+            if kind == "result" and pending and _worn(workers[wid], options):
                 workers[wid] = _recycle(ctx, workers[wid], outbox, options)
     finally:
-        _shutdown(workers.values())
+        _shutdown([*workers.values(), *retired])
+
+
+def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, outbox, options) -> None:
+    """Give each idle worker the next run; retire idle workers once nothing is left to start,
+    and restart one with more threads when the cores of finishing workers would go idle."""
+    for wid in list(workers):
+        worker = workers[wid]
+        if worker.task is not None:
+            continue
+        if not pending:
+            worker.inbox.put(None)
+            retired.append(workers.pop(wid))
+            continue
+        threads = tail_threads(worker.threads, len(pending), len(workers), cpu_cores())
+        if threads > worker.threads and worker.last_seconds >= TAIL_RESTART_MIN_S:
+            env = {**worker.env, **worker_env(None, threads)}
+            worker = workers[wid] = _recycle(ctx, worker, outbox, options, env)
+        worker.send(pending.popleft())
+
+
+def _worn(worker: _Worker, options: ExecutorOptions) -> bool:
+    """Whether an idle worker should make way for a fresh process: it served its quota of
+    runs, or its memory grew past the allowed share of its size after its first run."""
+    limit, growth = options.max_runs_per_worker, options.max_memory_growth
+    if limit and worker.runs >= limit:
+        return True
+    return bool(
+        growth is not None
+        and worker.first_rss
+        and worker.rss
+        and worker.rss > worker.first_rss * (1 + growth)
+    )
 
 
 def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
     if kind == "start":
         hooks.on_start(payload, worker.id)
+    elif kind == "memory":
+        worker.rss = payload
+        if worker.first_rss is None:
+            worker.first_rss = payload
     elif kind == "progress":
         hooks.on_progress(payload)
     elif (
@@ -183,20 +257,24 @@ def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
     ):
         worker.task = None
         worker.runs += 1
+        worker.last_seconds = float(payload.row.get("total_time_s") or 0.0)
         payload.row["worker"] = worker.id
         hooks.on_result(payload)
 
 
-def _recycle(ctx, worker: _Worker, outbox, options: ExecutorOptions) -> _Worker:
-    """Stop an idle worker and start a fresh one in its place: TensorFlow's memory creeps up a
-    few MB per run in a long-lived process (benchmarks/RESULTS.md), a new process starts clean."""
+def _recycle(
+    ctx, worker: _Worker, outbox, options: ExecutorOptions, env: dict[str, str] | None = None
+) -> _Worker:
+    """Stop an idle worker and start a fresh one in its place (with `env`, else the same):
+    TensorFlow's memory creeps up a few MB per run in a long-lived process
+    (benchmarks/RESULTS.md), a new process starts clean."""
     worker.inbox.put(None)
     worker.process.join(timeout=30)
     if worker.process.is_alive():
         worker.process.kill()
         worker.process.join()
     worker.close()
-    return _Worker(ctx, worker.id, worker.env, outbox, options)
+    return _Worker(ctx, worker.id, env or worker.env, outbox, options)
 
 
 def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hooks) -> None:

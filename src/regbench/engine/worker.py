@@ -77,4 +77,15 @@ def worker_main(
             models_dir,
             lambda info: outbox.put(("progress", worker_id, info)),
         )
+        if (rss := resident_bytes()) is not None:
+            outbox.put(("memory", worker_id, rss))  # the parent recycles a worker that grew
         outbox.put(("result", worker_id, result))
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux /proc; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
