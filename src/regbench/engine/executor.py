@@ -21,7 +21,7 @@ from typing import Any
 from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.plan import RunSpec
 from regbench.engine.trainer import RunResult
-from regbench.engine.worker import DataCache, resolve_trainer, worker_main
+from regbench.engine.worker import DataCache, resolve_trainer, train_task, worker_main
 from regbench.errors import RegbenchError
 
 DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
@@ -76,13 +76,28 @@ def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Ho
     """One run after another in this process (debugging, and the baseline for benchmarks)."""
     train = resolve_trainer(options.trainer)
     data = DataCache(options.data_dir, options.cache_dir)
+    for task in group_tasks(specs):
+        for spec in task:
+            hooks.on_start(spec.run_id, "main")
+        for result in train_task(task, train, data, options.models_dir, hooks.on_progress):
+            result.row["worker"] = "main"
+            hooks.on_result(result)
+
+
+def group_tasks(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """What one worker trains at a time: a run, or every seed of a cell on the vmapped engine
+    (in the order of each cell's first run)."""
+    tasks: list[list[RunSpec]] = []
+    cells: dict[str, list[RunSpec]] = {}
     for spec in specs:
-        hooks.on_start(spec.run_id, "main")
-        result = train(
-            spec, lambda spec=spec: data.get(spec), options.models_dir, hooks.on_progress
-        )
-        result.row["worker"] = "main"
-        hooks.on_result(result)
+        if spec.execution.engine != "vmapped":
+            tasks.append([spec])
+        elif spec.cell_hash in cells:
+            cells[spec.cell_hash].append(spec)
+        else:
+            cells[spec.cell_hash] = [spec]
+            tasks.append(cells[spec.cell_hash])
+    return tasks
 
 
 def _describe_death(exitcode: int | None) -> str:
@@ -95,7 +110,8 @@ def _describe_death(exitcode: int | None) -> str:
 
 class _Worker:
     def __init__(self, ctx, worker_id: str, env: dict[str, str], outbox, options) -> None:
-        self.id, self.env, self.task, self.runs = worker_id, env, None, 0
+        self.id, self.env, self.runs = worker_id, env, 0
+        self.task: list[RunSpec] | None = None  # the runs it is training, until each reports
         self.threads = int(env.get("TF_NUM_INTRAOP_THREADS", 0))  # 0: a GPU worker
         self.first_rss: int | None = None  # bytes, after its first run
         self.rss: int | None = None  # bytes, after its latest run
@@ -124,9 +140,9 @@ class _Worker:
         self.inbox.close()
         self.inbox.join_thread()
 
-    def send(self, spec: RunSpec) -> None:
-        self.task = spec
-        self.inbox.put(spec)
+    def send(self, task: list[RunSpec]) -> None:
+        self.task = list(task)
+        self.inbox.put(task)
 
 
 def check_counts(options: ExecutorOptions) -> None:
@@ -184,12 +200,14 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
     """Long-lived pinned worker processes; a dead worker's run is recorded failed and replaced."""
     ctx = multiprocessing.get_context("spawn")
     outbox = ctx.Queue()
+    tasks = group_tasks(specs)
+    jax = {"KERAS_BACKEND": "jax"} if _vmapped(specs) else {}
     workers = {
-        wid: _Worker(ctx, wid, env, outbox, options)
-        for wid, env in plan_workers(options, len(specs))
+        wid: _Worker(ctx, wid, {**env, **jax}, outbox, options)
+        for wid, env in plan_workers(options, len(tasks))
     }
     retired: list[_Worker] = []
-    pending = deque(specs)
+    pending = deque(tasks)
     try:
         while pending or any(w.task for w in workers.values()):
             _dispatch(ctx, workers, retired, pending, outbox, options)
@@ -205,6 +223,11 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
                 workers[wid] = _recycle(ctx, workers[wid], outbox, options)
     finally:
         _shutdown([*workers.values(), *retired])
+
+
+def _vmapped(specs: Sequence[RunSpec]) -> bool:
+    """The vmapped engine trains on JAX: its workers start with that backend."""
+    return any(s.execution.engine == "vmapped" for s in specs)
 
 
 def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, outbox, options) -> None:
@@ -248,15 +271,14 @@ def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
             worker.first_rss = payload
     elif kind == "progress":
         hooks.on_progress(payload)
-    elif (
-        kind == "result"
-        and worker.task is not None
-        and (
-            payload.row["run_id"] == worker.task.run_id  # not a late word from a replaced worker
-        )
-    ):
-        worker.task = None
-        worker.runs += 1
+    elif kind == "result" and worker.task is not None:
+        ids = [spec.run_id for spec in worker.task]
+        if payload.row["run_id"] not in ids:  # a late word from a replaced worker
+            return
+        worker.task.pop(ids.index(payload.row["run_id"]))
+        if not worker.task:
+            worker.task = None
+            worker.runs += 1
         worker.last_seconds = float(payload.row.get("total_time_s") or 0.0)
         payload.row["worker"] = worker.id
         hooks.on_result(payload)
@@ -282,9 +304,10 @@ def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hook
         if worker.process.is_alive():
             continue
         if worker.task is not None:
-            spec, reason = worker.task, _describe_death(worker.process.exitcode)
+            reason = _describe_death(worker.process.exitcode)
+            for spec in worker.task:
+                hooks.on_result(failed_result(spec, f"{reason} during {spec.run_id}", wid))
             worker.task = None
-            hooks.on_result(failed_result(spec, f"{reason} during {spec.run_id}", wid))
         worker.process.join()
         worker.close()
         workers[wid] = _Worker(ctx, wid, worker.env, outbox, options)

@@ -15,6 +15,7 @@ from regbench.plugins.manager import Registry
 JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TARGET_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # losses: reached when <=
+ENGINES = ("standard", "vmapped")  # vmapped: a cell's seeds as one JAX program (engine/vmapped.py)
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 
@@ -45,6 +46,7 @@ class Execution:
     jit_compile: str = "auto"
     steps_per_execution: int = 1
     pipeline: str = "auto"
+    engine: str = "standard"
 
 
 IDENTITY_VERSION = 2  # bump (with a store migration) when `RunSpec.identity` changes shape
@@ -152,6 +154,7 @@ class RunSpec:
                 jit_compile=str(value("jit_compile", "auto")),
                 steps_per_execution=int(value("steps_per_execution", 1)),
                 pipeline=str(value("pipeline", "auto")),
+                engine=str(value("engine", "standard")),
             ),
         )
 
@@ -233,6 +236,8 @@ def check_execution(execution: Execution) -> None:
         )
     if execution.pipeline not in PIPELINES:
         raise RegbenchError(f"pipeline must be one of {', '.join(PIPELINES)}")
+    if execution.engine not in ENGINES:
+        raise RegbenchError(f"engine must be one of {', '.join(ENGINES)}")
 
 
 def check_seeds(seeds: Sequence[int]) -> None:
