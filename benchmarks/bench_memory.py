@@ -49,7 +49,11 @@ def executor_loop(args: argparse.Namespace) -> list[float]:
 
     def on_result(result) -> None:
         assert result.row["status"] == "ok", result.row.get("error")
-        (worker,) = [c for c in psutil.Process().children() if c.name().startswith("python")]
+        (worker,) = [
+            c
+            for c in psutil.Process().children()
+            if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in c.cmdline()[-1]
+        ]
         samples.append(worker.memory_info().rss / 2**20)
 
     specs = [

@@ -154,6 +154,9 @@ def check_counts(options: ExecutorOptions) -> None:
     ):
         if value is not None and value < 1:
             raise RegbenchError(f"{flag} must be at least 1; got {value}")
+    growth = options.max_memory_growth
+    if growth is not None and not growth > 0:
+        raise RegbenchError(f"max_memory_growth must be positive (or None: never); got {growth}")
 
 
 def plan_workers(
