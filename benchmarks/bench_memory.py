@@ -15,6 +15,8 @@ import sys
 import psutil
 from _results import record
 
+from regbench.engine.executor import MAX_MEMORY_GROWTH
+
 
 def regbench_loop(args: argparse.Namespace) -> list[float]:
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
@@ -34,6 +36,36 @@ def regbench_loop(args: argparse.Namespace) -> list[float]:
         protocol=Protocol(dataset="digits", epochs=args.epochs),
     )
     run_in_process([spec] * args.runs, ExecutorOptions(), Hooks(on_result=on_result))
+    return samples
+
+
+def executor_loop(args: argparse.Namespace) -> list[float]:
+    """The same runs through the local executor (1 worker, default options): the RSS of the
+    worker process that trained each run, read right after its result arrived."""
+    from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
+    from regbench.engine.plan import Protocol, RunSpec
+
+    samples: list[float] = []
+
+    def on_result(result) -> None:
+        assert result.row["status"] == "ok", result.row.get("error")
+        (worker,) = [
+            c
+            for c in psutil.Process().children()
+            if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in c.cmdline()[-1]
+        ]
+        samples.append(worker.memory_info().rss / 2**20)
+
+    specs = [
+        RunSpec(
+            arch=args.arch,
+            reg=args.reg,
+            params={},
+            seed=0,
+            protocol=Protocol(dataset="digits", epochs=args.epochs),
+        )
+    ] * args.runs
+    run_with_workers(specs, ExecutorOptions(devices=[], workers=1), Hooks(on_result=on_result))
     return samples
 
 
@@ -80,10 +112,14 @@ def main() -> None:
     parser.add_argument("--reg", default="batchnorm")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--runs", type=int, default=12)
-    parser.add_argument("--child", choices=("regbench", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("regbench", "plain", "executor"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
-        loop = regbench_loop if args.child == "regbench" else plain_loop
+        loop = {"regbench": regbench_loop, "plain": plain_loop, "executor": executor_loop}[
+            args.child
+        ]
         print(json.dumps(loop(args)))
         return
     flags = [
@@ -93,7 +129,7 @@ def main() -> None:
         f"--runs={args.runs}",
     ]
     series = {}
-    for child in ("regbench", "plain"):
+    for child in ("regbench", "plain", "executor"):
         out = subprocess.run(
             [sys.executable, __file__, *flags, f"--child={child}"],
             capture_output=True,
@@ -101,7 +137,7 @@ def main() -> None:
             check=True,
         ).stdout
         series[child] = json.loads(out.strip().splitlines()[-1])
-    ours, plain = series["regbench"], series["plain"]
+    ours, plain, pool = series["regbench"], series["plain"], series["executor"]
 
     def growth(values: list[float]) -> float:
         return (values[-1] - values[0]) / values[0] * 100
@@ -109,17 +145,21 @@ def main() -> None:
     body = (
         f"{args.runs} consecutive runs of {args.arch} + {args.reg}, digits, "
         f"{args.epochs} epoch(s) each, one process each column; RSS after each run.\n\n"
-        "| run | regbench worker loop MiB | plain Keras loop MiB |\n|---|---|---|\n"
+        "| run | regbench worker loop MiB | plain Keras loop MiB | local executor worker MiB |\n"
+        "|---|---|---|---|\n"
         + "".join(
-            f"| {i + 1} | {a:.0f} | {b:.0f} |\n"
-            for i, (a, b) in enumerate(zip(ours, plain, strict=True))
+            f"| {i + 1} | {a:.0f} | {b:.0f} | {c:.0f} |\n"
+            for i, (a, b, c) in enumerate(zip(ours, plain, pool, strict=True))
         )
-        + f"\nGrowth from run 1 to run {args.runs}: regbench **{growth(ours):+.1f}%**, "
-        f"plain Keras {growth(plain):+.1f}% (target ≤ 10%). From run 3 on: regbench "
+        + "\nThe local executor's worker (defaults: it is replaced once its memory grew "
+        f"{MAX_MEMORY_GROWTH:.0%} past its size after its first run): run 1 to run {args.runs} "
+        f"**{growth(pool):+.1f}%**, largest {max(pool) / pool[0] * 100 - 100:+.1f}% "
+        "(target ≤ 10%).\n"
+        f"\nWithout recycling, run 1 to run {args.runs}: regbench loop {growth(ours):+.1f}%, "
+        f"plain Keras {growth(plain):+.1f}%. From run 3 on: regbench "
         f"{(ours[-1] - ours[2]) / ours[2] * 100:+.1f}%, plain Keras "
         f"{(plain[-1] - plain[2]) / plain[2] * 100:+.1f}%. The creep is TensorFlow's (the plain "
-        "loop shows it too); for long grids `regbench run --max-runs-per-worker N` starts a "
-        "fresh worker every N runs."
+        "loop shows it too), hence the recycling."
     )
     record(
         "3. Memory across consecutive runs",

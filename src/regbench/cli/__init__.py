@@ -99,6 +99,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="input pipeline: auto (default: tf.data on TensorFlow), arrays or tf.data",
     )
     p.add_argument(
+        "--engine",
+        help="standard (default) or vmapped: a cell's seeds as one JAX program (JAX backend)",
+    )
+    p.add_argument(
         "--tensorboard",
         action="store_const",
         const=True,

@@ -34,6 +34,7 @@ SETTINGS = (
     "jit_compile",
     "steps_per_execution",
     "pipeline",
+    "engine",
     "tensorboard",
     "baseline",
     "data_dir",

@@ -21,10 +21,15 @@ from typing import Any
 from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.plan import RunSpec
 from regbench.engine.trainer import RunResult, skipped_result
-from regbench.engine.worker import DataCache, resolve_trainer, worker_main
+from regbench.engine.worker import DataCache, resolve_trainer, train_task, worker_main
 from regbench.errors import RegbenchError
 
 DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
+MAX_MEMORY_GROWTH = 0.06
+# A CPU worker is restarted with more threads for the last runs only when its previous run took
+# this long: a fresh worker costs ~5 s (TensorFlow import, data load) on 2 cores, 2 threads save
+# ~35% of a run (benchmarks/RESULTS.md), so shorter runs would lose more than they gain.
+TAIL_RESTART_MIN_S = 30.0
 
 
 @dataclass
@@ -48,6 +53,9 @@ class ExecutorOptions:
     ray_address: str | None = None  # None: start a local Ray
     max_runs_per_worker: int | None = None  # recycle a worker after this many runs
     run_timeout: float | None = None  # seconds; a run past it is killed and recorded `timeout`
+    # recycle a worker whose memory grew this share past its size after its first run
+    # (None: never); keeps a worker's growth over 12 runs within 10% (benchmarks/RESULTS.md)
+    max_memory_growth: float | None = MAX_MEMORY_GROWTH
 
 
 def failed_result(spec: RunSpec, error: str, worker: str = "", status: str = "failed") -> RunResult:
@@ -69,13 +77,28 @@ def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Ho
     """One run after another in this process (debugging, and the baseline for benchmarks)."""
     train = resolve_trainer(options.trainer)
     data = DataCache(options.data_dir, options.cache_dir)
-    for spec in _record_skipped(specs, hooks):
-        hooks.on_start(spec.run_id, "main")
-        result = train(
-            spec, lambda spec=spec: data.get(spec), options.models_dir, hooks.on_progress
-        )
-        result.row["worker"] = "main"
-        hooks.on_result(result)
+    for task in group_tasks(_record_skipped(specs, hooks)):
+        for spec in task:
+            hooks.on_start(spec.run_id, "main")
+        for result in train_task(task, train, data, options.models_dir, hooks.on_progress):
+            result.row["worker"] = "main"
+            hooks.on_result(result)
+
+
+def group_tasks(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """What one worker trains at a time: a run, or every seed of a cell on the vmapped engine
+    (in the order of each cell's first run)."""
+    tasks: list[list[RunSpec]] = []
+    cells: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        if spec.execution.engine != "vmapped":
+            tasks.append([spec])
+        elif spec.cell_hash in cells:
+            cells[spec.cell_hash].append(spec)
+        else:
+            cells[spec.cell_hash] = [spec]
+            tasks.append(cells[spec.cell_hash])
+    return tasks
 
 
 def _record_skipped(specs: Sequence[RunSpec], hooks: Hooks) -> list[RunSpec]:
@@ -96,8 +119,13 @@ def _describe_death(exitcode: int | None) -> str:
 
 class _Worker:
     def __init__(self, ctx, worker_id: str, env: dict[str, str], outbox, options) -> None:
-        self.id, self.env, self.task, self.runs = worker_id, env, None, 0
-        self.sent_at = 0.0
+        self.id, self.env, self.runs = worker_id, env, 0
+        self.task: list[RunSpec] | None = None  # the runs it is training, until each reports
+        self.sent_at = 0.0  # when it was given its task (the run timeout counts from here)
+        self.threads = int(env.get("TF_NUM_INTRAOP_THREADS", 0))  # 0: a GPU worker
+        self.first_rss: int | None = None  # bytes, after its first run
+        self.rss: int | None = None  # bytes, after its latest run
+        self.last_seconds = 0.0  # how long its latest run took
         self.inbox = ctx.Queue()
         self.process = ctx.Process(
             target=worker_main,
@@ -122,9 +150,9 @@ class _Worker:
         self.inbox.close()
         self.inbox.join_thread()
 
-    def send(self, spec: RunSpec) -> None:
-        self.task, self.sent_at = spec, time.monotonic()
-        self.inbox.put(spec)
+    def send(self, task: list[RunSpec]) -> None:
+        self.task, self.sent_at = list(task), time.monotonic()
+        self.inbox.put(task)
 
 
 def check_counts(options: ExecutorOptions) -> None:
@@ -136,22 +164,49 @@ def check_counts(options: ExecutorOptions) -> None:
     ):
         if value is not None and value < 1:
             raise RegbenchError(f"{flag} must be at least 1; got {value}")
+    growth = options.max_memory_growth
+    if growth is not None and not growth > 0:
+        raise RegbenchError(f"max_memory_growth must be positive (or None: never); got {growth}")
 
 
-def plan_workers(options: ExecutorOptions) -> list[tuple[str, dict[str, str]]]:
-    """(worker id, environment) for every worker: K per GPU, or CPU workers sharing the cores."""
+def plan_workers(
+    options: ExecutorOptions, runs: int | None = None
+) -> list[tuple[str, dict[str, str]]]:
+    """(worker id, environment) for every worker to start for `runs` runs: K per GPU, or CPU
+    workers sharing the cores. No more workers than runs start, and the cores are divided among
+    the workers that do start, so a 1-run grid gets every core."""
     devices = detect_gpus() if options.devices is None else list(options.devices)
     devices = [d for d in devices if d != "cpu"]
     check_counts(options)
+    limit = len(devices) * options.per_device if runs is None else max(1, runs)
     if devices:
-        return [
-            (f"gpu{d}.{k}", worker_env(d, 0)) for d in devices for k in range(options.per_device)
-        ]
+        plans = [
+            (f"gpu{d}.{k}", worker_env(d, 0)) for k in range(options.per_device) for d in devices
+        ]  # spread over the devices first when fewer runs than slots
+        return sorted(plans[:limit])
     # one single-threaded worker per core measured 1.3x faster than one two-threaded worker
     # on 2 cores (benchmarks/bench_grid.py); beyond 4, workers mostly add memory
-    count = options.workers or max(1, min(4, os.cpu_count() or 1))
-    threads = max(1, (os.cpu_count() or 1) // count)
+    count = options.workers or max(1, min(4, cpu_cores()))
+    count = count if runs is None else min(count, max(1, runs))
+    threads = max(1, cpu_cores() // count)
     return [(f"cpu{k}", worker_env(None, threads)) for k in range(count)]
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def tail_threads(threads: int, to_start: int, alive: int, cores: int) -> int:
+    """Threads for the next run on a CPU worker that has `threads`: when fewer runs are left
+    to start than workers are alive, the workers that will go idle hand their cores to the
+    runs still to start (the running ones finish on what they have)."""
+    if threads == 0 or to_start <= 0 or to_start >= alive:
+        return threads
+    return max(threads, cores // to_start)
 
 
 def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:
@@ -161,56 +216,104 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
         return
     ctx = multiprocessing.get_context("spawn")
     outbox = ctx.Queue()
-    plans = plan_workers(options)
-    workers = {wid: _Worker(ctx, wid, env, outbox, options) for wid, env in plans[: len(specs)]}
-    pending = deque(specs)
+    tasks = group_tasks(specs)
+    jax = {"KERAS_BACKEND": "jax"} if _vmapped(specs) else {}
+    workers = {
+        wid: _Worker(ctx, wid, {**env, **jax}, outbox, options)
+        for wid, env in plan_workers(options, len(tasks))
+    }
+    retired: list[_Worker] = []
+    pending = deque(tasks)
     try:
         while pending or any(w.task for w in workers.values()):
-            for worker in workers.values():
-                if worker.task is None and pending:
-                    worker.send(pending.popleft())
+            _dispatch(ctx, workers, retired, pending, outbox, options)
             _stop_overdue(workers.values(), options.run_timeout, hooks)
             try:
                 kind, wid, payload = outbox.get(timeout=0.2)
             except queue.Empty:
                 _replace_dead(ctx, workers, outbox, options, hooks)
                 continue
+            if wid not in workers:  # a late word from a retired worker
+                continue
             _handle(kind, workers[wid], payload, hooks)
-            limit = options.max_runs_per_worker
-            if kind == "result" and limit and workers[wid].runs >= limit and pending:
+            if kind == "result" and pending and _worn(workers[wid], options):
                 workers[wid] = _recycle(ctx, workers[wid], outbox, options)
     finally:
-        _shutdown(workers.values())
+        _shutdown([*workers.values(), *retired])
+
+
+def _vmapped(specs: Sequence[RunSpec]) -> bool:
+    """The vmapped engine trains on JAX: its workers start with that backend."""
+    return any(s.execution.engine == "vmapped" for s in specs)
+
+
+def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, outbox, options) -> None:
+    """Give each idle worker the next run; retire idle workers once nothing is left to start,
+    and restart one with more threads when the cores of finishing workers would go idle."""
+    for wid in list(workers):
+        worker = workers[wid]
+        if worker.task is not None:
+            continue
+        if not pending:
+            worker.inbox.put(None)
+            retired.append(workers.pop(wid))
+            continue
+        threads = tail_threads(worker.threads, len(pending), len(workers), cpu_cores())
+        if threads > worker.threads and worker.last_seconds >= TAIL_RESTART_MIN_S:
+            env = {**worker.env, **worker_env(None, threads)}
+            worker = workers[wid] = _recycle(ctx, worker, outbox, options, env)
+        worker.send(pending.popleft())
+
+
+def _worn(worker: _Worker, options: ExecutorOptions) -> bool:
+    """Whether an idle worker should make way for a fresh process: it served its quota of
+    runs, or its memory grew past the allowed share of its size after its first run."""
+    limit, growth = options.max_runs_per_worker, options.max_memory_growth
+    if limit and worker.runs >= limit:
+        return True
+    return bool(
+        growth is not None
+        and worker.first_rss
+        and worker.rss
+        and worker.rss > worker.first_rss * (1 + growth)
+    )
 
 
 def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
     if kind == "start":
         hooks.on_start(payload, worker.id)
+    elif kind == "memory":
+        worker.rss = payload
+        if worker.first_rss is None:
+            worker.first_rss = payload
     elif kind == "progress":
         hooks.on_progress(payload)
-    elif (
-        kind == "result"
-        and worker.task is not None
-        and (
-            payload.row["run_id"] == worker.task.run_id  # not a late word from a replaced worker
-        )
-    ):
-        worker.task = None
-        worker.runs += 1
+    elif kind == "result" and worker.task is not None:
+        ids = [spec.run_id for spec in worker.task]
+        if payload.row["run_id"] not in ids:  # a late word from a replaced worker
+            return
+        worker.task.pop(ids.index(payload.row["run_id"]))
+        if not worker.task:
+            worker.task = None
+            worker.runs += 1
+        worker.last_seconds = float(payload.row.get("total_time_s") or 0.0)
         payload.row["worker"] = worker.id
         hooks.on_result(payload)
 
 
-def _recycle(ctx, worker: _Worker, outbox, options: ExecutorOptions) -> _Worker:
-    """Stop an idle worker and start a fresh one in its place: TensorFlow's memory creeps up a
-    few MB per run in a long-lived process (benchmarks/RESULTS.md), a new process starts clean."""
+def _recycle(
+    ctx, worker: _Worker, outbox, options: ExecutorOptions, env: dict[str, str] | None = None
+) -> _Worker:
+    """Stop an idle worker and start a fresh one in its place (with `env`, else the same):
+    TensorFlow's memory creeps up a few MB per run in a long-lived process
+    (benchmarks/RESULTS.md), a new process starts clean."""
     worker.inbox.put(None)
     worker.process.join(timeout=30)
     if worker.process.is_alive():
         worker.process.kill()
         worker.process.join()
     worker.close()
-    return _Worker(ctx, worker.id, worker.env, outbox, options)
+    return _Worker(ctx, worker.id, env or worker.env, outbox, options)
 
 
 def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
@@ -221,11 +324,12 @@ def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
     now = time.monotonic()
     for worker in workers:
         if worker.task is not None and now - worker.sent_at > timeout:
-            spec, worker.task = worker.task, None
+            task, worker.task = worker.task, None
             worker.process.kill()
             worker.process.join()
             error = f"run exceeded the run timeout of {timeout:g} s and was stopped"
-            hooks.on_result(failed_result(spec, error, worker.id, status="timeout"))
+            for spec in task:
+                hooks.on_result(failed_result(spec, error, worker.id, status="timeout"))
 
 
 def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hooks) -> None:
@@ -233,9 +337,10 @@ def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hook
         if worker.process.is_alive():
             continue
         if worker.task is not None:
-            spec, reason = worker.task, _describe_death(worker.process.exitcode)
+            reason = _describe_death(worker.process.exitcode)
+            for spec in worker.task:
+                hooks.on_result(failed_result(spec, f"{reason} during {spec.run_id}", wid))
             worker.task = None
-            hooks.on_result(failed_result(spec, f"{reason} during {spec.run_id}", wid))
         worker.process.join()
         worker.close()
         workers[wid] = _Worker(ctx, wid, worker.env, outbox, options)

@@ -29,6 +29,7 @@ from regbench.engine.plan import (
 from regbench.errors import RegbenchError
 
 EXECUTORS = ("local", "inprocess", "ray")
+ENGINES = ("standard", "vmapped")
 MAX_SEED = 2**32 - 1  # what every backend's seeding accepts
 MAX_SEEDS = 10_000
 MAX_EPOCHS = 100_000
@@ -58,6 +59,7 @@ class Experiment:
     jit_compile: str = "auto"
     steps_per_execution: int = 1
     pipeline: str = "auto"
+    engine: str = "standard"
     tensorboard: bool = False
     baseline: str = "none"
     name: str | None = None
@@ -136,6 +138,7 @@ class Experiment:
             steps_per_execution=self.steps_per_execution,
             pipeline=self.pipeline,
             tensorboard_dir=str(self.folder / "tensorboard") if self.tensorboard else None,
+            engine=self.engine,
         )
 
 
@@ -362,6 +365,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "jit_compile": _choice(JIT_CHOICES),
     "steps_per_execution": _whole(1, MAX_STEPS),
     "pipeline": _choice(PIPELINES),
+    "engine": _choice(ENGINES),
     "tensorboard": _flag,
     "baseline": _text,
     "name": _text,

@@ -16,6 +16,7 @@ from regbench.plugins.manager import Registry
 JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TARGET_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # losses: reached when <=
+ENGINES = ("standard", "vmapped")  # vmapped: a cell's seeds as one JAX program (engine/vmapped.py)
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 
@@ -49,6 +50,7 @@ class Execution:
     steps_per_execution: int = 1
     pipeline: str = "auto"
     tensorboard_dir: str | None = None  # write TensorBoard logs of each run under it
+    engine: str = "standard"
 
 
 IDENTITY_VERSION = 3  # bump (with a store migration) when `RunSpec.identity` changes shape
@@ -172,6 +174,7 @@ class RunSpec:
                 jit_compile=str(value("jit_compile", "auto")),
                 steps_per_execution=int(value("steps_per_execution", 1)),
                 pipeline=str(value("pipeline", "auto")),
+                engine=str(value("engine", "standard")),
             ),
         )
 
@@ -306,6 +309,8 @@ def check_execution(execution: Execution) -> None:
         )
     if execution.pipeline not in PIPELINES:
         raise RegbenchError(f"pipeline must be one of {', '.join(PIPELINES)}")
+    if execution.engine not in ENGINES:
+        raise RegbenchError(f"engine must be one of {', '.join(ENGINES)}")
 
 
 def check_seeds(seeds: Sequence[int]) -> None:

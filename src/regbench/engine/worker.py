@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -70,12 +70,39 @@ def worker_main(
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     train = resolve_trainer(trainer)
     data = DataCache(data_dir, cache_dir)
-    while (spec := inbox.get()) is not None:
-        outbox.put(("start", worker_id, spec.run_id))
-        result = train(
-            spec,
-            lambda spec=spec: data.get(spec),
-            models_dir,
-            lambda info: outbox.put(("progress", worker_id, info)),
+    while (task := inbox.get()) is not None:
+        for spec in task:
+            outbox.put(("start", worker_id, spec.run_id))
+        results = train_task(
+            task, train, data, models_dir, lambda info: outbox.put(("progress", worker_id, info))
         )
-        outbox.put(("result", worker_id, result))
+        for result in results:
+            if (rss := resident_bytes()) is not None:
+                outbox.put(("memory", worker_id, rss))  # the parent recycles a worker that grew
+            outbox.put(("result", worker_id, result))
+
+
+def train_task(
+    task: list[RunSpec],
+    train: Callable[..., Any],
+    data: DataCache,
+    models_dir: Path | None,
+    progress: Callable[[dict[str, Any]], None],
+) -> Iterator[Any]:
+    """The results of one task: its runs one by one, or its seeds together (vmapped)."""
+    if task[0].execution.engine == "vmapped":
+        from regbench.engine.vmapped import train_seeds
+
+        yield from train_seeds(task, data.get, models_dir, progress)
+        return
+    for spec in task:
+        yield train(spec, lambda spec=spec: data.get(spec), models_dir, progress)
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux /proc; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")

@@ -63,6 +63,7 @@ RUN_COLUMNS: dict[str, str] = {
     "precision": "TEXT",
     "steps_per_execution": "INTEGER",
     "pipeline": "TEXT",
+    "engine": "TEXT",
     "model_path": "TEXT",
     "summary": "TEXT",
     "python_version": "TEXT",
