@@ -19,6 +19,7 @@ from typing import Any
 from regbench.engine.optimizers import LR_SCHEDULES, parse_optimizer_options
 from regbench.engine.pipeline import PIPELINES
 from regbench.engine.plan import (
+    ENGINES,
     JIT_CHOICES,
     OPTIMIZERS,
     PRECISIONS,
@@ -29,7 +30,7 @@ from regbench.engine.plan import (
 from regbench.errors import RegbenchError
 
 EXECUTORS = ("local", "inprocess", "ray")
-ENGINES = ("standard", "vmapped")
+
 MAX_SEED = 2**32 - 1  # what every backend's seeding accepts
 MAX_SEEDS = 10_000
 MAX_EPOCHS = 100_000
