@@ -150,8 +150,9 @@ def hparam_values(regularizer: Regularizer) -> st.SearchStrategy[dict[str, float
         if h.integer:
             return st.integers(math.ceil(h.low), math.floor(h.high))
         if h.log:  # uniform in log space, clamped since exp(log(x)) may land an ulp outside
-            return st.floats(math.log(h.low), math.log(h.high)).map(
-                lambda v, h=h: min(max(math.exp(v), h.low), h.high)
+            low, high = h.low, h.high
+            return st.floats(math.log(low), math.log(high)).map(
+                lambda v: min(max(math.exp(v), low), high)
             )
         return st.floats(h.low, h.high)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,7 +37,9 @@ PERCENTILES = (1.0, 99.0)
 # ---------------------------------------------------------------- shared helpers
 
 
-def _figure(figsize: tuple[float, float], layout: str | None = "constrained"):
+def _figure(
+    figsize: tuple[float, float], layout: Literal["constrained", "tight"] | None = "constrained"
+) -> Any:
     """A Figure on the Agg canvas: never touches pyplot or an interactive backend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -23,7 +23,7 @@ def _wrapper_class() -> type:
     keras = import_keras()
     ops = keras.ops
 
-    class SoftTargetTraining(keras.Model):  # type: ignore[name-defined,misc]
+    class SoftTargetTraining(keras.Model):  # type: ignore[name-defined]
         def __init__(self, inner, regularizer, params, run, seed):
             super().__init__(name=f"{inner.name}_training")
             self.inner = inner

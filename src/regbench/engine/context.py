@@ -33,7 +33,7 @@ class TrainingProgress:
         keras = import_keras()
         progress = self
 
-        class Advance(keras.callbacks.Callback):  # type: ignore[name-defined,misc]
+        class Advance(keras.callbacks.Callback):  # type: ignore[name-defined]
             epoch = 0
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:

@@ -218,9 +218,9 @@ def stale_reasons(specs: Sequence[RunSpec], rows: Sequence[Mapping[str, Any]]) -
             continue
     reasons = {}
     for spec in specs:
-        row = earlier.get(_digest(_science(spec)))
-        if row is not None and row.get("config_hash") != spec.config_hash:
-            reasons[spec.config_hash] = why_pending(spec, row) or "its plugins changed"
+        found = earlier.get(_digest(_science(spec)))
+        if found is not None and found.get("config_hash") != spec.config_hash:
+            reasons[spec.config_hash] = why_pending(spec, found) or "its plugins changed"
     return reasons
 
 

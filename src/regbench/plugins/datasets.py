@@ -33,7 +33,8 @@ class Splits:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
+        height, width, channels = (int(d) for d in self.x_train.shape[1:])
+        return height, width, channels
 
     @property
     def classes(self) -> int:

@@ -437,7 +437,7 @@ class Composite(Regularizer):
         prefix = f"{component.name}."
         return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
-    def layers_at(self, point, params, ctx=None):
+    def layers_at(self, point: Point, params: Mapping[str, Any], ctx: Any = None) -> list[Any]:
         return [
             layer
             for c in self.components
@@ -445,21 +445,23 @@ class Composite(Regularizer):
             for layer in invoke(c.layers_at, point, self.own(c, params), ctx=ctx)
         ]
 
-    def kernel_regularizer(self, params, ctx=None):
+    def kernel_regularizer(self, params: Mapping[str, Any], ctx: Any = None) -> Any:
         for c in self.components:
             found = invoke(c.kernel_regularizer, self.own(c, params), ctx=ctx)
             if found is not None:
                 return found
         return None
 
-    def input_layers(self, params, ctx=None):
+    def input_layers(self, params: Mapping[str, Any], ctx: Any = None) -> list[Any]:
         return [
             layer
             for c in self.components
             for layer in invoke(c.input_layers, self.own(c, params), ctx=ctx)
         ]
 
-    def batch(self, images, targets, params, seed, ctx):
+    def batch(
+        self, images: Any, targets: Any, params: Mapping[str, Any], seed: Any, ctx: Any
+    ) -> tuple[Any, Any]:
         for c in self.components:
             if c.uses_batches:
                 return c.batch(images, targets, self.own(c, params), seed, ctx)
@@ -469,29 +471,31 @@ class Composite(Regularizer):
     def uses_batches(self) -> bool:
         return any(c.uses_batches for c in self.components)
 
-    def loss(self, params, loss, ctx=None):
+    def loss(self, params: Mapping[str, Any], loss: Any, ctx: Any = None) -> Any:
         for c in self.components:
             loss = invoke(c.loss, self.own(c, params), loss, ctx=ctx)
         return loss
 
-    def optimizer(self, params, optimizer, ctx=None):
+    def optimizer(
+        self, params: Mapping[str, Any], optimizer: OptimizerSpec, ctx: Any = None
+    ) -> OptimizerSpec:
         for c in self.components:
             optimizer = invoke(c.optimizer, self.own(c, params), optimizer, ctx=ctx)
         return optimizer
 
-    def callbacks(self, params, ctx=None):
+    def callbacks(self, params: Mapping[str, Any], ctx: Any = None) -> list[Any]:
         return [
             cb for c in self.components for cb in invoke(c.callbacks, self.own(c, params), ctx=ctx)
         ]
 
-    def refuse(self, architecture, params):
+    def refuse(self, architecture: Architecture, params: Mapping[str, Any]) -> str | None:
         for c in self.components:
             reason = c.refuse(architecture, self.own(c, params))
             if reason:
                 return reason
         return None
 
-    def resolve(self, overrides=None):
+    def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, float | int]:
         """Keys are `component.name`; a bare name is taken when exactly one component has it."""
         full: dict[str, Any] = {}
         for key, value in (overrides or {}).items():
