@@ -297,6 +297,7 @@ def test_a_folder_without_results_is_one_clear_error(tmp_path):
         write_report(tmp_path)
 
 
+@pytest.mark.slow  # draws 28 figures
 def test_a_lab_sized_report_renders_in_seconds(tmp_path):
     folder = fake_experiment(
         tmp_path / "exp",
