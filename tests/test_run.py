@@ -162,7 +162,8 @@ def _pids_gone(pids, timeout=10.0) -> bool:
 
 
 def _start(args, env, tmp_path):
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS), "NO_COLOR": "1", **env}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    full_env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", **env}
     return subprocess.Popen(
         [sys.executable, "-m", "regbench", "run", *args],
         env=full_env,
@@ -185,9 +186,9 @@ def test_interrupted_grid_loses_nothing_and_resumes(cli, tmp_path, how):
         proc.kill()
     else:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    proc.communicate(timeout=60)
+    out_err = proc.communicate(timeout=60)
     if how == "ctrl-c":
-        assert proc.returncode == 130
+        assert proc.returncode == 130, out_err
     workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
     assert _pids_gone(workers), "a worker outlived the scheduler"
 
