@@ -25,6 +25,8 @@ from regbench.results.leaderboard import table
 from regbench.results.reader import load
 from regbench.results.store import Store
 
+pytestmark = pytest.mark.xdist_group("report")  # one worker writes the module's experiment
+
 ARCHS = ("model1", "model2")
 REGS = ("none", "dropout")
 SEEDS = (0, 1)

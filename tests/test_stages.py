@@ -8,6 +8,8 @@ import pytest
 from regbench.cli import main
 from regbench.results.reader import load
 
+pytestmark = pytest.mark.xdist_group("stages")  # one worker trains the experiment fixture
+
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
