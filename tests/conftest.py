@@ -1,4 +1,5 @@
-"""Shared fixtures: quiet TensorFlow, the registry, and a regbench CLI runner in a subprocess."""
+"""Shared fixtures: quiet TensorFlow, the registry, and the regbench CLI run in this process
+(`cli`, fast) or in a fresh one (`cli_subprocess`, for what only a fresh process shows)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
 TESTS = Path(__file__).resolve().parent
+
+# No deadline: a loaded machine must not fail a property test. Tests that build Keras models
+# set their own small max_examples; HYPOTHESIS_PROFILE=thorough draws more for the rest.
+settings.register_profile("fast", max_examples=50, deadline=None)
+settings.register_profile("thorough", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
 @pytest.fixture(scope="session")
@@ -40,5 +48,36 @@ def run_cli(
 
 
 @pytest.fixture
-def cli():
+def cli_subprocess():
+    """The CLI in a fresh Python: for what only a new process shows (imports, installed plugins,
+    signals). Each call costs a Python start, and a TensorFlow import if the command needs it."""
     return run_cli
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`regbench ARGS` through `regbench.cli.main` in this process, with stdout and stderr
+    captured: a CompletedProcess as `cli_subprocess` gives, without starting Python and
+    TensorFlow again. `env` is set for the call only (workers the call starts inherit it)."""
+    from regbench.cli import main
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        if env and "PYTHONPATH" in env:
+            raise ValueError("PYTHONPATH only acts on a fresh process: use cli_subprocess")
+        capsys.readouterr()  # what the test printed before is not the command's output
+        with monkeypatch.context() as patch:
+            patch.setenv("NO_COLOR", "1")
+            for key, value in (env or {}).items():
+                patch.setenv(key, value)
+            if cwd is not None:
+                patch.chdir(cwd)
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help, --version and usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["regbench", *args], code, out, err)
+
+    return run

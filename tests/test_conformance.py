@@ -27,6 +27,13 @@ from regbench.testing import (
 )
 
 
+@pytest.mark.parametrize("name", ["dropout", "batchnorm"])  # random in training; state
+def test_builtin_regularizer_conforms_on_model1(name: str) -> None:
+    regularizer = build_registry().get("regularizers", name)
+    check_regularizer(regularizer, [MODEL1], max_examples=2)
+
+
+@pytest.mark.slow  # every installed architecture
 @pytest.mark.parametrize("name", ["none", "l2", "dropout", "batchnorm"])
 def test_builtin_regularizer_conforms(name: str) -> None:
     regularizer = build_registry().get("regularizers", name)

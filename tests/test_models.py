@@ -28,8 +28,8 @@ SPEC_COUNTS = {  # SPEC.md: total, trainable, non-trainable
     ("model3", "dropout"): (1_121_430, 1_121_430, 0),
     ("model3", "batchnorm"): (1_122_086, 1_121_758, 328),
 }
-SLOW = settings(
-    max_examples=20,
+SLOW = settings(  # each example builds up to four Keras models
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -139,14 +139,32 @@ def site(tmp_path):
     return folder
 
 
-def list_json(cli, site: Path, **env: str) -> dict:
-    result = cli("list", "--json", env={"PYTHONPATH": str(site), **env})
+@pytest.fixture
+def installed(site, monkeypatch):
+    """`site` on this process's path, as if pip had installed it, and the registry rebuilt."""
+    from regbench.plugins import manager
+
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(manager, "_REGISTRY", None)
+    yield site
+    for module in ("rb_good", "rb_broken", "rb_other"):
+        sys.modules.pop(module, None)
+
+
+def list_json(cli, **env: str) -> dict:
+    from regbench.plugins import manager
+
+    manager._REGISTRY = None  # the fixture restores the process-wide registry afterwards
+    result = cli("list", "--json", env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def test_installed_plugin_is_listed_with_its_distribution(cli, site):
-    listing = list_json(cli, site)
+def test_installed_plugin_is_listed_with_its_distribution(cli_subprocess, site):
+    """In a fresh process, as a user who just ran `pip install` meets it."""
+    result = cli_subprocess("list", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
     shake = next(r for r in listing["regularizers"] if r["name"] == "shake")
     assert (shake["dist"], shake["version"]) == ("regbench-good", "0.3")
     assert shake["hyperparameters"][0]["name"] == "amount"
@@ -155,23 +173,23 @@ def test_installed_plugin_is_listed_with_its_distribution(cli, site):
     assert {r["name"] for r in listing["regularizers"]} >= {"none", "l2", "dropout", "batchnorm"}
 
 
-def test_load_plugins_env_limits_third_party_plugins(cli, site):
-    only_good = list_json(cli, site, REGBENCH_LOAD_PLUGINS="regbench-good")
+def test_load_plugins_env_limits_third_party_plugins(cli, installed):
+    only_good = list_json(cli, REGBENCH_LOAD_PLUGINS="regbench-good")
     assert "shake" in {r["name"] for r in only_good["regularizers"]}
     assert not [b for b in only_good["broken"] if b["dist"] == "regbench-broken"]
-    none = list_json(cli, site, REGBENCH_LOAD_PLUGINS="")
+    none = list_json(cli, REGBENCH_LOAD_PLUGINS="")
     assert "shake" not in {r["name"] for r in none["regularizers"]}
     assert {r["name"] for r in none["regularizers"]} >= {"none", "l2", "dropout", "batchnorm"}
 
 
-def test_installed_clash_names_both_distributions(cli, site):
-    make_distribution(site, "regbench-other", "rb_other", CLASHING)
-    listing = list_json(cli, site)
+def test_installed_clash_names_both_distributions(cli, installed):
+    make_distribution(installed, "regbench-other", "rb_other", CLASHING)
+    listing = list_json(cli)
     assert listing["clashes"]["regularizers"]["shake"] == [
         "regbench-good 0.3",
         "regbench-other 0.3",
     ]
-    result = cli("describe", "--arch", "model1", "--reg", "shake", env={"PYTHONPATH": str(site)})
+    result = cli("describe", "--arch", "model1", "--reg", "shake")
     assert result.returncode == 2
     assert "regbench-good 0.3 and regbench-other 0.3" in result.stderr
     assert "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ from regbench.cli import main
 from regbench.results.reader import load
 
 ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster
 
 
 @pytest.fixture(scope="module")

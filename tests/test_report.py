@@ -25,6 +25,8 @@ from regbench.results.leaderboard import table
 from regbench.results.reader import load
 from regbench.results.store import Store
 
+pytestmark = pytest.mark.xdist_group("report")  # one worker writes the module's experiment
+
 ARCHS = ("model1", "model2")
 REGS = ("none", "dropout")
 SEEDS = (0, 1)
@@ -297,6 +299,7 @@ def test_a_folder_without_results_is_one_clear_error(tmp_path):
         write_report(tmp_path)
 
 
+@pytest.mark.slow  # draws 28 figures
 def test_a_lab_sized_report_renders_in_seconds(tmp_path):
     folder = fake_experiment(
         tmp_path / "exp",

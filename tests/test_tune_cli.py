@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from regbench.results.reader import load, load_trials
 
 
+@pytest.mark.slow
 def test_tune_then_run_tuned_uses_the_best_values(cli, tmp_path):
     out = tmp_path / "exp"
     base = ["--arch", "model1", "--dataset", "digits", "--epochs", "1", "--out", str(out)]
@@ -33,6 +36,7 @@ def test_tune_then_run_tuned_uses_the_best_values(cli, tmp_path):
     assert {"rate": 0.3} in chosen  # an explicit --param wins over the tuned value
 
 
+@pytest.mark.slow
 def test_run_tune_runs_the_stage_first(cli, tmp_path):
     out = tmp_path / "both"
     result = cli(
@@ -92,7 +96,8 @@ def test_tuning_errors_are_one_line(cli, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_values_tuned_on_one_dataset_are_not_used_for_another(cli, tmp_path):
+def test_tuned_values_reach_the_grid_but_not_another_dataset(cli, tmp_path):
+    """One real trial; the grids that use its value run the fake trainer."""
     out = tmp_path / "mixed"
     tuned = cli(
         "tune",
@@ -110,6 +115,21 @@ def test_values_tuned_on_one_dataset_are_not_used_for_another(cli, tmp_path):
         str(out),
     )
     assert tuned.returncode == 0, tuned.stderr
+    assert "best model1 + dropout: rate=" in tuned.stdout
+    (rate,) = load_trials(out)["hp.rate"]
+    fake = ["--trainer", "fake_trainer:train", "--executor", "inprocess"]
+    grid = ["--arch", "model1", "--dataset", "digits", "--out", str(out), *fake]
+    run = cli("run", *grid, "--reg", "dropout,none", "--tuned")
+    assert run.returncode == 0, run.stderr
+    runs = load(out).runs.set_index("reg")
+    assert runs.loc["dropout", "params"] == {"rate": rate}
+    assert json.loads(runs.loc["dropout", "tuned"]) == ["rate"]
+    assert json.loads(runs.loc["none", "tuned"]) == []
+    board = json.loads(cli("leaderboard", str(out), "--json").stdout)["leaderboard"]
+    assert {row["reg"]: row["tuned"] for row in board} == {"dropout": "rate", "none": ""}
+    explicit = cli("run", *grid, "--reg", "dropout", "--tuned", "--param", "dropout.rate=0.3")
+    assert explicit.returncode == 0
+    assert {"rate": 0.3} in load(out).runs.query("reg == 'dropout'")["params"].tolist()
     other = cli(
         "run",
         "--arch",

@@ -308,6 +308,7 @@ def test_gradcam_figure_and_render(tmp_path):
 # ---------------------------------------------------------------- every model, every visualizer
 
 
+@pytest.mark.slow  # ~3 s an example; the fixed tests above cover each visualizer fast
 @settings(max_examples=12, deadline=None)
 @given(
     architecture=st.sampled_from(ARCHITECTURES),
