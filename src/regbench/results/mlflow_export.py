@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from regbench.errors import RegbenchError
+from regbench.results.lookup import model_file
 from regbench.results.reader import load
 
 RUN_TAG = "regbench.run_id"
@@ -95,7 +96,7 @@ def export(
                 if row["run_id"] in done:
                     continue
                 mine = epochs[epochs["run_id"] == row["run_id"]]
-                _export_run(client, experiment_id, row, mine)
+                _export_run(client, experiment_id, row, mine, folder)
                 added += 1
     except ImportError as exc:  # a database store without SQLAlchemy (mlflow-skinny)
         raise RegbenchError(
@@ -139,7 +140,9 @@ def _exported_ids(client: Any, experiment_id: str) -> set[str]:
             return ids
 
 
-def _export_run(client: Any, experiment_id: str, row: dict[str, Any], epochs: pd.DataFrame) -> None:
+def _export_run(
+    client: Any, experiment_id: str, row: dict[str, Any], epochs: pd.DataFrame, folder: Path
+) -> None:
     """One run, complete or not at all: a run that fails half-way is deleted again."""
     from mlflow.entities import Metric, Param
 
@@ -176,9 +179,9 @@ def _export_run(client: Any, experiment_id: str, row: dict[str, Any], epochs: pd
             params=[Param(k, _text(v)) for k, v in params.items()],
             metrics=metrics,
         )
-        path = row.get("model_path")
-        if isinstance(path, str) and Path(path).is_file():
-            client.log_artifact(run_id, path, artifact_path="model")
+        path = model_file(folder, row.get("model_path"))
+        if path is not None and path.is_file():
+            client.log_artifact(run_id, str(path), artifact_path="model")
         status = "FINISHED" if row.get("status") == "ok" else "FAILED"
         client.set_terminated(run_id, status=status, end_time=_millis(row.get("ended_at")))
     except BaseException:
