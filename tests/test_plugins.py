@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import regbench
 from regbench import hookimpl
 from regbench.errors import PluginError
 from regbench.plugins.manager import Origin, build_registry
@@ -263,5 +264,5 @@ def test_an_alias_never_shadows_another_plugins_name():
 
     reg = build_registry(extra_plugins=((Squatter(), Origin("squat-dist", "1")),))
     assert reg.get("architectures", "tiny").name == "tiny"
-    with pytest.raises(PluginError, match="regbench 0.1.0 and squat-dist 1"):
+    with pytest.raises(PluginError, match=f"regbench {regbench.__version__} and squat-dist 1"):
         reg.get("architectures", "model3")

@@ -56,7 +56,7 @@ def test_grid_on_ray_is_written_by_the_driver(local_ray, tmp_path):
             "fake_trainer:train",
             "--executor",
             "ray",
-            "--out",
+            "--experiment",
             str(tmp_path / "ray"),
         ]
     )
@@ -83,7 +83,7 @@ def test_a_real_run_on_ray(local_ray, tmp_path):
             "1",
             "--executor",
             "ray",
-            "--out",
+            "--experiment",
             str(tmp_path / "real"),
         ]
     )

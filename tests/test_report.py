@@ -396,7 +396,7 @@ def test_report_on_a_really_trained_experiment(tmp_path):
     from regbench.cli import main
 
     argv = ["run", "--arch", "model1", "--reg", "none,batchnorm", "--dataset", "digits"]
-    argv += ["--epochs", "1", "--out", str(tmp_path), "--executor", "inprocess"]
+    argv += ["--epochs", "1", "--experiment", str(tmp_path), "--executor", "inprocess"]
     assert main(argv) == 0
     runs, _ = load(tmp_path)
     paths = write_report(tmp_path)

@@ -75,7 +75,7 @@ def test_a_real_grid_records_every_column_then_resume_skips_it(cli, tmp_path):
     """The fast tier's real training: two model1 cells on digits, one epoch, in this process."""
     out = tmp_path / "small"
     command = ["--arch", "model1", "--reg", "none,batchnorm", "--dataset", "digits"]
-    command += ["--epochs", "1", "--out", str(out), "--executor", "inprocess"]
+    command += ["--epochs", "1", "--experiment", str(out), "--executor", "inprocess"]
     command += ["--target", "val_accuracy=0.0"]
     result = cli("run", *command)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -103,7 +103,7 @@ def test_a_real_grid_records_every_column_then_resume_skips_it(cli, tmp_path):
 @pytest.mark.slow
 def test_quickstart_grid_then_resume_skips_everything(cli, tmp_path):
     out = tmp_path / "quick"
-    command = [*LAB, "--dataset", "digits", "--epochs", "1", "--out", str(out)]
+    command = [*LAB, "--dataset", "digits", "--epochs", "1", "--experiment", str(out)]
     command += ["--target", "val_accuracy=0.0"]
     result = cli("run", *command)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -178,7 +178,7 @@ def _start(args, env, tmp_path):
 @pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
 def test_interrupted_grid_loses_nothing_and_resumes(cli, tmp_path, how):
     out, log = tmp_path / "grid", tmp_path / "ran.log"
-    args = [*LAB, *FAKE, "--seeds", "2", "--out", str(out), "--workers", "2"]
+    args = [*LAB, *FAKE, "--seeds", "2", "--experiment", str(out), "--workers", "2"]
     env = {"FAKE_SLEEP": "0.3", "FAKE_LOG": str(log)}
     proc = _start(args, env, tmp_path)
     _wait_for_rows(out / "runs.csv", 4, proc)
@@ -206,7 +206,7 @@ def test_interrupted_grid_loses_nothing_and_resumes(cli, tmp_path, how):
 
 def test_a_dead_worker_is_replaced_and_its_run_recorded_failed(cli, tmp_path):
     out = tmp_path / "dies"
-    result = cli("run", *LAB, *FAKE, "--out", str(out), env={"FAKE_DIE_ON": "model2/l2"})
+    result = cli("run", *LAB, *FAKE, "--experiment", str(out), env={"FAKE_DIE_ON": "model2/l2"})
     assert result.returncode == 1
     runs = load(out).runs
     assert len(runs) == 12
@@ -222,7 +222,7 @@ def test_workers_are_pinned_one_device_each(cli, tmp_path):
         "run",
         *LAB,
         *FAKE,
-        "--out",
+        "--experiment",
         str(out),
         "--devices",
         "0,1",
@@ -244,7 +244,7 @@ def test_most_expensive_cells_start_first(cli, tmp_path):
         "run",
         *LAB,
         *FAKE,
-        "--out",
+        "--experiment",
         str(tmp_path / "o"),
         "--executor",
         "inprocess",
@@ -291,7 +291,7 @@ def test_divergence_is_recorded_and_the_grid_goes_on(cli, tmp_path):
         "2",
         "--learning-rate",
         "1e6",
-        "--out",
+        "--experiment",
         str(out),
         "--executor",
         "inprocess",
@@ -319,7 +319,7 @@ def test_same_seed_gives_identical_metrics(cli, tmp_path):
             "native=true",  # 8x8 images: fast
             "--epochs",
             "1",
-            "--out",
+            "--experiment",
             str(tmp_path / name),
             "--executor",
             "inprocess",
@@ -336,19 +336,19 @@ def test_same_seed_gives_identical_metrics(cli, tmp_path):
         (["--arch", "model7"], "unknown architecture 'model7'; choose from: model1"),
         (["--reg", "dropuot"], "unknown regularizer 'dropuot'"),
         (["--dataset", "mnist"], "unknown dataset 'mnist'; choose from: cifar10"),
-        (["--param", "dropout.rate"], "--param expects key=value"),
-        (["--param", "rate=0.2"], "--param expects reg.name=value"),
+        (["--param", "dropout.rate"], "params expects key=value"),
+        (["--param", "rate=0.2"], "params expects reg.name=value"),
         (["--param", "dropout.rate=2"], "dropout.rate=2 is outside its bounds [0, 0.9]"),
         (["--param", "dropout.size=2"], "has no hyperparameter 'size'"),
-        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--epochs", "0"], "epochs must be between 1 and 100,000; got 0"),
         (["--config", "/nonexistent/exp.toml"], "cannot read config /nonexistent/exp.toml"),
-        (["--seeds", "two"], "--seeds expects a count"),
-        (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),
-        (["--seeds=-1,2"], "seeds must be 0 or more"),
-        (["--seeds", ","], "--seeds chose no seed"),
-        (["--target", "val_acc=0.5"], "--target metric 'val_acc' is not recorded"),
-        (["--workers", "0"], "--workers must be at least 1"),
-        (["--max-runs-per-worker", "-2"], "--max-runs-per-worker must be at least 1"),
+        (["--seeds", "two"], "seeds must be a whole number"),
+        (["--optimizer", "sgdd"], "optimizer must be one of sgd, adam"),
+        (["--seeds=-1,2"], "each seed must be between 0 and"),
+        (["--seeds", ","], "seeds chose no seed"),
+        (["--target", "val_acc=0.5"], "target: metric 'val_acc' is not recorded"),
+        (["--workers", "0"], "workers must be between 1 and"),
+        (["--max-runs-per-worker", "-2"], "max_runs_per_worker must be between 1 and"),
         (["--dataset", "synthetic", "--dataset-option", "noise=abc"], "noise='abc' must be in"),
         (
             [
@@ -368,7 +368,7 @@ def test_same_seed_gives_identical_metrics(cli, tmp_path):
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, args, message):
     out = tmp_path / "never"
-    base = ["--dataset", "digits", "--epochs", "1", "--out", str(out)]
+    base = ["--dataset", "digits", "--epochs", "1", "--experiment", str(out)]
     result = cli("run", *base, *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
@@ -379,15 +379,15 @@ def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, args, messa
 def test_bad_config_and_unwritable_folder(cli, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("epochs = [unclosed\n")
-    result = cli("run", "--config", str(bad), "--out", str(tmp_path / "x"))
+    result = cli("run", "--config", str(bad), "--experiment", str(tmp_path / "x"))
     assert result.returncode == 2 and "is not valid TOML" in result.stderr
     typed = tmp_path / "typed.toml"
     typed.write_text('epochs = "ten"\n')
-    result = cli("run", "--config", str(typed), "--out", str(tmp_path / "x"))
+    result = cli("run", "--config", str(typed), "--experiment", str(tmp_path / "x"))
     assert result.returncode == 2 and "epochs must be a whole number; got 'ten'" in result.stderr
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("epoch = 3\n")
-    result = cli("run", "--config", str(unknown), "--out", str(tmp_path / "x"))
+    result = cli("run", "--config", str(unknown), "--experiment", str(tmp_path / "x"))
     assert result.returncode == 2 and "unknown key 'epoch'" in result.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -401,7 +401,7 @@ def test_bad_config_and_unwritable_folder(cli, tmp_path):
         "digits",
         "--epochs",
         "1",
-        "--out",
+        "--experiment",
         str(blocker / "sub"),
     )
     assert result.returncode == 2 and "cannot write to the experiment folder" in result.stderr
@@ -422,7 +422,7 @@ def test_config_file_with_flags_on_top_and_plan_counts(cli, tmp_path):
         str(config),
         "--epochs",
         "2",
-        "--out",
+        "--experiment",
         str(out),
         "--trainer",
         "fake_trainer:train",
@@ -439,7 +439,7 @@ def test_config_file_with_flags_on_top_and_plan_counts(cli, tmp_path):
         str(config),
         "--epochs",
         "2",
-        "--out",
+        "--experiment",
         str(out),
         "--param",
         "dropout.rate=0.25",
@@ -461,7 +461,7 @@ def test_offline_cifar_without_data_is_one_clear_line(cli, tmp_path):
         "none",
         "--epochs",
         "1",
-        "--out",
+        "--experiment",
         str(tmp_path / "c"),
         "--cache-dir",
         str(tmp_path / "cache"),
@@ -484,7 +484,7 @@ def test_speed_options_are_used_and_recorded(cli, tmp_path):
         "digits",
         "--epochs",
         "1",
-        "--out",
+        "--experiment",
         str(out),
         "--executor",
         "inprocess",
@@ -514,7 +514,7 @@ def test_workers_are_recycled_after_max_runs(cli, tmp_path):
         "run",
         *LAB,
         *FAKE,
-        "--out",
+        "--experiment",
         str(tmp_path / "r"),
         "--workers",
         "1",

@@ -176,9 +176,13 @@ def test_plan_tuned_reads_an_old_store_without_changing_it(tmp_path, capsys):
     assert spec.run_id not in out
 
 
-def test_a_run_finished_before_the_identity_change_counts_as_done(tmp_path, capsys):
+def test_a_run_from_before_provenance_is_pending_and_plan_says_why(tmp_path, capsys):
+    """Runs now carry their plugins' versions and sources in their identity, so a run stored
+    without them is trained again; plan names the reason instead of leaving it silent."""
     old_store(tmp_path)
     argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,"]
     argv += ["--param", "dropout.rate=0.2", "--jit-compile", "on", "--experiment", str(tmp_path)]
     assert main(argv) == 0, capsys.readouterr().err
-    assert "done 1, pending 0" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "done 0, pending 1" in out
+    assert "before plugin provenance was recorded" in out.replace("│ ", "").replace(" │", "")

@@ -12,7 +12,7 @@ from regbench.results.reader import load, load_trials
 @pytest.mark.slow
 def test_tune_then_run_tuned_uses_the_best_values(cli, tmp_path):
     out = tmp_path / "exp"
-    base = ["--arch", "model1", "--dataset", "digits", "--epochs", "1", "--out", str(out)]
+    base = ["--arch", "model1", "--dataset", "digits", "--epochs", "1", "--experiment", str(out)]
     tuned = cli("tune", *base, "--reg", "dropout,batchnorm", "--max-trials", "2")
     assert tuned.returncode == 0, tuned.stderr
     assert "best model1 + dropout: rate=" in tuned.stdout
@@ -49,7 +49,7 @@ def test_run_tune_runs_the_stage_first(cli, tmp_path):
         "digits",
         "--epochs",
         "1",
-        "--out",
+        "--experiment",
         str(out),
         "--tune",
         "--max-trials",
@@ -73,7 +73,7 @@ def test_tuning_errors_are_one_line(cli, tmp_path):
         "--dataset",
         "digits",
         "--tuned",
-        "--out",
+        "--experiment",
         str(tmp_path / "none"),
     )
     assert result.returncode == 2 and "has no tuning results" in result.stderr
@@ -87,10 +87,10 @@ def test_tuning_errors_are_one_line(cli, tmp_path):
         "digits",
         "--tuner",
         "grid",
-        "--out",
+        "--experiment",
         str(tmp_path / "x"),
     )
-    assert result.returncode == 2 and "--tuner must be one of random, bayesian, hyperband" in (
+    assert result.returncode == 2 and "tuner must be one of random, bayesian, hyperband" in (
         result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1
@@ -111,14 +111,14 @@ def test_tuned_values_reach_the_grid_but_not_another_dataset(cli, tmp_path):
         "1",
         "--max-trials",
         "1",
-        "--out",
+        "--experiment",
         str(out),
     )
     assert tuned.returncode == 0, tuned.stderr
     assert "best model1 + dropout: rate=" in tuned.stdout
     (rate,) = load_trials(out)["hp.rate"]
     fake = ["--trainer", "fake_trainer:train", "--executor", "inprocess"]
-    grid = ["--arch", "model1", "--dataset", "digits", "--out", str(out), *fake]
+    grid = ["--arch", "model1", "--dataset", "digits", "--experiment", str(out), *fake]
     run = cli("run", *grid, "--reg", "dropout,none", "--tuned")
     assert run.returncode == 0, run.stderr
     runs = load(out).runs.set_index("reg")
@@ -139,7 +139,7 @@ def test_tuned_values_reach_the_grid_but_not_another_dataset(cli, tmp_path):
         "--dataset",
         "synthetic",
         "--tuned",
-        "--out",
+        "--experiment",
         str(out),
     )
     assert other.returncode == 2 and "no tuning results on synthetic" in other.stderr

@@ -199,6 +199,9 @@ def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
     other plugin versions or sources, exists: which plugin changed. Empty when nothing tells."""
     if not stored:
         return ""
+    if not any(stored.get(key) for key in PROVENANCE):
+        version = stored.get("regbench_version") or "an earlier regbench"
+        return f"trained by {version} before plugin provenance was recorded"
     changes = []
     for key in PROVENANCE:
         old, new = stored.get(key), spec.provenance.get(key)
