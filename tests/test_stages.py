@@ -131,7 +131,7 @@ def test_final_refuses_bad_input_before_writing(experiment, cli):
     for args, message in (
         (["--epochs", "0"], "epochs must be between 1 and"),
         (["--seed", "-3"], "each seed must be between 0 and"),
-        (["--data-dir", "/nonexistent"], "--data-dir /nonexistent does not"),
+        (["--data-dir", "/nonexistent"], "data_dir /nonexistent does not"),
     ):
         result = cli("final", "--best", "--experiment", str(experiment), *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
