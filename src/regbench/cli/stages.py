@@ -60,10 +60,6 @@ def cmd_final(args: argparse.Namespace) -> int:
 
         raise RegbenchError("choose the cell with --arch and --reg, or take the best with --best")
     folder = _folder(args)
-    say(
-        f"final stage: {'the best cell' if args.best else f'{args.arch} + {args.reg}'}, "
-        "trained on train+validation"
-    )
     try:
         row = regbench.final(
             folder,
@@ -83,7 +79,8 @@ def cmd_final(args: argparse.Namespace) -> int:
         say(f"final run {row['run_id']} {row['status']}: {row.get('error')}")
         return EXIT_FAILED_RUNS
     say(
-        f"{row['run_id']}: trained on {row['n_train']:,} images in "
+        f"final stage, {row['arch']} + {row['reg']}, "
+        f"{row['run_id']}: trained on {row['n_train']:,} images (train+validation) in "
         f"{row['train_time_s'] / 60:.2f} min; test accuracy {row['test_accuracy']:.4f} "
         f"({row['n_test']:,} images, read once)\nfigure: {row['figure']}"
     )
