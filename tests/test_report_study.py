@@ -157,3 +157,22 @@ def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
     assert vals == sorted(vals)
     assert result["reg second click"] == sorted(result["reg second click"])
     assert result["seeds first click"] == ["2", "2", "2", "2", "1"]
+
+
+def test_a_large_sweep_draws_a_bounded_number_of_run_figures_first_seeds_first():
+    import pandas as pd
+
+    from regbench.reporting.report import MAX_RUN_FIGURES, _drawn
+
+    grid = pd.DataFrame(
+        [
+            {"run_id": f"c{c}-s{s}", "arch": "model1", "reg": "dropout", "params": {"rate": c}}
+            | {"seed": s}
+            for s in range(10)
+            for c in range(10)
+        ]
+    )
+    drawn = _drawn(grid)
+    assert len(drawn) == MAX_RUN_FIGURES
+    assert {f"c{c}-s0" for c in range(10)} <= set(drawn["run_id"])
+    assert len(_drawn(grid.head(7))) == 7

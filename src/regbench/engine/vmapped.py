@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from regbench.engine import clean_eval
 from regbench.engine.environment import environment
 from regbench.engine.models import count_params, describe_model
 from regbench.engine.plan import RunSpec
@@ -264,6 +265,13 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
         program, state, x_test, y_test, _in_batches(np.arange(x_test.shape[1]), EVAL_BATCH)
     )
     eval_time = time.perf_counter() - eval_start
+    # the clean-data training figure, as the standard trainer's: inference mode, fixed subset
+    clean = [clean_eval.subset(x, y) for x, y in fits]
+    x_clean = jnp.asarray(np.stack([x for x, _ in clean]))
+    y_clean = jnp.asarray(np.stack([y for _, y in clean]).astype(np.int32))
+    clean_loss, clean_acc = _evaluate(
+        program, state, x_clean, y_clean, _in_batches(np.arange(x_clean.shape[1]), EVAL_BATCH)
+    )
     outs = []
     for i, (s, model) in enumerate(zip(specs, models, strict=True)):
         _assign(model, state, i)
@@ -271,6 +279,8 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
         if "diverged" in track[i]:
             continue
         outs[-1].update(
+            train_accuracy=float(clean_acc[i]),
+            train_loss=float(clean_loss[i]),
             test_loss=float(test_loss[i]),
             test_accuracy=float(test_acc[i]),
             eval_time_s=eval_time,
@@ -332,6 +342,7 @@ def _outcome(spec, model, state, n_fit, n_val, train_time) -> dict[str, Any]:
         "train_time_s": train_time,
         "images_per_s": n_fit * run / train_time if train_time else None,
         "train_accuracy": last.get("accuracy"),
+        "train_accuracy_running": last.get("accuracy"),
         "train_loss": last.get("loss"),
         "val_accuracy": last.get("val_accuracy"),
         "val_loss": last.get("val_loss"),

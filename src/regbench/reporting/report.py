@@ -264,7 +264,7 @@ def _render_figures(ctx: _Context) -> None:
             ),
         ):
             ctx.overview[name] = _Figure(name, caption, figures.png_bytes(figure))
-    every = pd.concat([grid, _final_runs(runs)])
+    every = pd.concat([_drawn(grid), _final_runs(runs)])
     # the runs of one architecture share their y axes, so their curves compare at a glance
     limits = {
         arch: figures.shared_limits(epochs, list(group["run_id"]))
@@ -285,6 +285,21 @@ def _render_figures(ctx: _Context) -> None:
         ctx.per_run[run.run_id] = _Figure(
             _file_name(run.run_id), caption, figures.png_bytes(figure)
         )
+
+
+MAX_RUN_FIGURES = 48  # per-run curves drawn at most; every run's epochs stay in epochs.csv
+
+
+def _drawn(grid: pd.DataFrame) -> pd.DataFrame:
+    """The grid runs that get a curve figure: all of them up to MAX_RUN_FIGURES, the first
+    seed of every cell before any cell's second, so a report of a 1,000-run sweep stays
+    seconds, not minutes (the grid figure still shows every cell's spread across seeds)."""
+    if len(grid) <= MAX_RUN_FIGURES:
+        return grid
+    cell = grid["arch"].astype(str) + "|" + grid["reg"].astype(str) + "|"
+    cell += grid["params"].map(lambda p: json.dumps(p, sort_keys=True, default=str))
+    turn = grid.assign(_cell=cell).groupby("_cell")["seed"].rank(method="first")
+    return grid.loc[turn.sort_values(kind="stable").index[:MAX_RUN_FIGURES]]
 
 
 # ---------------------------------------------------------------- table contents
