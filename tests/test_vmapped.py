@@ -86,8 +86,10 @@ def test_seeds_trained_together_match_the_standard_path(reg):
             assert ours["row"][key] == theirs["row"][key]
     # batch-norm's moving statistics after 2 short epochs make held-out accuracy vary widely
     # between seeds (either engine), so held-out means get a wider tolerance than training's
+    # (the clean train accuracy is an inference-mode figure too, so it varies as they do)
     for metric, tolerance in (
-        ("train_accuracy", 0.06),
+        ("train_accuracy_running", 0.06),
+        ("train_accuracy", 0.2),
         ("val_accuracy", 0.2),
         ("test_accuracy", 0.2),
     ):
