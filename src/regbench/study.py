@@ -144,8 +144,9 @@ def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **sett
     return Plan(experiment, experiment.folder, tuple(runs))
 
 
-def _specs(experiment: Experiment, tuned: bool) -> list[RunSpec]:
-    """Every run of the grid, validated against the installed plugins."""
+def _specs(experiment: Experiment, tuned: bool, applicability: bool = True) -> list[RunSpec]:
+    """Every run of the grid, validated against the installed plugins; with `applicability`,
+    the cells that would change nothing are marked skipped here (that may build models)."""
     from regbench.engine.plan import make_plan
     from regbench.plugins.manager import registry
 
@@ -160,6 +161,7 @@ def _specs(experiment: Experiment, tuned: bool) -> list[RunSpec]:
         experiment.params,
         values,
         experiment.execution,
+        applicability=applicability,
     )
 
 
@@ -234,7 +236,9 @@ def run(
     if tune:
         _search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
         tuned = True
-    specs = _specs(experiment, tuned)
+    # the workers decide applicability as they build, so this process never loads Keras
+    # (the vmapped engine trains a cell's seeds together: it is decided here)
+    specs = _specs(experiment, tuned, applicability=experiment.engine == "vmapped")
     from regbench.engine import executor as ex
     from regbench.results.store import Store
 

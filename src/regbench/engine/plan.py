@@ -332,8 +332,12 @@ def make_plan(
     reg_params: Mapping[str, Mapping[str, Any]] | None = None,
     tuned: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     execution: Execution | None = None,
+    applicability: bool = True,
 ) -> list[RunSpec]:
     """Every (arch, reg, seed) cell; params are validated against each regularizer's bounds.
+
+    `applicability` decides here which cells are skipped (it may build models, so it imports
+    Keras); without it the trainer decides, in the worker, where Keras is loaded anyway.
 
     Explicit `reg_params` win over `tuned` values, which win over the plugin defaults. A list
     of values in `reg_params` sweeps: one cell per value (per combination across a
@@ -372,7 +376,7 @@ def make_plan(
                         protocol=protocol,
                         execution=execution,
                         provenance=provenance(registry, arch, reg),
-                        skip=why_not(architecture, regularizer, params),
+                        skip=why_not(architecture, regularizer, params) if applicability else None,
                     )
                     specs.setdefault(spec.config_hash, spec)
     return list(specs.values())

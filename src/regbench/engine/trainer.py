@@ -10,7 +10,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,9 @@ def train_run(
     if spec.skip:
         return skipped_result(spec)
     keras = import_keras()
+    reason = _not_applicable(spec)
+    if reason:
+        return skipped_result(replace(spec, skip=reason))
     log = None
     try:
         row.update(environment())
@@ -188,6 +191,18 @@ def train_run(
     row["ended_at"] = _now()
     row["total_time_s"] = time.perf_counter() - clock
     return RunResult(row, epochs)
+
+
+def _not_applicable(spec: RunSpec) -> str | None:
+    """Why this run's regularizer does not apply to its architecture (None: it does)."""
+    from regbench.engine.applicability import why_not
+
+    try:
+        arch = registry().get("architectures", spec.arch)
+        reg = registry().get("regularizers", spec.reg)
+        return why_not(arch, reg, reg.resolve(spec.params))
+    except Exception:  # a plugin that cannot even say: training reports the real error
+        return None
 
 
 def skipped_result(spec: RunSpec) -> RunResult:

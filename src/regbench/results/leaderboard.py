@@ -189,12 +189,18 @@ def render(
         out.add_row(*(c.replace(" ± ", "±") if compact else c for c in cells))
     console.print(out)
     bad = failures(runs)
+    skipped = bad[bad["status"] == "skipped"]
+    bad = bad[bad["status"] != "skipped"]
     if len(bad):
         console.print(f"[bold red]{len(bad)} run(s) not ok:[/]")
         for row in bad.itertuples():
             console.print(
                 f"  {row.run_id}  {row.status}: {row.error or ''}", markup=False, highlight=False
             )
+    if len(skipped):
+        console.print(f"{len(skipped)} cell(s) skipped, not applicable (not ranked):")
+        for row in skipped.itertuples():
+            console.print(f"  {row.run_id}: {row.error or ''}", markup=False, highlight=False)
 
 
 def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> str:
