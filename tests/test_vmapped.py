@@ -39,6 +39,7 @@ SCRIPT = textwrap.dedent(
 
 
 def _train(reg: str, engine: str) -> list[dict]:
+    pytest.importorskip("jax", reason="the vmapped engine needs JAX: pip install 'regbench[jax]'")
     env = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "-1"}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, reg, engine, str(EPOCHS)],
