@@ -480,13 +480,24 @@ def _value_and_gradient(function: Callable[[Any], Any], x: Any) -> tuple[Any, An
     raise RegbenchError(f"gradcam needs gradients, which the {backend!r} Keras backend lacks")
 
 
+MERGES = {"Add", "Concatenate", "Multiply", "Average", "Maximum", "Minimum", "Subtract"}
+
+
 def _target_layer(model: Any, outputs: Sequence[tuple[Any, Any]]) -> int:
     """Index of the last Conv2D layer, else of the last layer with a feature-map output."""
     keras = import_keras()
-    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
+    # after the last merge (a residual Add, a Concatenate) the layers form a chain that the
+    # score can be replayed through; a merge itself has a feature-map output too
+    merges = [i for i, layer in enumerate(model.layers) if type(layer).__name__ in MERGES]
+    start = merges[-1] if merges else 0
+    convs = [
+        i
+        for i, layer in enumerate(model.layers)
+        if isinstance(layer, keras.layers.Conv2D) and i > start
+    ]
     if convs:
         return convs[-1]
-    maps = [i for i, (_, output) in enumerate(outputs) if len(output.shape) == 4]
+    maps = [i for i, (_, output) in enumerate(outputs) if len(output.shape) == 4 and i >= start]
     if maps:
         return maps[-1]
     raise RegbenchError(f"gradcam needs a layer with feature-map output; {model.name} has none")
