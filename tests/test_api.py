@@ -204,3 +204,23 @@ def test_leaderboard_of_several_folders_compares_them(tmp_path, capsys):
         )
     assert main(["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
     assert "model1" in capsys.readouterr().out
+
+
+def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
+    """Planning, checking the data and scheduling stay light: only workers import Keras."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, regbench\n"
+        "from regbench.study import _specs, check_data\n"
+        "from regbench.engine.plan import order_by_cost\n"
+        "from regbench.plugins.manager import registry\n"
+        f"e = regbench.Experiment.create(arch=['all'], reg=['all'], dataset='digits', out={str(tmp_path)!r})\n"
+        "specs = _specs(e, False, applicability=False)\n"
+        "check_data(specs, e)\n"
+        "order_by_cost(specs, registry())\n"
+        "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
