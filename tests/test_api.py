@@ -207,7 +207,8 @@ def test_leaderboard_of_several_folders_compares_them(tmp_path, capsys):
 
 
 def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
-    """Planning, checking the data and scheduling stay light: only workers import Keras."""
+    """Planning, checking the data and scheduling stay light: only workers import Keras (for
+    layer-table architectures; a builder is built once here to learn its shapes and cost)."""
     import subprocess
     import sys
 
@@ -216,7 +217,8 @@ def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
         "from regbench.study import _specs, check_data\n"
         "from regbench.engine.plan import order_by_cost\n"
         "from regbench.plugins.manager import registry\n"
-        f"e = regbench.Experiment.create(arch=['all'], reg=['all'], dataset='digits', out={str(tmp_path)!r})\n"
+        "e = regbench.Experiment.create("
+        f"arch=['model1,model2,model3'], reg=['all'], dataset='digits', out={str(tmp_path)!r})\n"
         "specs = _specs(e, False, applicability=False)\n"
         "check_data(specs, e)\n"
         "order_by_cost(specs, registry())\n"
