@@ -489,7 +489,7 @@ def _target_layer(model: Any, outputs: Sequence[tuple[Any, Any]]) -> int:
     # after the last merge (a residual Add, a Concatenate) the layers form a chain that the
     # score can be replayed through; a merge itself has a feature-map output too
     merges = [i for i, layer in enumerate(model.layers) if type(layer).__name__ in MERGES]
-    start = merges[-1] if merges else 0
+    start = merges[-1] if merges else -1
     convs = [
         i
         for i, layer in enumerate(model.layers)
