@@ -116,16 +116,28 @@ def dump(record: object, style: str = "py3") -> bytes:
 
 
 def write_fake_cifar(
-    root: Path, per_batch: int = 20, seed: int = 0, style: str = "py3", meta: bool = True
+    root: Path,
+    per_batch: int = 20,
+    seed: int = 0,
+    style: str = "py3",
+    meta: bool = True,
+    signal: float = 0.0,
 ) -> FakeCifar:
-    """Write root/cifar-10-batches-py/ with data_batch_1..5, test_batch (and batches.meta)."""
+    """Write root/cifar-10-batches-py/ with data_batch_1..5, test_batch (and batches.meta).
+
+    `signal` > 0 blends each image with its class's fixed random pattern (that share of it),
+    so a model can learn the labels; 0 gives pure noise."""
     rng = np.random.default_rng(seed)
+    patterns = np.random.default_rng(seed + 1).integers(0, 256, (10, 3072)).astype(np.float32)
     folder = Path(root) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     fake = FakeCifar(folder, {}, {}, NAMES if meta else ())
     for number, name in enumerate(BATCHES):
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, per_batch)]
+        classes = rng.integers(0, 10, per_batch)
+        if signal:
+            data = (signal * patterns[classes] + (1 - signal) * data).astype(np.uint8)
+        labels = [int(v) for v in classes]
         label = b"training batch %d of 5" % (number + 1) if number < 5 else b"testing batch 1 of 1"
         record = {
             b"batch_label": label,

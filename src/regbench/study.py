@@ -237,8 +237,7 @@ def run(
         _search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
         tuned = True
     # the workers decide applicability as they build, so this process never loads Keras
-    # (the vmapped engine trains a cell's seeds together: it is decided here)
-    specs = _specs(experiment, tuned, applicability=experiment.engine == "vmapped")
+    specs = _specs(experiment, tuned, applicability=False)
     from regbench.engine import executor as ex
     from regbench.results.store import Store
 

@@ -1,9 +1,11 @@
 """The JAX fast path: the seeds of one cell trained together as one XLA program.
 
-At batch 64 the lab's models are bound by per-step host work, not by the accelerator
-(benchmarks/RESULTS.md). Here the seeds' parameters are stacked and `jax.vmap`ped through
-Keras's stateless API (`model.stateless_call`, `optimizer.stateless_apply`), and a whole epoch
-of steps runs in one call (`lax.scan`) over data already on the device. The protocol is the
+At batch 64 the lab's models are bound by per-step host work, not by the accelerator: on an
+H100 a scanned step of model3 takes 0.27 ms, a step called from Python 1.06 ms
+(benchmarks/RESULTS.md 5b). Here the seeds' parameters are stacked and stepped through Keras's
+stateless API (`model.stateless_call`, `optimizer.stateless_apply`), and on an accelerator a
+whole epoch of steps runs in one call (`lax.scan`) over data already on the device, with every
+program compiled at once in parallel before the first epoch. The protocol is the
 standard trainer's: the same compiled model, optimizer and loss, batch size, epochs, a shuffle
 per seed and epoch, the last partial batch trained; the same metrics and result rows, with
 `engine` = 'vmapped'. Regularizer callbacks (a Keras fit loop feature) are not supported.
@@ -16,6 +18,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,15 @@ from regbench.engine import clean_eval
 from regbench.engine.environment import environment
 from regbench.engine.models import count_params, describe_model
 from regbench.engine.plan import RunSpec
-from regbench.engine.trainer import Progress, RunResult, _now, _one_line, build_and_compile
+from regbench.engine.trainer import (
+    Progress,
+    RunResult,
+    _not_applicable,
+    _now,
+    _one_line,
+    build_and_compile,
+    skipped_result,
+)
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
@@ -61,6 +72,8 @@ def train_seeds(
     rows: list[dict[str, Any]] = [{**s.row(), "started_at": started} for s in specs]
     epochs: list[list[dict[str, Any]]] = [[] for _ in specs]
     keras = import_keras()
+    if reason := _not_applicable(specs[0]):  # decided here, so the parent never loads Keras
+        return [skipped_result(replace(s, skip=reason)) for s in specs]
     try:
         reason = unsupported(specs, keras.backend.backend())
         if reason:
@@ -93,9 +106,18 @@ def _stack(variables_per_model: list[list[Any]]) -> list[Any]:
 
 
 class _Program:
-    """The jitted, vmapped train and evaluation functions of one compiled template model."""
+    """The jitted train and evaluation functions of one compiled template model, over seeds."""
 
-    def __init__(self, keras, template: Any) -> None:
+    def __init__(
+        self,
+        keras,
+        template: Any,
+        scan: bool | None = None,
+        vmap: bool = False,
+        unroll: int = 1,
+    ) -> None:
+        """`scan`/`vmap` default to what measured fastest on the backend (see below);
+        benchmarks/bench_gpu_step.py sets them to compare."""
         import jax
         import jax.numpy as jnp
 
@@ -118,16 +140,25 @@ class _Program:
             tv, ov = optimizer.stateless_apply(ov, grads, tv)
             return tv, ntv, ov, loss, correct
 
-        def eval_step(tv, ntv, x, y):
-            loss, (_, correct) = forward(tv, ntv, x, y, False)
-            return loss, correct
+        def eval_step(tv, ntv, x, y, mask):
+            """Summed loss and correct count over the rows where `mask` is 1 (the padding of a
+            last, partial batch is 0), so every evaluation batch has one shape."""
+            y_pred, _, losses = template.stateless_call(
+                tv, ntv, x, training=False, return_losses=True
+            )
+            total = loss_fn(y, y_pred, sample_weight=mask) * mask.shape[0]  # mean over the batch
+            if losses:
+                total = total + sum(losses) * jnp.sum(mask)
+            correct = jnp.sum((jnp.argmax(y_pred, axis=-1) == y) * mask)
+            return total, correct
 
         # XLA's CPU backend runs convolutions inside a loop (scan, map) ~10x slower than the
-        # same step called on its own, and vmapped ones (grouped convolutions) slower still:
-        # on CPU the seeds are unrolled in the program and each step is one call; elsewhere
-        # the seeds are vmapped and a whole epoch is one scan.
-        self.scan = jax.default_backend() != "cpu"
-        if self.scan:
+        # same step called on its own: on CPU each step is one call, elsewhere a whole epoch is
+        # one scan. Vmapping the seeds turns their convolutions into grouped ones, which are
+        # slower on both (an H100 step of model3's 3 seeds: 1.00 ms vmapped, 0.81 ms written
+        # out per seed; benchmarks/RESULTS.md 5b), so by default each seed's step is written out.
+        self.scan = jax.default_backend() != "cpu" if scan is None else scan
+        if vmap:
             seeds_step, seeds_eval = jax.vmap(train_step), jax.vmap(eval_step)
         else:
             seeds_step, seeds_eval = _unrolled(train_step), _unrolled(eval_step)
@@ -147,31 +178,81 @@ class _Program:
             seeds = x.shape[0]
             start = (*state, jnp.zeros(seeds, jnp.float32), jnp.zeros(seeds, jnp.int32))
             if self.scan:
-                carry = jax.lax.scan(body, start, batches)[0]
+                carry = jax.lax.scan(body, start, batches, unroll=unroll)[0]
             else:
                 carry = body(start, batches[0])[0]
             tv, ntv, ov, loss_sum, correct_sum = carry
             return (tv, ntv, ov), loss_sum, correct_sum
 
-        def evaluate(tv, ntv, x, y, rows):
+        def evaluate(tv, ntv, x, y, rows, mask):
             """Summed loss and correct count over the rows (batch,) of every seed's data."""
-            loss, correct = seeds_eval(tv, ntv, x[:, rows], y[:, rows])
-            return loss * rows.shape[0], correct
+            seeds = x.shape[0]
+            weights = jnp.broadcast_to(mask, (seeds, *mask.shape))
+            return seeds_eval(tv, ntv, x[:, rows], y[:, rows], weights)
 
         self._steps = jax.jit(steps, donate_argnums=(0,))
-        self.evaluate = jax.jit(evaluate)
+        self._evaluate = jax.jit(evaluate)
+        self._compiled: dict[tuple[str, tuple[int, ...]], Any] = {}
+
+    def step_shapes(self, order_shape: tuple[int, int], batch: int) -> list[tuple[int, int, int]]:
+        """The shapes of the row-index arrays one epoch calls the train program with."""
+        seeds, rows = order_shape
+        per_call = rows // batch if self.scan else 1
+        shapes = [(per_call, seeds, batch)] if rows >= batch else []
+        return shapes + ([(1, seeds, rows % batch)] if rows % batch else [])
+
+    def prepare(self, state, x, y, step_shapes, x_eval, y_eval) -> None:
+        """Compile every program the run calls, in parallel threads (XLA's compiler releases
+        the GIL): the first epoch waits for the slowest compilation, not for their sum."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import jax
+
+        def spec(shape, dtype=np.int32):
+            return jax.ShapeDtypeStruct(shape, dtype)
+
+        lowered = {
+            ("train", shape): self._steps.lower(state, x, y, spec(shape)) for shape in step_shapes
+        }
+        lowered[("eval", x_eval.shape)] = self._evaluate.lower(
+            state[0], state[1], x_eval, y_eval, spec((EVAL_BATCH,)), spec((EVAL_BATCH,), np.float32)
+        )
+        with ThreadPoolExecutor(len(lowered)) as pool:
+            compiled = pool.map(lambda low: low.compile(), lowered.values())
+            self._compiled.update(zip(lowered, compiled, strict=True))
+
+    def _train_call(self, state, x, y, rows):
+        import jax.numpy as jnp
+
+        call = self._compiled.get(("train", rows.shape), self._steps)
+        return call(state, x, y, jnp.asarray(rows))
 
     def train_steps(self, state, x, y, batches):
         """Train over `batches` (steps, seeds, batch): one call, or one call per step on CPU."""
-        import jax.numpy as jnp
-
         if self.scan:
-            return self._steps(state, x, y, jnp.asarray(batches))
+            return self._train_call(state, x, y, batches)
         loss_sum = correct_sum = 0
         for rows in batches:
-            state, loss, correct = self._steps(state, x, y, jnp.asarray(rows[None]))
+            state, loss, correct = self._train_call(state, x, y, rows[None])
             loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
         return state, loss_sum, correct_sum
+
+    def evaluate(self, tv, ntv, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Mean loss and accuracy per seed over the whole of x, y (seeds, n, ...): batches of
+        EVAL_BATCH rows, the last one padded and masked."""
+        import jax.numpy as jnp
+
+        call = self._compiled.get(("eval", x.shape), self._evaluate)
+        n = x.shape[1]
+        loss_sum = np.zeros(x.shape[0])
+        correct_sum = np.zeros(x.shape[0])
+        for start in range(0, n, EVAL_BATCH):
+            rows = np.arange(start, start + EVAL_BATCH, dtype=np.int32)
+            mask = (rows < n).astype(np.float32)
+            loss, correct = call(tv, ntv, x, y, jnp.asarray(np.minimum(rows, n - 1)), mask)
+            loss_sum += np.asarray(loss)
+            correct_sum += np.asarray(correct)
+        return loss_sum / n, correct_sum / n
 
 
 def _unrolled(step: Callable[..., Any]) -> Callable[..., Any]:
@@ -233,9 +314,14 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
     )
     n_fit, batch = x_fit.shape[1], protocol.batch_size
     shufflers = [np.random.default_rng(s.seed) for s in specs]
-    val_batches = _in_batches(np.arange(x_val.shape[1]), max(batch, EVAL_BATCH))
-    track = [dict[str, Any]() for _ in specs]
+    x_test = jnp.asarray(np.stack([d.x_test for d in datas]))
+    y_test = jnp.asarray(np.stack([d.y_test for d in datas]).astype(np.int32))
+    x_eval, y_eval = (x_test, y_test) if final else (x_val, y_val)
     start = time.perf_counter()
+    program.prepare(
+        state, x_fit, y_fit, program.step_shapes((len(specs), n_fit), batch), x_eval, y_eval
+    )
+    track = [dict[str, Any]() for _ in specs]
     for epoch in range(1, protocol.epochs + 1):
         order = np.stack([r.permutation(n_fit) for r in shufflers]).astype(np.int32)
         loss_sum = np.zeros(len(specs))
@@ -249,7 +335,7 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
             for total, right in zip(loss_sum, correct_sum, strict=True)
         ]
         if not final:
-            vloss, vcorrect = _evaluate(program, state, x_val, y_val, val_batches)
+            vloss, vcorrect = program.evaluate(state[0], state[1], x_val, y_val)
             for log, mean, share in zip(logs, vloss, vcorrect, strict=True):
                 log.update(val_loss=float(mean), val_accuracy=float(share))
         elapsed = time.perf_counter() - start
@@ -259,19 +345,13 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
             break
     train_time = time.perf_counter() - start
     eval_start = time.perf_counter()
-    x_test = jnp.asarray(np.stack([d.x_test for d in datas]))
-    y_test = jnp.asarray(np.stack([d.y_test for d in datas]).astype(np.int32))
-    test_loss, test_acc = _evaluate(
-        program, state, x_test, y_test, _in_batches(np.arange(x_test.shape[1]), EVAL_BATCH)
-    )
+    test_loss, test_acc = program.evaluate(state[0], state[1], x_test, y_test)
     eval_time = time.perf_counter() - eval_start
     # the clean-data training figure, as the standard trainer's: inference mode, fixed subset
     clean = [clean_eval.subset(x, y) for x, y in fits]
     x_clean = jnp.asarray(np.stack([x for x, _ in clean]))
     y_clean = jnp.asarray(np.stack([y for _, y in clean]).astype(np.int32))
-    clean_loss, clean_acc = _evaluate(
-        program, state, x_clean, y_clean, _in_batches(np.arange(x_clean.shape[1]), EVAL_BATCH)
-    )
+    clean_loss, clean_acc = program.evaluate(state[0], state[1], x_clean, y_clean)
     outs = []
     for i, (s, model) in enumerate(zip(specs, models, strict=True)):
         _assign(model, state, i)
@@ -290,21 +370,6 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
         if models_dir is not None:
             outs[-1]["model_path"] = _save(model, models_dir, s.run_id)
     return outs
-
-
-def _evaluate(program, state, x, y, batches) -> tuple[np.ndarray, np.ndarray]:
-    """Mean loss and accuracy per seed over the whole of x, y."""
-    import jax.numpy as jnp
-
-    tv, ntv, _ = state
-    loss_sum = np.zeros(x.shape[0])
-    correct_sum = np.zeros(x.shape[0])
-    for group in batches:
-        for rows in group:
-            loss, correct = program.evaluate(tv, ntv, x, y, jnp.asarray(rows))
-            loss_sum += np.asarray(loss)
-            correct_sum += np.asarray(correct)
-    return loss_sum / x.shape[1], correct_sum / x.shape[1]
 
 
 def _record_epoch(spec, epoch, logs, elapsed, state, rows, progress) -> None:

@@ -48,6 +48,9 @@ def _import_keras() -> ModuleType:
     if "keras" in sys.modules:
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # a GPU may be shared by several runs (--per-device): take memory as needed, not most of it
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
         import keras
 
