@@ -1,9 +1,11 @@
 """Scale: a 1,000-run plan (the 12 lab cells x 84 seeds = 1,008 runs) through each stage with the
 fake trainer (tests/fake_trainer.py: trains nothing), each stage timed on its own:
 
-- plan: make_plan + order_by_cost
+- plan: make_plan + order_by_cost, as `regbench run` makes it (applicability is decided by the
+  workers); "plan, applicability" as `regbench plan` makes it (Keras imported, one model built
+  per cell that inserts layers)
 - schedule: the local executor with 2 workers, results only handed back (nothing recorded)
-- record: Store.record_run of every result, as the CLI does (commit + CSV export)
+- record: Store.record_run of every result and the closing CSV export, as the CLI does
 - leaderboard: load the store + the leaderboard table + its rendering
 - report: write_report (HTML, Markdown, figures)
 
@@ -25,6 +27,9 @@ from _results import record
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=84)
+    parser.add_argument(
+        "--keep", type=Path, help="write the store here and keep it (for timing the CLI)"
+    )
     args = parser.parse_args()
     from rich.console import Console
 
@@ -37,16 +42,18 @@ def main() -> None:
     from regbench.results.store import Store
 
     seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    specs = make_plan(
-        registry(),
-        ["model1", "model2", "model3"],
-        ["none", "l2", "dropout", "batchnorm"],
-        list(range(args.seeds)),
-        Protocol(dataset="digits", epochs=1),
-    )
-    specs = order_by_cost(specs, registry())
-    seconds["plan"] = time.perf_counter() - start
+    for stage, applicability in (("plan", False), ("plan, applicability", True)):
+        start = time.perf_counter()
+        specs = make_plan(
+            registry(),
+            ["model1", "model2", "model3"],
+            ["none", "l2", "dropout", "batchnorm"],
+            list(range(args.seeds)),
+            Protocol(dataset="digits", epochs=1),
+            applicability=applicability,
+        )
+        specs = order_by_cost(specs, registry())
+        seconds[stage] = time.perf_counter() - start
 
     results = []
     start = time.perf_counter()
@@ -56,16 +63,17 @@ def main() -> None:
     assert len(results) == len(specs)
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "scale"
+        folder = args.keep or Path(tmp) / "scale"
         store = Store(folder)
         start = time.perf_counter()
         for result in results:
             store.record_run(result.row, result.epochs)
-        seconds["record"] = time.perf_counter() - start
         store.close()
+        seconds["record"] = time.perf_counter() - start
 
         start = time.perf_counter()
         runs, epochs = load(folder)
+        assert len(runs) == len(specs), (len(runs), len(specs))
         leaderboard.render(runs, epochs, Console(file=io.StringIO(), width=160))
         seconds["leaderboard"] = time.perf_counter() - start
 

@@ -159,7 +159,7 @@ def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
     assert result["seeds first click"] == ["2", "2", "2", "2", "1"]
 
 
-def test_a_large_sweep_draws_a_bounded_number_of_run_figures_first_seeds_first():
+def test_a_large_sweep_draws_the_first_seed_of_each_cell_and_a_bounded_number():
     import pandas as pd
 
     from regbench.reporting.report import MAX_RUN_FIGURES, _drawn
@@ -172,7 +172,7 @@ def test_a_large_sweep_draws_a_bounded_number_of_run_figures_first_seeds_first()
             for c in range(10)
         ]
     )
-    drawn = _drawn(grid)
-    assert len(drawn) == MAX_RUN_FIGURES
-    assert {f"c{c}-s0" for c in range(10)} <= set(drawn["run_id"])
+    assert set(_drawn(grid)["run_id"]) == {f"c{c}-s0" for c in range(10)}
+    many_cells = grid.assign(params=[{"rate": i} for i in range(len(grid))])
+    assert len(_drawn(many_cells)) == MAX_RUN_FIGURES
     assert len(_drawn(grid.head(7))) == 7

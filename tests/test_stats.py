@@ -233,3 +233,30 @@ def test_swapping_the_sides_flips_the_difference_and_keeps_the_test(pairs):
         assert (forward.p_value < 0.05) == (not low <= 0 <= high) or abs(
             forward.p_value - 0.05
         ) < 1e-6
+
+
+@given(
+    st.integers(min_value=1, max_value=200),
+    st.floats(min_value=0.5, max_value=0.9999),
+    st.floats(min_value=-50, max_value=50),
+)
+def test_student_t_matches_scipy_stats(df, q, t) -> None:
+    assert stats.t_quantile(q, df) == pytest.approx(scipy_stats.t.ppf(q, df), rel=1e-9)
+    assert stats.t_two_sided_p(t, df) == pytest.approx(
+        2 * scipy_stats.t.sf(abs(t), df), rel=1e-9, abs=1e-300
+    )
+
+
+def test_ranking_does_not_import_scipy_stats() -> None:
+    """scipy.stats costs a second of every command that ranks runs (leaderboard, report)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pandas as pd; from regbench.results import leaderboard, stats; "
+        "leaderboard.ci95(pd.Series([0.5, 0.6, 0.7])); "
+        "stats.paired({0: 0.5, 1: 0.7, 2: 0.6}, {0: 0.4, 1: 0.5, 2: 0.45}); "
+        "print('scipy.stats' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -20,9 +20,7 @@ def ci95(values: pd.Series) -> float | None:
     n = len(values)
     if n < 2:
         return None
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return stats.t_quantile(0.975, n - 1) * float(values.std(ddof=1)) / math.sqrt(n)
 
 
 def sparkline(values: list[float]) -> str:
