@@ -98,8 +98,9 @@ def load_options(experiment: Experiment, dataset_options: Mapping[str, Any]) -> 
 
 
 def check_data(specs: Sequence[RunSpec], experiment: Experiment) -> None:
-    """Load each dataset once here and check every architecture fits it, so bad data fails
-    with one line before anything is written (and the array cache is warm for workers)."""
+    """Check each dataset once here (found, readable, its shape) and that every architecture
+    fits it, so bad data fails with one line before anything is written (and the array cache
+    is warm for the workers)."""
     from regbench.plugins.manager import registry
 
     shapes: dict[str, tuple[int, int, int]] = {}
@@ -107,8 +108,8 @@ def check_data(specs: Sequence[RunSpec], experiment: Experiment) -> None:
         protocol = spec.protocol
         key = json.dumps([protocol.dataset, dict(protocol.dataset_options)], sort_keys=True)
         if key not in shapes:
-            data = _load_data(experiment, protocol.dataset, protocol.dataset_options, spec.seed)
-            shapes[key] = data.input_shape
+            plugin = registry().get("datasets", protocol.dataset)
+            shapes[key] = plugin.input_shape(load_options(experiment, protocol.dataset_options))
         registry().get("architectures", spec.arch).check_input(shapes[key])
 
 

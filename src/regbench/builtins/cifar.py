@@ -364,13 +364,21 @@ class Cifar10(Dataset):
     option_names = ()
 
     def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
-        data_dir = options.get("data_dir")
-        cache_dir = options.get("cache_dir")
-        arrays = load_arrays(
-            Path(data_dir) if data_dir is not None else None,
-            Path(cache_dir) if cache_dir is not None else None,
-        )
+        arrays = self._arrays(options)
         names = tuple(str(n) for n in arrays["class_names"])
         return lab_split(
             arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], seed, names
+        )
+
+    def input_shape(self, options: Mapping[str, Any]) -> tuple[int, int, int]:
+        """Found, parsed (or read from the cache) and checked, without scaling 60,000 images."""
+        height, width, channels = self._arrays(options)["x_train"].shape[1:]
+        return int(height), int(width), int(channels)
+
+    def _arrays(self, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        data_dir = options.get("data_dir")
+        cache_dir = options.get("cache_dir")
+        return load_arrays(
+            Path(data_dir) if data_dir is not None else None,
+            Path(cache_dir) if cache_dir is not None else None,
         )

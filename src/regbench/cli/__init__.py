@@ -96,7 +96,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--pipeline",
-        help="input pipeline: auto (default: tf.data on TensorFlow), arrays or tf.data",
+        help="input pipeline: auto (default: arrays), arrays or tf.data (TensorFlow only)",
     )
     p.add_argument(
         "--engine",

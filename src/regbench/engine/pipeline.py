@@ -1,6 +1,8 @@
 """Feeding the model: Keras's in-memory arrays, or a tf.data pipeline that shuffles, batches and
-prefetches in the background. On TensorFlow the pipeline measured 7% faster on 2 CPU cores
-(benchmarks/bench_pipeline.py), so `auto` picks it there and arrays on the other backends."""
+prefetches in the background. `auto` is arrays on every backend: on 2 CPU cores a whole
+`regbench run` of model3+batchnorm on the lab's CIFAR split took 0.97x the wall time with arrays
+than with tf.data, and 340 MiB less memory (tf.data's shuffle buffer holds a copy of the
+training set); benchmarks/RESULTS.md 1e. tf.data stays available on TensorFlow."""
 
 from __future__ import annotations
 
@@ -12,10 +14,8 @@ PIPELINES = ("auto", "arrays", "tf.data")
 
 
 def resolve(pipeline: str, backend: str) -> str:
-    """The pipeline a run really uses ('auto' decided by backend; tf.data needs TensorFlow)."""
-    if pipeline == "auto":
-        return "tf.data" if backend == "tensorflow" else "arrays"
-    return pipeline if backend == "tensorflow" else "arrays"
+    """The pipeline a run really uses ('auto' is arrays; tf.data needs TensorFlow)."""
+    return "tf.data" if pipeline == "tf.data" and backend == "tensorflow" else "arrays"
 
 
 def fit_inputs(

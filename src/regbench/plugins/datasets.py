@@ -59,6 +59,13 @@ class Dataset:
     def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
         raise NotImplementedError
 
+    def input_shape(self, options: Mapping[str, Any]) -> tuple[int, int, int]:
+        """The images' (height, width, channels); raises RegbenchError when the data is
+        missing or unreadable. A grid asks once before any run starts, so that bad data fails
+        with one line. The default loads seed 0's splits; a dataset that can answer without
+        preparing every image overrides it."""
+        return self.load(0, options).input_shape
+
 
 def check_options(dataset: Dataset, options: Mapping[str, Any]) -> None:
     """Refuse options the dataset does not know, listing the ones it does."""
@@ -150,7 +157,8 @@ def _read_cache(folder: Path) -> dict[str, np.ndarray]:
     """The cached arrays; raises ValueError when one is missing, truncated or not plain
     numbers (object arrays would need unpickling, which is never done)."""
     done = json.loads((folder / "done").read_text())
-    arrays = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+    # mapped, not read: a check of the data touches only the headers
+    arrays = {p.stem: np.load(p, allow_pickle=False, mmap_mode="r") for p in folder.glob("*.npy")}
     expected = done.get("arrays") if isinstance(done, dict) else None
     if isinstance(expected, list) and sorted(arrays) != sorted(expected):
         missing = sorted(set(expected) - set(arrays))
