@@ -159,20 +159,20 @@ def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
     assert result["seeds first click"] == ["2", "2", "2", "2", "1"]
 
 
-def test_a_large_sweep_draws_the_first_seed_of_each_cell_and_a_bounded_number():
+def test_a_large_sweep_draws_no_run_figures_and_says_why():
     import pandas as pd
 
-    from regbench.reporting.report import MAX_RUN_FIGURES, _drawn
+    from regbench.reporting.report import MAX_RUN_FIGURES, _curves_note, _drawn
 
     grid = pd.DataFrame(
         [
             {"run_id": f"c{c}-s{s}", "arch": "model1", "reg": "dropout", "params": {"rate": c}}
-            | {"seed": s}
+            | {"seed": s, "stage": "grid", "status": "ok"}
             for s in range(10)
             for c in range(10)
         ]
     )
-    assert set(_drawn(grid)["run_id"]) == {f"c{c}-s0" for c in range(10)}
-    many_cells = grid.assign(params=[{"rate": i} for i in range(len(grid))])
-    assert len(_drawn(many_cells)) == MAX_RUN_FIGURES
-    assert len(_drawn(grid.head(7))) == 7
+    assert _drawn(grid).empty
+    assert f"up to {MAX_RUN_FIGURES} runs; this one has 100" in _curves_note(grid)
+    small = grid.head(MAX_RUN_FIGURES)
+    assert len(_drawn(small)) == MAX_RUN_FIGURES and _curves_note(small) == ""

@@ -71,6 +71,26 @@ def test_the_vmapped_engine_refuses_what_it_cannot_train():
     assert unsupported([_spec(seed=s) for s in range(3)], "jax") is None
 
 
+def test_the_vmapped_engine_refuses_a_batch_rewrite_rather_than_train_without_it(monkeypatch):
+    import regbench.engine.vmapped as vmapped
+    from regbench.api import Regularizer
+
+    class Swap(Regularizer):
+        name = "swap"
+
+        def batch(self, images, targets, params, seed, ctx):
+            return images[::-1], targets[::-1]
+
+    real = vmapped.registry()
+
+    class WithSwap:
+        def get(self, kind, name):
+            return Swap() if name == "swap" else real.get(kind, name)
+
+    monkeypatch.setattr(vmapped, "registry", WithSwap)
+    assert "rewrite training batches (swap)" in unsupported([_spec(reg="swap")], "jax")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("reg", ["dropout", "batchnorm"])
 def test_seeds_trained_together_match_the_standard_path(reg):

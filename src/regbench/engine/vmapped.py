@@ -8,7 +8,8 @@ whole epoch of steps runs in one call (`lax.scan`) over data already on the devi
 program compiled at once in parallel before the first epoch. The protocol is the
 standard trainer's: the same compiled model, optimizer and loss, batch size, epochs, a shuffle
 per seed and epoch, the last partial batch trained; the same metrics and result rows, with
-`engine` = 'vmapped'. Regularizer callbacks (a Keras fit loop feature) are not supported.
+`engine` = 'vmapped'. Regularizer callbacks (a Keras fit loop feature) and batch rewrites
+(Mixup, CutMix: the standard trainer's soft-target wrapper) are refused with a reason.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
     reg = registry().get("regularizers", spec.reg)
     if reg.callbacks(reg.resolve(spec.params)):
         return f"the vmapped engine cannot run {spec.reg}'s training callbacks"
+    if reg.uses_batches:
+        return (
+            f"the vmapped engine cannot rewrite training batches ({spec.reg}); "
+            "use --engine standard"
+        )
     return None
 
 

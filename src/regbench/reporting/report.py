@@ -291,15 +291,22 @@ MAX_RUN_FIGURES = 48  # per-run curves drawn at most; every run's epochs stay in
 
 
 def _drawn(grid: pd.DataFrame) -> pd.DataFrame:
-    """The grid runs that get a curve figure: all of them up to MAX_RUN_FIGURES, else the first
-    seed of each cell (up to MAX_RUN_FIGURES cells), so a report of a 1,000-run sweep stays
-    about a second (the grid figure still shows every cell's spread across seeds)."""
-    if len(grid) <= MAX_RUN_FIGURES:
-        return grid
-    cell = grid["arch"].astype(str) + "|" + grid["reg"].astype(str) + "|"
-    cell += grid["params"].map(lambda p: json.dumps(p, sort_keys=True, default=str))
-    turn = grid.assign(_cell=cell).groupby("_cell")["seed"].rank(method="first")
-    return grid[turn == 1].head(MAX_RUN_FIGURES)
+    """The grid runs that get a curve figure: all of them up to MAX_RUN_FIGURES, none beyond,
+    so a report of a 1,000-run sweep stays within seconds (the grid figure shows every cell's
+    mean and spread across seeds; epochs.csv holds every epoch)."""
+    return grid if len(grid) <= MAX_RUN_FIGURES else grid.iloc[:0]
+
+
+def _curves_note(runs: pd.DataFrame) -> str:
+    """Why a large grid's runs have no curve figure of their own ('' when they do)."""
+    count = len(_grid_runs(runs))
+    if count <= MAX_RUN_FIGURES:
+        return ""
+    return (
+        f"Per-run curves are drawn for grids of up to {MAX_RUN_FIGURES} runs; this one has "
+        f"{count:,}. The grid figure shows each cell's mean and spread across seeds, and "
+        "epochs.csv holds every run's epochs."
+    )
 
 
 # ---------------------------------------------------------------- table contents
@@ -488,6 +495,7 @@ def _html(ctx: _Context) -> str:
             for fig in ctx.overview.values()
         ),
         '<h2 id="tables">Per-run results (the lab\'s Tables 1–3)</h2>',
+        *([f"<p>{_esc(note)}</p>"] if (note := _curves_note(runs)) else []),
         *_html_lab_tables(ctx),
         '<h2 id="final">Final-stage runs</h2>',
         *_html_final(ctx),
@@ -649,6 +657,8 @@ def _markdown(ctx: _Context) -> str:
     for fig in ctx.overview.values():
         lines += [fig.markdown(), "", f"*{_md_text(fig.caption)}*", ""]
     lines += ["## Per-run results (the lab's Tables 1–3)", ""]
+    if note := _curves_note(runs):
+        lines += [_md_text(note), ""]
     lines += _md_lab_tables(ctx)
     lines += ["## Final-stage runs", ""]
     final = _final_runs(runs)
