@@ -362,3 +362,9 @@ def _shutdown(workers) -> None:
         if worker.process.is_alive():
             worker.process.kill()
             worker.process.join()
+    # a worker started as Ctrl-C arrived (a recycle, a replacement) may be tracked nowhere; it
+    # ignores SIGTERM, so the interpreter's exit would wait for it forever
+    for child in multiprocessing.active_children():
+        if child.name.startswith("regbench-"):
+            child.kill()
+            child.join()
