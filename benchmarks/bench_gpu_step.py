@@ -48,6 +48,7 @@ def main() -> None:
     from regbench.engine.trainer import build_and_compile
     from regbench.engine.vmapped import _in_batches, _Program, _stack
     from regbench.plugins.datasets import Splits
+    from regbench.plugins.keras import import_keras
     from regbench.plugins.manager import registry
 
     rng = np.random.default_rng(0)
@@ -94,12 +95,6 @@ def main() -> None:
             flush=True,
         )
         import_keras().backend.clear_session()
-
-
-def import_keras():
-    from regbench.plugins.keras import import_keras as keras
-
-    return keras()
 
 
 if __name__ == "__main__":

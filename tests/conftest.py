@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,20 @@ def cli(capsys, monkeypatch):
         return subprocess.CompletedProcess(["regbench", *args], code, out, err)
 
     return run
+
+
+def pids_gone(pids, timeout: float = 10.0) -> bool:
+    """Whether every process in `pids` has ended (zombies count as ended) within `timeout`."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [
+            p
+            for p in pids
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False

@@ -17,7 +17,7 @@ from pathlib import Path
 import fake_trainer
 import pandas as pd
 import pytest
-from conftest import TESTS
+from conftest import TESTS, pids_gone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -206,21 +206,8 @@ def _wait_for_a_run(folder: Path, proc: subprocess.Popen, timeout: float = 120) 
     raise AssertionError("the grid recorded nothing")
 
 
-def _workers_gone(log: Path, timeout: float = 10) -> bool:
-    import psutil
-
-    pids = {int(line.split()[1]) for line in log.read_text().splitlines()}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [
-            p
-            for p in pids
-            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
-        if not alive:
-            return True
-        time.sleep(0.2)
-    return False
+def _workers_gone(log: Path) -> bool:
+    return pids_gone({int(line.split()[1]) for line in log.read_text().splitlines()})
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import TESTS
+from conftest import TESTS, pids_gone
 
 from regbench.results.reader import load
 
@@ -145,22 +145,6 @@ def _wait_for_rows(path, count, proc, timeout=120):
     raise AssertionError("the grid made no progress")
 
 
-def _pids_gone(pids, timeout=10.0) -> bool:
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [
-            p
-            for p in pids
-            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
-        if not alive:
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _start(args, env, tmp_path):
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
     full_env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", **env}
@@ -190,7 +174,7 @@ def test_interrupted_grid_loses_nothing_and_resumes(cli, tmp_path, how):
     if how == "ctrl-c":
         assert proc.returncode == 130, out_err
     workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
-    assert _pids_gone(workers), "a worker outlived the scheduler"
+    assert pids_gone(workers), "a worker outlived the scheduler"
 
     kept = load(out).runs
     assert kept["run_id"].is_unique and len(kept) >= 4 and (kept["status"] == "ok").all()

@@ -24,11 +24,8 @@ def detect_gpus() -> list[str]:
 
 def worker_env(device: str | None, threads: int) -> dict[str, str]:
     """Variables for a worker on `device` (a GPU id, or None for CPU with `threads` threads)."""
-    env = {
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-    }
+    # GPU memory grows as needed: import_keras sets that for every process that trains
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     if device is None:
         env["CUDA_VISIBLE_DEVICES"] = "-1"
         for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):

@@ -22,23 +22,11 @@ import pandas as pd
 from regbench.errors import RegbenchError
 from regbench.results.lookup import model_file
 from regbench.results.reader import load
+from regbench.results.stats import PROTOCOL_COLUMNS
 
 RUN_TAG = "regbench.run_id"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
-PARAM_COLUMNS = (
-    "arch",
-    "reg",
-    "seed",
-    "stage",
-    "dataset",
-    "dataset_options",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "precision",
-    "target",
-)
+PARAM_COLUMNS = ("arch", "reg", "seed", "stage", *PROTOCOL_COLUMNS)
 FINAL_METRICS = (  # per-run figures; validation is the last point of its per-epoch series
     "train_accuracy",
     "train_loss",
