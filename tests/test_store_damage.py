@@ -189,3 +189,27 @@ def test_doctor_refuses_a_folder_in_use(tmp_path, capsys):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_writer_killed_mid_transaction_reads_as_its_last_commit(tmp_path):
+    """A hot journal (a DELETE-mode transaction whose pages already reached the file) needs a
+    rollback that a read-only reader may not do: the reader recovers a private copy."""
+    filled(tmp_path / "live", runs=40)
+    writer = sqlite3.connect(tmp_path / "live" / DB_NAME, isolation_level=None)
+    writer.execute("PRAGMA cache_size=2")  # spill the uncommitted pages into the file
+    writer.execute("BEGIN")
+    writer.execute("UPDATE runs SET status = 'half', summary = summary || 'y'")
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in (DB_NAME, f"{DB_NAME}-journal", "runs.csv", "epochs.csv"):
+        (crashed / name).write_bytes((tmp_path / "live" / name).read_bytes())  # as kill -9 left
+    writer.execute("ROLLBACK")
+    writer.close()
+    before = {p.name: p.read_bytes() for p in crashed.iterdir()}
+
+    assert set(load(crashed).runs["status"]) == {"ok"} and len(load(crashed).runs) == 40
+    assert main(["leaderboard", str(crashed)]) == 0
+    assert {p.name: p.read_bytes() for p in crashed.iterdir()} == before  # left for the writer
+    with Store(crashed) as store:  # the next writer rolls the journal back in place
+        assert set(store.statuses().values()) == {"ok"}
+    assert not (crashed / f"{DB_NAME}-journal").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -65,8 +66,11 @@ def open_read_only(folder: Path) -> sqlite3.Connection:
         raise RegbenchError(f"{path} is empty: it holds no results{hint}")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        db.execute("PRAGMA schema_version").fetchone()  # the first read meets a crash's leftovers
     except sqlite3.Error as exc:
-        raise damaged(path, str(exc)) from None
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_READONLY:
+            raise damaged(path, str(exc)) from None
+        db = _recovered_in_memory(path)  # a writer was killed mid-transaction
     version = check_contents(db, path)
     if version == SCHEMA_VERSION:
         return db
@@ -76,6 +80,31 @@ def open_read_only(folder: Path) -> sqlite3.Connection:
     finally:
         db.close()
     migrate(memory, folder)
+    return memory
+
+
+def _recovered_in_memory(path: Path) -> sqlite3.Connection:
+    """The last committed state of a store whose writer was killed mid-transaction (a hot
+    rollback journal, or a WAL index only a writer may rebuild): SQLite recovers a private copy
+    of the files, so the folder stays as the killed writer left it for the next writer to
+    recover in place."""
+    memory = sqlite3.connect(":memory:")
+    with tempfile.TemporaryDirectory(prefix="regbench-read-") as tmp:
+        copy = Path(tmp) / DB_NAME
+        for suffix in ("-journal", "-wal", ""):  # the journal first: it holds the old pages
+            try:
+                shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise RegbenchError(f"cannot read {path}{suffix}: {exc.strerror}") from None
+        db = sqlite3.connect(copy)
+        try:
+            db.backup(memory)
+        except sqlite3.Error as exc:
+            raise damaged(path, str(exc)) from None
+        finally:
+            db.close()
     return memory
 
 
