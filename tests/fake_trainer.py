@@ -1,7 +1,8 @@
 """A trainer plugin that trains nothing: for testing and timing the scheduler itself.
 
-FAKE_SLEEP (seconds per run), FAKE_DIE_ON (a run's arch/reg: its worker kills itself) and
-FAKE_LOG (a file each run appends its id to) steer it.
+FAKE_SLEEP (seconds per run), FAKE_DIE_ON (a run's arch/reg: its worker kills itself),
+FAKE_DIE_MID_MESSAGE_ON (the same, halfway through a message to the parent) and FAKE_LOG (a file
+each run appends its id to) steer it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from regbench.engine.trainer import RunResult
 def train(spec, load_data, models_dir, progress):
     if os.environ.get("FAKE_DIE_ON") == f"{spec.arch}/{spec.reg}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("FAKE_DIE_MID_MESSAGE_ON") == f"{spec.arch}/{spec.reg}":
+        _die_mid_message()
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
     if log := os.environ.get("FAKE_LOG"):
         with open(log, "a") as handle:
@@ -40,3 +43,16 @@ def train(spec, load_data, models_dir, progress):
         },
         [{"epoch": 1, "split": "val", "metric": "accuracy", "value": score, "elapsed_s": 0.0}],
     )
+
+
+def _die_mid_message():
+    """Be killed the way the out-of-memory killer may strike: with a message to the parent half
+    written on every pipe this worker writes to."""
+    import gc
+    import struct
+    from multiprocessing.connection import Connection
+
+    for pipe in [obj for obj in gc.get_objects() if isinstance(obj, Connection)]:
+        if pipe.writable and not pipe.closed:
+            os.write(pipe.fileno(), struct.pack("!i", 1 << 20) + b"half a message")
+    os.kill(os.getpid(), signal.SIGKILL)

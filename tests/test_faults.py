@@ -391,7 +391,7 @@ def test_shutdown_stops_a_worker_that_was_tracked_nowhere():
 
     ctx = multiprocessing.get_context("spawn")
     options = ExecutorOptions(devices=[], workers=1, trainer="fake_trainer:train")
-    stray = executor._Worker(ctx, "cpu9", {}, ctx.Queue(), options)
+    stray = executor._Worker(ctx, "cpu9", {}, options)
     assert stray.process.is_alive()
     executor._shutdown([])
     assert not stray.process.is_alive()

@@ -200,6 +200,17 @@ def test_a_dead_worker_is_replaced_and_its_run_recorded_failed(cli, tmp_path):
     assert "model2-l2" in result.stdout and "failed" in result.stdout
 
 
+def test_a_worker_killed_mid_message_costs_only_its_run(cli, tmp_path):
+    out = tmp_path / "cut"
+    env = {"FAKE_DIE_MID_MESSAGE_ON": "model2/l2"}
+    result = cli("run", *LAB, *FAKE, "--experiment", str(out), env=env)
+    assert result.returncode == 1, result.stderr
+    runs = load(out).runs.set_index("run_id")
+    dead = runs[(runs["arch"] == "model2") & (runs["reg"] == "l2")].iloc[0]
+    assert dead["status"] == "failed" and "SIGKILL" in dead["error"]
+    assert len(runs) == 12 and (runs.drop(dead.name)["status"] == "ok").all()
+
+
 def test_workers_are_pinned_one_device_each(cli, tmp_path):
     out = tmp_path / "pinned"
     result = cli(

@@ -1,14 +1,16 @@
 """Executors: run a list of RunSpecs somewhere and hand each RunResult back to the parent.
 
 The parent alone writes results (through the `on_result` callback); executors only move plain
-specs out and plain results in.
+specs out and plain results in. Each worker reports on a pipe of its own: a worker killed
+mid-message (out of memory, the run timeout) breaks only its own pipe, where a shared queue's
+lock would stay held and silence every other worker.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import signal
 import time
 from collections import deque
@@ -118,7 +120,7 @@ def _describe_death(exitcode: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx, worker_id: str, env: dict[str, str], outbox, options) -> None:
+    def __init__(self, ctx, worker_id: str, env: dict[str, str], options) -> None:
         self.id, self.env, self.runs = worker_id, env, 0
         self.task: list[RunSpec] | None = None  # the runs it is training, until each reports
         self.sent_at = 0.0  # when it was given its task (the run timeout counts from here)
@@ -127,10 +129,10 @@ class _Worker:
         self.rss: int | None = None  # bytes, after its latest run
         self.last_seconds = 0.0  # how long its latest run took
         self.inbox = ctx.Queue()
+        self.reports, outbox = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=worker_main,
             args=(
-                worker_id,
                 env,
                 os.getpid(),
                 self.inbox,
@@ -144,9 +146,22 @@ class _Worker:
             name=f"regbench-{worker_id}",
         )
         self.process.start()
+        outbox.close()  # the worker holds the only writing end: its death reads as end of file
+
+    def receive(self) -> list[tuple[str, Any]]:
+        """The (kind, payload) messages waiting on the worker's pipe; none once it is closed (a
+        dead worker's message cut short is dropped: its run is recorded failed)."""
+        messages = []
+        try:
+            while not self.reports.closed and self.reports.poll():
+                messages.append(self.reports.recv())
+        except (EOFError, OSError):
+            self.reports.close()
+        return messages
 
     def close(self) -> None:
-        """Release the inbox of a worker that has ended."""
+        """Release the pipes of a worker that has ended."""
+        self.reports.close()
         self.inbox.close()
         self.inbox.join_thread()
 
@@ -215,29 +230,27 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
     if not specs:
         return
     ctx = multiprocessing.get_context("spawn")
-    outbox = ctx.Queue()
     tasks = group_tasks(specs)
     jax = {"KERAS_BACKEND": "jax"} if _vmapped(specs) else {}
     workers = {
-        wid: _Worker(ctx, wid, {**env, **jax}, outbox, options)
+        wid: _Worker(ctx, wid, {**env, **jax}, options)
         for wid, env in plan_workers(options, len(tasks))
     }
     retired: list[_Worker] = []
     pending = deque(tasks)
     try:
         while pending or any(w.task for w in workers.values()):
-            _dispatch(ctx, workers, retired, pending, outbox, options)
+            _dispatch(ctx, workers, retired, pending, options)
             _stop_overdue(workers.values(), options.run_timeout, hooks)
-            try:
-                kind, wid, payload = outbox.get(timeout=0.2)
-            except queue.Empty:
-                _replace_dead(ctx, workers, outbox, options, hooks)
-                continue
-            if wid not in workers:  # a late word from a retired worker
-                continue
-            _handle(kind, workers[wid], payload, hooks)
-            if kind == "result" and pending and _worn(workers[wid], options):
-                workers[wid] = _recycle(ctx, workers[wid], outbox, options)
+            pipes = [w.reports for w in workers.values() if not w.reports.closed]
+            multiprocessing.connection.wait(pipes, timeout=0.2)
+            for wid, worker in list(workers.items()):
+                for kind, payload in worker.receive():
+                    _handle(kind, worker, payload, hooks)
+                idle = worker.task is None and worker.process.is_alive()
+                if idle and pending and _worn(worker, options):
+                    workers[wid] = _recycle(ctx, worker, options)
+            _replace_dead(ctx, workers, options, hooks)
     finally:
         _shutdown([*workers.values(), *retired])
 
@@ -247,7 +260,7 @@ def _vmapped(specs: Sequence[RunSpec]) -> bool:
     return any(s.execution.engine == "vmapped" for s in specs)
 
 
-def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, outbox, options) -> None:
+def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, options) -> None:
     """Give each idle worker the next run; retire idle workers once nothing is left to start,
     and restart one with more threads when the cores of finishing workers would go idle."""
     for wid in list(workers):
@@ -261,7 +274,7 @@ def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, outbox,
         threads = tail_threads(worker.threads, len(pending), len(workers), cpu_cores())
         if threads > worker.threads and worker.last_seconds >= TAIL_RESTART_MIN_S:
             env = {**worker.env, **worker_env(None, threads)}
-            worker = workers[wid] = _recycle(ctx, worker, outbox, options, env)
+            worker = workers[wid] = _recycle(ctx, worker, options, env)
         worker.send(pending.popleft())
 
 
@@ -302,7 +315,7 @@ def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
 
 
 def _recycle(
-    ctx, worker: _Worker, outbox, options: ExecutorOptions, env: dict[str, str] | None = None
+    ctx, worker: _Worker, options: ExecutorOptions, env: dict[str, str] | None = None
 ) -> _Worker:
     """Stop an idle worker and start a fresh one in its place (with `env`, else the same):
     TensorFlow's memory creeps up a few MB per run in a long-lived process
@@ -313,7 +326,7 @@ def _recycle(
         worker.process.kill()
         worker.process.join()
     worker.close()
-    return _Worker(ctx, worker.id, env or worker.env, outbox, options)
+    return _Worker(ctx, worker.id, env or worker.env, options)
 
 
 def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
@@ -332,10 +345,14 @@ def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
                 hooks.on_result(failed_result(spec, error, worker.id, status="timeout"))
 
 
-def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hooks) -> None:
+def _replace_dead(ctx, workers: dict[str, _Worker], options, hooks: Hooks) -> None:
+    """Record the runs a dead worker left unreported as failed and start another in its place
+    (what it reported before it died is read first)."""
     for wid, worker in list(workers.items()):
         if worker.process.is_alive():
             continue
+        for kind, payload in worker.receive():
+            _handle(kind, worker, payload, hooks)
         if worker.task is not None:
             reason = _describe_death(worker.process.exitcode)
             for spec in worker.task:
@@ -343,7 +360,7 @@ def _replace_dead(ctx, workers: dict[str, _Worker], outbox, options, hooks: Hook
             worker.task = None
         worker.process.join()
         worker.close()
-        workers[wid] = _Worker(ctx, wid, worker.env, outbox, options)
+        workers[wid] = _Worker(ctx, wid, worker.env, options)
 
 
 def _shutdown(workers) -> None:

@@ -8,6 +8,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
+from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -53,35 +55,37 @@ def _exit_when_orphaned(parent: int) -> None:
 
 
 def worker_main(
-    worker_id: str,
     env: dict[str, str],
     parent: int,
     inbox: Queue,
-    outbox: Queue,
+    outbox: Connection,
     trainer: str,
     data_dir: Path | None,
     cache_dir: Path | None,
     models_dir: Path | None,
 ) -> None:
-    """Serve runs from `inbox` until it yields None; post ('start'|'progress'|'result', ...)."""
+    """Serve runs from `inbox` until it yields None; report ('start'|'progress'|'memory'|'result',
+    payload) on `outbox`, this worker's own pipe to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (Slurm signals the whole process group)
     os.environ.update(env)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     train = resolve_trainer(trainer)
     data = DataCache(data_dir, cache_dir)
+    sending = threading.Lock()  # a plugin may report progress from a thread of its own
+
+    def report(kind: str, payload: Any) -> None:
+        with sending:
+            outbox.send((kind, payload))
+
     while (task := inbox.get()) is not None:
         for spec in task:
-            outbox.put(("start", worker_id, spec.run_id))
-        results = train_task(
-            task, train, data, models_dir, lambda info: outbox.put(("progress", worker_id, info))
-        )
-        for result in results:
+            report("start", spec.run_id)
+        for result in train_task(task, train, data, models_dir, partial(report, "progress")):
             if (rss := resident_bytes()) is not None:
-                outbox.put(("memory", worker_id, rss))  # the parent recycles a worker that grew
-            outbox.put(("result", worker_id, result))
-    outbox.close()
-    outbox.join_thread()  # every message is with the parent
+                report("memory", rss)  # the parent recycles a worker that grew
+            report("result", result)
+    outbox.close()  # every message is in the pipe: sends return once written
     os._exit(0)  # skip the interpreter's teardown: with TensorFlow loaded it took 1.5 s
 
 
