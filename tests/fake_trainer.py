@@ -46,8 +46,8 @@ def train(spec, load_data, models_dir, progress):
 
 
 def _die_mid_message():
-    """Be killed the way the out-of-memory killer may strike: with a message to the parent half
-    written on every pipe this worker writes to."""
+    """Be killed the way the out-of-memory killer may strike: with half a message written on
+    every pipe end this worker could write to (the one to the parent among them)."""
     import gc
     import struct
     from multiprocessing.connection import Connection
