@@ -12,7 +12,7 @@ import signal
 import time
 from datetime import UTC, datetime
 
-from regbench.engine.trainer import RunResult
+from regbench.engine.outcome import RunResult
 
 
 def train(spec, load_data, models_dir, progress):

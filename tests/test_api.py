@@ -30,10 +30,10 @@ GOLDEN = RunSpec(
 
 def test_identity_of_a_fixed_run_is_pinned():
     """Changing what a run's identity hashes must be deliberate: it turns stored runs pending
-    (and needs a store migration that re-hashes them)."""
-    assert GOLDEN.config_hash == "5eb84e6343775319"
-    assert GOLDEN.cell_hash == "bc996d63a9e11d57"
-    assert GOLDEN.run_id == "model1-dropout-s0-5eb84e63"
+    (and needs a store migration that re-hashes them: identity 4 is m006)."""
+    assert GOLDEN.config_hash == "f52d7ffd56e9a1d4"
+    assert GOLDEN.cell_hash == "50bf6114565a10d7"
+    assert GOLDEN.run_id == "model1-dropout-s0-f52d7ffd"
 
 
 @given(
@@ -117,7 +117,7 @@ def test_flags_override_the_file_per_key(tmp_path):
         ({"seeds": ","}, "seeds chose no seed"),
         ({"target": "val_accuracy=nan"}, "target must be a finite number"),
         ({"target": "speed=1"}, "metric 'speed' is not recorded"),
-        ({"params": ["dropout.rate=0.1", "dropout.rate=0.2"]}, "dropout.rate is given twice"),
+        ({"params": ["dropout.rate=0.1", "dropout.rate=0.2"]}, "'dropout.rate' is given twice"),
         ({"params": ["rate=0.1"]}, "expects reg.name=value"),
         ({"out": ""}, "out must be a non-empty string"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),

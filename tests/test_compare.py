@@ -15,24 +15,27 @@ from regbench.results import compare
 from regbench.results.store import Store
 
 
-def experiment(folder: Path, cells: dict[tuple[str, str], list[float]]) -> Path:
+def experiment(folder: Path, cells: dict[tuple[str, str], list[float]], **protocol) -> Path:
+    """Grid runs of `cells` (a value of None: a seed that diverged), with `protocol` columns."""
     store = Store(folder)
+    tag = "-".join(f"{v}" for v in protocol.values())
     for (arch, reg), values in cells.items():
         for seed, value in enumerate(values):
-            run_id = f"{arch}-{reg}-s{seed}-{folder.name}"
+            run_id = f"{arch}-{reg}-s{seed}-{folder.name}{tag}"
             store.record_run(
                 {
+                    **protocol,
                     "run_id": run_id,
                     "config_hash": run_id,
-                    "cell_hash": f"{arch}-{reg}-{folder.name}",
+                    "status": "ok" if value is not None else "diverged",
+                    "cell_hash": f"{arch}-{reg}-{folder.name}{tag}",
                     "stage": "grid",
                     "arch": arch,
                     "reg": reg,
                     "params": {"rate": 0.1} if reg == "dropout" else {},
                     "seed": seed,
-                    "status": "ok",
                     "val_accuracy": value,
-                    "train_accuracy": value + 0.1,
+                    "train_accuracy": None if value is None else value + 0.1,
                     "test_accuracy": value,
                     "total_params": 10,
                     "train_time_s": 1.0,
@@ -96,3 +99,56 @@ def test_one_folder_or_a_folder_without_results_is_refused(two, tmp_path, capsys
         compare.compare(two[:1])
     assert main(["compare", str(two[0]), str(tmp_path / "nothing")]) == 2
     assert "no regbench results" in capsys.readouterr().err
+
+
+def test_protocols_inside_a_folder_are_never_pooled(tmp_path):
+    a = experiment(tmp_path / "a", {("model1", "none"): [0.2, 0.25, 0.15]}, epochs=10)
+    experiment(a, {("model1", "none"): [0.6, 0.65, 0.55]}, epochs=20)  # the better protocol
+    b = experiment(tmp_path / "b", {("model1", "none"): [0.3, 0.35, 0.25]}, epochs=10)
+    result = compare.compare([a, b])
+    rows = {c["protocol"]: c for c in result["cells"]}
+    assert set(rows) == {"epochs=10", "epochs=20"}
+    assert rows["epochs=20"]["experiments"]["b"] is None
+    ten = rows["epochs=10"]
+    assert ten["experiments"]["a"]["val_accuracy"] == pytest.approx(0.2)  # not the 20-epoch one
+    assert ten["differences"]["b"]["diff"] == pytest.approx(0.1)
+    assert ten["differences"]["b"]["protocol_differs"] == []
+    buffer = io.StringIO()
+    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    assert "epochs=20" in buffer.getvalue()
+
+
+def test_folders_of_different_protocols_compare_and_say_so(tmp_path):
+    a = experiment(tmp_path / "ten", {("model1", "none"): [0.2, 0.25, 0.15]}, epochs=10)
+    b = experiment(tmp_path / "twenty", {("model1", "none"): [0.3, 0.35, 0.25]}, epochs=20)
+    result = compare.compare([a, b])
+    assert result["protocols"] == {"ten": "epochs=10", "twenty": "epochs=20"}
+    (cell,) = result["cells"]
+    assert cell["differences"]["twenty"]["protocol_differs"] == ["epochs"]
+    buffer = io.StringIO()
+    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    text = buffer.getvalue()
+    assert f"ten: {a} (epochs=10)" in text and f"twenty: {b} (epochs=20)" in text
+
+
+def test_lost_seeds_show_as_ok_of_planned(tmp_path):
+    a = experiment(tmp_path / "a", {("model1", "none"): [0.2, None, 0.15]})
+    b = experiment(tmp_path / "b", {("model1", "none"): [0.3, 0.35, 0.25]})
+    (cell,) = compare.compare([a, b])["cells"]
+    figures = cell["experiments"]["a"]
+    assert (figures["seeds"], figures["planned"], figures["failed"]) == (2, 3, 1)
+    assert cell["differences"]["b"]["n_paired"] == 2
+    buffer = io.StringIO()
+    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    assert "(2/3!)" in buffer.getvalue() and "(3/3)" in buffer.getvalue()
+
+
+def test_no_difference_on_any_seed_is_not_significant_and_valid_json(tmp_path):
+    a = experiment(tmp_path / "a", {("model1", "none"): [0.5, 0.625, 0.75]})
+    b = experiment(tmp_path / "b", {("model1", "none"): [0.5, 0.625, 0.75]})
+    c = experiment(tmp_path / "c", {("model1", "none"): [0.625, 0.75, 0.875]})
+    payload = json.loads(compare.to_json([a, b, c]), parse_constant=pytest.fail)  # no NaN
+    differences = payload["cells"][0]["differences"]
+    assert differences["b"]["verdict"] == "no significant difference"
+    assert differences["b"]["p_value"] is None and differences["b"]["diff"] == 0
+    assert differences["c"]["verdict"] == "better" and differences["c"]["p_value"] == 0

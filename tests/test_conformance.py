@@ -10,11 +10,9 @@ import textwrap
 import pytest
 from hypothesis import given, settings
 
+from regbench.api import HParam, OptimizerSpec, RegbenchError, Regularizer, import_keras
 from regbench.builtins.architectures import MODEL1
-from regbench.errors import RegbenchError
-from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import build_registry
-from regbench.plugins.seam import HParam, OptimizerSpec, Regularizer
 from regbench.testing import (
     check_backend_neutral,
     check_declaration,
@@ -92,7 +90,7 @@ def test_non_probability_outputs_are_caught() -> None:
 
 def test_direct_backend_use_is_caught(tmp_path, monkeypatch) -> None:
     source = """
-        from regbench.plugins.seam import Regularizer
+        from regbench.plugins.regularizer import Regularizer
 
         class Tf(Regularizer):
             name = "tf"

@@ -342,29 +342,25 @@ def test_a_report_in_a_folder_with_an_undecodable_name_is_written_whole(tmp_path
 # ---------------------------------------------------------------- divergence
 
 
-def _losses(*values: float) -> list[dict]:
-    return [
-        {"epoch": i + 1, "split": "train", "metric": "loss", "value": v, "elapsed_s": 0.0}
-        for i, v in enumerate(values)
-    ]
-
-
 @pytest.mark.parametrize(
-    ("losses", "val_accuracy", "verdict"),
+    ("initial", "losses", "verdict"),
     [
-        ((2.3, 1.9, 1.5), 0.45, None),  # learning
-        ((2.3,), 0.09, None),  # one epoch at chance: no evidence of divergence
-        ((2.3, 2.2), 0.10, None),  # slow, but the loss goes down
-        ((2.3, 4.5e26), 0.089, "exploded"),  # the learning rate 1e4 of the issue
-        ((2.3, 3.0e6), 0.5, "exploded"),  # past 1e6
-        ((0.001, 2.0), 0.5, "exploded"),  # over 1000x its first epoch
-        ((2.3, 2.4), 0.10, "chance"),  # at chance and getting worse
+        (2.3, (2.1, 1.9, 1.5), None),  # learning
+        (2.3, (2.3026, 2.3031), None),  # stays at chance: a result, not a divergence
+        (2.3, (2.3031, 2.3026), None),  # the same, the other way round
+        (2.3, (3.9e6, 2.3), "over 10x"),  # the epoch-1 blow-up of learning rate 3
+        (2.3, (2.3, 4.5e26), "over 10x"),  # learning rate 1e4
+        (2.3, (2.3, float("nan")), "nan"),  # not finite
+        (2.3, (float("inf"),), "inf"),
+        (0.6, (0.0005, 0.6), None),  # a loss that rises but stays near its start: not exploded
+        (0.6, (0.0005, 6.1), "over 10x"),
+        (None, (5e9,), None),  # no initial loss measured: only the non-finite rule applies
     ],
 )
-def test_the_divergence_rule(losses, val_accuracy, verdict):
-    from regbench.engine.trainer import _diverged
+def test_the_divergence_rule(initial, losses, verdict):
+    from regbench.engine.outcome import diverged
 
-    reason = _diverged(_losses(*losses), val_accuracy, classes=10)
+    reason = diverged(initial, list(losses))
     assert (reason is None) if verdict is None else (verdict in reason)
 
 

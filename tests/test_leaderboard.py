@@ -109,3 +109,82 @@ def test_cells_are_configurations_and_a_seed_counts_once():
     model1 = board[board["arch"] == "model1"]
     assert len(model1) == 2 and list(model1["seeds"]) == [3, 3]  # two protocols, 3 seeds each
     assert model1["val_accuracy"].max() == pytest.approx((0.9 + 0.1 + 0.2) / 3)
+
+
+def test_a_lost_seed_counts_and_flags_its_cell():
+    runs, epochs = experiment()
+    lost = runs[runs["run_id"] == "model3-batchnorm-s2"].assign(
+        run_id="model3-batchnorm-s3", seed=3, status="diverged", val_accuracy=None
+    )
+    failed = lost.assign(run_id="model3-batchnorm-s4", seed=4, status="failed")
+    retried = runs[runs["run_id"] == "model1-none-s0"].assign(status="failed", started_at="0")
+    runs = pd.concat([retried, runs, lost, failed])  # model1's seed 0 failed, then finished
+    board = leaderboard.table(runs, epochs).set_index("arch")
+    assert board.loc["model3", ["seeds", "planned", "failed"]].tolist() == [3, 5, 2]
+    assert board.loc["model3", "flag"] == "1 diverged, 1 failed"
+    assert board.loc["model1", ["seeds", "planned", "failed", "flag"]].tolist() == [3, 3, 0, ""]
+    assert board.loc["model3", "val_accuracy"] == pytest.approx(0.62)  # over the 3 that finished
+    buffer = io.StringIO()
+    leaderboard.render(runs, epochs, Console(file=buffer, width=200, no_color=True))
+    text = buffer.getvalue()
+    assert "3/5!" in text and "3/3" in text and "3/3!" not in text
+    assert leaderboard.LOST_NOTE in text
+    rows = json.loads(leaderboard.to_json(runs, epochs))["leaderboard"]
+    assert {r["arch"]: (r["seeds"], r["planned"], r["failed"]) for r in rows} == {
+        "model3": (3, 5, 2),
+        "model1": (3, 3, 0),
+    }
+
+
+def test_skipped_runs_are_not_planned_seeds():
+    runs, epochs = experiment()
+    skipped = runs[runs["run_id"] == "model1-none-s0"].assign(
+        run_id="model1-none-s7", seed=7, status="skipped", val_accuracy=None
+    )
+    board = leaderboard.table(pd.concat([runs, skipped]), epochs).set_index("arch")
+    assert board.loc["model1", ["seeds", "planned", "failed"]].tolist() == [3, 3, 0]
+
+
+def test_equal_figures_at_the_printed_precision_share_a_rank():
+    runs, epochs = experiment()
+    copy = runs[(runs["arch"] == "model3") & (runs["stage"] == "grid")].assign(
+        arch="model4", run_id=lambda f: f["run_id"] + "-m4", val_accuracy=[0.6004, 0.62, 0.64]
+    )
+    board = leaderboard.table(pd.concat([runs, copy]), epochs)
+    assert list(zip(board["arch"], board["rank"], board["tied"], strict=True)) == [
+        ("model4", 1, True),  # 0.62013 and 0.62000 both print 0.620
+        ("model3", 1, True),
+        ("model1", 3, False),
+    ]
+    buffer = io.StringIO()
+    leaderboard.render(pd.concat([runs, copy]), epochs, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert text.count("1=") == 2 and leaderboard.TIE_NOTE in text
+
+
+def test_protocols_are_ranked_apart_and_labelled():
+    runs, epochs = experiment()
+    runs["epochs"], runs["lr_schedule"] = 3, "constant"
+    cosine = runs[runs["arch"] == "model1"].assign(
+        lr_schedule="cosine", run_id=lambda f: f["run_id"] + "-cos", val_accuracy=0.9
+    )
+    both = pd.concat([runs, cosine])
+    board = leaderboard.table(both, epochs)
+    assert list(zip(board["protocol"], board["arch"], board["rank"], strict=True)) == [
+        ("epochs=3, lr_schedule=constant", "model3", 1),
+        ("epochs=3, lr_schedule=constant", "model1", 2),
+        ("epochs=3, lr_schedule=cosine", "model1", 1),
+    ]
+    assert set(board["epochs"]) == {3}
+    payload = json.loads(leaderboard.to_json(both, epochs))
+    assert payload["protocols"] == [
+        "epochs=3, lr_schedule=constant",
+        "epochs=3, lr_schedule=cosine",
+    ]
+    first = payload["leaderboard"][0]
+    assert first["epochs"] == 3 and first["protocol_values"]["lr_schedule"] == "constant"
+    buffer = io.StringIO()
+    leaderboard.render(both, epochs, Console(file=buffer, width=200, no_color=True))
+    text = buffer.getvalue()
+    assert "leaderboard: epochs=3, lr_schedule=constant" in text
+    assert "leaderboard: epochs=3, lr_schedule=cosine" in text

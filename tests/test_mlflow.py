@@ -104,3 +104,44 @@ def test_a_plain_folder_is_a_file_store_and_a_refusal_is_one_line(tmp_path, caps
     bad = main(["export", str(folder), "--tracking-uri", "nosuchscheme://x"])
     err = capsys.readouterr().err
     assert bad == 2 and len(err.strip().splitlines()) == 1 and "--tracking-uri" in err
+
+
+def test_runs_are_tagged_with_their_cell_and_whole_protocol(tmp_path):
+    """Grouping by `regbench.protocol` or `regbench.cell` never pools two protocols, even for
+    rows without a cell hash."""
+    store = Store(tmp_path / "exp")
+    for schedule in ("constant", "cosine"):
+        for seed in (0, 1):
+            run_id = f"model1-dropout-s{seed}-{schedule}"
+            store.record_run(
+                {
+                    "run_id": run_id,
+                    "config_hash": run_id,
+                    "arch": "model1",
+                    "reg": "dropout",
+                    "params": {"rate": 0.3},
+                    "seed": seed,
+                    "dataset": "digits",
+                    "epochs": 3,
+                    "batch_size": 64,
+                    "lr_schedule": schedule,
+                    "status": "ok",
+                },
+                [],
+            )
+    store.close()
+    uri = (tmp_path / "mlruns").as_uri()
+    mlflow_export.export(tmp_path / "exp", uri)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("exp")
+    tags = {
+        r.data.tags["regbench.run_id"]: r.data.tags for r in client.search_runs([exp.experiment_id])
+    }
+    cells = {t["regbench.cell"] for t in tags.values()}
+    labels = {t["regbench.protocol"] for t in tags.values()}
+    assert len(cells) == 2 and len(labels) == 2
+    constant = tags["model1-dropout-s0-constant"]
+    assert constant["regbench.cell"] == tags["model1-dropout-s1-constant"]["regbench.cell"]
+    assert "epochs=3" in constant["regbench.protocol"]
+    assert "lr_schedule=constant" in constant["regbench.protocol"]
+    assert tags["model1-dropout-s0-cosine"]["regbench.protocol"].count("lr_schedule=cosine") == 1

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from regbench.engine.models import build_model, count_params
 from regbench.errors import RegbenchError
-from regbench.plugins.seam import Classifier, Conv, Dense, Point, output_shape
+from regbench.plugins.points import Point
+from regbench.plugins.table import Classifier, Conv, Dense, output_shape
 
 LAB = ["none", "l2", "dropout", "batchnorm"]
 ARCHS = ["model1", "model2", "model3"]

@@ -14,7 +14,8 @@ import regbench
 from regbench import hookimpl
 from regbench.errors import PluginError
 from regbench.plugins.manager import Origin, build_registry
-from regbench.plugins.seam import HParam, Regularizer
+from regbench.plugins.hparams import HParam
+from regbench.plugins.regularizer import Regularizer
 
 
 class Jitter(Regularizer):
@@ -116,7 +117,8 @@ def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
 
 GOOD = """
     from regbench import hookimpl
-    from regbench.plugins.seam import HParam, Regularizer
+    from regbench.plugins.hparams import HParam
+    from regbench.plugins.regularizer import Regularizer
 
     class Shake(Regularizer):
         name = "shake"
@@ -255,7 +257,8 @@ def test_describe_bad_input_is_one_clear_line(cli, args, message):
 
 
 def test_an_alias_never_shadows_another_plugins_name():
-    from regbench.plugins.seam import Architecture, Classifier, Flatten
+    from regbench.plugins.architecture import Architecture
+    from regbench.plugins.table import Classifier, Flatten
 
     class Squatter:
         @hookimpl

@@ -234,8 +234,8 @@ def test_html_names_every_run_and_escapes_the_failed_runs_error(report):
     text = report["html"].read_text(encoding="utf-8")
     for run_id in [*grid_ids(), FAILED_ID, FINAL_ID]:
         assert run_id in text
-    assert html.escape(FAILED_ERROR) in text
-    assert "<script>alert" not in text
+    assert FAILED_ERROR in html.unescape(text)  # shown as written...
+    assert "<script>alert" not in text  # ...but never as markup
 
 
 def test_html_follows_the_lab_reports_order(report):
@@ -289,6 +289,18 @@ def test_report_defaults_to_the_experiment_folder(tmp_path):
     paths = write_report(folder)
     assert paths["html"] == folder / "report.html" and paths["html"].is_file()
     assert "No tuning results" in paths["html"].read_text(encoding="utf-8")
+
+
+def test_a_folder_name_with_markup_stays_text_in_both_reports(tmp_path):
+    name = "exp <b>bold<b> & | pipes"
+    folder = fake_experiment(
+        tmp_path / name, archs=("model1",), regs=("none",), seeds=(0,), extras=False
+    )
+    paths = write_report(folder)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert f"<h1>regbench report: {html.escape(name)}</h1>" in page and "<b>" not in page
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert md.startswith(f"# regbench report: {html.escape(name, quote=False)}\n")
 
 
 def test_a_folder_without_results_is_one_clear_error(tmp_path):

@@ -1,15 +1,19 @@
 """The report as a study needs it: valid HTML, a sortable leaderboard with the paired
-statistics, visualize figures, per-architecture shared axes and every seed as a point."""
+statistics (and whatever columns the board gains), visualize figures, skipped cells apart from
+failures, per-architecture shared axes, every seed as a point, and Markdown that stays text."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_report import fake_experiment, fake_run
+from hypothesis import given
+from hypothesis import strategies as st
+from test_report import ENVIRONMENT, fake_experiment, fake_run
 
-from regbench.reporting import figures
+from regbench.reporting import figures, render
 from regbench.reporting.report import write_report
 from regbench.results.leaderboard import table
 from regbench.results.reader import load
@@ -42,6 +46,46 @@ class Checker(HTMLParser):
             self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
             return
         self.stack.pop()
+
+
+class Rankings(HTMLParser):
+    """The headings and cell texts of each sortable table (a ranking per protocol)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict] = []
+        self.open = False
+        self.cell: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and ("class", "sortable") in attrs:
+            self.open = True
+            self.tables.append({"headers": [], "rows": []})
+        elif self.open and tag == "tr":
+            self.tables[-1]["rows"].append([])
+        elif self.open and tag in ("th", "td"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if not self.open:
+            return
+        if tag == "table":
+            self.open = False
+            self.tables[-1]["rows"] = [row for row in self.tables[-1]["rows"] if row]
+        elif tag in ("th", "td"):
+            table = self.tables[-1]
+            (table["headers"] if tag == "th" else table["rows"][-1]).append(self.cell or "")
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def rankings_of(path: Path) -> list[dict]:
+    parser = Rankings()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.tables
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +206,7 @@ def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
 def test_a_large_sweep_draws_no_run_figures_and_says_why():
     import pandas as pd
 
-    from regbench.reporting.report import MAX_RUN_FIGURES, _curves_note, _drawn
+    from regbench.reporting.gallery import MAX_RUN_FIGURES, curves_note, drawn
 
     grid = pd.DataFrame(
         [
@@ -172,7 +216,64 @@ def test_a_large_sweep_draws_no_run_figures_and_says_why():
             for c in range(10)
         ]
     )
-    assert _drawn(grid).empty
-    assert f"up to {MAX_RUN_FIGURES} runs; this one has 100" in _curves_note(grid)
+    assert drawn(grid).empty
+    assert f"up to {MAX_RUN_FIGURES} runs; this one has 100" in curves_note(grid)
     small = grid.head(MAX_RUN_FIGURES)
-    assert len(_drawn(small)) == MAX_RUN_FIGURES and _curves_note(small) == ""
+    assert len(drawn(small)) == MAX_RUN_FIGURES and curves_note(small) == ""
+
+
+def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monkeypatch):
+    import regbench.reporting.report as report_module
+
+    def wider(runs, epochs, baseline="none"):
+        board = table(runs, epochs, baseline)
+        return board.assign(
+            protocol=board["arch"].map({"model1": "optimizer=sgd", "model2": "optimizer=adam"}),
+            tied=True,
+            seeds_lost=1,
+            notes=[["few seeds", "unstable"]] * len(board),
+        ).sort_values("arch")
+
+    monkeypatch.setattr(report_module, "table", wider)
+    paths = write_report(fake_experiment(tmp_path, extras=False))
+    text = paths["html"].read_text(encoding="utf-8")
+    assert re.findall(r"<h3>Protocol: (.*?)</h3>", text) == ["optimizer=sgd", "optimizer=adam"]
+    rankings = rankings_of(paths["html"])
+    assert len(rankings) == 2
+    for ranking, arch in zip(rankings, ("model1", "model2"), strict=True):
+        assert ranking["headers"][:3] == ["#", "arch", "reg"]
+        assert ranking["headers"][-2:] == ["seeds lost", "notes"]  # added columns, own names
+        assert [row[1] for row in ranking["rows"]] == [arch, arch]
+        for row in ranking["rows"]:
+            assert row[0].endswith("=") and row[-2:] == ["1", "few seeds, unstable"]
+    assert "rank marked = is tied" in text
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "### Protocol: optimizer=sgd" in md and "### Protocol: optimizer=adam" in md
+    assert "| seeds lost | notes |" in md
+
+
+def test_skipped_cells_are_reported_apart_from_failed_runs(tmp_path):
+    folder = fake_experiment(tmp_path, archs=("model1",), extras=False)
+    store = Store(folder)
+    reason = "not applicable: batchnorm needs a conv layer"
+    row = {"run_id": "model1-batchnorm-s0-skip", "config_hash": "skip", "stage": "grid"}
+    row |= {"arch": "model1", "reg": "batchnorm", "params": {}, "seed": 0}
+    store.record_run({**row, "status": "skipped", "error": reason, **ENVIRONMENT}, [])
+    store.close()
+    paths = write_report(folder)
+    for text in (paths["html"].read_text("utf-8"), paths["markdown"].read_text("utf-8")):
+        failed = text.index("Failed runs")
+        skipped = text.index("Skipped cells")
+        assert failed < skipped and "No run failed." in text[failed:skipped]
+        assert reason in text[skipped:]
+    assert "1 of them skipped as not applicable" in text
+    (ranking,) = rankings_of(paths["html"])
+    assert sorted(row[2] for row in ranking["rows"]) == ["dropout", "none"]  # never skipped
+
+
+@given(st.text())
+def test_markdown_cells_stay_one_line_of_text(text):
+    cell = render.md_cell(text)
+    assert "\n" not in cell and "\r" not in cell
+    assert "<" not in cell and ">" not in cell  # no raw HTML gets through
+    assert cell.replace("\\|", "").count("|") == 0  # every pipe escaped: the cell never splits

@@ -26,7 +26,7 @@ from regbench.engine.optimizers import parse_optimizer_options, schedule
 from regbench.engine.plan import Protocol, RunSpec, make_plan, stale_reasons, why_pending
 from regbench.errors import RegbenchError
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import invoke
+from regbench.plugins.context import invoke
 
 keras = import_keras()
 

@@ -115,8 +115,10 @@ def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, mo
     best = grid.sort_values("val_accuracy", ascending=False).iloc[0]
     assert (final["arch"], final["reg"]) == (best["arch"], best["reg"])
     assert final["n_train"] == best["n_train"] + best["n_val"] and final["n_val"] == 0
-    # the clean training subset (for train accuracy), then the test split, read once
-    assert calls == [min(final["n_train"], 5000), final["n_test"]]
+    # the clean training subset before training (the divergence rule's initial loss) and
+    # after it (train accuracy), then the test split, read once
+    clean = min(final["n_train"], 5000)
+    assert calls == [clean, clean, final["n_test"]]
     final_epochs = epochs[epochs["run_id"] == final["run_id"]]
     assert set(final_epochs["split"]) == {"train"} and final_epochs["epoch"].max() == 2
     assert (experiment / "figures" / f"{final['run_id']}.png").exists()

@@ -74,11 +74,72 @@ def test_one_shared_seed_has_a_difference_but_no_interval_or_p():
     assert stats.paired({0: 0.5}, {1: 0.3}) == stats.Paired(0, None, None, None)
 
 
-def test_the_same_difference_on_every_seed_cannot_be_tested():
-    result = stats.paired({0: 0.3, 1: 0.4, 2: 0.5}, {0: 0.2, 1: 0.3, 2: 0.4})
-    assert result.n == 3 and result.diff == pytest.approx(0.1)
-    assert result.ci95 == 0.0 and result.p_value is None
-    assert stats.verdict(result, None) == "n/a"
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
+def test_the_same_difference_on_every_seed_is_certain_as_ttest_rel_has_it():
+    # +0.125 on every seed (exact in binary): zero spread, t = inf and p = 0, as scipy gives
+    a, b = {0: 0.5, 1: 0.625, 2: 0.75}, {0: 0.375, 1: 0.5, 2: 0.625}
+    result = stats.paired(a, b)
+    expected = scipy_stats.ttest_rel(list(a.values()), list(b.values()))
+    assert (result.t, result.p_value) == (expected.statistic, expected.pvalue) == (math.inf, 0)
+    assert result.diff == 0.125 and result.ci95 == 0.0
+    assert stats.verdict(result, stats.holm({"x": result.p_value})["x"]) == stats.BETTER
+    backward = stats.paired(b, a)
+    assert backward.t == -math.inf and stats.verdict(backward, 0.0) == stats.WORSE
+
+
+def test_no_difference_on_any_seed_is_no_significant_difference():
+    result = stats.paired({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.5, 1: 0.6, 2: 0.7})
+    expected = scipy_stats.ttest_rel([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert math.isnan(result.p_value) and math.isnan(expected.pvalue)
+    assert math.isnan(result.t) and result.diff == 0.0 and result.ci95 == 0.0
+    adjusted = stats.holm({"same": result.p_value, "other": 0.01})
+    assert math.isnan(adjusted["same"]) and adjusted["other"] == 0.01  # not a comparison
+    assert stats.verdict(result, adjusted["same"]) == stats.SAME
+
+
+def test_a_constant_improvement_is_better_on_the_leaderboard():
+    runs = runs_of(
+        {("model1", "none"): [0.5, 0.625, 0.75], ("model1", "dropout"): [0.625, 0.75, 0.875]}
+    )
+    payload = json.loads(leaderboard.to_json(runs, NO_EPOCHS), parse_constant=pytest.fail)
+    dropout = next(r for r in payload["leaderboard"] if r["reg"] == "dropout")
+    assert dropout["verdict"] == "better" and dropout["p_value"] == 0.0
+    assert dropout["diff"] == 0.125 and dropout["diff_ci95"] == 0.0 and dropout["why_na"] is None
+    same = runs_of({("model1", "none"): [0.5, 0.6], ("model1", "l2"): [0.5, 0.6]})
+    payload = json.loads(leaderboard.to_json(same, NO_EPOCHS), parse_constant=pytest.fail)
+    l2 = next(r for r in payload["leaderboard"] if r["reg"] == "l2")
+    assert l2["verdict"] == "no significant difference" and l2["p_value"] is None
+
+
+seed_values = st.lists(
+    st.tuples(st.floats(0, 1), st.floats(0, 1), st.integers(0, 3)), min_size=2, max_size=10
+)
+
+
+@given(seed_values, st.sampled_from([0.0, 0.125, -0.25, 0.1]))
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
+def test_paired_is_ttest_rel(values, shift):
+    """t, p and the interval as scipy.stats.ttest_rel gives them, degenerate spreads included:
+    some draws share one difference on every seed (`shift`), or have no difference at all."""
+    a = {seed: x for seed, (x, _, _) in enumerate(values)}
+    b = {seed: (a[seed] - shift if kind == 0 else y) for seed, (_, y, kind) in enumerate(values)}
+    result = stats.paired(a, b)
+    expected = scipy_stats.ttest_rel(list(a.values()), list(b.values()))
+    for ours, theirs in ((result.t, expected.statistic), (result.p_value, expected.pvalue)):
+        if math.isnan(theirs) or math.isinf(theirs):
+            assert ours is not None and (ours == theirs or math.isnan(ours) == math.isnan(theirs))
+        else:
+            assert ours == pytest.approx(float(theirs), rel=1e-9, abs=1e-300)
+    low, high = expected.confidence_interval()
+    if math.isfinite(low) and math.isfinite(high):
+        assert result.ci95 == pytest.approx((high - low) / 2, rel=1e-9, abs=1e-12)
+    p_holm = stats.holm({"x": result.p_value})["x"]
+    if math.isnan(expected.pvalue):
+        assert stats.verdict(result, p_holm) == stats.SAME
+    elif expected.pvalue < stats.ALPHA:
+        assert stats.verdict(result, p_holm) == (stats.BETTER if result.diff > 0 else stats.WORSE)
+    else:
+        assert stats.verdict(result, p_holm) == stats.SAME
 
 
 def test_holm_on_a_worked_example():
@@ -226,7 +287,7 @@ def test_swapping_the_sides_flips_the_difference_and_keeps_the_test(pairs):
     if forward.diff is not None:
         assert forward.diff == pytest.approx(-backward.diff, abs=1e-12)
     assert forward.ci95 == backward.ci95 or forward.ci95 == pytest.approx(backward.ci95)
-    if forward.p_value is not None:
+    if forward.p_value is not None and not math.isnan(forward.p_value):
         assert 0 <= forward.p_value <= 1
         assert forward.p_value == pytest.approx(backward.p_value)
         low, high = forward.diff - forward.ci95, forward.diff + forward.ci95
@@ -260,3 +321,73 @@ def test_ranking_does_not_import_scipy_stats() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_baseline_is_matched_on_the_whole_protocol():
+    # dropout trained with a cosine schedule is never compared with none at a constant rate
+    runs = pd.concat(
+        [
+            runs_of({("model1", "none"): [0.2, 0.3, 0.25]}, lr_schedule="constant"),
+            runs_of({("model1", "dropout"): [0.4, 0.5, 0.45]}, lr_schedule="cosine"),
+        ]
+    )
+    board = leaderboard.table(runs, NO_EPOCHS).set_index("reg")
+    assert board.loc["dropout", "verdict"] == "n/a" and pd.isna(board.loc["dropout", "diff"])
+    assert board.loc["dropout", "why_na"] == "no none run in this protocol"
+    assert board.loc["dropout", "protocol"] == "epochs=1, lr_schedule=cosine"
+    assert board.loc["none", "protocol"] == "epochs=1, lr_schedule=constant"
+    assert list(board["rank"]) == [1, 1]  # each first in its own protocol
+
+
+@pytest.mark.parametrize(
+    ("column", "one", "other"),
+    [
+        ("optimizer_options", '{"momentum": 0.9}', "{}"),
+        ("engine", "vmapped", "standard"),
+        ("precision", "mixed_bfloat16", "float32"),
+        ("learning_rate", 0.1, 0.01),
+    ],
+)
+def test_every_protocol_column_separates_baselines(column, one, other):
+    runs = pd.concat(
+        [
+            runs_of({("model1", "none"): [0.2, 0.3]}, **{column: other}),
+            runs_of({("model1", "dropout"): [0.4, 0.5]}, **{column: one}),
+        ]
+    )
+    board = leaderboard.table(runs, NO_EPOCHS).set_index("reg")
+    assert board.loc["dropout", "verdict"] == "n/a"
+
+
+def test_a_missing_protocol_value_is_its_default():
+    # rows written before lr_schedule and engine existed hold nothing there: the defaults
+    old = runs_of({("model1", "none"): [0.2, 0.3, 0.25]}, lr_schedule=None, engine=None)
+    new = runs_of({("model1", "dropout"): [0.3, 0.4, 0.35]}, lr_schedule="constant")
+    board = leaderboard.table(pd.concat([old, new.assign(engine="standard")]), NO_EPOCHS)
+    dropout = board.set_index("reg").loc["dropout"]
+    assert dropout["baseline"] == "model1/none" and dropout["n_paired"] == 3
+    assert set(board["protocol"]) == {"epochs=1"}
+
+
+def test_every_n_a_says_why():
+    runs = pd.concat(
+        [
+            runs_of({("model1", "none"): [0.2, None, None], ("model1", "l2"): [0.3]}),
+            runs_of({("model1", "dropout"): [None, 0.5, 0.6]}),  # seeds 1, 2: none has 0
+            runs_of({("model2", "dropout"): [0.5, 0.6]}),  # no none for model2 at all
+            runs_of({("model3", "dropout"): [0.5, 0.6]}),
+            runs_of({("model3", "none"): [0.1, 0.1]}).assign(status="diverged", val_accuracy=None),
+        ]
+    )
+    board = leaderboard.table(runs, NO_EPOCHS).set_index(["arch", "reg"])
+    why = board["why_na"].to_dict()
+    assert why[("model1", "l2")] == "n=1: one shared seed"
+    assert why[("model1", "dropout")] == "no shared seeds"
+    assert why[("model2", "dropout")] == "no none run in this protocol"
+    assert why[("model3", "dropout")] == "none not run: 2 diverged"
+    assert (board["verdict"][board["why_na"].notna()] == "n/a").all()
+    buffer = io.StringIO()
+    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    text = buffer.getvalue()
+    for reason in ("n=1: one shared seed", "no shared seeds", "none not run: 2 diverged"):
+        assert reason in text

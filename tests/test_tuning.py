@@ -16,7 +16,9 @@ from regbench.engine.tuning import run_search, search_hash
 from regbench.errors import RegbenchError
 from regbench.plugins import manager as plugins
 from regbench.plugins.manager import Origin, build_registry
-from regbench.plugins.seam import ANY, HParam, Regularizer
+from regbench.plugins.hparams import HParam
+from regbench.plugins.points import ANY
+from regbench.plugins.regularizer import Regularizer
 from regbench.results.reader import load_trials
 from regbench.results.store import Store
 
@@ -135,10 +137,32 @@ def install(monkeypatch):
     return install
 
 
-def search(tmp_path: Path, data, **kwargs):
+def search(tmp_path: Path, data, on_trial=None, **kwargs):
+    """`run_search` with a store that records what it reports, as `study.tune` does (the
+    search itself never writes the store)."""
     options = {"arch": "model1", "protocol": PROTOCOL, "max_trials": 3, "seed": 0, **kwargs}
     store = Store(tmp_path / "exp")
-    return store, run_search(store=store, data=data, project_root=tmp_path / "kt", **options)
+
+    def trial(row):
+        store.record_trial(row)
+        if on_trial is not None:
+            on_trial(row)
+
+    def best(chosen):
+        assert (chosen["arch"], chosen["dataset"]) == ("model1", options["protocol"].dataset)
+        store.record_best(
+            chosen["arch"],
+            chosen["reg"],
+            chosen["values"],
+            chosen["score"],
+            chosen["search_hash"],
+            dataset=chosen["dataset"],
+        )
+
+    found = run_search(
+        data=data, project_root=tmp_path / "kt", on_trial=trial, on_best=best, **options
+    )
+    return store, found
 
 
 def projects(tmp_path: Path) -> list[Path]:

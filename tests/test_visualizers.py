@@ -14,14 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from regbench.builtins.visualizers import (
-    DIVERGING_CMAP,
-    SEQUENTIAL_CMAP,
-    featuremap_figure,
-    filters_figure,
-    gradcam,
-    gradcam_figure,
-)
+from regbench.builtins.drawing import DIVERGING_CMAP, SEQUENTIAL_CMAP
+from regbench.builtins.gradcam import gradcam
+from regbench.builtins.visualizers import featuremap_figure, filters_figure, gradcam_figure
 from regbench.engine.models import build_model
 from regbench.errors import RegbenchError
 from regbench.plugins.manager import build_registry
@@ -81,6 +76,7 @@ def test_builtins_are_registered_visualizers():
 def test_importing_visualizers_loads_neither_keras_nor_matplotlib():
     code = (
         "import sys, regbench.plugins.visualizers, regbench.builtins.visualizers\n"
+        "import regbench.builtins.drawing, regbench.builtins.gradcam\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'matplotlib') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

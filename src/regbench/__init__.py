@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from regbench.plugins.hookspecs import hookimpl  # kept here for plugins written for 0.1
-
-__version__ = "0.2.0"
+from regbench.version import __version__
 
 if TYPE_CHECKING:
     from regbench.engine.experiment import Experiment

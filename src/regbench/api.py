@@ -9,29 +9,18 @@ versions.
 from __future__ import annotations
 
 from regbench.errors import PluginError, RegbenchError
+from regbench.plugins.architecture import Architecture
 from regbench.plugins.building import BuildContext
+from regbench.plugins.composition import Composite
+from regbench.plugins.context import RunContext
 from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split, to_unit
 from regbench.plugins.hookspecs import hookimpl
+from regbench.plugins.hparams import HParam
 from regbench.plugins.keras import import_keras
+from regbench.plugins.points import ANY, BRANCH, NOISE, NORM, Point
 from regbench.plugins.randomness import beta as random_beta
-from regbench.plugins.seam import (
-    ANY,
-    BRANCH,
-    NOISE,
-    NORM,
-    Architecture,
-    Classifier,
-    Composite,
-    Conv,
-    Dense,
-    Flatten,
-    HParam,
-    MaxPool,
-    OptimizerSpec,
-    Point,
-    Regularizer,
-    RunContext,
-)
+from regbench.plugins.regularizer import OptimizerSpec, Regularizer
+from regbench.plugins.table import Classifier, Conv, Dense, Flatten, MaxPool
 from regbench.plugins.visualizers import Visualizer, check_image, class_name, layer_outputs
 
 __all__ = [

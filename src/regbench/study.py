@@ -185,16 +185,9 @@ def check_param_names(params: Mapping[str, Mapping[str, Any]]) -> None:
 
 def _stored_rows(folder: Path) -> list[dict[str, Any]]:
     """Every stored run's row (none when the folder holds no store yet)."""
-    import sqlite3
-    from contextlib import closing
+    from regbench.results.store import stored_runs
 
-    from regbench.results.store import DB_NAME, open_read_only
-
-    if not (folder / DB_NAME).exists():
-        return []
-    with closing(open_read_only(folder)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM runs")]
+    return stored_runs(folder)
 
 
 def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -283,6 +276,7 @@ def _execute(
     from regbench.plugins.manager import registry
 
     statuses = store.statuses()
+    store.measure_targets(s for s in specs if statuses.get(s.config_hash) == "ok")
     done = ("ok", "skipped")
     todo = [s for s in specs if force or statuses.get(s.config_hash) not in done]
     todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
@@ -405,7 +399,6 @@ def _search(
             if on_cell:
                 on_cell(cell.arch, cell.reg)
             best = run_search(
-                store=store,
                 arch=cell.arch,
                 reg=cell.reg,
                 protocol=experiment.protocol,
@@ -414,10 +407,10 @@ def _search(
                 max_trials=max_trials,
                 seed=seed,
                 project_root=store.folder / "tuning",
-                on_trial=None if on_trial is None else _per_cell(on_trial, cell.arch, cell.reg),
+                on_trial=_recording(store.record_trial, on_trial, cell.arch, cell.reg),
                 execution=experiment.execution,
                 executions_per_trial=seeds_per_trial,
-                on_best=None if on_best is None else _per_cell(on_best, cell.arch, cell.reg),
+                on_best=_recording(lambda b: _record_best(store, b), on_best, cell.arch, cell.reg),
             )
             found[(cell.arch, cell.reg)] = dict(best or {})
     finally:
@@ -425,10 +418,32 @@ def _search(
     return found
 
 
-def _per_cell(
-    on_trial: Callable[[str, str, dict[str, Any]], None], arch: str, reg: str
+def _recording(
+    record: Callable[[dict[str, Any]], None],
+    listener: Callable[[str, str, dict[str, Any]], None] | None,
+    arch: str,
+    reg: str,
 ) -> Callable[[dict[str, Any]], None]:
-    return lambda trial: on_trial(arch, reg, trial)
+    """What the tuning stage reports, stored first (only this process writes the store: a
+    crash after a trial loses nothing), then passed to the caller's `listener`."""
+
+    def heard(item: dict[str, Any]) -> None:
+        record(item)
+        if listener is not None:
+            listener(arch, reg, item)
+
+    return heard
+
+
+def _record_best(store: Store, best: dict[str, Any]) -> None:
+    store.record_best(
+        best["arch"],
+        best["reg"],
+        best["values"],
+        best["score"],
+        best["search_hash"],
+        dataset=best["dataset"],
+    )
 
 
 # ---------------------------------------------------------------- after the grid
@@ -453,7 +468,8 @@ def final(
     final run's results row.
     """
     from regbench.engine.executor import Hooks, run_in_process
-    from regbench.engine.plan import RunSpec, check_protocol
+    from regbench.engine.experiment import check_protocol
+    from regbench.engine.plan import RunSpec
     from regbench.results import leaderboard
     from regbench.results.lookup import finished_run
     from regbench.results.store import Store

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from regbench.engine.models import build_model, count_params
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import OptimizerSpec, Point
+from regbench.plugins.points import Point
+from regbench.plugins.regularizer import OptimizerSpec
 
 from regbench_extras.architectures import VGG_MINI
 from regbench_extras.regularizers import (

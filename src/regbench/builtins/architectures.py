@@ -7,18 +7,10 @@ BatchNormalization; a point with no mark takes both.
 from collections.abc import Callable
 from typing import Any
 
-from regbench import hookimpl
-from regbench.plugins.seam import (
-    NOISE,
-    NORM,
-    Architecture,
-    Classifier,
-    Conv,
-    Dense,
-    Flatten,
-    MaxPool,
-    Point,
-)
+from regbench.api import hookimpl
+from regbench.plugins.architecture import Architecture
+from regbench.plugins.points import NOISE, NORM, Point
+from regbench.plugins.table import Classifier, Conv, Dense, Flatten, MaxPool
 
 D = frozenset({NOISE})
 B = frozenset({NORM})

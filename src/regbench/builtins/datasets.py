@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from regbench import hookimpl
+from regbench.api import hookimpl
 from regbench.errors import RegbenchError
-from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split
+from regbench.plugins.datasets import Dataset, Splits, cached_arrays, flag_option, lab_split
 
 
 def _int_option(options: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
@@ -41,7 +41,7 @@ class Digits(Dataset):
 
         bunch = load_digits()
         images = (bunch.images / 16.0).astype(np.float32)[..., None]  # 8x8x1 in [0, 1]
-        if str(options.get("native", "false")).lower() not in ("1", "true", "yes"):
+        if not flag_option(options, "native"):
             images = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)  # 32x32, nearest
             images = np.repeat(images, 3, axis=3)  # 3 channels, as the lab's models expect
         names = tuple(str(n) for n in bunch.target_names)

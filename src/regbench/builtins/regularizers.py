@@ -3,9 +3,11 @@
 from collections.abc import Callable
 from typing import Any
 
-from regbench import hookimpl
+from regbench.api import hookimpl
+from regbench.plugins.hparams import HParam
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import NOISE, NORM, HParam, Regularizer
+from regbench.plugins.points import NOISE, NORM
+from regbench.plugins.regularizer import Regularizer
 
 
 class NoRegularization(Regularizer):

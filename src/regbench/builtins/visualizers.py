@@ -2,8 +2,8 @@
 
 Each visualizer has a module-level `*_figure` function that turns plain arrays into a matplotlib
 Figure, so tests (and other tools) can inspect panels and colour scales without reading PNGs;
-`render` computes the arrays from the model and saves the figures. matplotlib is used through
-`Figure` and the Agg canvas only: no pyplot, no interactive backend, no global figure state.
+`render` computes the arrays from the model (Grad-CAM's in `builtins.gradcam`) and saves the
+figures (through `builtins.drawing`). Registering them is this module's hook.
 """
 
 from __future__ import annotations
@@ -11,11 +11,26 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from regbench import hookimpl
+from regbench.api import hookimpl
+from regbench.builtins.drawing import (
+    DIVERGING_CMAP,
+    HEATMAP_CMAP,
+    SEQUENTIAL_CMAP,
+    agg_figure,
+    color_limits,
+    colorbar_extend,
+    is_diverging,
+    save_png,
+    shape_text,
+    show_image,
+    square_grid,
+    to_numpy,
+)
+from regbench.builtins.gradcam import gradcam
 from regbench.errors import RegbenchError
 from regbench.plugins.keras import import_keras
 from regbench.plugins.visualizers import (
@@ -28,31 +43,9 @@ from regbench.plugins.visualizers import (
 
 DEFAULT_DPI = 120
 DEFAULT_FILTERS = 8
-SEQUENTIAL_CMAP = "viridis"
-DIVERGING_CMAP = "RdBu_r"  # red positive, blue negative, white zero
-HEATMAP_CMAP = "inferno"
-PERCENTILES = (1.0, 99.0)
 
 
-# ---------------------------------------------------------------- shared helpers
-
-
-def _figure(
-    figsize: tuple[float, float], layout: Literal["constrained", "tight"] | None = "constrained"
-) -> Any:
-    """A Figure on the Agg canvas: never touches pyplot or an interactive backend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=figsize, layout=layout)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure, path: Path, dpi: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, facecolor="white")
-    return path
+# ---------------------------------------------------------------- options
 
 
 def _dpi(options: Mapping[str, Any]) -> int:
@@ -69,72 +62,6 @@ def _dpi(options: Mapping[str, Any]) -> int:
 def _prefix(options: Mapping[str, Any]) -> str:
     title = str(options.get("title") or "").strip()
     return f"{title}: " if title else ""
-
-
-def _numpy(tensor: Any) -> np.ndarray:
-    """A tensor or variable as float32 numpy, on any backend."""
-    keras = import_keras()
-    if keras.backend.backend() == "tensorflow" and hasattr(tensor, "numpy"):
-        # keras.ops.convert_to_numpy goes through np.array(), which makes NumPy 2 warn about
-        # TensorFlow's __array__ on every call; .numpy() is the same copy without the noise.
-        return np.asarray(tensor.numpy(), dtype=np.float32)
-    return np.asarray(keras.ops.convert_to_numpy(tensor), dtype=np.float32)
-
-
-def is_diverging(layer_type: str, values: np.ndarray) -> bool:
-    """Whether a layer's output needs a colour map centred on zero.
-
-    Normalization layers are centred by design even when, untrained, they happen to output only
-    non-negative values; any other layer is diverging as soon as it outputs a negative value.
-    """
-    return "Normalization" in layer_type or bool(np.size(values) and np.min(values) < 0)
-
-
-def color_limits(values: np.ndarray, diverging: bool) -> tuple[float, float]:
-    """Robust (1st-99th percentile) colour limits for all of a layer's values; symmetric if
-    diverging. Outliers beyond them saturate, and the colorbar's arrows say so."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return (-1.0, 1.0) if diverging else (0.0, 1.0)
-    low, high = np.percentile(finite, PERCENTILES)
-    if diverging:
-        limit = max(abs(low), abs(high)) or float(np.max(np.abs(finite))) or 1.0
-        return -float(limit), float(limit)
-    if high <= low:
-        high = max(float(np.max(finite)), low + max(abs(low) * 1e-3, 1e-6))
-    return float(low), float(high)
-
-
-def _extend(values: np.ndarray, vmin: float, vmax: float) -> str:
-    """The colorbar arrows that honestly mark values clipped by the colour limits."""
-    below = bool(np.size(values) and np.nanmin(values) < vmin)
-    above = bool(np.size(values) and np.nanmax(values) > vmax)
-    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
-        (below, above), "both"
-    )
-
-
-def _grid(count: int) -> tuple[int, int]:
-    """Rows and columns of a square-ish grid: 64 -> 8x8, 32 -> 6x6, 10 -> 3x4."""
-    cols = max(1, math.ceil(math.sqrt(count)))
-    rows = max(1, math.ceil(count / cols))
-    return rows, cols
-
-
-def _show_image(ax, image: np.ndarray) -> None:
-    """The input as the model sees it: RGB(A) in colour, anything else as its gray mean."""
-    if image.shape[-1] in (3, 4):
-        ax.imshow(np.clip(image[..., :3], 0.0, 1.0), interpolation="nearest")
-    else:
-        gray = image.mean(axis=-1)
-        ax.imshow(gray, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _shape_text(shape: Sequence[int]) -> str:
-    return "\u00d7".join(str(int(d)) for d in shape)
 
 
 def _whole(value: Any) -> int | None:
@@ -196,7 +123,7 @@ def featuremap_figure(
     side = 3.0  # the input image's longer side
     if maps:
         channels = values.shape[-1]
-        rows, cols = _grid(channels)
+        rows, cols = square_grid(channels)
         height, width = values.shape[:2]
         cell = min(1.0, 8.0 / max(rows, cols))
         cell_w, cell_h = (
@@ -214,7 +141,7 @@ def featuremap_figure(
     body_h = max(panels_h, side + 0.35)
     fig_w = margin + side + 0.45 + panels_w + 0.2 + 0.18 + 0.85
     fig_h = top + body_h + bottom + (0.45 if not maps else 0.0)
-    figure = _figure((fig_w, fig_h), layout=None)
+    figure = agg_figure((fig_w, fig_h), layout=None)
 
     def box(x: float, y: float, w: float, h: float) -> list[float]:
         """Inches from the bottom-left corner to figure fractions."""
@@ -225,8 +152,8 @@ def featuremap_figure(
     in_w, in_h = (side, side * img_h / img_w) if img_w >= img_h else (side * img_w / img_h, side)
     ax_input = figure.add_axes(box(margin, base + (body_h - in_h - 0.35) / 2, in_w, in_h))
     ax_input.set_label("input")
-    _show_image(ax_input, image)
-    ax_input.set_title(f"input {_shape_text(image.shape)}", fontsize=10)
+    show_image(ax_input, image)
+    ax_input.set_title(f"input {shape_text(image.shape)}", fontsize=10)
 
     left = margin + side + 0.45
     low = base + (body_h - panels_h) / 2
@@ -274,7 +201,7 @@ def featuremap_figure(
         what = f"all {flat.size} features"
     bar_h = max(panels_h * 0.85, min(panels_h, 1.2)) if maps else panels_h
     bar = figure.add_axes(box(left + panels_w + 0.2, low + (panels_h - bar_h) / 2, 0.18, bar_h))
-    colorbar = figure.colorbar(shown, cax=bar, extend=_extend(values, vmin, vmax))
+    colorbar = figure.colorbar(shown, cax=bar, extend=colorbar_extend(values, vmin, vmax))
     colorbar.ax.tick_params(labelsize=8)
     colorbar.set_label("activation", fontsize=9)
     colorbar.ax.set_label("colorbar")
@@ -286,7 +213,7 @@ def featuremap_figure(
     )
     place = f"layer {position}: " if position else ""
     figure.suptitle(
-        f"{title}{place}{layer_name} ({layer_type}), output {_shape_text(values.shape)}\n"
+        f"{title}{place}{layer_name} ({layer_type}), output {shape_text(values.shape)}\n"
         f"one colour {scale} for {what} (1st-99th percentile; arrows mark clipped values)",
         fontsize=11,
         y=1 - 0.1 / fig_h,
@@ -314,14 +241,14 @@ class FeatureMaps(Visualizer):
         for index, (layer, output) in enumerate(outputs, start=1):
             figure = featuremap_figure(
                 image,
-                _numpy(output)[0],
+                to_numpy(output)[0],
                 layer_name=layer.name,
                 layer_type=type(layer).__name__,
                 position=f"{index}/{total}",
                 title=_prefix(options),
             )
             paths.append(
-                _save(figure, Path(out_dir) / f"featuremaps_{index:02d}_{layer.name}.png", dpi)
+                save_png(figure, Path(out_dir) / f"featuremaps_{index:02d}_{layer.name}.png", dpi)
             )
         return paths
 
@@ -376,7 +303,7 @@ def filters_figure(
     shown_count = max(r[2].shape[-1] for r in reduced)
     cols = min(shown_count, 4)
     rows = math.ceil(shown_count / cols)
-    figure = _figure((max(6.0, 0.4 + len(reduced) * (cols * 1.0 + 0.45)), rows * 1.0 + 2.1))
+    figure = agg_figure((max(6.0, 0.4 + len(reduced) * (cols * 1.0 + 0.45)), rows * 1.0 + 2.1))
     blocks = figure.subfigures(1, len(reduced), wspace=0.04, squeeze=False)[0]
     for block, (name, shape, flat, first, how), limit in zip(blocks, reduced, limits, strict=True):
         axes = block.subplots(
@@ -442,135 +369,16 @@ class Filters(Visualizer):
                     f"kernel_channel={options['kernel_channel']!r} must be 'mean' or an index"
                 )
         figure = filters_figure(
-            [(layer.name, _numpy(layer.kernel)) for layer in convs],
+            [(layer.name, to_numpy(layer.kernel)) for layer in convs],
             count=_options_int(options, "filters", DEFAULT_FILTERS),
             channel=channel,
             shared_scale=_options_flag(options, "shared_scale"),
             title=_prefix(options),
         )
-        return [_save(figure, Path(out_dir) / "filters.png", _dpi(options))]
+        return [save_png(figure, Path(out_dir) / "filters.png", _dpi(options))]
 
 
 # ---------------------------------------------------------------- Grad-CAM
-
-
-def _value_and_gradient(function: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
-    """d function(x) / dx for a scalar function, on whichever backend Keras runs."""
-    keras = import_keras()
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = function(x)
-        return value, tape.gradient(value, x)
-    if backend == "jax":
-        import jax
-
-        return jax.value_and_grad(function)(x)
-    if backend == "torch":
-        import torch
-
-        x = x.detach().clone().requires_grad_(True)
-        value = function(x)
-        (gradient,) = torch.autograd.grad(value, x)
-        return value.detach(), gradient
-    raise RegbenchError(f"gradcam needs gradients, which the {backend!r} Keras backend lacks")
-
-
-MERGES = {"Add", "Concatenate", "Multiply", "Average", "Maximum", "Minimum", "Subtract"}
-
-
-def _target_layer(model: Any, outputs: Sequence[tuple[Any, Any]]) -> int:
-    """Index of the last Conv2D layer, else of the last layer with a feature-map output."""
-    keras = import_keras()
-    # after the last merge (a residual Add, a Concatenate) the layers form a chain that the
-    # score can be replayed through; a merge itself has a feature-map output too
-    merges = [i for i, layer in enumerate(model.layers) if type(layer).__name__ in MERGES]
-    start = merges[-1] if merges else -1
-    convs = [
-        i
-        for i, layer in enumerate(model.layers)
-        if isinstance(layer, keras.layers.Conv2D) and i > start
-    ]
-    if convs:
-        return convs[-1]
-    maps = [i for i, (_, output) in enumerate(outputs) if len(output.shape) == 4 and i >= start]
-    if maps:
-        return maps[-1]
-    raise RegbenchError(f"gradcam needs a layer with feature-map output; {model.name} has none")
-
-
-def gradcam(model: Any, image: np.ndarray, class_index: int | None = None) -> dict[str, Any]:
-    """Grad-CAM for one image: which places of the last conv layer's maps raise a class score.
-
-    The score is the class's logit (the pre-softmax value when the model ends in a softmax
-    Dense layer, the log-probability when it ends in another probability output), so a
-    saturated softmax does not flatten the gradients. Returns `heatmap` (HxW in [0, 1] at the
-    image size), `coarse` (the map at the layer's resolution, unnormalised), `probs`,
-    `predicted`, `target` and `layer` (its name).
-    """
-    keras = import_keras()
-    ops = keras.ops
-    image = check_image(image, model)
-    outputs = layer_outputs(model, image)
-    final = _numpy(outputs[-1][1])
-    if final.ndim != 2:
-        raise RegbenchError(f"gradcam needs a classifier; {model.name} outputs {final.shape}")
-    scores = final[0]
-    is_probs = bool(np.all(scores >= 0) and abs(float(scores.sum()) - 1.0) < 1e-3)
-    probs = scores if is_probs else _softmax(scores)
-    predicted = int(np.argmax(probs))
-    target = predicted if class_index is None else int(class_index)
-    if not 0 <= target < probs.size:
-        raise RegbenchError(
-            f"label {class_index} is out of range: the model has {probs.size} classes"
-        )
-
-    index = _target_layer(model, outputs)
-    layer, features = outputs[index]
-    tail = model.layers[index + 1 :]
-    last = tail[-1] if tail else None
-    softmax_dense = (
-        isinstance(last, keras.layers.Dense)
-        and getattr(last.activation, "__name__", "") == "softmax"
-    )
-
-    def score(x):
-        for later in tail[:-1] if softmax_dense else tail:
-            x = later(x, training=False)
-        if softmax_dense:
-            x = ops.matmul(x, last.kernel)
-            if last.use_bias:
-                x = x + last.bias
-            return x[0, target]
-        if is_probs:
-            return ops.log(x[0, target] + 1e-12)
-        return x[0, target]
-
-    _, gradient = _value_and_gradient(score, features)
-    weights = ops.mean(gradient, axis=(1, 2))  # one weight per channel: (1, C)
-    coarse = ops.relu(ops.sum(features * weights[:, None, None, :], axis=-1))[0]
-    height, width = image.shape[:2]
-    fine = ops.image.resize(coarse[None, :, :, None], (height, width), interpolation="bilinear")
-    coarse_np, fine_np = _numpy(coarse), np.maximum(_numpy(fine)[0, :, :, 0], 0.0)
-    peak = float(fine_np.max())
-    heatmap = fine_np / peak if peak > 0 else np.zeros_like(fine_np)
-    return {
-        "heatmap": heatmap,
-        "coarse": coarse_np,
-        "probs": probs,
-        "predicted": predicted,
-        "target": target,
-        "layer": layer.name,
-    }
-
-
-def _softmax(values: np.ndarray) -> np.ndarray:
-    shifted = np.exp(values - values.max())
-    return shifted / shifted.sum()
 
 
 def gradcam_figure(
@@ -588,18 +396,18 @@ def gradcam_figure(
     """Input, Grad-CAM heatmap and overlay in a row (axes labelled input/heatmap/overlay)."""
     image = check_image(image)
     aspect = min(1.6, max(0.35, image.shape[0] / image.shape[1]))
-    figure = _figure((11.0, 1.2 + 3.1 * aspect))
+    figure = agg_figure((11.0, 1.2 + 3.1 * aspect))
     axes = figure.subplots(1, 3)
     for ax, label in zip(axes, ("input", "heatmap", "overlay"), strict=True):
         ax.set_label(label)
-    _show_image(axes[0], image)
-    axes[0].set_title(f"input {_shape_text(image.shape)}", fontsize=10)
+    show_image(axes[0], image)
+    axes[0].set_title(f"input {shape_text(image.shape)}", fontsize=10)
     shown = axes[1].imshow(heatmap, cmap=HEATMAP_CMAP, vmin=0.0, vmax=1.0, interpolation="bilinear")
     axes[1].set_xticks([])
     axes[1].set_yticks([])
     empty = not np.any(heatmap > 0)
     axes[1].set_title(
-        "heatmap (no positive evidence)" if empty else f"heatmap from {_shape_text(layer_shape)}",
+        "heatmap (no positive evidence)" if empty else f"heatmap from {shape_text(layer_shape)}",
         fontsize=10,
     )
     gray = image.mean(axis=-1)
@@ -654,7 +462,7 @@ class GradCam(Visualizer):
             class_names=options.get("class_names"),
             title=_prefix(options),
         )
-        return [_save(figure, Path(out_dir) / "gradcam.png", _dpi(options))]
+        return [save_png(figure, Path(out_dir) / "gradcam.png", _dpi(options))]
 
 
 @hookimpl

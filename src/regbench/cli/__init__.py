@@ -10,9 +10,9 @@ import signal
 import sys
 import threading
 
-from regbench import __version__
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from regbench.errors import RegbenchError
+from regbench.version import __version__
 
 COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "list": "inspect",

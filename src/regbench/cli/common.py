@@ -33,6 +33,16 @@ def warn(text: str) -> None:
     print(f"regbench: {text}", file=sys.stderr)
 
 
+def installed(module: str) -> bool:
+    """Whether an optional dependency (Ray, JAX, MLflow) can be imported, without importing it."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def experiment_folder(args: argparse.Namespace, positional: str | None = None) -> str | None:
     """The experiment folder: `--experiment`, a positional DIR, or the deprecated `--out`."""
     old = getattr(args, "old_out", None)
@@ -44,3 +54,18 @@ def experiment_folder(args: argparse.Namespace, positional: str | None = None) -
 
         raise RegbenchError(f"two experiment folders given ({', '.join(chosen)}); give one")
     return chosen[0] if chosen else None
+
+
+def baseline(name: str) -> str:
+    """`--baseline`, checked against the installed regularizers (a typo must not compare every
+    cell with nothing); its canonical name back. The default, the built-in `none`, is taken
+    without loading the plugins."""
+    from regbench.errors import RegbenchError
+    from regbench.plugins.manager import registry
+
+    if name == "none":
+        return name
+    try:
+        return registry().get("regularizers", name).name
+    except RegbenchError as exc:
+        raise RegbenchError(f"--baseline: {exc}") from None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from regbench.cli.common import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    baseline,
     console,
     experiment_folder,
+    installed,
     say,
 )
 from regbench.errors import RegbenchError
@@ -48,6 +51,11 @@ SETTINGS = (
     "ray_address",
     "trainer",
 )
+# a run setting's value that needs an optional extra -> (its module, its name, the extra)
+NEEDS_EXTRA = {
+    ("executor", "ray"): ("ray", "Ray", "ray"),
+    ("engine", "vmapped"): ("jax", "JAX", "jax"),
+}
 
 
 def experiment(args: argparse.Namespace):
@@ -59,8 +67,10 @@ def experiment(args: argparse.Namespace):
     if flags["arch"] is not None:
         flags["arch"] = [a for a in flags["arch"]]
     if args.config:
-        return Experiment.from_config(args.config, **flags)
-    return Experiment.create(**flags)
+        chosen = Experiment.from_config(args.config, **flags)
+    else:
+        chosen = Experiment.create(**flags)
+    return replace(chosen, baseline=baseline(chosen.baseline))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -77,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     chosen = experiment(args)
     if args.dry_run:
         return cmd_plan(args)
+    _require_extras(chosen)
     if args.tune:
         cmd_tune(args)
     out = console()
@@ -91,6 +102,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     return _show_results(results, chosen.folder, chosen.baseline)
+
+
+def _require_extras(chosen) -> None:
+    """A setting that needs an optional extra names it before anything is created or trained."""
+    for (setting, value), (module, name, extra) in NEEDS_EXTRA.items():
+        if getattr(chosen, setting) == value and not installed(module):
+            raise RegbenchError(
+                f"--{setting} {value} needs {name}: pip install 'regbench[{extra}]'"
+            )
 
 
 def _show_results(results, folder, baseline: str) -> int:
@@ -180,6 +200,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from regbench.results import leaderboard
 
     folders = list(args.folders)
+    against = baseline(args.baseline)
     if args.experiment or args.old_out:
         folders.insert(0, experiment_folder(args))
     if not folders:
@@ -194,9 +215,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return EXIT_OK
     results = regbench.load(folders[0])
     if args.json:
-        print(leaderboard.to_json(results.runs, results.epochs, baseline=args.baseline))
+        print(leaderboard.to_json(results.runs, results.epochs, baseline=against))
         return EXIT_OK
-    leaderboard.render(
-        results.runs, results.epochs, console(), baseline=args.baseline, wide=args.wide
-    )
+    leaderboard.render(results.runs, results.epochs, console(), baseline=against, wide=args.wide)
     return EXIT_OK

@@ -132,7 +132,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
     """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
-    from regbench.engine.plan import parse_assignments
+    from regbench.engine.experiment import parse_assignments
 
     parts = reg_name.split("+")
     out = {}

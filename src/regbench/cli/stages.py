@@ -9,6 +9,7 @@ from regbench.cli.common import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    baseline,
     experiment_folder,
     say,
     warn,
@@ -94,7 +95,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     chosen = experiment_folder(args, args.folder)
     if chosen is None:
         raise RegbenchError("name the experiment folder: regbench report DIR")
-    paths = regbench.report(chosen, _output(args, "--report-dir"), baseline=args.baseline)
+    against = baseline(args.baseline)
+    paths = regbench.report(chosen, _output(args, "--report-dir"), baseline=against)
     for kind in ("html", "markdown", "figures"):
         say(f"{kind}: {paths[kind]}")
     return EXIT_OK

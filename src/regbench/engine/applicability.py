@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regbench.plugins.seam import Architecture, Composite, Regularizer, RunContext, overrides
+from regbench.engine.models import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE
+from regbench.plugins.architecture import Architecture
+from regbench.plugins.composition import Composite
+from regbench.plugins.context import RunContext
+from regbench.plugins.regularizer import Regularizer, overrides
 
-DEFAULT_INPUT_SHAPE = (32, 32, 3)
-DEFAULT_CLASSES = 10
 _CACHE: dict[tuple[str, str, str, tuple[int, int, int], int], str | None] = {}
 
 

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from regbench.plugins.context import RunContext
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import Regularizer, RunContext
+from regbench.plugins.regularizer import Regularizer
 
 
 @cache

@@ -1,49 +1,79 @@
 """The run context every regularizer hook may receive, and the training progress it carries.
 
-Progress is a non-trainable Keras variable created outside the model (so it is no weight of
-the model: not counted, not saved) and advanced by a callback before every training batch;
-layers read it inside the compiled step, on TensorFlow with or without XLA. On JAX a compiled
-step sees the value it was traced with, so there a ramp stays at its start.
+Progress is counted inside the model, so a ramp advances wherever the model trains: the
+progress is a weightless Keras layer whose step count is a non-trainable variable, and a layer
+that ramps keeps one as an attribute, which makes the count part of the model's state.
+TensorFlow updates it in the compiled step (with or without XLA); JAX's `fit` and the vmapped
+engine thread it through their stateless steps as they thread BatchNorm's statistics. The count
+is state, like a seed generator's, not a weight: parameter counts leave it out, and a saved
+model keeps it (and reloads without it, when its layer's config does not recreate it).
 """
 
 from __future__ import annotations
 
 import math
+from functools import cache
 from typing import Any
 
+from regbench.api import RunContext
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import RunContext
 
 
-class TrainingProgress:
-    """Fraction of the run's training steps done: 0 at the first batch, near 1 at the last."""
+@cache
+def progress_class() -> type:
+    """The Keras layer class of a run's training progress (made once Keras is imported)."""
+    keras = import_keras()
+    ops = keras.ops
 
-    def __init__(self, epochs: int, steps_per_epoch: int) -> None:
-        keras = import_keras()
-        self.steps_per_epoch = max(1, int(steps_per_epoch))
-        self.total_steps = max(1, int(epochs)) * self.steps_per_epoch
-        # 1 until the callback runs: without it a ramp sits at its full value, not at zero
-        self.variable = keras.Variable(1.0, dtype="float32", trainable=False, name="progress")
+    class TrainingProgress(keras.layers.Layer):  # type: ignore[name-defined]
+        """Fraction of a run's training steps done, counted by the layer that keeps it."""
 
-    def value(self) -> Any:
-        return self.variable.value
+        def __init__(self, total_steps: int = 1, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.total_steps = max(1, int(total_steps))
+            self.steps = self.add_weight(
+                shape=(),
+                initializer="zeros",
+                dtype="float32",
+                trainable=False,
+                autocast=False,  # a float16 count would stop at 2048
+                aggregation="only_first_replica",
+                name="steps",
+            )
+            self.built = True
 
-    def callback(self) -> Any:
-        """The Keras callback that advances the value before each training batch."""
-        keras = import_keras()
-        progress = self
+        @property
+        def weights(self) -> list[Any]:
+            """None: the count is state (it stays in `variables`), so no parameter count moves."""
+            return []
 
-        class Advance(keras.callbacks.Callback):  # type: ignore[name-defined]
-            epoch = 0
+        def value(self) -> Any:
+            """The fraction done before this step, in [0, 1], as a float32 tensor. Each read
+            counts one training step: read it once in each training call of the layer that
+            keeps this progress (the first read gives 0, the last one (total - 1) / total)."""
+            done = self.steps.value
+            self.steps.assign(done + 1.0)
+            return ops.minimum(done / self.total_steps, 1.0)
 
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                self.epoch = epoch
+        def fresh(self) -> Any:
+            """A new progress over the same run, at step 0: one for each layer that ramps
+            (several layers reading one progress would count each step several times)."""
+            return TrainingProgress(self.total_steps)
 
-            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-                done = self.epoch * progress.steps_per_epoch + batch
-                progress.variable.assign(min(1.0, done / progress.total_steps))
+        def callback(self) -> Any:
+            """A callback that does nothing: the count advances in the model. Kept only while
+            the trainer still asks for it (`regbench.engine.trainer.run_callbacks`)."""
+            return keras.callbacks.Callback()
 
-        return Advance()
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "total_steps": self.total_steps}
+
+    return TrainingProgress
+
+
+def training_progress(total_steps: int) -> Any:
+    """A run's training progress over `total_steps` steps, at step 0."""
+    return progress_class()(total_steps)
 
 
 def run_context(
@@ -70,5 +100,5 @@ def run_context(
         learning_rate=learning_rate,
         stage=stage,
         seed=seed,
-        progress=TrainingProgress(epochs, steps) if training else None,
+        progress=training_progress(max(1, epochs) * steps) if training else None,
     )

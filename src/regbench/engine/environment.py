@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from regbench import __version__
+from regbench.version import __version__
 
 
 @functools.cache

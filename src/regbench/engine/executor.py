@@ -16,17 +16,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from regbench.engine.devices import detect_gpus, worker_env
+from regbench.engine.experiment import DEFAULT_TRAINER
+from regbench.engine.outcome import RunResult, now, skipped_result
 from regbench.engine.plan import RunSpec
-from regbench.engine.trainer import RunResult, skipped_result
 from regbench.engine.worker import DataCache, resolve_trainer, train_task, worker_main
 from regbench.errors import RegbenchError
 
-DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
 MAX_MEMORY_GROWTH = 0.06
 # A CPU worker is restarted with more threads for the last runs only when its previous run took
 # this long: a fresh worker costs ~5 s (TensorFlow import, data load) on 2 cores, 2 threads save
@@ -62,15 +61,15 @@ class ExecutorOptions:
 
 def failed_result(spec: RunSpec, error: str, worker: str = "", status: str = "failed") -> RunResult:
     """A `failed` (or `timeout`) row for a run that never reported back."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    stamp = now()
     return RunResult(
         {
             **spec.row(),
             "status": status,
             "error": error,
             "worker": worker,
-            "started_at": now,
-            "ended_at": now,
+            "started_at": stamp,
+            "ended_at": stamp,
         }
     )
 

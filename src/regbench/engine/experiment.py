@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from regbench.engine.plan import (
     Protocol,
 )
 from regbench.errors import RegbenchError
+from regbench.plugins.datasets import parse_flag
 
 EXECUTORS = ("local", "inprocess", "ray")
 
@@ -143,13 +144,24 @@ class Experiment:
         )
 
 
+def check_protocol(protocol: Protocol, execution: Execution | None = None) -> None:
+    """Refuse a protocol (and execution) that `Experiment` did not make, such as one rebuilt
+    from a stored row, by the same rules; `engine.plan` trusts them afterwards."""
+    values = {**asdict(protocol), **(asdict(execution) if execution else {})}
+    Experiment.create(**{key: value for key, value in values.items() if key in _PARSERS})
+
+
 # ---------------------------------------------------------------- parsers, one per field
 
 
 def _text(value: Any, label: str) -> str:
+    """Text taken exactly as given: spaces around it are refused, never silently dropped
+    (`--experiment "E "` must not become the folder E)."""
     if not isinstance(value, str) or not value.strip():
         raise RegbenchError(f"{label} must be a non-empty string; got {value!r}")
-    return value.strip()
+    if value != value.strip():
+        raise RegbenchError(f"{label} {value!r} starts or ends with spaces; remove them")
+    return value
 
 
 def _choice(choices: Sequence[str]) -> Callable[[Any, str], str]:
@@ -238,17 +250,12 @@ def _seeds(value: Any, label: str) -> tuple[int, ...]:
 
 
 def _target(value: Any, label: str) -> tuple[str, float]:
-    if isinstance(value, str):
-        metric, sep, goal = value.partition("=")
-        if not sep:
-            raise RegbenchError(
-                f"{label} must be metric=value (e.g. val_accuracy=0.5); got {value!r}"
-            )
+    if isinstance(value, str) and "=" in value:
+        metric, goal = _pair(value, label)
     elif isinstance(value, list | tuple) and len(value) == 2:
-        metric, goal = value
+        metric, goal = str(value[0]).strip(), value[1]
     else:
         raise RegbenchError(f"{label} must be metric=value (e.g. val_accuracy=0.5); got {value!r}")
-    metric = str(metric).strip()
     if metric not in TARGET_METRICS:
         raise RegbenchError(
             f"{label}: metric {metric!r} is not recorded; use one of {', '.join(TARGET_METRICS)}"
@@ -256,8 +263,9 @@ def _target(value: Any, label: str) -> tuple[str, float]:
     return metric, _number(goal, label)
 
 
-def _assignments(value: Any, label: str) -> dict[str, Any]:
-    """A mapping, or `key=value` strings (a key given twice is refused)."""
+def parse_assignments(value: Any, label: str) -> dict[str, Any]:
+    """A mapping, or `key=value` strings (a key given twice is refused): the one parser of
+    every KEY=VALUE flag and setting (--param, --dataset-option, --optimizer-option, ...)."""
     if isinstance(value, Mapping):
         return {str(k): v for k, v in value.items()}
     items = [value] if isinstance(value, str) else value
@@ -265,14 +273,19 @@ def _assignments(value: Any, label: str) -> dict[str, Any]:
         raise RegbenchError(f"{label} must be a table or key=value strings; got {value!r}")
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = str(item).partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise RegbenchError(f"{label} expects key=value; got {item!r}")
+        key, text = _pair(item, label)
         if key in out:
-            raise RegbenchError(f"{label}: {key} is given twice; give each key once")
-        out[key] = text.strip()
+            raise RegbenchError(f"{label}: {key!r} is given twice; give each key once")
+        out[key] = text
     return out
+
+
+def _pair(item: Any, label: str) -> tuple[str, str]:
+    """One `key=value` string as its stripped key and value."""
+    key, sep, text = str(item).partition("=")
+    if not sep or not key.strip():
+        raise RegbenchError(f"{label} expects key=value; got {item!r}")
+    return key.strip(), text.strip()
 
 
 def _params(value: Any, label: str) -> dict[str, dict[str, Any]]:
@@ -288,7 +301,7 @@ def _params(value: Any, label: str) -> dict[str, dict[str, Any]]:
             grouped[str(reg)] = {str(k): _sweep(v, f"{label}.{reg}.{k}") for k, v in values.items()}
         return grouped
     grouped = {}
-    for key, text in _assignments(value, label).items():
+    for key, text in parse_assignments(value, label).items():
         reg, dot, name = key.rpartition(".")
         if not dot or not reg or not name:
             raise RegbenchError(
@@ -308,17 +321,6 @@ def _sweep(value: Any, label: str) -> Any:
         unique = list(dict.fromkeys(value))
         return unique[0] if len(unique) == 1 else unique
     return value
-
-
-def _flag(value: Any, label: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise RegbenchError(f"{label} must be true or false; got {value!r}")
 
 
 def _path(value: Any, label: str) -> Path:
@@ -352,13 +354,15 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "arch": _names,
     "reg": _names,
     "dataset": _text,
-    "dataset_options": _assignments,
+    "dataset_options": parse_assignments,
     "params": _params,
     "seeds": _seeds,
     "epochs": _whole(1, MAX_EPOCHS),
     "batch_size": _whole(1, MAX_BATCH),
     "optimizer": _choice(OPTIMIZERS),
-    "optimizer_options": lambda value, label: parse_optimizer_options(_assignments(value, label)),
+    "optimizer_options": lambda value, label: parse_optimizer_options(
+        parse_assignments(value, label)
+    ),
     "learning_rate": _positive,
     "lr_schedule": _choice(LR_SCHEDULES),
     "target": _target,
@@ -367,7 +371,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "steps_per_execution": _whole(1, MAX_STEPS),
     "pipeline": _choice(PIPELINES),
     "engine": _choice(ENGINES),
-    "tensorboard": _flag,
+    "tensorboard": parse_flag,
     "baseline": _text,
     "name": _text,
     "out": _path,

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from regbench.errors import RegbenchError
+from regbench.plugins.architecture import Architecture
 from regbench.plugins.building import Built, build_network, count_regularized_kernels
-from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import Architecture, Regularizer, RunContext
+from regbench.plugins.context import RunContext
+from regbench.plugins.manager import keras_with_plugins
+from regbench.plugins.regularizer import Regularizer
 
 DEFAULT_INPUT_SHAPE = (32, 32, 3)
 DEFAULT_CLASSES = 10
@@ -37,7 +39,7 @@ def build(
     arch_params: Mapping[str, Any] | None = None,
 ) -> Built:
     """The model and what was inserted where (params validated here)."""
-    keras = import_keras()
+    keras = keras_with_plugins()
     architecture.check_input(input_shape)
     if classes < 2:
         raise RegbenchError(f"a classifier needs at least 2 classes; got {classes}")

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from regbench.errors import RegbenchError
-from regbench.plugins.seam import OptimizerSpec, Regularizer, RunContext, invoke
+from regbench.plugins.context import RunContext, invoke
+from regbench.plugins.regularizer import OptimizerSpec, Regularizer
 
 LR_SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
 WARMUP_FRACTION = 0.05  # warmup_cosine: the first 5% of steps rise linearly from 0

@@ -1,4 +1,5 @@
-"""The cross-product: what an experiment asks for, validated, as a list of plain run specs."""
+"""The cross-product: what an experiment asks for, checked against the installed plugins, as a
+list of plain run specs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from regbench.engine.pipeline import PIPELINES
 from regbench.errors import RegbenchError
 from regbench.plugins.manager import Registry
 
@@ -17,6 +17,8 @@ JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TARGET_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # losses: reached when <=
 ENGINES = ("standard", "vmapped")  # vmapped: a cell's seeds as one JAX program (engine/vmapped.py)
+# Keras's default learning rate of each optimizer (keras.optimizers.get(name).learning_rate)
+DEFAULT_LEARNING_RATES = {"sgd": 0.01}  # every other optimizer here: 0.001
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 
@@ -38,12 +40,37 @@ class Protocol:
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)  # momentum, nesterov, ...
     lr_schedule: str = "constant"  # or cosine, step, warmup_cosine (engine.optimizers)
 
+    @property
+    def effective_learning_rate(self) -> float:
+        """The learning rate the optimizer starts from: the one given, or Keras's default for
+        the optimizer (so leaving it unset and giving that value are the same protocol)."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return DEFAULT_LEARNING_RATES.get(self.optimizer, 0.001)
+
+
+# The runs-table columns that make a protocol: runs that differ in any of them are never pooled,
+# ranked together or compared (results.stats, leaderboard, report, exports read this).
+PROTOCOL_COLUMNS = (
+    "dataset",
+    "dataset_options",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "optimizer_options",
+    "lr_schedule",
+    "precision",
+    "engine",
+)
+
 
 @dataclass(frozen=True)
 class Execution:
     """How a run is executed: speed options that leave its results' meaning unchanged.
 
-    Never part of a run's identity, so turning one on does not make finished runs pending.
+    Not part of a run's identity, so turning one on does not make finished runs pending; the
+    exception is `engine`: a run of another engine than "standard" is a run of its own.
     """
 
     jit_compile: str = "auto"
@@ -53,7 +80,7 @@ class Execution:
     engine: str = "standard"
 
 
-IDENTITY_VERSION = 3  # bump (with a store migration) when `RunSpec.identity` changes shape
+IDENTITY_VERSION = 4  # bump (with a store migration) when `RunSpec.identity` changes shape
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +105,9 @@ class RunSpec:
         regularizer and its values, the data, the protocol, the seed, the stage and the
         plugins' versions and sources."""
         protocol = asdict(self.protocol)
+        del protocol["target"]  # a measurement of the history (engine.outcome), not the science
+        protocol["learning_rate"] = self.protocol.effective_learning_rate
         protocol["dataset_options"] = dict(sorted(self.protocol.dataset_options.items()))
-        protocol["target"] = list(self.protocol.target) if self.protocol.target else None
         for key, default in (("optimizer_options", {}), ("lr_schedule", "constant")):
             if protocol[key] == default:  # the defaults leave earlier identities unchanged
                 del protocol[key]
@@ -93,6 +121,9 @@ class RunSpec:
             "stage": self.stage,
             "protocol": protocol,
             "provenance": dict(sorted(self.provenance.items())),
+            # an engine other than Keras fit trains the same science, but not bit for bit: its
+            # runs are never pooled with the standard engine's
+            **({"engine": self.execution.engine} if self.execution.engine != "standard" else {}),
         }
 
     @property
@@ -110,9 +141,14 @@ class RunSpec:
         prefix = "final-" if self.stage == "final" else ""
         return f"{prefix}{self.arch}-{self.reg}-s{self.seed}-{self.config_hash[:8]}"
 
+    @property
+    def target_label(self) -> str | None:
+        """The target as the runs table stores it (`val_accuracy>=0.5`), or None."""
+        target = self.protocol.target
+        return f"{target[0]}>={target[1]}" if target else None
+
     def row(self) -> dict[str, Any]:
         """The columns of a results row that this spec alone determines."""
-        target = self.protocol.target
         return {
             **asdict(self.protocol),
             **asdict(self.execution),
@@ -127,7 +163,8 @@ class RunSpec:
             "tuned": list(self.tuned),
             "dataset_options": dict(self.protocol.dataset_options),
             "optimizer_options": dict(self.protocol.optimizer_options),
-            "target": f"{target[0]}>={target[1]}" if target else None,
+            "learning_rate": self.protocol.effective_learning_rate,
+            "target": self.target_label,
             **{key: self.provenance.get(key) for key in PROVENANCE},
         }
 
@@ -253,76 +290,6 @@ def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> lis
     return list(dict.fromkeys(names))
 
 
-def parse_assignments(items: Sequence[str], flag: str) -> dict[str, str]:
-    """`key=value` strings into a dict, refusing anything else with the flag's name."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise RegbenchError(f"{flag} expects key=value; got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def parse_reg_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
-    """`--param reg.name=value` strings grouped by regularizer."""
-    grouped: dict[str, dict[str, str]] = {}
-    for key, value in parse_assignments(items, "--param").items():
-        reg, dot, name = key.partition(".")
-        if not dot or not name:
-            raise RegbenchError(
-                f"--param expects reg.name=value (e.g. dropout.rate=0.2); got {key!r}"
-            )
-        grouped.setdefault(reg, {})[name] = value
-    return grouped
-
-
-def check_protocol(protocol: Protocol, execution: Execution | None = None) -> None:
-    if execution is not None:
-        check_execution(execution)
-    if protocol.target is not None and protocol.target[0] not in TARGET_METRICS:
-        raise RegbenchError(
-            f"--target metric {protocol.target[0]!r} is not recorded; use one of "
-            f"{', '.join(TARGET_METRICS)}"
-        )
-    if protocol.epochs < 1:
-        raise RegbenchError(f"--epochs must be at least 1; got {protocol.epochs}")
-    if protocol.batch_size < 1:
-        raise RegbenchError(f"--batch-size must be at least 1; got {protocol.batch_size}")
-    if protocol.optimizer not in OPTIMIZERS:
-        raise RegbenchError(
-            f"unknown optimizer {protocol.optimizer!r}; choose from: {', '.join(OPTIMIZERS)}"
-        )
-    if protocol.learning_rate is not None and not protocol.learning_rate > 0:
-        raise RegbenchError(f"--learning-rate must be positive; got {protocol.learning_rate}")
-    if protocol.precision not in PRECISIONS:
-        raise RegbenchError(f"--precision must be one of {', '.join(PRECISIONS)}")
-    from regbench.engine.optimizers import check_schedule, parse_optimizer_options
-
-    check_schedule(protocol.lr_schedule)
-    parse_optimizer_options(protocol.optimizer_options)
-
-
-def check_execution(execution: Execution) -> None:
-    if execution.jit_compile not in JIT_CHOICES:
-        raise RegbenchError(f"jit_compile must be one of {', '.join(JIT_CHOICES)}")
-    if execution.steps_per_execution < 1:
-        raise RegbenchError(
-            f"steps_per_execution must be at least 1; got {execution.steps_per_execution}"
-        )
-    if execution.pipeline not in PIPELINES:
-        raise RegbenchError(f"pipeline must be one of {', '.join(PIPELINES)}")
-    if execution.engine not in ENGINES:
-        raise RegbenchError(f"engine must be one of {', '.join(ENGINES)}")
-
-
-def check_seeds(seeds: Sequence[int]) -> None:
-    if not seeds:
-        raise RegbenchError("--seeds chose no seed; give a count (e.g. 3) or a list (e.g. 0,1,2)")
-    if min(seeds) < 0:
-        raise RegbenchError(f"seeds must be 0 or more; got {min(seeds)}")
-
-
 def make_plan(
     registry: Registry,
     archs: Sequence[str],
@@ -336,6 +303,10 @@ def make_plan(
 ) -> list[RunSpec]:
     """Every (arch, reg, seed) cell; params are validated against each regularizer's bounds.
 
+    `protocol`, `execution` and `seeds` are trusted as `Experiment` validated them (a protocol
+    from elsewhere goes through `engine.experiment.check_protocol` first); only what needs the
+    registry is checked here: names, the dataset's options, the regularizers' values.
+
     `applicability` decides here which cells are skipped (it may build models, so it imports
     Keras); without it the trainer decides, in the worker, where Keras is loaded anyway.
 
@@ -344,8 +315,6 @@ def make_plan(
     regularizer's hyperparameters); values that resolve to the same cell count once.
     """
     execution = execution or Execution()
-    check_protocol(protocol, execution)
-    check_seeds(seeds)
     arch_names = expand_names("architectures", archs, registry)
     reg_names = expand_names("regularizers", regs, registry)
     dataset = registry.get("datasets", protocol.dataset)

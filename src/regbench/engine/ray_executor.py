@@ -59,9 +59,7 @@ def run_with_ray(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hook
     try:
         import ray
     except ImportError:
-        raise RegbenchError(
-            "--executor ray needs Ray; install it with: pip install 'regbench[ray]'"
-        ) from None
+        raise RegbenchError("--executor ray needs Ray: pip install 'regbench[ray]'") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started_here = not ray.is_initialized()
     if started_here:

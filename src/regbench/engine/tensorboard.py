@@ -56,18 +56,9 @@ class RunLog:
         )
         self.writer.add_event(self._event(summary, step))
 
-    def callback(self, keras: Any) -> Any:
-        """A Keras callback logging each epoch's metrics."""
-        log = self
-
-        class TensorBoardScalars(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                values = {
-                    EPOCH_TAGS[k]: float(v) for k, v in (logs or {}).items() if k in EPOCH_TAGS
-                }
-                log.scalars(epoch + 1, values)
-
-        return TensorBoardScalars()
+    def epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """One epoch's metrics (every engine reports them through its `Recorder`)."""
+        self.scalars(epoch, {EPOCH_TAGS[k]: float(v) for k, v in logs.items() if k in EPOCH_TAGS})
 
     def close(self, row: Mapping[str, Any]) -> None:
         """The run's final metrics (its HParams metrics), then the end of its session."""

@@ -1,17 +1,15 @@
-"""Train and evaluate one run: a RunSpec and its data in, a result row and epoch rows out.
+"""The standard engine: train and evaluate one run with Keras `fit`.
 
-This runs inside whichever process the executor chose; it never touches the results store.
+A RunSpec and its data in, a result row and epoch rows out; what the row says is decided by
+engine.outcome, shared with every other engine. This runs inside whichever process the executor
+chose; it never touches the results store.
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import time
-import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +18,30 @@ import numpy as np
 from regbench.engine import batches, clean_eval, optimizers, pipeline, tensorboard
 from regbench.engine.context import run_context
 from regbench.engine.environment import environment
-from regbench.engine.models import build_model, count_params, describe_model
+from regbench.engine.models import build_model
+from regbench.engine.outcome import (
+    Progress,
+    Recorder,
+    RunResult,
+    Scores,
+    evaluates,
+    failure,
+    finished,
+    kept_epoch,
+    now,
+    outcome,
+    reads_test,
+    skip_if_not_applicable,
+)
 from regbench.engine.plan import Execution, Protocol, RunSpec
+from regbench.plugins.architecture import Architecture
+from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
-from regbench.plugins.seam import Architecture, Regularizer, RunContext, invoke
+from regbench.plugins.regularizer import Regularizer
 
-Progress = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class RunResult:
-    """What a worker sends back: the row for the runs table and the tidy epoch rows."""
-
-    row: dict[str, Any]
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+EVAL_BATCH = 256  # at least: evaluation batches need no gradients, so larger is cheaper
 
 
 def build_and_compile(
@@ -101,53 +103,10 @@ def context_for(
         train_size=train_size,
         classes=data.classes,
         input_shape=data.input_shape,
-        learning_rate=protocol.learning_rate,
+        learning_rate=protocol.effective_learning_rate,
         stage=stage,
         seed=seed,
     )
-
-
-def _history_callback(keras, spec: RunSpec, epochs: list, state: dict, progress: Progress | None):
-    """Record every epoch, stop on NaN/inf loss, note time-to-target, report progress."""
-
-    class Recorder(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            state["start"] = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            elapsed = time.perf_counter() - state["start"]
-            for key, value in logs.items():
-                split, metric = ("val", key[4:]) if key.startswith("val_") else ("train", key)
-                if metric not in ("loss", "accuracy"):
-                    continue
-                epochs.append(
-                    {
-                        "epoch": epoch + 1,
-                        "split": split,
-                        "metric": metric,
-                        "value": value,
-                        "elapsed_s": elapsed,
-                    }
-                )
-            state["epochs_run"] = epoch + 1
-            state["last"] = logs
-            if not math.isfinite(logs.get("loss", 0.0)):
-                state["diverged"] = f"loss became {logs.get('loss')} at epoch {epoch + 1}"
-                self.model.stop_training = True
-            if spec.protocol.target and "epochs_to_target" not in state:
-                metric, goal = spec.protocol.target
-                value = logs.get(metric)
-                if value is not None and (value <= goal if "loss" in metric else value >= goal):
-                    state["epochs_to_target"] = epoch + 1
-                    state["seconds_to_target"] = elapsed
-            if progress:
-                epochs_total = spec.protocol.epochs
-                progress(
-                    {"run_id": spec.run_id, "epoch": epoch + 1, "epochs": epochs_total, **logs}
-                )
-
-    return Recorder()
 
 
 def train_run(
@@ -161,58 +120,32 @@ def train_run(
     This is the default trainer; executors call any function of this signature by its
     'module:function' name.
     """
-    started, clock = _now(), time.perf_counter()
-    row: dict[str, Any] = {**spec.row(), "started_at": started}
-    epochs: list[dict[str, Any]] = []
-    if spec.skip:
-        return skipped_result(spec)
+    clock = time.perf_counter()
+    skipped = skip_if_not_applicable(spec)
+    if skipped is not None:
+        return skipped
     keras = import_keras()
-    reason = _not_applicable(spec)
-    if reason:
-        return skipped_result(replace(spec, skip=reason))
-    log = None
+    row: dict[str, Any] = {**spec.row(), "started_at": now()}
+    recorder = Recorder(spec, progress)
     try:
         row.update(environment())
         data = load_data()
         row.update(data.sizes)
-        log = tensorboard.open_log(spec)
-        row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log))
+        recorder.log = tensorboard.open_log(spec)
+        row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, recorder))
     except Exception as exc:
-        row["status"] = "failed"
-        row["error"] = _one_line(exc)
-        row["traceback"] = traceback.format_exc()
+        row.update(failure(exc))
     finally:
-        if log is not None:
-            log.close(row)
+        if recorder.log is not None:
+            recorder.log.close(row)
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
         gc.collect()
         _return_freed_memory()
-    row["ended_at"] = _now()
-    row["total_time_s"] = time.perf_counter() - clock
-    return RunResult(row, epochs)
+    return RunResult(finished(row, clock), recorder.epoch_rows())
 
 
-def _not_applicable(spec: RunSpec) -> str | None:
-    """Why this run's regularizer does not apply to its architecture (None: it does)."""
-    from regbench.engine.applicability import why_not
-
-    try:
-        arch = registry().get("architectures", spec.arch)
-        reg = registry().get("regularizers", spec.reg)
-        return why_not(arch, reg, reg.resolve(spec.params))
-    except Exception:  # a plugin that cannot even say: training reports the real error
-        return None
-
-
-def skipped_result(spec: RunSpec) -> RunResult:
-    """The row of a cell that is not trained (engine.applicability says why)."""
-    now = _now()
-    row = {**spec.row(), "status": "skipped", "error": spec.skip, "started_at": now}
-    return RunResult({**row, "ended_at": now, "total_time_s": 0.0})
-
-
-def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log) -> dict[str, Any]:
+def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str, Any]:
     reg = registry().get("regularizers", spec.reg)
     arch = registry().get("architectures", spec.arch)
     params = reg.resolve(spec.params)
@@ -227,13 +160,9 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
         arch, reg, params, spec.protocol, data, spec.seed, spec.execution, run
     )
     row["optimizer_config"] = optimizers.optimizer_config(keras, model.optimizer)
-    state: dict[str, Any] = {}
-    callbacks = [
-        _history_callback(keras, spec, epochs, state, progress),
-        *run_callbacks(reg, params, run),
-    ]
-    if log is not None:
-        callbacks.append(log.callback(keras))
+    x_clean, y_clean = clean_eval.subset(x_fit, y_fit)
+    recorder.start(scores(model, x_clean, y_clean, spec.protocol.batch_size))
+    own = run_callbacks(reg, params, run)
     feed = pipeline.resolve(spec.execution.pipeline, keras.backend.backend())
     row["pipeline"] = feed
     fit_start = time.perf_counter()
@@ -243,73 +172,49 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, epochs, progress, log)
         validation_data=None
         if final
         else pipeline.eval_data(feed, data.x_val, data.y_val, spec.protocol.batch_size),
-        callbacks=callbacks,
+        # last: it sees what the plugins' callbacks add to the epoch's logs
+        callbacks=[*own, _epoch_end(keras, recorder, fit_start)],
         verbose=0,
     )
     train_time = time.perf_counter() - fit_start
-    last = state.get("last", {})
-    network = batches.deployable(model)
-    out: dict[str, Any] = {
-        **count_params(network),
-        "n_train": len(x_fit),
-        "n_val": 0 if final else len(data.x_val),
-        "epochs_run": state.get("epochs_run", 0),
-        "train_time_s": train_time,
-        "images_per_s": len(x_fit) * state.get("epochs_run", 0) / train_time
-        if train_time
-        else None,
-        "train_accuracy_running": last.get("accuracy"),
-        "val_accuracy": last.get("val_accuracy"),
-        "val_loss": last.get("val_loss"),
-        "epochs_to_target": state.get("epochs_to_target"),
-        "seconds_to_target": state.get("seconds_to_target"),
-        "summary": describe_model(network),
-    }
-    diverged = state.get("diverged") or _diverged(epochs, out["val_accuracy"], data.classes)
-    if diverged:
-        return {**out, "status": "diverged", "error": diverged}
+    recorder.kept_epoch = kept_epoch(own)
     eval_start = time.perf_counter()
-    out.update(clean_eval.train_metrics(model, x_fit, y_fit, spec.protocol.batch_size))
-    test_loss, test_accuracy = model.evaluate(
-        data.x_test, data.y_test, batch_size=max(spec.protocol.batch_size, 256), verbose=0
+    clean = test = None
+    if evaluates(recorder):
+        clean = scores(model, x_clean, y_clean, spec.protocol.batch_size)
+        if reads_test(spec):
+            test = scores(model, data.x_test, data.y_test, spec.protocol.batch_size)
+    out = outcome(
+        spec,
+        recorder,
+        network=batches.deployable(model),
+        train_time=train_time,
+        n_train=len(x_fit),
+        n_val=0 if final else len(data.x_val),
+        clean=clean,
+        test=test,
+        models_dir=models_dir,
     )
-    out.update(
-        test_loss=float(test_loss),
-        test_accuracy=float(test_accuracy),
-        eval_time_s=time.perf_counter() - eval_start,
-        status="ok",
-        error=None,
-    )
-    if models_dir is not None:
-        models_dir.mkdir(parents=True, exist_ok=True)
-        path = models_dir / f"{spec.run_id}.keras"
-        tmp = path.with_name(f".{path.stem}.tmp.keras")
-        try:
-            network.save(tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)  # a failed save (disk full) leaves no temporary file
-        out["model_path"] = str(path)
-    return out
+    return {**out, "eval_time_s": time.perf_counter() - eval_start}
 
 
-def _diverged(epochs: list[dict[str, Any]], val_accuracy: Any, classes: int) -> str | None:
-    """Why a finite run counts as diverged, or None (docs/faults.md): its training loss grew
-    past 1e6 or to over 1000x its first epoch's, or it ends no better than chance on
-    validation (1/classes) while its training loss went up."""
-    losses = [e["value"] for e in epochs if e["split"] == "train" and e["metric"] == "loss"]
-    if not losses:
-        return None
-    first, last = losses[0], losses[-1]
-    if last > 1e6 or (first > 0 and last > 1e3 * first):
-        return f"training loss exploded from {first:.3g} to {last:.3g}"
-    chance = 1 / max(classes, 1)
-    if val_accuracy is not None and val_accuracy <= chance and last > first:
-        return (
-            f"validation accuracy {val_accuracy:.3g} is at or below chance ({chance:.3g}) "
-            f"and the training loss rose from {first:.3g} to {last:.3g}"
-        )
-    return None
+def scores(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> Scores:
+    """The model's mean loss (its penalties included) and accuracy on x, y, in inference mode."""
+    found = model.evaluate(
+        x, y, batch_size=max(batch_size, EVAL_BATCH), verbose=0, return_dict=True
+    )
+    return Scores(float(found["loss"]), float(found["accuracy"]))
+
+
+def _epoch_end(keras: Any, recorder: Recorder, start: float) -> Any:
+    """The callback that hands each epoch's logs to the recorder (and stops a diverged run)."""
+
+    class EpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if recorder.epoch_end(epoch + 1, logs or {}, time.perf_counter() - start):
+                self.model.stop_training = True
+
+    return EpochEnd()
 
 
 def _return_freed_memory() -> None:
@@ -321,14 +226,3 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return "resourceexhausted" in text or "out of memory" in text or isinstance(exc, MemoryError)
-
-
-def _one_line(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    prefix = "out of memory: " if _is_oom(exc) else ""
-    return f"{prefix}{type(exc).__name__}: {message}"[:500]

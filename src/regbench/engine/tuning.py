@@ -1,9 +1,10 @@
 """The tuning stage: a keras-tuner search over the space a regularizer plugin declares.
 
-One (architecture, regularizer) cell per call. Every trial is written to the store the moment
-it ends, so a crash loses nothing; the best values go to `best_values`, where the grid picks
-them up with `--tuned`. Trials fit on the training split and are scored on the validation split
-only: the test split is kept for the grid's one honest measurement.
+One (architecture, regularizer) cell per call. Every trial reaches the caller the moment it
+ends and the chosen best values when the search is done; the caller (study.tune) records both
+in the store, so a crash loses nothing and only the parent process writes the store. Trials fit
+on the training split and are scored on the validation split only: the test split is kept for
+the grid's one honest measurement.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from typing import Any
 from regbench.engine.plan import Execution, Protocol
 from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
 from regbench.errors import RegbenchError
+from regbench.plugins.architecture import Architecture
 from regbench.plugins.datasets import Splits
+from regbench.plugins.hparams import HParam
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
-from regbench.plugins.seam import Architecture, HParam, Regularizer
-from regbench.results.store import Store
+from regbench.plugins.regularizer import Regularizer
 
 TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization", "hyperband": "Hyperband"}
 OBJECTIVE = "val_accuracy"
@@ -62,7 +64,6 @@ def search_hash(
 
 def run_search(
     *,
-    store: Store,
     arch: str,
     reg: str,
     protocol: Protocol,
@@ -76,14 +77,15 @@ def run_search(
     executions_per_trial: int = 1,
     on_best: Callable[[dict], None] | None = None,
 ) -> dict | None:
-    """Tune one cell; return its best values (also saved with `store.record_best`).
+    """Tune one cell; return its best values. Writes nothing but keras-tuner's project.
 
     Returns None when the regularizer declares no hyperparameters: there is nothing to tune.
-    Each finished trial is recorded in the store and passed to `on_trial`. Rerunning an
-    interrupted search with the same arguments resumes it: finished trials are not retrained.
-    `executions_per_trial` trains each trial's values that many times (keras-tuner averages
-    the scores). Ties on the score are broken by `TIE_RULE`; `on_best` hears the choice.
-    Raises RegbenchError for an unknown tuner or when every trial failed.
+    Each finished trial goes to `on_trial` as a row of the store's trials table, the moment it
+    ends. Rerunning an interrupted search with the same arguments resumes it: finished trials
+    are not retrained. `executions_per_trial` trains each trial's values that many times
+    (keras-tuner averages the scores). Ties on the score are broken by `TIE_RULE`; `on_best`
+    hears the choice with what the store's best_values table keeps (arch, reg, values, score,
+    search_hash, dataset). Raises RegbenchError for an unknown tuner or when every trial failed.
     """
     if tuner not in TUNERS:
         raise RegbenchError(f"unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}")
@@ -119,7 +121,6 @@ def run_search(
             "train_time_s": hypermodel.fit_seconds,
             "error": None if ok else _error(trial),
         }
-        store.record_trial(row)
         if on_trial is not None:
             on_trial(row)
 
@@ -157,10 +158,13 @@ def run_search(
         raise RegbenchError(f"all {len(trials)} trials of {arch}/{reg} failed; the first: {first}")
     best, tied = pick_best(completed)
     values = _declared_values(regularizer, best.hyperparameters.values)
-    store.record_best(arch, reg, values, float(best.score), digest, dataset=protocol.dataset)
     if on_best is not None:
         on_best(
             {
+                "arch": arch,
+                "reg": reg,
+                "search_hash": digest,
+                "dataset": protocol.dataset,
                 "trial_id": best.trial_id,
                 "values": values,
                 "score": float(best.score),

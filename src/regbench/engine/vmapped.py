@@ -15,34 +15,34 @@ per seed and epoch, the last partial batch trained; the same metrics and result 
 from __future__ import annotations
 
 import gc
-import math
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from regbench.engine import clean_eval
+from regbench.engine import clean_eval, tensorboard
 from regbench.engine.environment import environment
-from regbench.engine.models import count_params, describe_model
-from regbench.engine.plan import RunSpec
-from regbench.engine.trainer import (
+from regbench.engine.outcome import (
     Progress,
+    Recorder,
     RunResult,
-    _not_applicable,
-    _now,
-    _one_line,
-    build_and_compile,
-    skipped_result,
+    Scores,
+    evaluates,
+    failure,
+    finished,
+    now,
+    outcome,
+    reads_test,
+    skip_if_not_applicable,
 )
+from regbench.engine.plan import RunSpec
+from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
 
-ENGINE = "vmapped"
 EVAL_BATCH = 256
 
 
@@ -56,8 +56,6 @@ def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
     if spec.protocol.precision != "float32":
         return f"the vmapped engine trains in float32 only; got {spec.protocol.precision}"
     reg = registry().get("regularizers", spec.reg)
-    if reg.callbacks(reg.resolve(spec.params)):
-        return f"the vmapped engine cannot run {spec.reg}'s training callbacks"
     if reg.uses_batches:
         return (
             f"the vmapped engine cannot rewrite training batches ({spec.reg}); "
@@ -74,12 +72,14 @@ def train_seeds(
 ) -> list[RunResult]:
     """Train every spec (the seeds of one cell) at once; any exception becomes a `failed` row
     for each of them instead of escaping."""
-    started, clock = _now(), time.perf_counter()
-    rows: list[dict[str, Any]] = [{**s.row(), "started_at": started} for s in specs]
-    epochs: list[list[dict[str, Any]]] = [[] for _ in specs]
+    clock = time.perf_counter()
     keras = import_keras()
-    if reason := _not_applicable(specs[0]):  # decided here, so the parent never loads Keras
-        return [skipped_result(replace(s, skip=reason)) for s in specs]
+    # decided here, so the parent never loads Keras
+    skipped = [skip_if_not_applicable(s) for s in specs]
+    if all(result is not None for result in skipped):
+        return [result for result in skipped if result is not None]
+    rows: list[dict[str, Any]] = [{**s.row(), "started_at": now()} for s in specs]
+    recorders = [Recorder(s, progress) for s in specs]
     try:
         reason = unsupported(specs, keras.backend.backend())
         if reason:
@@ -89,19 +89,23 @@ def train_seeds(
         for row, data in zip(rows, datas, strict=True):
             row.update(env)
             row.update(data.sizes)
-        outs = _train(keras, list(specs), datas, models_dir, epochs, progress)
+        for recorder in recorders:
+            recorder.log = tensorboard.open_log(recorder.spec)
+        outs = _train(keras, list(specs), datas, models_dir, recorders)
         for row, out in zip(rows, outs, strict=True):
             row.update(out)
     except Exception as exc:
         for row in rows:
-            row.update(status="failed", error=_one_line(exc), traceback=traceback.format_exc())
+            row.update(failure(exc))
     finally:
+        for row, recorder in zip(rows, recorders, strict=True):
+            if recorder.log is not None:
+                recorder.log.close(row)
         keras.backend.clear_session()
         gc.collect()
-    ended, total = _now(), time.perf_counter() - clock
     return [
-        RunResult({**row, "ended_at": ended, "total_time_s": total}, rows_of_epochs)
-        for row, rows_of_epochs in zip(rows, epochs, strict=True)
+        RunResult(finished(row, clock), recorder.epoch_rows())
+        for row, recorder in zip(rows, recorders, strict=True)
     ]
 
 
@@ -285,7 +289,7 @@ def _in_batches(order: np.ndarray, batch: int) -> list[np.ndarray]:
     return parts
 
 
-def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, Any]]:
+def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     import jax.numpy as jnp
 
     spec = specs[0]
@@ -293,12 +297,6 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
     reg = registry().get("regularizers", spec.reg)
     arch = registry().get("architectures", spec.arch)
     params = reg.resolve(spec.params)
-    models = [
-        build_and_compile(arch, reg, params, protocol, d, s.seed, s.execution)
-        for s, d in zip(specs, datas, strict=True)
-    ]
-    for model in models:
-        model.optimizer.build(model.trainable_variables)
     final = spec.stage == "final"
     fits = [
         (np.concatenate([d.x_train, d.x_val]), np.concatenate([d.y_train, d.y_val]))
@@ -308,10 +306,25 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
     ]
     if len({len(x) for x, _ in fits}) != 1:
         raise ValueError("the seeds' training sets differ in size; use the standard engine")
+    runs = [
+        context_for(protocol, d, s.seed, s.stage, len(x))
+        for s, d, (x, _) in zip(specs, datas, fits, strict=True)
+    ]
+    if any(run_callbacks(reg, params, run)[1:] for run in runs):  # [0]: the progress clock
+        raise ValueError(f"the vmapped engine cannot run {spec.reg}'s training callbacks")
+    models = [
+        build_and_compile(arch, reg, params, protocol, d, s.seed, s.execution, run)
+        for s, d, run in zip(specs, datas, runs, strict=True)
+    ]
+    for model in models:
+        model.optimizer.build(model.trainable_variables)
     x_fit = jnp.asarray(np.stack([x for x, _ in fits]))
     y_fit = jnp.asarray(np.stack([y for _, y in fits]).astype(np.int32))
     x_val = jnp.asarray(np.stack([d.x_val for d in datas]))
     y_val = jnp.asarray(np.stack([d.y_val for d in datas]).astype(np.int32))
+    clean = [clean_eval.subset(x, y) for x, y in fits]
+    x_clean = jnp.asarray(np.stack([x for x, _ in clean]))
+    y_clean = jnp.asarray(np.stack([y for _, y in clean]).astype(np.int32))
     program = _Program(keras, models[0])
     state = (
         _stack([m.trainable_variables for m in models]),
@@ -320,14 +333,15 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
     )
     n_fit, batch = x_fit.shape[1], protocol.batch_size
     shufflers = [np.random.default_rng(s.seed) for s in specs]
-    x_test = jnp.asarray(np.stack([d.x_test for d in datas]))
-    y_test = jnp.asarray(np.stack([d.y_test for d in datas]).astype(np.int32))
-    x_eval, y_eval = (x_test, y_test) if final else (x_val, y_val)
-    start = time.perf_counter()
+    x_eval, y_eval = (x_clean, y_clean) if final else (x_val, y_val)
     program.prepare(
         state, x_fit, y_fit, program.step_shapes((len(specs), n_fit), batch), x_eval, y_eval
     )
-    track = [dict[str, Any]() for _ in specs]
+    initial = program.evaluate(state[0], state[1], x_clean, y_clean)
+    for recorder, loss, share in zip(recorders, *initial, strict=True):
+        recorder.start(Scores(float(loss), float(share)))
+    start = time.perf_counter()
+    stopped = [False] * len(specs)
     for epoch in range(1, protocol.epochs + 1):
         order = np.stack([r.permutation(n_fit) for r in shufflers]).astype(np.int32)
         loss_sum = np.zeros(len(specs))
@@ -345,85 +359,39 @@ def _train(keras, specs, datas, models_dir, epochs, progress) -> list[dict[str, 
             for log, mean, share in zip(logs, vloss, vcorrect, strict=True):
                 log.update(val_loss=float(mean), val_accuracy=float(share))
         elapsed = time.perf_counter() - start
-        for i, (s, log) in enumerate(zip(specs, logs, strict=True)):
-            _record_epoch(s, epoch, log, elapsed, track[i], epochs[i], progress)
-        if all("stopped" in t for t in track):
+        for i, (recorder, log) in enumerate(zip(recorders, logs, strict=True)):
+            if not stopped[i]:  # a diverged seed's later epochs are not its history
+                stopped[i] = recorder.epoch_end(epoch, log, elapsed)
+        if all(stopped):
             break
     train_time = time.perf_counter() - start
     eval_start = time.perf_counter()
-    test_loss, test_acc = program.evaluate(state[0], state[1], x_test, y_test)
+    clean_scores = program.evaluate(state[0], state[1], x_clean, y_clean)
+    test_scores = None
+    if reads_test(spec):
+        x_test = jnp.asarray(np.stack([d.x_test for d in datas]))
+        y_test = jnp.asarray(np.stack([d.y_test for d in datas]).astype(np.int32))
+        test_scores = program.evaluate(state[0], state[1], x_test, y_test)
     eval_time = time.perf_counter() - eval_start
-    # the clean-data training figure, as the standard trainer's: inference mode, fixed subset
-    clean = [clean_eval.subset(x, y) for x, y in fits]
-    x_clean = jnp.asarray(np.stack([x for x, _ in clean]))
-    y_clean = jnp.asarray(np.stack([y for _, y in clean]).astype(np.int32))
-    clean_loss, clean_acc = program.evaluate(state[0], state[1], x_clean, y_clean)
     outs = []
-    for i, (s, model) in enumerate(zip(specs, models, strict=True)):
+    for i, (s, model, recorder) in enumerate(zip(specs, models, recorders, strict=True)):
         _assign(model, state, i)
-        outs.append(_outcome(s, model, track[i], n_fit, 0 if final else x_val.shape[1], train_time))
-        if "diverged" in track[i]:
-            continue
-        outs[-1].update(
-            train_accuracy=float(clean_acc[i]),
-            train_loss=float(clean_loss[i]),
-            test_loss=float(test_loss[i]),
-            test_accuracy=float(test_acc[i]),
-            eval_time_s=eval_time,
-            status="ok",
-            error=None,
+        good = evaluates(recorder)
+        out = outcome(
+            s,
+            recorder,
+            network=model,
+            train_time=train_time,
+            n_train=n_fit,
+            n_val=0 if final else x_val.shape[1],
+            clean=Scores(float(clean_scores[0][i]), float(clean_scores[1][i])) if good else None,
+            test=None
+            if test_scores is None or not good
+            else Scores(float(test_scores[0][i]), float(test_scores[1][i])),
+            models_dir=models_dir,
         )
-        if models_dir is not None:
-            outs[-1]["model_path"] = _save(model, models_dir, s.run_id)
+        outs.append({**out, "pipeline": "device", "eval_time_s": eval_time})
     return outs
-
-
-def _record_epoch(spec, epoch, logs, elapsed, state, rows, progress) -> None:
-    """One seed's epoch: the tidy rows, divergence, time to target and progress (as the
-    standard trainer's callback records them); nothing once the seed has diverged."""
-    if "stopped" in state:
-        return
-    for key, value in logs.items():
-        split, metric = ("val", key[4:]) if key.startswith("val_") else ("train", key)
-        rows.append(
-            {"epoch": epoch, "split": split, "metric": metric, "value": value, "elapsed_s": elapsed}
-        )
-    state["epochs_run"], state["last"] = epoch, logs
-    if not math.isfinite(logs["loss"]):
-        state["diverged"] = f"loss became {logs['loss']} at epoch {epoch}"
-        state["stopped"] = True
-    if spec.protocol.target and "epochs_to_target" not in state:
-        metric, goal = spec.protocol.target
-        value = logs.get(metric)
-        if value is not None and (value <= goal if "loss" in metric else value >= goal):
-            state["epochs_to_target"], state["seconds_to_target"] = epoch, elapsed
-    if progress:
-        progress({"run_id": spec.run_id, "epoch": epoch, "epochs": spec.protocol.epochs, **logs})
-
-
-def _outcome(spec, model, state, n_fit, n_val, train_time) -> dict[str, Any]:
-    last = state.get("last", {})
-    run = state.get("epochs_run", 0)
-    out: dict[str, Any] = {
-        **count_params(model),
-        "pipeline": "device",
-        "n_train": n_fit,
-        "n_val": n_val,
-        "epochs_run": run,
-        "train_time_s": train_time,
-        "images_per_s": n_fit * run / train_time if train_time else None,
-        "train_accuracy": last.get("accuracy"),
-        "train_accuracy_running": last.get("accuracy"),
-        "train_loss": last.get("loss"),
-        "val_accuracy": last.get("val_accuracy"),
-        "val_loss": last.get("val_loss"),
-        "epochs_to_target": state.get("epochs_to_target"),
-        "seconds_to_target": state.get("seconds_to_target"),
-        "summary": describe_model(model),
-    }
-    if "diverged" in state:
-        out.update(status="diverged", error=state["diverged"])
-    return out
 
 
 def _assign(model, state, index: int) -> None:
@@ -433,12 +401,3 @@ def _assign(model, state, index: int) -> None:
         variable.assign(value[index])
     for variable, value in zip(model.non_trainable_variables, ntv, strict=True):
         variable.assign(value[index])
-
-
-def _save(model, models_dir: Path, run_id: str) -> str:
-    models_dir.mkdir(parents=True, exist_ok=True)
-    path = models_dir / f"{run_id}.keras"
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
-    return str(path)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.errors import RegbenchError
+from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.keras import import_keras
-from regbench.plugins.seam import (
-    NOISE,
-    NORM,
-    Architecture,
-    Point,
-    Regularizer,
-    RunContext,
-    invoke,
-)
+from regbench.plugins.points import NOISE, NORM, Point
+from regbench.plugins.regularizer import Regularizer
+
+if TYPE_CHECKING:
+    from regbench.plugins.architecture import Architecture
 
 
 @dataclass

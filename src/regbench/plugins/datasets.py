@@ -67,6 +67,26 @@ class Dataset:
         return self.load(0, options).input_shape
 
 
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def parse_flag(value: Any, label: str) -> bool:
+    """A boolean setting or option, strictly: a bool or one of the yes/no words (`maybe` is
+    refused, never read as false)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS or text in FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise RegbenchError(f"{label} must be true or false; got {value!r}")
+
+
+def flag_option(options: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    """A dataset's boolean option (`--dataset-option native=true`), refused unless it is one."""
+    return parse_flag(options.get(key, default), f"dataset option {key}")
+
+
 def check_options(dataset: Dataset, options: Mapping[str, Any]) -> None:
     """Refuse options the dataset does not know, listing the ones it does."""
     unknown = sorted(set(options) - set(dataset.option_names) - {"data_dir", "cache_dir"})
@@ -111,7 +131,14 @@ def to_unit(images: np.ndarray) -> np.ndarray:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("REGBENCH_CACHE", Path.home() / ".cache" / "regbench"))
+    """$REGBENCH_CACHE, or ~/.cache/regbench; an empty $REGBENCH_CACHE is refused (it would
+    cache into whatever folder the command runs in)."""
+    chosen = os.environ.get("REGBENCH_CACHE")
+    if chosen is None:
+        return Path.home() / ".cache" / "regbench"
+    if not chosen.strip():
+        raise RegbenchError("REGBENCH_CACHE is set but empty; unset it or name a folder")
+    return Path(chosen).expanduser()
 
 
 def cached_arrays(

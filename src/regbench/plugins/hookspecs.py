@@ -33,5 +33,5 @@ def register_visualizers(register: Callable[[Any], None]) -> None:
 def register_keras_objects() -> None:
     """Register custom Keras classes (layers, losses, schedules), e.g. by importing the module
     that decorates them with keras.saving.register_keras_serializable. regbench calls this once
-    per process right after Keras is imported, before any model is built or loaded, so a saved
+    per process before it builds or loads the first model, so a saved
     model with a plugin's layer reloads in a fresh process; `regbench list` never calls it."""

@@ -22,29 +22,10 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-_PLUGIN_OBJECTS = {"registered": False}
-
-
-def _register_plugin_objects() -> None:
-    """Once per process, right after Keras: every plugin's `register_keras_objects` hook, so
-    no build or load_model runs before a plugin's custom layers are known."""
-    if _PLUGIN_OBJECTS["registered"]:
-        return
-    _PLUGIN_OBJECTS["registered"] = True  # first: a hook may call import_keras itself
-    from regbench.plugins.manager import registry
-
-    registry().register_keras_objects()
-
-
 def import_keras() -> ModuleType:
-    """Import Keras quietly, unless TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's logs, and
-    register the plugins' Keras objects."""
-    keras = _import_keras()
-    _register_plugin_objects()
-    return keras
-
-
-def _import_keras() -> ModuleType:
+    """Import Keras quietly, unless TF_CPP_MIN_LOG_LEVEL asks for TensorFlow's logs. Plugins'
+    Keras objects are registered where models are built or loaded
+    (`regbench.plugins.manager.keras_with_plugins`), so importing Keras loads no plugin."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -18,9 +18,9 @@ from typing import Any
 
 import pluggy
 
-from regbench import __version__
 from regbench.errors import PluginError
 from regbench.plugins import hookspecs
+from regbench.version import __version__
 
 BUILTINS = (
     "regbench.builtins.architectures",
@@ -107,7 +107,7 @@ class Registry:
 
     def combination(self, name: str) -> Any:
         """`a+b` as one Composite regularizer of the registered `a` and `b`."""
-        from regbench.plugins.seam import Composite
+        from regbench.plugins.composition import Composite
 
         parts = [part.strip() for part in name.split("+")]
         return Composite([self.get("regularizers", part) for part in parts])
@@ -246,6 +246,16 @@ def _hash_files(module: str) -> str:
 
 
 _REGISTRY: Registry | None = None
+
+
+def keras_with_plugins() -> Any:
+    """Keras, with every plugin's `register_keras_objects` hook run (once per process): what
+    building or loading a model needs, so a plugin's custom layers are known to both."""
+    from regbench.plugins.keras import import_keras
+
+    keras = import_keras()
+    registry().register_keras_objects()  # runs each hook once: the list is emptied
+    return keras
 
 
 def registry() -> Registry:

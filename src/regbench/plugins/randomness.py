@@ -13,17 +13,18 @@ from regbench.plugins.keras import import_keras
 
 def beta(shape: tuple[int, ...], a: float, b: float, seed: Any, tries: int = 64) -> Any:
     """Beta(a, b) draws by Johnk's method, vectorised: `tries` candidate pairs per draw, the
-    first accepted one kept (in log space, so small `a`, `b` do not underflow).
+    first accepted one kept (in log space, so small `a`, `b` do not underflow). `seed` is an
+    int, a SeedGenerator or (JAX) a seed tensor, as keras.random takes it.
 
     Acceptance is at least 1/2 for a, b <= 1 and 1/6 at a = b = 2; a draw with no accepted
     candidate (probability (5/6)**64 < 1e-5 at a = b = 2) returns the mean a / (a + b).
     """
     keras = import_keras()
     ops = keras.ops
-    full = (*shape, tries)
-    u = keras.random.uniform(full, minval=1e-12, maxval=1.0, seed=seed)
-    v = keras.random.uniform(full, minval=1e-12, maxval=1.0, seed=seed)
-    log_x, log_y = ops.log(u) / a, ops.log(v) / b
+    # one draw for both uniforms: two calls with an int or tensor seed would draw the same
+    # numbers twice (only a SeedGenerator advances between calls)
+    uv = keras.random.uniform((*shape, tries, 2), minval=1e-12, maxval=1.0, seed=seed)
+    log_x, log_y = ops.log(uv[..., 0]) / a, ops.log(uv[..., 1]) / b
     log_sum = ops.logaddexp(log_x, log_y)
     accepted = log_sum <= 0.0
     first = ops.argmax(ops.cast(accepted, "int32"), axis=-1)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.results.leaderboard import _params_label
+from regbench.results.format import missing, params_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -88,7 +88,7 @@ def final_figure(
 
     The one test evaluation goes into the title, since there is no validation curve to read.
     """
-    test = "not evaluated" if _missing(test_accuracy) else f"{test_accuracy:.4f}"
+    test = "not evaluated" if missing(test_accuracy) else f"{test_accuracy:.4f}"
     return _curves_figure(epochs, run_id, f"{title or run_id}: test accuracy {test}", ylims)
 
 
@@ -104,7 +104,7 @@ def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
     archs, regs = cell_order(ok if len(ok) else runs)
     if not archs or not regs:
         raise RegbenchError("no runs to draw in the grid figure")
-    ok = ok.assign(setting=ok["params"].map(_params_label))
+    ok = ok.assign(setting=ok["params"].map(params_label))
     acc = epochs[epochs["metric"] == "accuracy"].merge(
         ok[["run_id", "arch", "reg", "setting"]], on="run_id"
     )
@@ -416,10 +416,6 @@ def _colors(names: list[str]) -> dict[str, Any]:
 
     palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     return {n: palette[i % len(palette)] for i, n in enumerate(names)}
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _natural(text: str) -> tuple:

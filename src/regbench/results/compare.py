@@ -1,9 +1,12 @@
 """Several experiments side by side: the same cells, and how much each differs from the first.
 
-A cell is matched across experiments by architecture, regularizer and hyperparameters (the
-protocol may differ: comparing 10 epochs with 20 is one use). Where two experiments trained
-the same seeds, the difference is paired per seed, as against a baseline within one
-experiment, and Holm-corrected across all the comparisons shown.
+A cell is matched across experiments by architecture, regularizer and hyperparameters, and by
+the protocol columns that vary inside any one of the experiments: protocols trained side by
+side in one folder are never pooled, nor one picked for the others. What is the same inside
+each folder may differ between them (comparing 10 epochs with 20 is one use): each
+experiment's protocol is labelled, and each difference names the protocol columns it spans.
+Where two experiments trained the same seeds, the difference is paired per seed, as against a
+baseline within one experiment, and Holm-corrected across all the comparisons shown.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import Any
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.results import stats
-from regbench.results.leaderboard import _fmt, _jsonable, _mean_and_ci, table
+from regbench.results import protocols, stats
+from regbench.results.format import fmt, jsonable, mean_and_ci, number
+from regbench.results.leaderboard import table
 from regbench.results.reader import load
 
-KEY = ["arch", "reg", "params"]
+KEY = ["arch", "reg", "params", "protocol"]
 
 
 def labels(folders: Sequence[str | Path]) -> list[str]:
@@ -30,17 +34,25 @@ def labels(folders: Sequence[str | Path]) -> list[str]:
 
 
 def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
-    """Every cell of any of the experiments, with each experiment's figures and the paired
-    difference of each later experiment from the first."""
+    """Every cell of any of the experiments, with each experiment's figures, its protocol,
+    and the paired difference of each later experiment from the first."""
     paths = [Path(f) for f in folders]
     if len(paths) < 2:
         raise RegbenchError("compare needs at least two experiment folders")
     names = labels(paths)
-    boards = {}
-    for name, folder in zip(names, paths, strict=True):
-        runs, epochs = load(folder)
-        # one cell per key: the best-validated of several protocols in one experiment
-        boards[name] = table(runs, epochs).drop_duplicates(KEY).set_index(KEY)
+    boards = {name: table(*load(folder)) for name, folder in zip(names, paths, strict=True)}
+    within = sorted(
+        {c for board in boards.values() for c in protocols.differing(board["protocol_values"])},
+        key=list(protocols.PROTOCOL_COLUMNS).index,
+    )
+    every = [v for board in boards.values() for v in board["protocol_values"]]
+    between = [c for c in protocols.differing(every) if c not in within]
+    told = between + (["epochs"] if "epochs" not in within else [])
+    for name, board in boards.items():
+        keyed = [protocols.label(v, within, always=()) for v in board["protocol_values"]]
+        # one row per key: the same values and protocol twice only come from two plugin
+        # versions (provenance is in the cell hash); the best-ranked stands for them
+        boards[name] = board.assign(protocol=keyed).drop_duplicates(KEY).set_index(KEY)
     keys = list(dict.fromkeys(k for board in boards.values() for k in board.index))
     first, *others = names
     results: dict[Any, stats.Paired] = {}
@@ -56,13 +68,24 @@ def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
         cell: dict[str, Any] = dict(zip(KEY, key, strict=True))
         cell["experiments"] = {name: _figures(boards[name], key) for name in names}
         cell["differences"] = {
-            name: _difference(results[(key, name)], adjusted[(key, name)])
+            name: _difference(results[(key, name)], adjusted[(key, name)], boards, key, name)
             if (key, name) in results
             else None
             for name in others
         }
         cells.append(cell)
-    return {"experiments": dict(zip(names, map(str, paths), strict=True)), "cells": cells}
+    return {
+        "experiments": dict(zip(names, map(str, paths), strict=True)),
+        "protocols": {name: _protocol(boards[name], told) for name in names},
+        "cells": cells,
+    }
+
+
+def _protocol(board: pd.DataFrame, told: list[str]) -> str:
+    """The experiment's protocol in the columns that differ between the experiments."""
+    if board.empty:
+        return ""
+    return protocols.label(board["protocol_values"].iloc[0], told, always=())
 
 
 def _figures(board: pd.DataFrame, key: tuple) -> dict[str, Any] | None:
@@ -70,18 +93,28 @@ def _figures(board: pd.DataFrame, key: tuple) -> dict[str, Any] | None:
     if key not in board.index:
         return None
     row = board.loc[key]
-    columns = ("val_accuracy", "val_ci95", "seeds", "test_accuracy", "gap")
-    return {c: _jsonable(row[c]) for c in columns} | {"val_by_seed": row["val_by_seed"]}
+    columns = ("val_accuracy", "val_ci95", "seeds", "planned", "failed", "test_accuracy", "gap")
+    return {c: jsonable(row[c]) for c in columns} | {"val_by_seed": row["val_by_seed"]}
 
 
-def _difference(result: stats.Paired, p_holm: float | None) -> dict[str, Any]:
+def _difference(
+    result: stats.Paired,
+    p_holm: float | None,
+    boards: dict[str, pd.DataFrame],
+    key: tuple,
+    name: str,
+) -> dict[str, Any]:
+    first = next(iter(boards))
+    ours, theirs = (boards[n].loc[key, "protocol_values"] for n in (name, first))
     return {
         "n_paired": result.n,
         "diff": result.diff,
         "diff_ci95": result.ci95,
-        "p_value": result.p_value,
-        "p_holm": p_holm,
+        "p_value": number(result.p_value),
+        "p_holm": number(p_holm),
         "verdict": stats.verdict(result, p_holm),
+        "why_na": {0: "no shared seeds", 1: "n=1: one shared seed"}.get(result.n),
+        "protocol_differs": protocols.differing([ours, theirs]),
     }
 
 
@@ -90,38 +123,52 @@ def to_json(folders: Sequence[str | Path]) -> str:
 
 
 def render(folders: Sequence[str | Path], console: Any) -> None:
-    """The comparison as a rich table: one row per cell, one column per experiment, then the
-    difference of each later experiment from the first."""
+    """The comparison as a rich table: one row per cell (and protocol, where a folder holds
+    several), one column per experiment, then the difference of each later experiment from
+    the first; each experiment's protocol below."""
     from rich.markup import escape
     from rich.table import Table
 
     result = compare(folders)
     names = list(result["experiments"])
     first = names[0]
+    several = any(cell["protocol"] for cell in result["cells"])
     out = Table(title=f"regbench compare (differences from {first})", title_justify="left")
     out.add_column("arch", no_wrap=True)
     out.add_column("reg", no_wrap=True)
     out.add_column("hyperparameters", overflow="fold")
+    if several:
+        out.add_column("protocol", overflow="fold")
     for name in names:
         out.add_column(f"{escape(name)} val acc (n)", justify="right")
     for name in names[1:]:
         out.add_column(f"{escape(name)} − {escape(first)}", justify="right")
     for cell in result["cells"]:
         row = [escape(cell["arch"]), escape(cell["reg"]), escape(cell["params"] or "-")]
-        for name in names:
-            figures = cell["experiments"][name]
-            row.append(
-                "-"
-                if figures is None
-                else f"{_mean_and_ci(figures['val_accuracy'], figures['val_ci95'])}"
-                f" ({figures['seeds']})"
-            )
-        for name in names[1:]:
-            row.append(_shown(cell["differences"][name]))
+        if several:
+            row.append(escape(cell["protocol"]))
+        row += [_figures_shown(cell["experiments"][name]) for name in names]
+        row += [_shown(cell["differences"][name]) for name in names[1:]]
         out.add_row(*row)
     console.print(out)
     for name, folder in result["experiments"].items():
-        console.print(f"{name}: {folder}", markup=False, highlight=False)
+        protocol = result["protocols"][name]
+        console.print(
+            f"{name}: {folder}" + (f" ({protocol})" if protocol else ""),
+            markup=False,
+            highlight=False,
+        )
+
+
+def _figures_shown(figures: dict[str, Any] | None) -> str:
+    """`0.620 ± 0.050 (3/3)`; "!" marks a cell that lost seeds (failed or diverged)."""
+    if figures is None:
+        return "-"
+    lost = "!" if figures["failed"] else ""
+    return (
+        f"{mean_and_ci(figures['val_accuracy'], figures['val_ci95'])}"
+        f" ({figures['seeds']}/{figures['planned']}{lost})"
+    )
 
 
 def _shown(difference: dict[str, Any] | None) -> str:
@@ -129,10 +176,11 @@ def _shown(difference: dict[str, Any] | None) -> str:
         return "-"
     if difference["n_paired"] == 0:
         return "no shared seeds"
-    text = _mean_and_ci(difference["diff"], difference["diff_ci95"], "+")
+    text = mean_and_ci(difference["diff"], difference["diff_ci95"], "+")
     text += f" (n={difference['n_paired']})"
     verdict = difference["verdict"]
     if verdict != stats.NA:
         short = {stats.SAME: "n.s."}.get(verdict, verdict)
-        text += f" {short} p={_fmt(difference['p_holm'], '.2g')}"
+        p_holm = difference["p_holm"]  # None for n.s. where every difference is 0
+        text += f" {short}" + ("" if p_holm is None else f" p={fmt(p_holm, '.2g')}")
     return text

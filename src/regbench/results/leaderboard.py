@@ -1,16 +1,34 @@
-"""The leaderboard: cells ranked by mean validation accuracy across seeds (never by test)."""
+"""The leaderboard: cells ranked by mean validation accuracy across seeds (never by test).
+
+Runs of different protocols (PROTOCOL_COLUMNS: epochs, schedule, optimizer, ...) are never
+pooled or ranked together: each protocol is a group of its own, ranked within itself, and every
+entry carries its protocol (`epochs`, and a `protocol` label naming the epochs and whatever else
+tells the groups apart, e.g. "epochs=10, lr_schedule=cosine").
+
+A cell is one configuration across seeds. It counts its planned seeds (every grid run of the
+cell, failed and diverged ones included, skipped ones not) beside the seeds that finished ok:
+its mean is over the latter, so a cell that lost a seed is flagged (`failed`, `flag`).
+
+Ties: cells whose mean validation accuracy is equal at the printed precision (3 decimals)
+share a rank (competition ranking: 1, 2, 2, 4), marked `tied` (shown "2=" in the table).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import Any
 
 import pandas as pd
 
-from regbench.results import stats
+from regbench.results import protocols, stats
+from regbench.results.format import fmt, jsonable, mean_and_ci, missing, number, params_label
 
 SPARKS = "▁▂▃▄▅▆▇█"
+PRECISION = ".3f"  # the printed precision of a mean; equal at it, equal in rank
+TIE_NOTE = "= tied: equal mean validation accuracy at the printed precision (3 decimals)"
+LOST_NOTE = "! a seed failed or diverged: the mean is over the seeds that finished (ok/planned)"
 
 
 def ci95(values: pd.Series) -> float | None:
@@ -33,23 +51,20 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARKS[min(7, int((v - low) / span * 7.999))] for v in values)
 
 
-def _params_label(params: Any) -> str:
-    if isinstance(params, str):
-        params = json.loads(params or "{}")
-    return ", ".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in sorted((params or {}).items())
-    )
-
-
 COLUMNS = [
     "rank",
+    "tied",
+    "protocol",
+    "epochs",
     "cell",
     "arch",
     "reg",
     "params",
     "tuned",
     "seeds",
+    "planned",
+    "failed",
+    "flag",
     "val_accuracy",
     "val_ci95",
     "train_accuracy",
@@ -62,46 +77,59 @@ COLUMNS = [
     *stats.COLUMNS,
     "val_by_seed",
     "run_ids",
+    "protocol_values",
 ]
 
 
 def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
-    """One row per (arch, reg, hyperparameters) over its ok grid runs, best first, each with
-    its paired comparison against the `baseline` regularizer of its architecture.
+    """One row per (arch, reg, hyperparameters, protocol) over its ok grid runs, grouped by
+    protocol and ranked within it, each with its paired comparison against the `baseline`
+    regularizer of its architecture and protocol.
 
+    `seeds` counts the seeds that finished ok, `planned` every seed the grid ran (failed and
+    diverged included), `failed` those that did not finish and `flag` says how they ended.
     `train_accuracy` (and the gap) is the clean inference-mode figure where the run recorded
     it; `train_accuracy_running` is Keras's running training-mode figure.
     """
-    ok = runs[(runs["status"] == "ok") & (runs["stage"].fillna("grid") == "grid")].copy()
-    if ok.empty:
+    grid = runs[runs["stage"].fillna("grid") == "grid"]
+    attempted = grid[grid["status"] != "skipped"].copy()
+    if not (attempted["status"] == "ok").any():
         return pd.DataFrame(columns=COLUMNS)
-    ok["params_label"] = ok["params"].map(_params_label)
-    # a cell is one configuration across seeds (protocol included), never two tries of a seed
-    cell_hash = ok["cell_hash"] if "cell_hash" in ok else pd.Series(None, ok.index, object)
-    ok["cell"] = cell_hash.fillna(ok["arch"] + "/" + ok["reg"] + "/" + ok["params_label"])
-    ok = ok.drop_duplicates(["cell", "seed"], keep="last")
+    present = protocols.columns(attempted)
+    attempted["_protocol"] = protocols.values(attempted, present)
+    attempted["params_label"] = attempted["params"].map(params_label)
+    attempted["cell"] = _cells(attempted)
+    ok = attempted[attempted["status"] == "ok"].drop_duplicates(["cell", "seed"], keep="last")
+    shown = protocols.differing(ok["_protocol"])
     if "train_accuracy_running" not in ok:
-        ok["train_accuracy_running"] = float("nan")
+        ok = ok.assign(train_accuracy_running=float("nan"))
     curves = (
         epochs[(epochs["split"] == "val") & (epochs["metric"] == "accuracy")]
         .merge(ok[["run_id", "cell"]], on="run_id")
         .groupby(["cell", "epoch"])["value"]
         .mean()
     )
+    lost = _lost_seeds(attempted)
     rows = []
     for cell, group in ok.groupby("cell", sort=False):
-        arch, reg, label = group.iloc[0][["arch", "reg", "params_label"]]
+        first = group.iloc[0]
         curve = curves.loc[cell].tolist() if cell in curves.index.get_level_values(0) else []
         tuned = sorted({k for t in group["tuned"].dropna() for k in json.loads(t or "[]")})
         group = group.sort_values("seed")
+        ended = lost.get(cell, Counter())
         rows.append(
             {
+                "protocol": protocols.label(first["_protocol"], shown),
+                "epochs": first.get("epochs"),
                 "cell": cell,
-                "arch": arch,
-                "reg": reg,
-                "params": label,
+                "arch": first["arch"],
+                "reg": first["reg"],
+                "params": first["params_label"],
                 "tuned": ", ".join(tuned),
                 "seeds": len(group),
+                "planned": len(group) + sum(ended.values()),
+                "failed": sum(ended.values()),
+                "flag": ", ".join(f"{n} {status}" for status, n in sorted(ended.items())),
                 "val_accuracy": group["val_accuracy"].mean(),
                 "val_ci95": ci95(group["val_accuracy"]),
                 "train_accuracy": group["train_accuracy"].mean(),
@@ -112,16 +140,52 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
                 "train_time_s": group["train_time_s"].mean(),
                 "val_curve": sparkline(curve),
                 "val_by_seed": {
-                    int(s): _number(v)
+                    int(s): number(v)
                     for s, v in zip(group["seed"], group["val_accuracy"], strict=True)
                 },
                 "run_ids": list(group["run_id"]),
+                "protocol_values": dict(first["_protocol"]),
             }
         )
-    board = pd.DataFrame(rows).sort_values("val_accuracy", ascending=False, kind="stable")
-    board = board.join(stats.versus_baseline(ok, baseline), on="cell")
-    board.insert(0, "rank", range(1, len(board) + 1))
+    board = _ranked(pd.DataFrame(rows))
+    board = board.join(stats.versus_baseline(ok, baseline, attempted=attempted), on="cell")
     return board[COLUMNS].reset_index(drop=True)
+
+
+def _cells(rows: pd.DataFrame) -> pd.Series:
+    """Each row's cell: its cell_hash (protocol included), or for rows without one its arch,
+    regularizer and values, and the protocol where the rows hold several."""
+    several = protocols.differing(rows["_protocol"])
+    fallback = rows["arch"] + "/" + rows["reg"] + "/" + rows["params_label"]
+    if several:
+        suffix = [f" [{protocols.label(p, several)}]" for p in rows["_protocol"]]
+        fallback = fallback + pd.Series(suffix, index=rows.index)
+    cell_hash = rows["cell_hash"] if "cell_hash" in rows else pd.Series(None, rows.index, object)
+    return cell_hash.fillna(fallback)
+
+
+def _lost_seeds(attempted: pd.DataFrame) -> dict[str, Counter]:
+    """cell -> how its seeds that never finished ok ended (failed: 1, diverged: 2, ...)."""
+    finished = attempted.assign(_ok=attempted["status"] == "ok")
+    last = finished.sort_values("_ok", kind="stable").drop_duplicates(["cell", "seed"], keep="last")
+    bad = last[~last["_ok"]]
+    return {cell: Counter(map(str, g["status"])) for cell, g in bad.groupby("cell", sort=False)}
+
+
+def _ranked(board: pd.DataFrame) -> pd.DataFrame:
+    """Protocol groups in order of appearance, each ranked by its mean at the printed
+    precision (best first; equal figures share a rank and are marked tied)."""
+    printed = board["val_accuracy"].map(
+        lambda v: -math.inf if missing(v) else float(format(v, PRECISION))
+    )
+    board = board.assign(_printed=printed, _group=pd.factorize(board["protocol"])[0])
+    board = board.sort_values(
+        ["_group", "_printed", "val_accuracy"], ascending=[True, False, False], kind="stable"
+    )
+    by_group = board.groupby("_group")["_printed"]
+    board["rank"] = by_group.rank(method="min", ascending=False).astype(int)
+    board["tied"] = by_group.transform(lambda s: s.duplicated(keep=False))
+    return board
 
 
 def failures(runs: pd.DataFrame) -> pd.DataFrame:
@@ -139,19 +203,32 @@ def render(
     baseline: str = "none",
     wide: bool = False,
 ) -> None:
-    """Print the leaderboard and the failed runs with rich (plain text when not a TTY).
+    """Print the leaderboard, one table per protocol, and the failed runs with rich (plain
+    text when not a TTY).
 
     Architecture and regularizer names are never cut: on a terminal narrower than
     COMPACT_BELOW the cost columns, the curve and train accuracy (the gap remains) are left
     out and the numbers drop their spaces. `wide` adds the run ids of each cell.
     """
+    board = table(runs, epochs, baseline)
+    compact = not wide and console.width < COMPACT_BELOW
+    for label, group in board.groupby("protocol", sort=False):
+        console.print(_table(group, str(label), baseline, compact, wide))
+    if board["tied"].any():
+        console.print(TIE_NOTE, markup=False, highlight=False)
+    if (board["failed"] > 0).any():
+        console.print(LOST_NOTE, markup=False, highlight=False)
+    _print_failures(runs, console)
+
+
+def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool, wide: bool) -> Any:
+    """One protocol's ranking as a rich table."""
     from rich.markup import escape
     from rich.table import Table
 
-    board = table(runs, epochs, baseline)
-    compact = not wide and console.width < COMPACT_BELOW
+    heading = f": {label}" if label else ""
     out = Table(
-        title="regbench leaderboard (ranked by validation accuracy)",
+        title=escape(f"regbench leaderboard{heading} (ranked by validation accuracy)"),
         title_justify="left",
         padding=(0, 0 if compact else 1),
     )
@@ -160,18 +237,18 @@ def render(
         return {"no_wrap": True, "min_width": max([len(name), *(len(v) for v in values)])}
 
     columns: list[tuple[str, Any, dict[str, Any], Any]] = [
-        ("#", "right", {}, lambda r: str(r.rank)),
+        ("#", "right", {}, lambda r: f"{r.rank}=" if r.tied else str(r.rank)),
         ("arch", "left", whole("arch", board["arch"]), lambda r: escape(r.arch)),
         ("reg", "left", whole("reg", board["reg"]), lambda r: escape(r.reg)),
         ("hyperparameters", "left", {"overflow": "fold"}, _hyperparameters),
-        ("n", "right", {}, lambda r: str(r.seeds)),
-        ("val acc ± 95% CI", "right", {}, lambda r: _mean_and_ci(r.val_accuracy, r.val_ci95)),
-        ("train acc", "right", {}, lambda r: _fmt(r.train_accuracy, ".3f")),
-        ("gap", "right", {}, lambda r: _fmt(r.gap, "+.3f")),
-        (f"vs {baseline}", "right", {}, _difference),
-        ("verdict", "left", {}, _verdict),
+        ("n", "right", {"no_wrap": True}, _seeds),
+        ("val acc ± 95% CI", "right", {}, lambda r: mean_and_ci(r.val_accuracy, r.val_ci95)),
+        ("train acc", "right", {}, lambda r: fmt(r.train_accuracy, ".3f")),
+        ("gap", "right", {}, lambda r: fmt(r.gap, "+.3f")),
+        (f"vs {escape(baseline)}", "right", {"overflow": "fold"}, _difference),
+        ("verdict", "left", {"overflow": "fold"}, _verdict),
         ("params", "right", {}, lambda r: f"{r.total_params:,}"),
-        ("train s", "right", {}, lambda r: _fmt(r.train_time_s, ".1f")),
+        ("train s", "right", {}, lambda r: fmt(r.train_time_s, ".1f")),
         ("val acc / epoch", "left", {}, lambda r: r.val_curve),
     ]
     if compact:
@@ -185,7 +262,10 @@ def render(
     for row in board.itertuples():
         cells = [cell(row) for *_, cell in columns]
         out.add_row(*(c.replace(" ± ", "±") if compact else c for c in cells))
-    console.print(out)
+    return out
+
+
+def _print_failures(runs: pd.DataFrame, console: Any) -> None:
     bad = failures(runs)
     skipped = bad[bad["status"] == "skipped"]
     bad = bad[bad["status"] != "skipped"]
@@ -202,13 +282,15 @@ def render(
 
 
 def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> str:
-    """The board and the failed runs; missing figures (an interval at n=1) are null."""
+    """The board (protocol groups in order, each ranked within itself) and the failed runs;
+    missing figures (an interval at n=1) are null."""
     board = table(runs, epochs, baseline)
     return json.dumps(
         {
             "baseline": baseline,
+            "protocols": list(dict.fromkeys(board["protocol"])),
             "leaderboard": [
-                {k: _jsonable(v) for k, v in record.items()}
+                {k: jsonable(v) for k, v in record.items()}
                 for record in board.to_dict(orient="records")
             ],
             "failed": json.loads(failures(runs).to_json(orient="records")),
@@ -218,32 +300,34 @@ def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") ->
     )
 
 
-def _mean_and_ci(mean: float, ci: float | None, sign: str = "") -> str:
-    """`0.620 ± 0.050`; one seed has no interval, so only the mean shows."""
-    text = _fmt(mean, f"{sign}.3f")
-    return text if _missing(ci) else f"{text} ± {ci:.3f}"
-
-
 def _hyperparameters(row: Any) -> str:
     from rich.markup import escape
 
     return escape(row.params + (f" (tuned: {row.tuned})" if row.tuned else "") or "-")
 
 
+def _seeds(row: Any) -> str:
+    """Seeds that finished of those planned, marked "!" when some failed or diverged."""
+    return f"{row.seeds}/{row.planned}" + ("!" if row.failed else "")
+
+
 def _difference(row: Any) -> str:
     """The mean paired difference from the baseline, with its interval where n > 1."""
     if row.verdict == stats.BASELINE:
         return "-"
-    if _missing(row.diff):
+    if missing(row.diff):
         return "n/a"
-    text = _mean_and_ci(row.diff, row.diff_ci95, "+")
+    text = mean_and_ci(row.diff, row.diff_ci95, "+")
     return text if row.n_paired == row.seeds else f"{text} (n={int(row.n_paired)})"
 
 
 def _verdict(row: Any) -> str:
-    if row.verdict == stats.NA and row.n_paired == 1:
-        return "n=1"
-    if row.verdict in (stats.BASELINE, stats.NA) or _missing(row.p_holm):
+    """The verdict with its Holm-adjusted p; an n/a says why."""
+    from rich.markup import escape
+
+    if row.verdict == stats.NA:
+        return escape(row.why_na or stats.NA)
+    if row.verdict == stats.BASELINE or missing(row.p_holm):
         return str(row.verdict)
     short = {stats.SAME: "n.s."}.get(row.verdict, row.verdict)
     return f"{short} p={row.p_holm:.2g}"
@@ -253,28 +337,3 @@ def _run_ids(row: Any) -> str:
     from rich.markup import escape
 
     return escape("\n".join(row.run_ids))
-
-
-def _fmt(value: Any, spec: str) -> str:
-    """`value` in `spec`, "-" when missing; a value that rounds to zero never shows "-0"."""
-    if _missing(value):
-        return "-"
-    text = format(float(value), spec)
-    return format(0.0, spec) if float(text.replace(",", "")) == 0 else text
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _number(value: Any) -> float | None:
-    return None if _missing(value) else float(value)
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values: NaN and pandas' NA become null, numpy scalars Python numbers."""
-    if value is pd.NA or _missing(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value

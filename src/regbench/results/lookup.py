@@ -77,10 +77,10 @@ def open_model(row: pd.Series, folder: Path | None = None) -> Any:
         raise RegbenchError(f"run {row['run_id']} saved no model")
     if not path.exists():
         raise RegbenchError(f"run {row['run_id']}'s model is gone: {path} does not exist")
-    from regbench.plugins.keras import import_keras
+    from regbench.plugins.manager import keras_with_plugins
 
     try:
-        return import_keras().saving.load_model(path, compile=False, safe_mode=True)
+        return keras_with_plugins().saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds for a damaged archive
         message = " ".join(str(exc).split())[:200]
         raise RegbenchError(

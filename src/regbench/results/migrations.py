@@ -4,7 +4,8 @@ A store records how many migrations it has had in `PRAGMA user_version`. Opening
 store applies the missing ones in order, in one transaction, after a backup copy; a store
 from a newer regbench (a higher version than `SCHEMA_VERSION`) is refused. Never edit a
 migration that has shipped: add a new one at the end (a new column: a migration that calls
-`_add_missing_columns` with it, and the column in `RUN_COLUMNS`).
+`_add_missing_columns` with it, and the column in `RUN_COLUMNS`). A migration never calls code
+that may change later (the engine's run identity): it runs a frozen copy (results/frozen/).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from regbench.results.frozen import identity_v3, identity_v4
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
@@ -30,6 +33,8 @@ RUN_COLUMNS: dict[str, str] = {
     "n_test": "INTEGER",
     "epochs": "INTEGER",
     "epochs_run": "INTEGER",
+    "kept_epoch": "INTEGER",
+    "initial_loss": "REAL",
     "batch_size": "INTEGER",
     "optimizer": "TEXT",
     "learning_rate": "REAL",
@@ -146,9 +151,8 @@ def m001_tables(db: sqlite3.Connection, folder: Path) -> None:
 @migration
 def m002_identity_v2(db: sqlite3.Connection, folder: Path) -> None:
     """Recompute config_hash and cell_hash: execution options (jit, steps per execution,
-    pipeline) left run identity. run_id stays: it is the key, and model files carry it."""
-    from regbench.engine.plan import RunSpec
-
+    pipeline) left run identity. run_id stays: it is the key, and model files carry it.
+    The identity is the frozen copy of IDENTITY_VERSION 3, never the engine's current one."""
     db.row_factory = sqlite3.Row
     try:
         rows = [dict(row) for row in db.execute("SELECT * FROM runs")]
@@ -156,12 +160,12 @@ def m002_identity_v2(db: sqlite3.Connection, folder: Path) -> None:
         db.row_factory = None
     for row in rows:
         try:
-            spec = RunSpec.from_row(row)
+            hashes = (identity_v3.config_hash(row), identity_v3.cell_hash(row))
         except (KeyError, TypeError, ValueError):  # a row too damaged to rebuild: keep it
             continue
         db.execute(
             "UPDATE runs SET config_hash = ?, cell_hash = ? WHERE run_id = ?",
-            (spec.config_hash, spec.cell_hash, row["run_id"]),
+            (*hashes, row["run_id"]),
         )
 
 
@@ -186,6 +190,38 @@ def m004_best_values_dataset(db: sqlite3.Connection, folder: Path) -> None:
         db.execute(
             "UPDATE best_values SET dataset = ? WHERE dataset IS NULL OR dataset = ''",
             (datasets[0],),
+        )
+
+
+@migration
+def m005_kept_epoch_and_initial_loss(db: sqlite3.Connection, folder: Path) -> None:
+    """The epoch whose weights a run kept (early stopping) and the initial loss the divergence
+    rule measures from; unknown (NULL) for runs trained before."""
+    _add_missing_columns(db, "runs", {"kept_epoch": "INTEGER", "initial_loss": "REAL"})
+
+
+@migration
+def m006_identity_v4(db: sqlite3.Connection, folder: Path) -> None:
+    """Identity version 4 (results.frozen.identity_v4): the target left it, the learning rate
+    is the one the optimizer started from (stored so too, so protocols compare), and a run of
+    another engine than "standard" is a run of its own. run_id stays: it is the key."""
+    db.row_factory = sqlite3.Row
+    try:
+        rows = [dict(row) for row in db.execute("SELECT * FROM runs")]
+    finally:
+        db.row_factory = None
+    for row in rows:
+        try:
+            values = (
+                identity_v4.config_hash(row),
+                identity_v4.cell_hash(row),
+                identity_v4.learning_rate(row),
+            )
+        except (KeyError, TypeError, ValueError):  # a row too damaged to rebuild: keep it
+            continue
+        db.execute(
+            "UPDATE runs SET config_hash = ?, cell_hash = ?, learning_rate = ? WHERE run_id = ?",
+            (*values, row["run_id"]),
         )
 
 

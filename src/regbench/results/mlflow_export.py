@@ -2,11 +2,14 @@
 
 MLflow is an optional extra (`pip install 'regbench[mlflow]'`, mlflow or mlflow-skinny). Each
 regbench run becomes one MLflow run tagged with its regbench run id, so exporting again adds
-only the runs that are new since the last export.
+only the runs that are new since the last export. Each run is also tagged with its cell and
+its whole protocol (`regbench.cell`, `regbench.protocol`): grouping by either never pools runs
+of different protocols.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -19,10 +22,11 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.engine.plan import PROTOCOL_COLUMNS
 from regbench.errors import RegbenchError
+from regbench.results import protocols
 from regbench.results.lookup import model_file
 from regbench.results.reader import load
-from regbench.results.stats import PROTOCOL_COLUMNS
 
 RUN_TAG = "regbench.run_id"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
@@ -65,8 +69,7 @@ def export(
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise RegbenchError(
-            "MLflow is not installed; install it with `pip install 'regbench[mlflow]'` "
-            "(or mlflow-skinny)"
+            "exporting to MLflow needs MLflow: pip install 'regbench[mlflow]' (or mlflow-skinny)"
         ) from None
     folder = Path(folder)
     runs, epochs = load(folder)
@@ -135,13 +138,15 @@ def _export_run(
     from mlflow.entities import Metric, Param
 
     start = _millis(row.get("started_at"))
+    protocol = {c: protocols.text(c, row.get(c)) for c in PROTOCOL_COLUMNS}
     run = client.create_run(
         experiment_id,
         start_time=start,
         tags={
             RUN_TAG: row["run_id"],
             "mlflow.runName": row["run_id"],
-            "regbench.cell": str(row.get("cell_hash") or ""),
+            "regbench.cell": str(row.get("cell_hash") or _cell(row, protocol)),
+            "regbench.protocol": protocols.label(protocol, PROTOCOL_COLUMNS, always=()),
             "regbench.status": str(row.get("status")),
             **({"regbench.error": str(row["error"])[:5000]} if _present(row.get("error")) else {}),
         },
@@ -175,6 +180,14 @@ def _export_run(
     except BaseException:
         client.delete_run(run_id)
         raise
+
+
+def _cell(row: dict[str, Any], protocol: dict[str, str]) -> str:
+    """A cell id for a row without a cell hash: its values and its whole protocol."""
+    payload = [row["arch"], row["reg"], row.get("params") or {}, protocol]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _millis(stamp: Any) -> int | None:

@@ -2,19 +2,26 @@
 
 Two cells trained on the same seed see the same data split and initialisation stream, so the
 per-seed difference removes most of the seed-to-seed noise: a paired t-test on the shared
-seeds, its 95% interval, and Holm's correction because an experiment makes many comparisons
-at once. One shared seed gives a difference but no interval and no p-value (None, JSON null).
+seeds (`scipy.stats.ttest_rel`, computed as it does), its 95% interval, and Holm's correction
+because an experiment makes many comparisons at once. One shared seed gives a difference but no
+interval and no p-value (None, JSON null). The same difference on every seed is certain as
+far as the seeds tell: t = +-inf and p = 0, or p = NaN (no difference) when every difference
+is 0, as ttest_rel has it. A baseline is matched on the whole protocol (PROTOCOL_COLUMNS).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from regbench.results import protocols
 
 ALPHA = 0.05
 BETTER, WORSE, SAME, NA, BASELINE = (
@@ -24,52 +31,44 @@ BETTER, WORSE, SAME, NA, BASELINE = (
     "n/a",
     "baseline",
 )
-# Columns that make two cells comparable: same data and training protocol, only the
-# regularizer (and its values) differs. Those absent from a frame are ignored.
-PROTOCOL_COLUMNS = (
-    "dataset",
-    "dataset_options",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "target",
-    "precision",
-)
-COLUMNS = ("baseline", "n_paired", "diff", "diff_ci95", "p_value", "p_holm", "verdict")
+COLUMNS = ("baseline", "n_paired", "diff", "diff_ci95", "p_value", "p_holm", "verdict", "why_na")
 
 
 @dataclass(frozen=True)
 class Paired:
-    """The mean of `a - b` over shared seeds; `ci95` is the half-width of its t interval."""
+    """The mean of `a - b` over shared seeds; `ci95` is the half-width of its t interval and
+    `t` the paired t statistic (None below two seeds, as are `ci95` and `p_value`)."""
 
     n: int
     diff: float | None
     ci95: float | None
     p_value: float | None
+    t: float | None = None
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> Paired:
     """Paired difference of two cells' per-seed values over the seeds both have (NaN dropped).
 
-    n=0: nothing; n=1: the difference alone; identical differences (zero spread): the interval
-    is a point and no p-value exists.
+    n=0: nothing; n=1: the difference alone; n>=2: `scipy.stats.ttest_rel`'s t and p, computed
+    in its order of operations (numpy's mean, the mean squared deviation times n/(n-1)), so a
+    zero spread gives its t=+-inf, p=0, or t=p=NaN when every difference is 0.
     """
     seeds = sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
-    diffs = [float(a[s]) - float(b[s]) for s in seeds]
+    diffs = np.array([float(a[s]) - float(b[s]) for s in seeds], dtype=np.float64)
     n = len(diffs)
     if n == 0:
         return Paired(0, None, None, None)
-    mean = sum(diffs) / n
+    mean = float(np.mean(diffs))
     if n == 1:
         return Paired(1, mean, None, None)
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    if sd <= 1e-12 * max(1.0, abs(mean)):  # the same difference on every seed: no test
-        return Paired(n, mean, 0.0, None)
-    error = sd / math.sqrt(n)
+    variance = float(np.mean((diffs - mean) ** 2) * (n / (n - 1)))
+    error = math.sqrt(variance / n)
+    if error == 0:  # the same difference on every seed
+        t = math.copysign(math.inf, mean) if mean else math.nan
+        return Paired(n, mean, 0.0, 0.0 if mean else math.nan, t)
+    t = mean / error
     half = t_quantile(1 - ALPHA / 2, n - 1) * error
-    p = t_two_sided_p(mean / error, n - 1)  # the paired t-test
-    return Paired(n, mean, half, p if math.isfinite(p) else None)
+    return Paired(n, mean, half, t_two_sided_p(t, n - 1), t)
 
 
 # Student's t from scipy.special: scipy.stats would add a second to every command that ranks.
@@ -81,17 +80,18 @@ def t_quantile(q: float, df: int) -> float:
 
 
 def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| >= |t|) for Student's t with `df` degrees of freedom."""
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom (0 at t=+-inf, NaN at NaN)."""
     from scipy.special import stdtr
 
     return float(2 * stdtr(df, -abs(t)))
 
 
 def holm(p_values: Mapping[Any, float | None]) -> dict[Any, float | None]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); None stays None."""
-    tested = sorted(((p, k) for k, p in p_values.items() if p is not None), key=lambda x: x[0])
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1). None (no test)
+    stays None and NaN (no difference to test) stays NaN; neither counts as a comparison."""
+    tested = sorted(((p, k) for k, p in p_values.items() if _tested(p)), key=lambda x: x[0])
     m = len(tested)
-    adjusted: dict[Any, float | None] = {k: None for k in p_values}
+    adjusted: dict[Any, float | None] = {k: None if p is None else p for k, p in p_values.items()}
     running = 0.0
     for i, (p, key) in enumerate(tested):
         running = max(running, min(1.0, (m - i) * p))
@@ -100,9 +100,11 @@ def holm(p_values: Mapping[Any, float | None]) -> dict[Any, float | None]:
 
 
 def verdict(result: Paired, p_holm: float | None, higher_is_better: bool = True) -> str:
-    if p_holm is None or result.diff is None:
+    """better / worse (p_holm < ALPHA), no significant difference (also when ttest_rel's p is
+    NaN: every difference 0), or n/a where no test exists (below two shared seeds)."""
+    if result.diff is None or result.n < 2 or p_holm is None:
         return NA
-    if p_holm >= ALPHA:
+    if math.isnan(p_holm) or p_holm >= ALPHA:
         return SAME
     return BETTER if (result.diff > 0) == higher_is_better else WORSE
 
@@ -112,40 +114,47 @@ def versus_baseline(
     baseline: str = "none",
     metric: str = "val_accuracy",
     higher_is_better: bool = True,
+    attempted: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per cell (indexed by `cell`): its paired comparison with the `baseline`
-    regularizer's cell of the same architecture and protocol, Holm-corrected across all cells.
+    regularizer's cell of the same architecture and the same whole protocol, Holm-corrected
+    across all cells; `why_na` says why a comparison is n/a.
 
     `runs` holds one row per (cell, seed) with columns cell, arch, reg, seed and `metric`.
-    A cell without a matching baseline cell (or with several, e.g. a swept baseline) is n/a.
+    `attempted` (every grid run, whatever its status) tells a baseline never run in a protocol
+    from one that was run and did not finish.
     """
-    protocol = [c for c in PROTOCOL_COLUMNS if c in runs]
-    key = [tuple(map(str, values)) for values in runs[protocol].itertuples(index=False)]
-    keyed = runs.assign(_protocol=key)
+    present = protocols.columns(runs)
+    keyed = runs.assign(_protocol=[protocols.key(v) for v in protocols.values(runs, present)])
     by_cell = {
         cell: (group.iloc[0], dict(zip(group["seed"], group[metric], strict=True)))
         for cell, group in keyed.groupby("cell", sort=False)
     }
-    baselines: dict[tuple[str, str], list[str]] = {}
+    baselines: dict[tuple[str, tuple], list[str]] = {}
     for cell, (first, _) in by_cell.items():
         if first["reg"] == baseline:
             baselines.setdefault((first["arch"], first["_protocol"]), []).append(cell)
-    results: dict[str, tuple[str | None, Paired]] = {}
+    tried = _baseline_statuses(attempted, baseline, present)
+    results: dict[str, tuple[str | None, Paired, str | None]] = {}
     for cell, (first, values) in by_cell.items():
         if first["reg"] == baseline:
             continue
-        candidates = baselines.get((first["arch"], first["_protocol"]), [])
+        place = (first["arch"], first["_protocol"])
+        candidates = baselines.get(place, [])
         if len(candidates) != 1:
-            results[cell] = (None, Paired(0, None, None, None))
+            why = _why_no_baseline(baseline, len(candidates), tried.get(place))
+            results[cell] = (None, Paired(0, None, None, None), why)
             continue
-        results[cell] = (candidates[0], paired(values, by_cell[candidates[0]][1]))
-    adjusted = holm({cell: r.p_value for cell, (_, r) in results.items()})
+        result = paired(values, by_cell[candidates[0]][1])
+        why = {0: "no shared seeds", 1: "n=1: one shared seed"}.get(result.n)
+        results[cell] = (candidates[0], result, why)
+    adjusted = holm({cell: r.p_value for cell, (_, r, _) in results.items()})
     rows = []
     for cell in by_cell:
         if cell not in results:
             rows.append({"cell": cell, "verdict": BASELINE})
             continue
-        base, r = results[cell]
+        base, r, why = results[cell]
         rows.append(
             {
                 "cell": cell,
@@ -156,10 +165,38 @@ def versus_baseline(
                 "p_value": r.p_value,
                 "p_holm": adjusted[cell],
                 "verdict": verdict(r, adjusted[cell], higher_is_better),
+                "why_na": why,
             }
         )
     frame = pd.DataFrame(rows, columns=["cell", *COLUMNS]).set_index("cell")
     return frame.astype({"n_paired": "Int64"})
+
+
+def _baseline_statuses(
+    attempted: pd.DataFrame | None, baseline: str, present: list[str]
+) -> dict[tuple[str, tuple], Counter]:
+    """(arch, protocol) -> how the baseline's attempted runs ended there."""
+    if attempted is None or attempted.empty:
+        return {}
+    rows = attempted[attempted["reg"] == baseline]
+    found: dict[tuple[str, tuple], Counter] = {}
+    places = zip(rows["arch"], protocols.values(rows, present), rows["status"], strict=True)
+    for arch, protocol, status in places:
+        found.setdefault((arch, protocols.key(protocol)), Counter())[str(status)] += 1
+    return found
+
+
+def _why_no_baseline(baseline: str, cells: int, statuses: Counter | None) -> str:
+    if cells > 1:
+        return f"{cells} {baseline} cells in this protocol (a swept baseline)"
+    if not statuses:
+        return f"no {baseline} run in this protocol"
+    ended = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()) if status != "ok")
+    return f"{baseline} not run: {ended}" if ended else f"{baseline} not run"
+
+
+def _tested(p: float | None) -> bool:
+    return p is not None and not math.isnan(p)
 
 
 def _finite(value: object) -> bool:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.errors import RegbenchError
 from regbench.results import exports, lock
@@ -29,6 +29,10 @@ from regbench.results.integrity import (
     rebuild_hint,
     write_error,
 )
+
+if TYPE_CHECKING:
+    from regbench.engine.plan import RunSpec
+
 from regbench.results.migrations import (
     EPOCH_COLUMNS,
     RUN_COLUMNS,
@@ -81,6 +85,18 @@ def open_read_only(folder: Path) -> sqlite3.Connection:
         db.close()
     migrate(memory, folder)
     return memory
+
+
+def stored_runs(folder: Path) -> list[dict[str, Any]]:
+    """Every stored run's row as a dict (none when the folder holds no store yet)."""
+    if not (Path(folder) / DB_NAME).exists():
+        return []
+    db = open_read_only(Path(folder))
+    try:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM runs")]
+    finally:
+        db.close()
 
 
 def _recovered_in_memory(path: Path) -> sqlite3.Connection:
@@ -235,6 +251,41 @@ class Store:
             raise write_error(self.folder / DB_NAME, exc, values["run_id"]) from None
         self._dirty = True
         self._export_if_due()
+
+    def measure_targets(self, specs: Iterable[RunSpec]) -> int:
+        """Time to target of the finished runs of `specs`, measured again from their stored
+        epochs for the target each spec asks for: a target is a measurement of the history,
+        so adding or changing one trains nothing. How many rows changed."""
+        from regbench.engine.outcome import time_to_target
+
+        wanted = {s.config_hash: s for s in specs}
+        stored = self.db.execute("SELECT run_id, config_hash, target FROM runs WHERE status = 'ok'")
+        changed = 0
+        for run_id, config_hash, target in stored.fetchall():
+            spec = wanted.get(config_hash)
+            label = None if spec is None else spec.target_label
+            if spec is None or target == label:
+                continue
+            epochs = [
+                dict(zip(("epoch", "split", "metric", "value", "elapsed_s"), row, strict=True))
+                for row in self.db.execute(
+                    "SELECT epoch, split, metric, value, elapsed_s FROM epochs WHERE run_id = ?",
+                    (run_id,),
+                )
+            ]
+            reached = time_to_target(epochs, spec.protocol.target)
+            try:
+                with self.db:
+                    self.db.execute(
+                        "UPDATE runs SET target = ?, epochs_to_target = ?, seconds_to_target = ? "
+                        "WHERE run_id = ?",
+                        (label, *reached, run_id),
+                    )
+            except sqlite3.Error as exc:
+                raise write_error(self.folder / DB_NAME, exc, run_id) from None
+            changed += 1
+        self._dirty = self._dirty or bool(changed)
+        return changed
 
     # ------------------------------------------------------------ tuning
 

@@ -2,7 +2,8 @@
 the plugin to register its Keras objects (before any build or load_model): this imports Keras.
 
 Everything is keras.ops / keras.random with a per-layer seed generator, so the layers run on
-every backend and compile with XLA. None of them has weights.
+every backend and compile with XLA. None of them has weights (DropBlock's step count, when it
+ramps, is state the model carries, not a weight).
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from regbench.api import import_keras
 
 keras = import_keras()
 ops = keras.ops
-
-
-def _progress(source: Any) -> Any:
-    """The run's training progress in [0, 1] as a tensor; 1 when no run is training."""
-    return 1.0 if source is None else source.value()
 
 
 @keras.saving.register_keras_serializable(package="regbench_extras")
@@ -51,9 +47,15 @@ class Cutout(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="regbench_extras")
 class DropBlock(keras.layers.Layer):
-    """Drops contiguous `block_size` squares of each feature map in training (Ghiasi et al.
-    2018), rescaling what is kept. The drop rate ramps linearly from 0 to `rate` over the
-    run when given the run's training progress (which is not a weight of the model)."""
+    """Drops contiguous `block_size` squares of each feature map, channel by channel, in
+    training (Ghiasi et al. 2018): block seeds fall only where a whole block fits, at the
+    paper's rate gamma, and what is kept is rescaled by the fraction actually kept.
+
+    Given a run's `progress` (a layer of its own: `ctx.progress.fresh()`), the rate ramps
+    linearly from 0 to `rate` over the run, as the paper recommends; without one it is `rate`
+    from the start. The progress is no part of the config: a reloaded model predicts the same
+    (DropBlock is the identity at inference) and trains at the full rate.
+    """
 
     def __init__(
         self,
@@ -65,22 +67,26 @@ class DropBlock(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.rate, self.block_size, self.seed = float(rate), int(block_size), seed
-        self.progress = progress  # a plain object: Keras does not track it as a weight
+        self.progress = progress  # tracked: the model carries (and advances) its step count
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x: Any, training: bool = False) -> Any:
         if not training or self.rate <= 0:
             return x
         height, width = x.shape[1], x.shape[2]
-        block = max(1, min(self.block_size, height, width))
-        rate = self.rate * ops.cast(_progress(self.progress), "float32")
-        valid = (height - block + 1) * (width - block + 1)
-        gamma = rate * (height * width) / (block * block) / valid
-        seeds = keras.random.uniform(ops.shape(x), seed=self.seed_generator) < gamma
-        dropped = ops.max_pool(ops.cast(seeds, x.dtype), block, strides=1, padding="same")
-        keep = 1.0 - dropped
-        scale = ops.cast(ops.size(keep), x.dtype) / ops.maximum(ops.sum(keep), 1.0)
-        return x * keep * scale
+        block = max(1, self.block_size)
+        block_h, block_w = min(block, height), min(block, width)  # clipped to the map
+        rows, cols = height - block_h + 1, width - block_w + 1  # where a whole block fits
+        rate = self.rate if self.progress is None else self.rate * self.progress.value()
+        # the paper's gamma: a seed drops block_h * block_w units; only rows * cols may seed
+        gamma = ops.minimum(rate * (height * width) / (block_h * block_w * rows * cols), 1.0)
+        shape = (ops.shape(x)[0], rows, cols, x.shape[3])
+        seeds = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < gamma, "float32")
+        # each seed is a block's top-left corner: pad, then a block-sized max pool spreads it
+        padded = ops.pad(seeds, [[0, 0], [block_h - 1] * 2, [block_w - 1] * 2, [0, 0]])
+        keep = 1.0 - ops.max_pool(padded, (block_h, block_w), strides=1, padding="valid")
+        scale = ops.cast(ops.size(keep), "float32") / ops.maximum(ops.sum(keep), 1.0)
+        return x * ops.cast(keep * scale, x.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -199,7 +199,7 @@ class Cutout(Regularizer):
 
 class DropBlock(Regularizer):
     """DropBlock at feature-map points. The drop rate ramps linearly from 0 to `rate` over the
-    run, as the paper recommends; the ramp reads the run's progress, not a model weight."""
+    run, as the paper recommends: each layer counts the run's training steps itself."""
 
     name = "dropblock"
     description = "Drop contiguous blocks of feature maps; rate ramps from 0 over the run"
@@ -214,7 +214,8 @@ class DropBlock(Regularizer):
             return []
         from regbench_extras.layers import DropBlock as DropBlockLayer
 
-        return [DropBlockLayer(params["rate"], int(params["block_size"]), progress=ctx.progress)]
+        progress = ctx.progress.fresh() if ctx.progress is not None else None  # one per layer
+        return [DropBlockLayer(params["rate"], int(params["block_size"]), progress=progress)]
 
 
 class StochasticDepth(Regularizer):

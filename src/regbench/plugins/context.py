@@ -1,0 +1,43 @@
+"""The run context a hook may receive, and the convention by which hooks are called with it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run is, for every regularizer hook that declares a `ctx` argument.
+
+    `progress` is None outside training; in training it is an object whose `value()` gives the
+    fraction of training steps done (0 to 1) as a tensor a layer can read inside a compiled
+    step. It is not a model weight: it never shows in parameter counts or saved models.
+    """
+
+    epochs: int = 1
+    steps_per_epoch: int = 1
+    batch_size: int = 64
+    train_size: int = 0
+    classes: int = 10
+    input_shape: tuple[int, ...] = (32, 32, 3)
+    learning_rate: float | None = None
+    stage: str = "grid"
+    seed: int = 0
+    progress: Any = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def invoke(method: Callable[..., Any], *args: Any, ctx: RunContext | None = None) -> Any:
+    """Call a regularizer hook, passing `ctx` only to hooks that declare it (as pluggy passes
+    a hook implementation only the arguments it names), so hooks written without it still work."""
+    try:
+        takes = "ctx" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return method(*args, ctx=ctx) if takes else method(*args)

@@ -1,0 +1,228 @@
+"""The report as data: everything it shows, computed once from the results and handed to the
+HTML and Markdown templates, which only lay it out.
+
+It follows the lab's report: the leaderboard, then the lab's Tables 1-3 (time, accuracy plot
+and model summary per run), the final-stage runs, what it was measured on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from regbench.reporting import tables
+from regbench.reporting.figures import cell_order
+from regbench.reporting.gallery import Figure, Visualization
+from regbench.reporting.tables import Ranking, Table, num, records, run_title
+from regbench.results.format import MISSING, params_label
+
+PARAM_COUNTS = ("total_params", "trainable_params", "non_trainable_params")
+# what the leaderboard's marks mean, said under it when a board column (`tied`, `failed`) is set
+MARKS = {
+    "tied": "A rank marked = is tied: equal mean validation accuracy at the printed precision.",
+    "failed": "Some cells lost seeds (failed or diverged): their mean is over the seeds that "
+    "finished ok.",
+}
+
+
+@dataclass
+class Summary:
+    """The lab's model summary: a row per layer, then the Total/Trainable/Non-trainable lines."""
+
+    layers: list[list[str]]
+    totals: list[str]
+
+
+@dataclass
+class LabRun:
+    """One row of a lab table: a grid run's time, accuracies, curves and model."""
+
+    run_id: str
+    title: str
+    problem: str  # "status: error" of a run that did not finish ok, else ""
+    train_minutes: str
+    total_minutes: str
+    val_accuracy: str
+    train_accuracy: str
+    test_accuracy: str
+    param_counts: str  # total / trainable / non-trainable
+    figure: Figure | None
+    summary: Summary | None
+
+
+@dataclass
+class Variant:
+    """One model variant (a cell's regularizer and values) and the runs that built it; the
+    seeds of a cell share one summary, cells never do."""
+
+    title: str
+    run_ids: list[str]
+    summary: Summary | None
+
+
+@dataclass
+class LabTable:
+    """The lab's Table n: the grid runs of one architecture."""
+
+    number: int
+    arch: str
+    runs: list[LabRun]
+    variants: list[Variant]
+
+
+@dataclass
+class FinalFigure:
+    figure: Figure
+    test_accuracy: str
+
+
+@dataclass
+class Report:
+    """Everything the report shows, in display-ready text; a missing table is None."""
+
+    title: str
+    header: list[str]
+    baseline: str
+    leaderboard: list[Ranking]  # one per protocol; none without an ok grid run
+    marks: list[str]
+    overview: list[Figure]
+    curves_note: str
+    lab_tables: list[LabTable]
+    final: Table | None
+    final_figures: list[FinalFigure]
+    visualizations: list[Visualization]
+    failed: Table | None
+    skipped: Table | None
+    best: Table | None
+    trials: Table | None
+    environment: Table
+
+
+@dataclass
+class Results:
+    """What the report is built from: an experiment's results and its rendered figures."""
+
+    folder: Path
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    board: pd.DataFrame
+    trials: pd.DataFrame
+    best: pd.DataFrame
+    generated: str
+    baseline: str
+    overview: list[Figure]
+    per_run: dict[str, Figure]
+    visualizations: list[Visualization]
+    curves_note: str
+
+
+def build(results: Results) -> Report:
+    """Every table, figure and note of the report, as text ready for either template."""
+    runs = results.runs
+    return Report(
+        title=results.folder.name,
+        header=[
+            f"Experiment folder: {results.folder.resolve()}",
+            f"Report generated: {results.generated}",
+            *tables.header_lines(runs),
+        ],
+        baseline=results.baseline,
+        leaderboard=tables.leaderboard(results.board, results.baseline)
+        if len(results.board)
+        else [],
+        marks=[note for column, note in MARKS.items() if _any(results.board, column)],
+        overview=results.overview,
+        curves_note=results.curves_note,
+        lab_tables=lab_tables(runs, results.per_run),
+        final=tables.final(runs),
+        final_figures=[
+            FinalFigure(results.per_run[r["run_id"]], num(r["test_accuracy"], ".4f"))
+            for r in records(tables.final_runs(runs))
+            if r["run_id"] in results.per_run
+        ],
+        visualizations=results.visualizations,
+        failed=tables.failed(runs),
+        skipped=tables.skipped(runs),
+        best=tables.best(results.best),
+        trials=tables.trials(results.trials),
+        environment=tables.environment(runs),
+    )
+
+
+def _any(board: pd.DataFrame, column: str) -> bool:
+    """Whether a board column (a flag or a count) is set for any cell."""
+    if column not in board:
+        return False
+    return bool((pd.to_numeric(board[column], errors="coerce").fillna(0) > 0).any())
+
+
+def lab_tables(runs: pd.DataFrame, per_run: dict[str, Figure]) -> list[LabTable]:
+    """One table per architecture in natural order, its runs in the lab's order."""
+    grid = tables.grid_runs(runs)
+    archs, _ = cell_order(grid)
+    found = []
+    for number, arch in enumerate(archs, start=1):
+        mine = grid[grid["arch"] == arch]
+        rows = [_lab_run(r, per_run.get(r["run_id"])) for r in records(mine)]
+        found.append(LabTable(number, arch, rows, _variants(mine)))
+    return found
+
+
+def _lab_run(run: dict[str, Any], figure: Figure | None) -> LabRun:
+    return LabRun(
+        run_id=run["run_id"],
+        title=run_title(run),
+        problem=tables.problem(run),
+        train_minutes=num(tables.minutes(run["train_time_s"]), ".2f"),
+        total_minutes=num(tables.minutes(run["total_time_s"]), ".2f"),
+        val_accuracy=num(run["val_accuracy"], ".3f"),
+        train_accuracy=num(run["train_accuracy"], ".3f"),
+        test_accuracy=num(run["test_accuracy"], ".3f"),
+        param_counts=" / ".join(num(run[c], ",.0f") for c in PARAM_COUNTS),
+        figure=figure,
+        summary=summary(run["summary"]),
+    )
+
+
+def _variants(mine: pd.DataFrame) -> list[Variant]:
+    key = [mine["reg"], mine["params"].map(params_label), mine["summary"].fillna("")]
+    return [
+        Variant(run_title(group.iloc[0], seed=False), list(group["run_id"]), summary(text))
+        for (_, _, text), group in mine.groupby(key, sort=False)
+    ]
+
+
+def summary(text: Any) -> Summary | None:
+    """The model summary a run recorded as JSON; None when it recorded none (or garbage)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    layers = [
+        [
+            f"{layer.get('name', '')} ({layer.get('type', '')})",
+            _shape(layer.get("output_shape")),
+            num(layer.get("params"), ",.0f"),
+        ]
+        for layer in found.get("layers", [])
+    ]
+    totals = [
+        f"Total params: {num(found.get('total_params'), ',.0f')}",
+        f"Trainable params: {num(found.get('trainable_params'), ',.0f')}",
+        f"Non-trainable params: {num(found.get('non_trainable_params'), ',.0f')}",
+    ]
+    return Summary(layers, totals)
+
+
+def _shape(shape: Any) -> str:
+    if not isinstance(shape, list | tuple):
+        return MISSING
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

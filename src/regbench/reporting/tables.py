@@ -1,0 +1,323 @@
+"""What each of the report's plain tables holds, as display-ready text shared by HTML and Markdown.
+
+A table is headers and rows of strings; the templates decide the markup. The leaderboard's
+columns are read from the board by name, so a column the board gains later still shows (under
+its own name) instead of breaking the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from regbench.engine.plan import PROTOCOL_COLUMNS
+from regbench.reporting.figures import cell_order
+from regbench.results import stats
+from regbench.results.format import MISSING, fmt, mean_and_ci, missing, params_label
+from regbench.results.leaderboard import failures
+
+ENVIRONMENT = {
+    "python_version": "Python",
+    "tf_version": "TensorFlow",
+    "keras_version": "Keras",
+    "regbench_version": "regbench",
+    "backend": "Keras backend",
+    "device": "device",
+    "host": "host",
+    "git_revision": "git revision",
+}
+EMPTY = {"", "{}", "[]"}  # values that say "nothing set" (empty options), shown as missing
+SKIPPED = "skipped"  # the status of a cell not applicable to its architecture
+
+Row = Mapping[str, Any]
+
+
+@dataclass
+class Table:
+    """Headers and rows of text; a sortable table gets click-to-sort headings in HTML."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    sortable: bool = False
+
+
+# ---------------------------------------------------------------- text of one value
+
+
+def num(value: Any, spec: str) -> str:
+    """A number in `spec`, the table's dash when it does not exist."""
+    return MISSING if missing(value) else fmt(value, spec)
+
+
+def text(value: Any) -> str:
+    """Any value as a cell: whole floats as integers (a seed), others in %g, lists joined, a
+    dict as `name=value`, else str."""
+    if isinstance(value, Mapping):
+        return params_label(dict(value)) or MISSING
+    if isinstance(value, list | tuple | set):
+        return ", ".join(text(v) for v in value) or MISSING
+    if missing(value) or str(value) in EMPTY:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
+
+
+def minutes(seconds: Any) -> float | None:
+    return None if missing(seconds) else float(seconds) / 60
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dict("records")
+
+
+# ---------------------------------------------------------------- runs
+
+
+def grid_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Grid-stage runs in the lab's order: architecture, regularizer, hyperparameters, seed."""
+    grid = runs[runs["stage"].fillna("grid") == "grid"]
+    archs, regs = cell_order(runs)
+    return grid.assign(
+        _a=grid["arch"].map({a: i for i, a in enumerate(archs)}),
+        _r=grid["reg"].map({r: i for i, r in enumerate(regs)}),
+        _p=grid["params"].map(params_label),
+    ).sort_values(["_a", "_r", "_p", "seed", "run_id"])
+
+
+def final_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["stage"] == "final"]
+
+
+def run_title(run: Row, seed: bool = True) -> str:
+    """Like the lab's 'model 1 with no regularization', plus hyperparameters and seed."""
+    reg = "no regularization" if run["reg"] == "none" else run["reg"]
+    label = params_label(run["params"])
+    title = f"{run['arch']} with {reg}" + (f" ({label})" if label else "")
+    return title + (f", seed {text(run['seed'])}" if seed else "")
+
+
+def problem(run: Row) -> str:
+    """'status: error' for a run that did not finish ok, '' for one that did."""
+    return "" if run["status"] == "ok" else f"{run['status']}: {run['error'] or ''}"
+
+
+def header_lines(runs: pd.DataFrame) -> list[str]:
+    """How many runs, when, and on which protocol (every distinct value of each setting)."""
+    ok = int((runs["status"] == "ok").sum())
+    skipped = int((runs["status"] == SKIPPED).sum())
+    started = runs["started_at"].dropna()
+    span = f", started {started.min()} to {started.max()}" if len(started) else ""
+    skips = f", {skipped} of them skipped as not applicable" if skipped else ""
+    protocol = {c: c.replace("_", " ") for c in PROTOCOL_COLUMNS if c in runs}
+    settings = "; ".join(
+        f"{label}: {values}" for label, values in distinct_rows(runs, protocol) if values != MISSING
+    )
+    return [
+        f"Runs: {len(runs)} ({ok} ok, {len(runs) - ok} not ok{skips}){span}",
+        f"Protocol: {settings or MISSING}",
+    ]
+
+
+def distinct_rows(runs: pd.DataFrame, columns: Mapping[str, str]) -> list[list[str]]:
+    """One row per column: its distinct values across runs (several mean a mixed experiment)."""
+    rows = []
+    for column, label in columns.items():
+        values = {text(v) for v in runs[column]} if column in runs else set()
+        rows.append([label, ", ".join(sorted(values - {MISSING})) or MISSING])
+    return rows
+
+
+# ---------------------------------------------------------------- tables
+
+
+Column = tuple[str, Callable[[Row], str]]
+
+
+SHOWN = {
+    "rank",
+    "tied",
+    "protocol",  # the heading of its ranking
+    "arch",
+    "reg",
+    "params",
+    "tuned",
+    "seeds",
+    "val_accuracy",
+    "val_ci95",
+    "train_accuracy",
+    "gap",
+    "test_accuracy",
+    "total_params",
+    "train_time_s",
+    *stats.COLUMNS,
+}
+# the cell's key, the running train accuracy (the clean one shows), the terminal's sparkline,
+# per-seed values (drawn in the CI figure), run ids (in the per-run tables) and every protocol
+# value (the header lists them; the ranking's heading names those that differ)
+NOT_SHOWN = {
+    "cell",
+    "train_accuracy_running",
+    "val_curve",
+    "val_by_seed",
+    "run_ids",
+    "protocol_values",
+}
+
+
+@dataclass
+class Ranking:
+    """The ranked cells of one protocol; `protocol` says what sets it apart from the others
+    ('' when the experiment has one protocol)."""
+
+    protocol: str
+    table: Table
+
+
+def leaderboard(board: pd.DataFrame, baseline: str) -> list[Ranking]:
+    """The ranked cells with their paired comparison, one ranking per protocol (ranks restart
+    in each); columns the board gains show at the end under their own names."""
+    columns: list[Column] = [
+        ("#", lambda r: text(r["rank"]) + ("=" if _yes(r.get("tied")) else "")),
+        ("arch", lambda r: text(r["arch"])),
+        ("reg", lambda r: text(r["reg"])),
+        ("hyperparameters", _hyperparameters),
+        ("val acc ± 95% CI", lambda r: mean_and_ci(r["val_accuracy"], r["val_ci95"])),
+        ("seeds", lambda r: text(r["seeds"])),
+        (f"vs {baseline} (paired, ± 95% CI)", _paired),
+        ("verdict (Holm-adjusted p)", _verdict),
+        ("train acc (clean)", lambda r: num(r["train_accuracy"], ".3f")),
+        ("gap", lambda r: num(r["gap"], "+.3f")),
+        ("test acc (not used for ranking)", lambda r: num(r["test_accuracy"], ".3f")),
+        ("params", lambda r: num(r["total_params"], ",.0f")),
+        ("train time (s)", lambda r: num(r["train_time_s"], ".1f")),
+    ]
+    columns += [_generic(c) for c in board.columns if c not in SHOWN | NOT_SHOWN]
+    headers = [header for header, _ in columns]
+    groups = (
+        [("", board)]
+        if "protocol" not in board
+        else board.groupby("protocol", sort=False, dropna=False)
+    )
+    return [
+        Ranking(
+            "" if missing(label) else str(label),
+            Table(
+                headers, [[cell(r) for _, cell in columns] for r in records(group)], sortable=True
+            ),
+        )
+        for label, group in groups
+    ]
+
+
+def _yes(value: Any) -> bool:
+    return not missing(value) and bool(value)
+
+
+def _generic(column: str) -> Column:
+    return column.replace("_", " "), lambda r: text(r[column])
+
+
+def _hyperparameters(r: Row) -> str:
+    return (r["params"] or MISSING) + (f" [tuned: {r['tuned']}]" if r.get("tuned") else "")
+
+
+def _paired(r: Row) -> str:
+    if r["verdict"] == stats.BASELINE or missing(r["diff"]):
+        return MISSING
+    return f"{mean_and_ci(r['diff'], r['diff_ci95'], '+')} (n={r['n_paired']})"
+
+
+def _verdict(r: Row) -> str:
+    if r["verdict"] == stats.NA and not missing(r["n_paired"]) and r["n_paired"] == 1:
+        return "n/a (n=1)"
+    return str(r["verdict"]) + ("" if missing(r["p_holm"]) else f" (p={r['p_holm']:.2g})")
+
+
+def failed(runs: pd.DataFrame) -> Table | None:
+    """Runs that ended in an error or were cut short; None when there are none."""
+    bad = failures(runs)
+    bad = bad[bad["status"] != SKIPPED]
+    return _rows(bad, ["run", "arch", "reg", "seed", "status", "error"])
+
+
+def skipped(runs: pd.DataFrame) -> Table | None:
+    """Cells a regularizer declared not applicable to the architecture: never trained."""
+    bad = failures(runs)
+    bad = bad[bad["status"] == SKIPPED].drop(columns="status")
+    return _rows(bad, ["run", "arch", "reg", "seed", "reason"])
+
+
+def _rows(frame: pd.DataFrame, headers: list[str]) -> Table | None:
+    if frame.empty:
+        return None
+    return Table(headers, [[text(v) for v in r.values()] for r in records(frame)])
+
+
+def final(runs: pd.DataFrame) -> Table | None:
+    """The final-stage runs: retrained on train+validation, evaluated once on test."""
+    mine = final_runs(runs)
+    if mine.empty:
+        return None
+    headers = ["run", "arch", "reg", "hyperparameters", "seed", "epochs", "train images"]
+    headers += ["status", "train acc", "test acc", "train time (min)"]
+    return Table(
+        headers,
+        [
+            [
+                r["run_id"],
+                r["arch"],
+                r["reg"],
+                params_label(r["params"]) or MISSING,
+                num(r["seed"], ".0f"),
+                num(r["epochs_run"], ".0f"),
+                num(r["n_train"], ",.0f"),
+                text(r["status"]),
+                num(r["train_accuracy"], ".4f"),
+                num(r["test_accuracy"], ".4f"),
+                num(minutes(r["train_time_s"]), ".2f"),
+            ]
+            for r in records(mine)
+        ],
+    )
+
+
+def trials(frame: pd.DataFrame) -> Table | None:
+    """Every tuning trial, best first within its cell; one column per tuned hyperparameter."""
+    if frame.empty:
+        return None
+    hp = [c for c in frame.columns if c.startswith("hp.")]
+    headers = ["trial", "arch", "reg", "status", "score", *[c[3:] for c in hp]]
+    headers += ["train time (s)", "error"]
+    ordered = frame.sort_values(["arch", "reg", "score"], ascending=[True, True, False])
+    return Table(
+        headers,
+        [
+            [text(r["trial_id"]), text(r["arch"]), text(r["reg"]), text(r["status"])]
+            + [num(r["score"], ".4f"), *[text(r[c]) for c in hp]]
+            + [num(r["train_time_s"], ".1f"), text(r["error"])]
+            for r in records(ordered)
+        ],
+    )
+
+
+def best(frame: pd.DataFrame) -> Table | None:
+    """The best tuned values per cell (what `run --tuned` trains with)."""
+    if frame.empty:
+        return None
+    return Table(
+        ["arch", "reg", "best values", "score"],
+        [
+            [r["arch"], r["reg"], params_label(r["values"]) or MISSING, num(r["score"], ".4f")]
+            for r in records(frame)
+        ],
+    )
+
+
+def environment(runs: pd.DataFrame) -> Table:
+    return Table(["", "value(s)"], distinct_rows(runs, ENVIRONMENT))

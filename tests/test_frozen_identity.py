@@ -1,0 +1,158 @@
+"""Migrations are frozen in time: m002 re-hashes old rows with the identity of version 3 as it
+shipped, whatever the engine's identity becomes later."""
+
+from __future__ import annotations
+
+import ast
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import regbench.results.frozen as frozen
+from regbench.results import migrations
+from regbench.results.frozen import identity_v3
+
+# stored rows and the hashes identity v3 gave them (computed by engine.plan.RunSpec when m002
+# shipped); a change here means the frozen code changed, which it never may
+GOLDEN = [
+    (
+        {
+            "arch": "model1",
+            "reg": "dropout",
+            "params": '{"rate": 0.2}',
+            "seed": 1,
+            "dataset": "cifar10",
+            "dataset_options": "{}",
+            "epochs": 10,
+            "batch_size": 64,
+            "optimizer": "sgd",
+            "learning_rate": None,
+            "precision": "float32",
+            "jit_compile": "off",
+        },
+        "e31a8d26e1aeacc7",
+        "f28e3464dbc212ed",
+    ),
+    (
+        {
+            "arch": "resnet20",
+            "reg": "dropout+l2",
+            "params": '{"l2.strength": 0.0001, "dropout.rate": 0.3}',
+            "seed": 2,
+            "stage": "final",
+            "tuned": '["dropout.rate"]',
+            "dataset": "digits",
+            "dataset_options": '{"n_train": 500, "cache_dir": null}',
+            "epochs": 3,
+            "batch_size": 32,
+            "optimizer": "adamw",
+            "learning_rate": 0.001,
+            "target": "val_accuracy>=0.9",
+            "precision": "mixed_bfloat16",
+            "optimizer_options": '{"weight_decay": 0.01, "beta_1": 0.8}',
+            "lr_schedule": "cosine",
+            "arch_source": "regbench 0.2.0",
+            "reg_source": "regbench 0.2.0",
+            "arch_source_hash": "aaaa",
+            "reg_source_hash": "bbbb",
+            "engine": "vmapped",
+        },
+        "3274291538643d8d",
+        "f9f563a5aa1b13fb",
+    ),
+    (
+        {
+            "arch": "model2",
+            "reg": "none",
+            "params": "{}",
+            "seed": 0,
+            "dataset": "digits",
+            "dataset_options": None,
+            "epochs": 1,
+            "batch_size": 64,
+            "optimizer": float("nan"),
+            "learning_rate": float("nan"),
+            "lr_schedule": "constant",
+            "optimizer_options": "{}",
+            "precision": None,
+        },
+        "303ce3588974ea32",
+        "bc287954cd71cdc8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "config", "cell"), GOLDEN)
+def test_the_frozen_identity_keeps_its_hashes(row, config, cell):
+    assert identity_v3.config_hash(row) == config
+    assert identity_v3.cell_hash(row) == cell
+
+
+def test_execution_options_never_change_the_identity():
+    row = GOLDEN[0][0]
+    changed = {**row, "jit_compile": "on", "steps_per_execution": 8, "pipeline": "tf.data"}
+    assert identity_v3.config_hash(changed) == GOLDEN[0][1]
+
+
+@pytest.mark.parametrize(
+    "damage", [{"seed": None}, {"epochs": "ten"}, {"params": "{"}, {"target": "x>=y"}]
+)
+def test_a_damaged_row_raises_what_m002_skips(damage):
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        identity_v3.config_hash({**GOLDEN[0][0], **damage})
+
+
+def test_m002_writes_the_frozen_hashes_and_keeps_damaged_rows(tmp_path):
+    db = sqlite3.connect(":memory:")
+    migrations.m001_tables(db, tmp_path)
+    rows = [{**row, "run_id": f"r{i}", "config_hash": "old"} for i, (row, *_) in enumerate(GOLDEN)]
+    rows.append({**GOLDEN[0][0], "run_id": "damaged", "config_hash": "old", "seed": None})
+    for row in rows:
+        stored = {k: None if v != v else v for k, v in row.items()}  # NaN is stored as NULL
+        db.execute(
+            f"INSERT INTO runs ({', '.join(stored)}) VALUES ({', '.join('?' * len(stored))})",
+            list(stored.values()),
+        )
+    migrations.m002_identity_v2(db, tmp_path)
+    hashes = dict(
+        (r[0], r[1:]) for r in db.execute("SELECT run_id, config_hash, cell_hash FROM runs")
+    )
+    assert hashes == {
+        **{f"r{i}": (config, cell) for i, (_, config, cell) in enumerate(GOLDEN)},
+        "damaged": ("old", None),
+    }
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_migrations_never_import_the_engine():
+    files = [Path(migrations.__file__), *Path(frozen.__file__).parent.glob("*.py")]
+    for path in files:
+        assert not {n for n in _imports(path) if n.startswith("regbench.engine")}, path
+    for path in Path(frozen.__file__).parent.glob("*.py"):  # the standard library, or frozen
+        ours = {n for n in _imports(path) if n.startswith("regbench")}
+        assert not {n for n in ours if not n.startswith("regbench.results.frozen")}, path
+
+
+def test_m002_runs_without_loading_the_engine(tmp_path):
+    code = (
+        "import sqlite3, sys; from pathlib import Path; "
+        "from regbench.results import migrations as m; "
+        "db = sqlite3.connect(':memory:'); m.m001_tables(db, Path('.')); "
+        "m.m002_identity_v2(db, Path('.')); "
+        "print(sorted(k for k in sys.modules if k.startswith('regbench.engine')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
