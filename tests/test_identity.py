@@ -125,3 +125,34 @@ def test_time_to_target_is_measured_from_the_history(tmp_path, target):
         expected
         == {("val_accuracy", 0.5): (2, 4.0), ("loss", 0.1): (3, 6.0), None: (None, None)}[target]
     )
+
+
+def test_a_conflicting_combination_is_a_skipped_cell_not_a_failed_grid():
+    from regbench.api import Regularizer, hookimpl
+    from regbench.engine.plan import make_plan
+    from regbench.plugins.manager import Origin, build_registry
+
+    class Rewrite(Regularizer):
+        description = "test double"
+
+        def __init__(self, name):
+            self.name = name
+
+        def batch(self, images, targets, params, seed, ctx):
+            return images, targets
+
+    class Plugin:
+        @hookimpl
+        def register_regularizers(self, register):
+            register(Rewrite("flip_a"))
+            register(Rewrite("flip_b"))
+
+    registry = build_registry(extra_plugins=((Plugin(), Origin("t", "0")),))
+    specs = make_plan(
+        registry, ["model1"], ["flip_a+flip_b,dropout"], [0, 1], Protocol(dataset="digits")
+    )
+    skipped = {s.reg: s.skip for s in specs if s.skip}
+    assert skipped == {
+        "flip_a+flip_b": "cannot combine flip_a and flip_b: both rewrite training batches; choose one of them"
+    }
+    assert sorted(s.reg for s in specs) == ["dropout", "dropout", "flip_a+flip_b", "flip_a+flip_b"]

@@ -7,6 +7,8 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 from regbench.results import leaderboard
@@ -188,3 +190,33 @@ def test_protocols_are_ranked_apart_and_labelled():
     text = buffer.getvalue()
     assert "leaderboard: epochs=3, lr_schedule=constant" in text
     assert "leaderboard: epochs=3, lr_schedule=cosine" in text
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=8))
+def test_rank_is_one_plus_the_cells_printed_above(means):
+    rows = [
+        {
+            "run_id": f"m{i}",
+            "stage": "grid",
+            "arch": f"model{i}",
+            "reg": "none",
+            "params": "{}",
+            "tuned": "[]",
+            "seed": 0,
+            "status": "ok",
+            "val_accuracy": mean,
+            "train_accuracy": mean,
+            "test_accuracy": mean,
+            "total_params": 1,
+            "train_time_s": 1.0,
+        }
+        for i, mean in enumerate(means)
+    ]
+    board = leaderboard.table(
+        pd.DataFrame(rows), pd.DataFrame(columns=["run_id", "epoch", "split", "metric", "value"])
+    )
+    printed = [f"{v:.3f}" for v in board["val_accuracy"]]
+    for shown, rank, tied in zip(printed, board["rank"], board["tied"], strict=True):
+        assert rank == 1 + sum(float(p) > float(shown) for p in printed)
+        assert tied == (printed.count(shown) > 1)
+    assert list(board["rank"]) == sorted(board["rank"])

@@ -64,7 +64,8 @@ def fit_and_reload(jit: bool = False) -> dict[str, Any]:
     model = _model(jit)
     x, y = np.ones((STEPS * BATCH, 1), "float32"), np.zeros((STEPS * BATCH, 1), "float32")
     losses = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0)
-    out = {"losses": losses.history["loss"], "steps": _count(model)}
+    out = {"backend": keras.backend.backend(), "losses": losses.history["loss"]}
+    out["steps"] = _count(model)
     # what the vmapped engine does: a stateless training call hands back the advanced count
     trainable = [v.value for v in model.trainable_variables]
     state = [v.value for v in model.non_trainable_variables]
@@ -127,7 +128,9 @@ def in_jax(function: str, *args: Any) -> Any:
 
 @pytest.mark.slow
 def test_the_progress_a_layer_reads_advances_in_a_jax_fit() -> None:
-    _check(in_jax("fit_and_reload", True))
+    out = in_jax("fit_and_reload", True)
+    assert out["backend"] == "jax"
+    _check(out)
 
 
 def test_each_read_counts_a_step_and_the_value_stops_at_one() -> None:

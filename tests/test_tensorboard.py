@@ -58,8 +58,26 @@ def test_a_run_log_holds_epoch_scalars_hparams_and_final_metrics(tmp_path):
     assert scalar_values(events, "train/accuracy") == [(2, pytest.approx(0.6))]
     values, group = session_start(events)
     assert values["arch"] == "model1" and values["reg"] == "dropout"
-    assert values["dropout.rate"] == pytest.approx(0.3) and values["seed"] == 2
-    assert group == SPEC.run_id
+    assert values["dropout.rate"] == pytest.approx(0.3) and "seed" not in values
+    assert (values["learning_rate"], values["lr_schedule"]) == (pytest.approx(0.01), "constant")
+    assert values["epochs"] == 2 and values["optimizer"] == "sgd" and values["engine"] == "standard"
+    assert group == tensorboard.group(SPEC)
+
+
+def test_a_cells_seeds_share_one_session_group_and_protocols_do_not(tmp_path):
+    """The HParams dashboard averages the sessions of a group: a cell's seeds, never two
+    protocols."""
+    from dataclasses import replace
+
+    seeds = [replace(SPEC, seed=s) for s in (0, 1)]
+    cosine = replace(SPEC, protocol=replace(SPEC.protocol, lr_schedule="cosine"))
+    groups = {}
+    for index, spec in enumerate([*seeds, cosine]):
+        log = tensorboard.RunLog(tmp_path / str(index), spec)
+        log.close({"status": "ok", "epochs_run": 1})
+        groups[index] = session_start(read(tmp_path / str(index) / spec.run_id))
+    assert groups[0] == groups[1]
+    assert groups[2][1] != groups[0][1] and groups[2][0]["lr_schedule"] == "cosine"
 
 
 def test_a_rerun_replaces_the_earlier_log(tmp_path):
@@ -101,7 +119,8 @@ def test_training_with_tensorboard_writes_every_epoch_and_the_hparams(tmp_path):
     events = read(tmp_path / "tensorboard" / spec.run_id)
     assert [s for s, _ in scalar_values(events, "val/accuracy")] == [1, 2]
     assert [s for s, _ in scalar_values(events, "train/loss_running")] == [1, 2]
-    assert scalar_values(events, "test/accuracy") == [(2, pytest.approx(row["test_accuracy"]))]
+    assert "test/accuracy" not in events.Tags()["scalars"]  # a grid run never reads the test split
+    assert scalar_values(events, "train/accuracy") == [(2, pytest.approx(row["train_accuracy"]))]
     assert session_start(events)[0]["reg"] == "dropout"
     # the clean figure is its own measurement, the running one is kept beside it
     assert row["train_accuracy"] is not None and row["train_accuracy_running"] is not None

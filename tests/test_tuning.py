@@ -15,8 +15,8 @@ from regbench.engine.plan import Protocol
 from regbench.engine.tuning import run_search, search_hash
 from regbench.errors import RegbenchError
 from regbench.plugins import manager as plugins
-from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.hparams import HParam
+from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.points import ANY
 from regbench.plugins.regularizer import Regularizer
 from regbench.results.reader import load_trials

@@ -7,5 +7,10 @@ class RegbenchError(Exception):
     exit_code = 2
 
 
+class CompositionConflict(RegbenchError):
+    """Two regularizers of a combination both claim a side of the seam only one can have: the
+    cell is skipped with this reason, the rest of the grid runs."""
+
+
 class PluginError(RegbenchError):
     """A plugin could not be used (broken, or two plugins claim one name)."""

@@ -11,9 +11,11 @@ prints what they return.
 
 from __future__ import annotations
 
+import inspect
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,10 @@ class Observer:
         """Training stopped (finished, failed or interrupted)."""
 
 
+class FailedRuns(UserWarning):
+    """`run` finished, but some runs failed, diverged or timed out (their rows say why)."""
+
+
 class Interrupted(Exception):
     """Ctrl-C (or SIGTERM) stopped the grid; finished runs are kept in `folder`."""
 
@@ -71,6 +77,8 @@ class Plan:
     experiment: Experiment
     folder: Path
     runs: tuple[PlannedRun, ...]
+    # measured fit seconds per epoch of (arch, reg, dataset), from the folder's ok runs
+    seconds_per_epoch: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
     @property
     def specs(self) -> list[RunSpec]:
@@ -78,6 +86,54 @@ class Plan:
 
     def count(self, state: str) -> int:
         return sum(r.state == state for r in self.runs)
+
+    def estimate(self) -> tuple[float, int]:
+        """(seconds, runs): the training time of the pending and failed runs whose cell has a
+        measured time per epoch, one run after another, and how many runs that covers."""
+        todo = [r.spec for r in self.runs if r.state in ("pending", "failed")]
+        keys = [(s.arch, s.reg, s.protocol.dataset) for s in todo]
+        known = [(s, k) for s, k in zip(todo, keys, strict=True) if k in self.seconds_per_epoch]
+        seconds = sum(self.seconds_per_epoch[k] * s.protocol.epochs for s, k in known)
+        return seconds, len(known)
+
+
+def _measured(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """Mean fit seconds per epoch of each (arch, reg, dataset) among stored ok runs."""
+    times: dict[tuple[str, str, str], list[float]] = {}
+    for row in rows:
+        took, epochs = row.get("train_time_s"), row.get("epochs_run")
+        if row.get("status") == "ok" and took and epochs:
+            key = (row["arch"], row["reg"], row["dataset"])
+            times.setdefault(key, []).append(took / epochs)
+    return {key: sum(values) / len(values) for key, values in times.items()}
+
+
+def with_settings(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Show every `Experiment` setting, typed and with its default, in the signature
+    (`help()`, `inspect.signature`, editors) and docstring of a function taking `**settings`."""
+    settings = [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=f.default if f.default is not MISSING else f.default_factory(),  # type: ignore[misc]
+            annotation=f.type,  # as written in Experiment, like this module's own annotations
+        )
+        for f in fields(Experiment)
+    ]
+    own = [
+        p for p in inspect.signature(function).parameters.values() if p.kind is not p.VAR_KEYWORD
+    ]
+    function.__signature__ = inspect.signature(function).replace(  # type: ignore[attr-defined]
+        parameters=[*own, *settings]
+    )
+    listed = "\n".join(f"    {p.name}: {p.annotation} = {p.default!r}" for p in settings)
+    function.__doc__ = (
+        f"{inspect.cleandoc(function.__doc__ or '')}\n\n"
+        "Settings, as keywords (or an `Experiment` first, the keywords over it), validated as\n"
+        "`Experiment.create` does: Python values, or the strings the matching command-line\n"
+        f"flag takes; None keeps the default.\n\n{listed}"
+    )
+    return function
 
 
 def _experiment(experiment: Experiment | None, settings: Mapping[str, Any]) -> Experiment:
@@ -125,11 +181,13 @@ def _load_data(
 # ---------------------------------------------------------------- plan and run
 
 
-def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
-    """The runs of the experiment's grid and which of them its folder already holds."""
+@with_settings
+def plan(base: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
+    """The runs of the experiment's grid and which of them its folder already holds, with the
+    time its measured runs say the rest will take (`Plan.estimate`)."""
     from regbench.engine.plan import stale_reasons
 
-    experiment = _experiment(experiment, settings)
+    experiment = _experiment(base, settings)
     specs = _specs(experiment, tuned)
     rows = _stored_rows(experiment.folder)
     statuses = {row["config_hash"]: row["status"] for row in rows}
@@ -142,7 +200,7 @@ def plan(experiment: Experiment | None = None, /, *, tuned: bool = False, **sett
         else:
             state = "done" if status == "ok" else "pending" if status is None else "failed"
         runs.append(PlannedRun(spec, state, status, reasons.get(spec.config_hash)))
-    return Plan(experiment, experiment.folder, tuple(runs))
+    return Plan(experiment, experiment.folder, tuple(runs), _measured(rows))
 
 
 def _specs(experiment: Experiment, tuned: bool, applicability: bool = True) -> list[RunSpec]:
@@ -208,8 +266,9 @@ def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, 
     return values
 
 
+@with_settings
 def run(
-    experiment: Experiment | None = None,
+    base: Experiment | None = None,
     /,
     *,
     force: bool = False,
@@ -223,10 +282,11 @@ def run(
     """Train every run of the grid that its folder does not hold yet; return the grid's results.
 
     `force` retrains finished runs; `tune` runs the tuning stage first and trains with its
-    values (as `tuned` does with an earlier stage's). Failed runs are rows with a status, not
-    exceptions. Raises `Interrupted` on Ctrl-C, after keeping every finished run.
+    values (as `tuned` does with an earlier stage's). Failed runs are rows with a status and
+    an error, not exceptions; when there are any, a `FailedRuns` warning says how many.
+    Raises `Interrupted` on Ctrl-C, after keeping every finished run.
     """
-    experiment = _experiment(experiment, settings)
+    experiment = _experiment(base, settings)
     if tune:
         _search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
         tuned = True
@@ -243,7 +303,24 @@ def run(
         _execute(specs, store, options, experiment, force, observer or Observer())
     finally:
         store.close()
-    return load(experiment.folder, only=specs)
+    results = load(experiment.folder, only=specs)
+    _warn_failed(results.runs)
+    return results
+
+
+def _warn_failed(runs: Any) -> None:
+    """One line when some runs did not end ok, so a script sees it without reading the rows."""
+    bad = runs[~runs["status"].isin(["ok", "skipped"])]
+    if bad.empty:
+        return
+    counts = ", ".join(f"{n} {status}" for status, n in bad["status"].value_counts().items())
+    first = bad.iloc[0]
+    warnings.warn(
+        f"{len(bad)} of {len(runs)} run(s) did not finish ok ({counts}); the first, "
+        f"{first['run_id']}: {first['error']}. See results.runs[['run_id', 'status', 'error']]",
+        FailedRuns,
+        stacklevel=3,
+    )
 
 
 def _executor_options(experiment: Experiment) -> Any:
@@ -331,8 +408,9 @@ def load(folder: str | Path, *, only: Sequence[RunSpec] | None = None) -> Result
 # ---------------------------------------------------------------- tuning
 
 
+@with_settings
 def tune(
-    experiment: Experiment | None = None,
+    base: Experiment | None = None,
     /,
     *,
     tuner: str = "random",
@@ -351,7 +429,7 @@ def tune(
     earlier trial (`on_best` hears which trials tied).
     """
     return _search(
-        _experiment(experiment, settings),
+        _experiment(base, settings),
         tuner,
         max_trials,
         on_trial,
@@ -476,7 +554,7 @@ def final(
 
     folder = Path(folder)
     experiment = Experiment.create(
-        out=folder, data_dir=data_dir, cache_dir=cache_dir, seeds=[seed], epochs=epochs
+        experiment=folder, data_dir=data_dir, cache_dir=cache_dir, seeds=[seed], epochs=epochs
     )
     if best:
         results = load(folder)

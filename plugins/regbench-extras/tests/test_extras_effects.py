@@ -146,7 +146,7 @@ def test_augment_changes_images_in_training_only() -> None:
 # ---------------------------------------------------------------- seam v2 extras
 
 from regbench.api import RunContext  # noqa: E402
-from regbench.engine.context import TrainingProgress  # noqa: E402
+from regbench.engine.context import training_progress  # noqa: E402
 from regbench.engine.models import build, count_regularized_kernels  # noqa: E402
 from regbench.plugins.manager import build_registry  # noqa: E402
 
@@ -230,22 +230,20 @@ def test_cutout_zeroes_a_square_in_training_only() -> None:
     assert zeros.max() == pytest.approx(0.25, abs=0.01) and zeros.min() > 0  # may cross the edge
 
 
-def test_dropblock_ramps_with_training_progress_and_adds_no_weight() -> None:
-    progress = TrainingProgress(epochs=2, steps_per_epoch=5)
-    (layer,) = DropBlock().layers_at(
-        MAPS, {"rate": 0.3, "block_size": 3}, RunContext(progress=progress)
+def test_dropblock_ramps_with_its_own_progress_and_adds_no_weight() -> None:
+    run = RunContext(progress=training_progress(4))
+    first, second = (
+        DropBlock().layers_at(MAPS, {"rate": 0.3, "block_size": 3}, run)[0] for _ in range(2)
     )
-    assert isinstance(layer, DropBlockLayer)
+    assert isinstance(first, DropBlockLayer)
+    assert first.progress is not second.progress  # each layer counts the steps once
+    assert first.progress.total_steps == 4
     x = np.ones((8, 16, 16, 32), "float32")
-    progress.variable.assign(0.0)
-    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=True)), x)
-    progress.variable.assign(1.0)
-    dropped = np.mean(keras.ops.convert_to_numpy(layer(x, training=True)) == 0)
-    assert 0.2 < dropped < 0.4
+    assert np.array_equal(keras.ops.convert_to_numpy(first(x, training=True)), x)  # step 0
+    shares = [np.mean(keras.ops.convert_to_numpy(first(x, training=True)) == 0) for _ in range(4)]
+    assert shares == sorted(shares) and 0.2 < shares[-1] < 0.4  # ramps 1/4, 2/4, 3/4, 1
+    (plain,) = DropBlock().layers_at(MAPS, {"rate": 0.3, "block_size": 3}, RunContext())
+    assert plain.progress is None  # outside training: the full rate from the start
     assert count_params(build_model(VGG_MINI, DropBlock())) == count_params(
         build_model(VGG_MINI, REGISTRY.get("regularizers", "none"))
     )
-    callback = progress.callback()
-    callback.on_epoch_begin(1)
-    callback.on_train_batch_begin(2)
-    assert float(progress.value()) == pytest.approx(0.7)

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from regbench.errors import RegbenchError
@@ -121,6 +122,16 @@ def _add_experiment_folder(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
 
 
+def _add_folder_argument(p: argparse.ArgumentParser, command: str) -> None:
+    """A command that reads one experiment: `--experiment DIR`, or DIR as its shorthand."""
+    p.add_argument("folder", nargs="?", metavar="DIR", help="experiment folder (or --experiment)")
+    p.add_argument("--experiment", metavar="DIR", help=f"experiment folder: regbench {command} DIR")
+
+
+def _add_json(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON instead")
+
+
 def _add_tuner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tuner", default="random", help="random (default), bayesian or hyperband")
     p.add_argument("--max-trials", type=int, default=10, help="trials per cell (default 10)")
@@ -160,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="architecture name")
     p.add_argument("--reg", default="none", help="regularizer name (default none)")
     p.add_argument(
-        "--param", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter value"
+        "--param",
+        action="append",
+        default=[],
+        metavar="REG.NAME=VALUE",
+        help="hyperparameter value, e.g. dropout.rate=0.2, as for run (the REG. may be left out)",
     )
     p.add_argument("--input-shape", default="32,32,3", help="H,W,C (default 32,32,3)")
     p.add_argument("--classes", type=int, default=10, help="output classes (default 10)")
@@ -186,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-runs-per-worker",
-        help="start a fresh worker process after this many runs (bounds memory creep)",
+        metavar="N",
+        help="replace a worker process with a fresh one after N runs, bounding memory creep "
+        "(default: only once its memory grew 6%% past its size after its first run)",
     )
     p.add_argument("--workers", help="worker processes on CPU (default: one per core, at most 4)")
     p.add_argument(
@@ -195,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop a run still training after this long; record it `timeout` (default none)",
     )
     p.add_argument("--trainer", help=argparse.SUPPRESS)
+    _add_json(p, "the leaderboard (progress goes to stderr)")
     p.set_defaults(func="run")
 
     p = sub.add_parser("plan", help="show the grid and what is done, without running")
@@ -202,16 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tuned", action="store_true", help="with the best values of this experiment's tuning"
     )
+    _add_json(p, "the runs, their states and the time estimate")
     p.set_defaults(func="plan")
 
     p = sub.add_parser("tune", help="keras-tuner search of the regularizers' hyperparameters")
     _add_run_options(p)
     _add_tuner_options(p)
+    _add_json(p, "the best values (trials go to stderr)")
     p.set_defaults(func="tune")
 
     p = sub.add_parser("visualize", help="feature maps, filters and Grad-CAM of a trained run")
     p.add_argument("--run", help="run id (see `regbench plan` or `regbench leaderboard --wide`)")
-    p.add_argument("--arch", help="with --reg: the cell's first seed")
+    p.add_argument(
+        "--arch",
+        help="with --reg: that cell's finished run with the best validation accuracy",
+    )
     p.add_argument("--reg", help="with --arch")
     _add_stage_options(p)
     p.add_argument("--image", help="any image file; resized to the model's input")
@@ -219,19 +242,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--class",
         dest="class_",
         metavar="CLASS",
-        help="without --image: the first test image of this class (default horse)",
+        help="without --image: the first test image of this class, a name or an index "
+        "(default: horse where the dataset has it, else the first test image)",
     )
-    p.add_argument("--layers", type=int, default=4, help="feature maps of the first N layers")
+    p.add_argument(
+        "--layers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="featuremaps: draw the feature maps of the model's first N layers (default 4)",
+    )
     p.add_argument(
         "--with",
         dest="with_",
         default="featuremaps,filters,gradcam",
-        help="visualizers to run, comma separated (default featuremaps,filters,gradcam)",
+        metavar="NAMES",
+        help="visualizers to run, comma separated (default featuremaps,filters,gradcam; "
+        "`regbench list` shows the installed ones)",
     )
     p.add_argument(
         "--figures", help="folder for the figures (default DIR/figures/visualize/RUN_ID)"
     )
-    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
+    p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)  # 0.1's --figures
+    _add_json(p, "the run and the files written")
     p.set_defaults(func="visualize")
 
     p = sub.add_parser("final", help="retrain a cell on train+validation, test it once")
@@ -239,20 +272,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reg", help="with --arch")
     p.add_argument("--best", action="store_true", help="the cell with the best mean val accuracy")
     p.add_argument("--epochs", type=int, help="epochs (default: the cell's own)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the final run (default 0)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds",
+        help="as for run: a count (3: seeds 0, 1, 2) or a list like 1,2,3; one final run "
+        "each (default: seed 0)",
+    )
+    seeds.add_argument("--seed", type=int, help="one final run with this seed (= --seeds N,)")
     _add_stage_options(p)
+    _add_json(p, "the final runs' rows")
     p.set_defaults(func="final")
 
     p = sub.add_parser("report", help="HTML and Markdown report of an experiment, with figures")
-    p.add_argument("folder", nargs="?", metavar="DIR", help="experiment folder")
-    p.add_argument("--experiment", metavar="DIR", help="experiment folder (or give it as DIR)")
+    _add_folder_argument(p, "report")
     p.add_argument(
         "--report-dir", help="folder for report.html, report.md and figures/ (default: DIR)"
     )
+    p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)  # 0.1's --report-dir
     p.add_argument(
         "--baseline", default="none", help="the regularizer cells are compared with (default none)"
     )
-    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
+    _add_json(p, "the paths written")
     p.set_defaults(func="report")
 
     p = sub.add_parser("leaderboard", help="the ranked results of an experiment folder")
@@ -269,12 +309,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="leaderboard")
 
     p = sub.add_parser("compare", help="the same cells of several experiments side by side")
-    p.add_argument("experiments", nargs="+", metavar="DIR", help="experiment folders (2 or more)")
+    p.add_argument(
+        "folders", nargs="*", metavar="DIR", help="experiment folders (2 or more, with these)"
+    )
+    p.add_argument(
+        "--experiment",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="an experiment folder; repeat it (or give DIR DIR ...) to compare 2 or more",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func="compare")
 
     p = sub.add_parser("export", help="copy an experiment's runs into another tracking tool")
-    p.add_argument("experiment", metavar="DIR", help="experiment folder")
+    _add_folder_argument(p, "export")
     p.add_argument("--to", choices=("mlflow",), default="mlflow", help="target (default mlflow)")
     p.add_argument(
         "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, e.g. ./mlruns)"
@@ -282,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mlflow-experiment", help="MLflow experiment name (default: the folder's name)"
     )
+    _add_json(p, "what was exported")
     p.set_defaults(func="export")
 
     p = sub.add_parser("completion", help='shell completion: eval "$(regbench completion bash)"')
@@ -289,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="completion")
 
     p = sub.add_parser("doctor", help="check an experiment's store; rebuild it from the CSVs")
-    p.add_argument("experiment", metavar="DIR", help="experiment folder")
+    _add_folder_argument(p, "doctor")
+    _add_json(p, "what was checked and done")
     p.set_defaults(func="doctor")
     return parser
 
@@ -301,13 +352,30 @@ def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _one_line_renames(show):
+    """`warnings.showwarning` that prints a renamed setting (an experiment file's old key) as
+    one line, as --out is, and leaves any other warning to `show`."""
+
+    def shown(message, category, filename, lineno, file=None, line=None) -> None:
+        from regbench.engine.experiment import RenamedSetting
+
+        if issubclass(category, RenamedSetting):
+            print(f"regbench: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"regbench.cli.{COMMANDS[args.func]}")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
-        return getattr(module, f"cmd_{args.func}")(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_renames(warnings.showwarning)
+            return getattr(module, f"cmd_{args.func}")(args)
     except RegbenchError as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -13,20 +14,43 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def console() -> Console:
-    """A rich console; plain and colourless when not a TTY or NO_COLOR is set."""
+def console(stderr: bool = False) -> Console:
+    """A rich console (on stderr: what `--json` leaves stdout free of); plain and colourless
+    when not a TTY or NO_COLOR is set."""
     from rich.console import Console
 
+    stream = sys.stderr if stderr else sys.stdout
     return Console(
+        stderr=stderr,
         no_color="NO_COLOR" in os.environ,
         highlight=False,
-        width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160,
+        width=None if stream.isatty() or "COLUMNS" in os.environ else 160,
     )
 
 
-def say(text: str) -> None:
-    """One plain line on stdout (no markup, no highlighting)."""
-    console().print(text, markup=False, highlight=False)
+def say(text: str, stderr: bool = False) -> None:
+    """One plain line (no markup, no highlighting, never broken: a path or a run id stays
+    whole to copy, however narrow the terminal)."""
+    console(stderr).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_json(payload: Any) -> None:
+    """`payload` as JSON on stdout, for `--json`."""
+    print(json.dumps(plain(payload), indent=2, ensure_ascii=False))
+
+
+def plain(value: Any) -> Any:
+    """`value` in plain JSON types: paths as text, NaN and NA as null, numpy scalars as
+    numbers, tuples as lists."""
+    from regbench.results.format import jsonable
+
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return jsonable(value)
 
 
 def warn(text: str) -> None:

@@ -14,6 +14,7 @@ from regbench.cli.common import (
     console,
     experiment_folder,
     installed,
+    print_json,
     say,
 )
 from regbench.errors import RegbenchError
@@ -63,7 +64,7 @@ def experiment(args: argparse.Namespace):
     from regbench.engine.experiment import Experiment
 
     flags: dict[str, Any] = {key: getattr(args, key, None) for key in SETTINGS}
-    flags["out"] = experiment_folder(args)
+    flags["experiment"] = experiment_folder(args)
     if flags["arch"] is not None:
         flags["arch"] = [a for a in flags["arch"]]
     if args.config:
@@ -76,13 +77,20 @@ def experiment(args: argparse.Namespace):
 def cmd_plan(args: argparse.Namespace) -> int:
     import regbench
 
-    _show_plan(regbench.plan(experiment(args), tuned=args.tuned))
+    planned = regbench.plan(experiment(args), tuned=args.tuned)
+    if args.json:
+        print_json(_plan_json(planned))
+    else:
+        _show_plan(planned)
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import warnings
+
     import regbench
     from regbench.cli.progress import GridProgress
+    from regbench.study import FailedRuns
 
     chosen = experiment(args)
     if args.dry_run:
@@ -90,18 +98,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     _require_extras(chosen)
     if args.tune:
         cmd_tune(args)
-    out = console()
     try:
-        results = regbench.run(
-            chosen, force=args.force, tuned=args.tuned or args.tune, observer=GridProgress(out)
-        )
+        with warnings.catch_warnings():  # failed runs are listed below, and set the exit code
+            warnings.simplefilter("ignore", FailedRuns)
+            results = regbench.run(
+                chosen,
+                force=args.force,
+                tuned=args.tuned or args.tune,
+                observer=GridProgress(console(stderr=args.json)),
+            )
     except regbench.Interrupted as stop:
         say(
             f"interrupted: {stop.finished} finished run(s) kept in {stop.folder}; "
-            "rerun the same command to resume"
+            "rerun the same command to resume",
+            stderr=args.json,
         )
         return EXIT_INTERRUPTED
-    return _show_results(results, chosen.folder, chosen.baseline)
+    return _show_results(results, chosen.folder, chosen.baseline, args.json)
 
 
 def _require_extras(chosen) -> None:
@@ -113,37 +126,104 @@ def _require_extras(chosen) -> None:
             )
 
 
-def _show_results(results, folder, baseline: str) -> int:
+def _show_results(results, folder, baseline: str, as_json: bool = False) -> int:
     from regbench.results import leaderboard
 
-    out = console()
-    leaderboard.render(results.runs, results.epochs, out, baseline=baseline)
-    out.print(f"results: {folder}/runs.csv, {folder}/epochs.csv", markup=False)
     fine = results.runs["status"].isin(["ok", "skipped"])  # skipped: not applicable, by design
-    return EXIT_OK if fine.all() else EXIT_FAILED_RUNS
+    code = EXIT_OK if fine.all() else EXIT_FAILED_RUNS
+    if as_json:
+        print(leaderboard.to_json(results.runs, results.epochs, baseline=baseline))
+        return code
+    leaderboard.render(results.runs, results.epochs, console(), baseline=baseline)
+    say(f"results: {folder}/runs.csv, {folder}/epochs.csv")
+    return code
+
+
+def _state(run) -> str:
+    """A planned run's state in words: why it is skipped, failed or pending again."""
+    spec = run.spec
+    state = {"failed": f"failed ({run.status})", "skipped": f"skipped: {spec.skip}"}.get(
+        run.state, run.state
+    )
+    return state + (f" ({run.why})" if run.why else "")
 
 
 def _show_plan(plan) -> None:
+    """The plan as a table whose run ids, names and seeds are never broken across lines (the
+    hyperparameters and states wrap between words instead), then the counts and estimate."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"plan: {len(plan.runs)} runs -> {plan.folder}", title_justify="left")
-    for column in ("run", "arch", "reg", "hyperparameters", "seed", "state"):
-        table.add_column(column, overflow="fold")
-    for run in plan.runs:
-        spec = run.spec
-        values = ", ".join(f"{k}={v:g}" for k, v in sorted(spec.params.items()))
-        state = {"failed": f"failed ({run.status})", "skipped": f"skipped: {spec.skip}"}.get(
-            run.state, run.state
-        )
-        if run.why:
-            state += f" ({run.why})"
-        table.add_row(spec.run_id, spec.arch, spec.reg, values or "-", str(spec.seed), state)
-    out = console()
-    out.print(table)
-    out.print(
+    from regbench.results.format import params_label
+
+    say(f"plan: {len(plan.runs)} runs -> {plan.folder}")
+    labels = [params_label(run.spec.params) or "-" for run in plan.runs]
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("run", no_wrap=True, min_width=_longest(r.spec.run_id for r in plan.runs))
+    # wraps between values, never inside one: its narrowest is its longest `name=value`
+    table.add_column("hyperparameters", min_width=_longest(v for t in labels for v in t.split()))
+    table.add_column("seed", no_wrap=True, justify="right")
+    table.add_column("state", ratio=1)
+    for run, label in zip(plan.runs, labels, strict=True):
+        state = escape(_state(run))
+        table.add_row(escape(run.spec.run_id), escape(label), str(run.spec.seed), state)
+    console().print(table)
+    say(
         f"done {plan.count('done')}, pending {plan.count('pending')}, "
         f"failed {plan.count('failed')}, skipped {plan.count('skipped')}"
     )
+    say(_estimate_line(plan))
+
+
+def _longest(texts) -> int:
+    return max([0, *(len(t) for t in texts)])
+
+
+def _estimate_line(plan) -> str:
+    """How long the runs still to train will take, from the measured seconds per epoch."""
+    todo = plan.count("pending") + plan.count("failed")
+    seconds, timed = plan.estimate()
+    if not todo:
+        return "estimate: nothing left to train"
+    if not timed:
+        return "estimate: none yet (no finished run of these cells to time)"
+    runs = f"the {todo} run(s)" if timed == todo else f"{timed} of the {todo} run(s)"
+    rest = "" if timed == todo else f"; the other {todo - timed} are in cells not timed yet"
+    return (
+        f"estimate: about {_duration(seconds)} of training for {runs} to train, one after "
+        f"another (from finished runs' seconds per epoch{rest})"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _plan_json(plan) -> dict[str, Any]:
+    seconds, timed = plan.estimate()
+    return {
+        "folder": plan.folder,
+        "counts": {s: plan.count(s) for s in ("done", "pending", "failed", "skipped")},
+        "estimate_s": seconds if timed else None,
+        "estimated_runs": timed,
+        "runs": [
+            {
+                "run_id": run.spec.run_id,
+                "arch": run.spec.arch,
+                "reg": run.spec.reg,
+                "params": dict(run.spec.params),
+                "seed": run.spec.seed,
+                "state": run.state,
+                "status": run.status,
+                "why": run.why or run.spec.skip,
+            }
+            for run in plan.runs
+        ],
+    }
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ def progress_class() -> type:
             """The fraction done before this step, in [0, 1], as a float32 tensor. Each read
             counts one training step: read it once in each training call of the layer that
             keeps this progress (the first read gives 0, the last one (total - 1) / total)."""
-            done = self.steps.value
+            done = self.steps.value * 1.0  # a copy: TensorFlow's value would see the assign
             self.steps.assign(done + 1.0)
             return ops.minimum(done / self.total_steps, 1.0)
 

@@ -3,19 +3,22 @@
 The parent alone writes results (through the `on_result` callback); executors only move plain
 specs out and plain results in. Each worker reports on a pipe of its own: a worker killed
 mid-message (out of memory, the run timeout) breaks only its own pipe, where a shared queue's
-lock would stay held and silence every other worker.
+lock would stay held and silence every other worker. Workers are plain child processes
+(engine.worker), never multiprocessing's: a script without a `__main__` guard works.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.experiment import DEFAULT_TRAINER
 from regbench.engine.outcome import RunResult, now, skipped_result
 from regbench.engine.plan import RunSpec
-from regbench.engine.worker import DataCache, resolve_trainer, train_task, worker_main
+from regbench.engine.worker import DataCache, Setup, resolve_trainer, train_task
 from regbench.errors import RegbenchError
 
 MAX_MEMORY_GROWTH = 0.06
@@ -119,7 +122,11 @@ def _describe_death(exitcode: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx, worker_id: str, env: dict[str, str], options) -> None:
+    """One worker process (`python -m regbench.engine.worker`) and its two pipes: tasks in,
+    reports out. The worker holds the only writing end of its report pipe, so its death reads
+    as end of file there."""
+
+    def __init__(self, worker_id: str, env: dict[str, str], options: ExecutorOptions) -> None:
         self.id, self.env, self.runs = worker_id, env, 0
         self.task: list[RunSpec] | None = None  # the runs it is training, until each reports
         self.sent_at = 0.0  # when it was given its task (the run timeout counts from here)
@@ -127,25 +134,38 @@ class _Worker:
         self.first_rss: int | None = None  # bytes, after its first run
         self.rss: int | None = None  # bytes, after its latest run
         self.last_seconds = 0.0  # how long its latest run took
-        self.inbox = ctx.Queue()
-        self.reports, outbox = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(
-            target=worker_main,
-            args=(
-                env,
-                os.getpid(),
-                self.inbox,
-                outbox,
-                options.trainer,
-                options.data_dir,
-                options.cache_dir,
-                options.models_dir,
-            ),
-            daemon=True,
-            name=f"regbench-{worker_id}",
+        tasks_in, tasks_out = os.pipe()
+        reports_in, reports_out = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "regbench.engine.worker", str(tasks_in), str(reports_out)],
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,  # never the terminal, nor the script on `python -`
+                pass_fds=(tasks_in, reports_out),
+            )
+        except BaseException:
+            os.close(tasks_out)
+            os.close(reports_in)
+            raise
+        finally:
+            os.close(tasks_in)
+            os.close(reports_out)
+        _STARTED.add(self.process)
+        self.inbox = Connection(tasks_out, readable=False)
+        self.reports = Connection(reports_in, writable=False)
+        self.post(
+            Setup(
+                parent=os.getpid(),
+                sys_path=list(sys.path),
+                trainer=options.trainer,
+                data_dir=_absolute(options.data_dir),
+                cache_dir=_absolute(options.cache_dir),
+                models_dir=_absolute(options.models_dir),
+            )
         )
-        self.process.start()
-        outbox.close()  # the worker holds the only writing end: its death reads as end of file
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def receive(self) -> list[tuple[str, Any]]:
         """The (kind, payload) messages waiting on the worker's pipe; none once it is closed (a
@@ -158,15 +178,36 @@ class _Worker:
             self.reports.close()
         return messages
 
-    def close(self) -> None:
-        """Release the pipes of a worker that has ended."""
-        self.reports.close()
-        self.inbox.close()
-        self.inbox.join_thread()
+    def post(self, message: Any) -> None:
+        """Send a message (the setup, a task, None: stop); a dead worker's broken pipe is
+        ignored here: its death is noticed, and its task recorded, where deaths are."""
+        with contextlib.suppress(OSError):
+            self.inbox.send(message)
 
     def send(self, task: list[RunSpec]) -> None:
         self.task, self.sent_at = list(task), time.monotonic()
-        self.inbox.put(task)
+        self.post(task)
+
+    def end(self, timeout: float | None = None) -> None:
+        """Wait for the process to end (killing it after `timeout` seconds), release its pipes."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        _STARTED.discard(self.process)
+        self.reports.close()
+        self.inbox.close()
+
+
+# every worker process started and not yet ended: Ctrl-C can land between a worker's start and
+# its bookkeeping (a recycle, a replacement), and no such worker may outlive the grid
+_STARTED: set[subprocess.Popen] = set()
+
+
+def _absolute(path: Path | None) -> Path | None:
+    """A path that means the same in a worker whatever its working folder."""
+    return None if path is None else Path(path).absolute()
 
 
 def check_counts(options: ExecutorOptions) -> None:
@@ -228,28 +269,26 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
     specs = _record_skipped(specs, hooks)
     if not specs:
         return
-    ctx = multiprocessing.get_context("spawn")
     tasks = group_tasks(specs)
     jax = {"KERAS_BACKEND": "jax"} if _vmapped(specs) else {}
-    workers = {
-        wid: _Worker(ctx, wid, {**env, **jax}, options)
-        for wid, env in plan_workers(options, len(tasks))
-    }
+    workers: dict[str, _Worker] = {}
     retired: list[_Worker] = []
     pending = deque(tasks)
     try:
+        for wid, env in plan_workers(options, len(tasks)):
+            workers[wid] = _Worker(wid, {**env, **jax}, options)
         while pending or any(w.task for w in workers.values()):
-            _dispatch(ctx, workers, retired, pending, options)
+            _dispatch(workers, retired, pending, options)
             _stop_overdue(workers.values(), options.run_timeout, hooks)
             pipes = [w.reports for w in workers.values() if not w.reports.closed]
-            multiprocessing.connection.wait(pipes, timeout=0.2)
+            wait(pipes, timeout=0.2)
             for wid, worker in list(workers.items()):
                 for kind, payload in worker.receive():
                     _handle(kind, worker, payload, hooks)
-                idle = worker.task is None and worker.process.is_alive()
+                idle = worker.task is None and worker.alive()
                 if idle and pending and _worn(worker, options):
-                    workers[wid] = _recycle(ctx, worker, options)
-            _replace_dead(ctx, workers, options, hooks)
+                    workers[wid] = _recycle(worker, options)
+            _replace_dead(workers, options, hooks)
     finally:
         _shutdown([*workers.values(), *retired])
 
@@ -259,7 +298,7 @@ def _vmapped(specs: Sequence[RunSpec]) -> bool:
     return any(s.execution.engine == "vmapped" for s in specs)
 
 
-def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, options) -> None:
+def _dispatch(workers: dict[str, _Worker], retired, pending: deque, options) -> None:
     """Give each idle worker the next run; retire idle workers once nothing is left to start,
     and restart one with more threads when the cores of finishing workers would go idle."""
     for wid in list(workers):
@@ -267,13 +306,13 @@ def _dispatch(ctx, workers: dict[str, _Worker], retired, pending: deque, options
         if worker.task is not None:
             continue
         if not pending:
-            worker.inbox.put(None)
+            worker.post(None)
             retired.append(workers.pop(wid))
             continue
         threads = tail_threads(worker.threads, len(pending), len(workers), cpu_cores())
         if threads > worker.threads and worker.last_seconds >= TAIL_RESTART_MIN_S:
             env = {**worker.env, **worker_env(None, threads)}
-            worker = workers[wid] = _recycle(ctx, worker, options, env)
+            worker = workers[wid] = _recycle(worker, options, env)
         worker.send(pending.popleft())
 
 
@@ -314,18 +353,14 @@ def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
 
 
 def _recycle(
-    ctx, worker: _Worker, options: ExecutorOptions, env: dict[str, str] | None = None
+    worker: _Worker, options: ExecutorOptions, env: dict[str, str] | None = None
 ) -> _Worker:
     """Stop an idle worker and start a fresh one in its place (with `env`, else the same):
     TensorFlow's memory creeps up a few MB per run in a long-lived process
     (benchmarks/RESULTS.md), a new process starts clean."""
-    worker.inbox.put(None)
-    worker.process.join(timeout=30)
-    if worker.process.is_alive():
-        worker.process.kill()
-        worker.process.join()
-    worker.close()
-    return _Worker(ctx, worker.id, env or worker.env, options)
+    worker.post(None)
+    worker.end(timeout=30)
+    return _Worker(worker.id, env or worker.env, options)
 
 
 def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
@@ -338,28 +373,27 @@ def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
         if worker.task is not None and now - worker.sent_at > timeout:
             task, worker.task = worker.task, None
             worker.process.kill()
-            worker.process.join()
+            worker.process.wait()
             error = f"run exceeded the run timeout of {timeout:g} s and was stopped"
             for spec in task:
                 hooks.on_result(failed_result(spec, error, worker.id, status="timeout"))
 
 
-def _replace_dead(ctx, workers: dict[str, _Worker], options, hooks: Hooks) -> None:
+def _replace_dead(workers: dict[str, _Worker], options, hooks: Hooks) -> None:
     """Record the runs a dead worker left unreported as failed and start another in its place
     (what it reported before it died is read first)."""
     for wid, worker in list(workers.items()):
-        if worker.process.is_alive():
+        if worker.alive():
             continue
         for kind, payload in worker.receive():
             _handle(kind, worker, payload, hooks)
         if worker.task is not None:
-            reason = _describe_death(worker.process.exitcode)
+            reason = _describe_death(worker.process.returncode)
             for spec in worker.task:
                 hooks.on_result(failed_result(spec, f"{reason} during {spec.run_id}", wid))
             worker.task = None
-        worker.process.join()
-        worker.close()
-        workers[wid] = _Worker(ctx, wid, worker.env, options)
+        worker.end()
+        workers[wid] = _Worker(wid, worker.env, options)
 
 
 def _shutdown(workers) -> None:
@@ -367,20 +401,15 @@ def _shutdown(workers) -> None:
     handles), and make sure none outlives us."""
     workers = list(workers)
     for worker in workers:
-        if worker.process.is_alive():
+        if worker.alive():
             if worker.task is None:
-                worker.inbox.put(None)
+                worker.post(None)
             else:
                 worker.process.kill()
     deadline = time.monotonic() + 10
     for worker in workers:
-        worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join()
-    # a worker started as Ctrl-C arrived (a recycle, a replacement) may be tracked nowhere; it
-    # ignores SIGTERM, so the interpreter's exit would wait for it forever
-    for child in multiprocessing.active_children():
-        if child.name.startswith("regbench-"):
-            child.kill()
-            child.join()
+        worker.end(timeout=max(0.0, deadline - time.monotonic()))
+    for process in list(_STARTED):  # started as Ctrl-C arrived: tracked nowhere else
+        process.kill()
+        process.wait()
+        _STARTED.discard(process)

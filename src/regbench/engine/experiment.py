@@ -9,7 +9,9 @@ whether a user calls `regbench.run(epochs=0)`, writes `epochs = 0` in a TOML fil
 from __future__ import annotations
 
 import math
+import sys
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
@@ -65,7 +67,7 @@ class Experiment:
     tensorboard: bool = False
     baseline: str = "none"
     name: str | None = None
-    out: Path | None = None
+    experiment: Path | None = None
     data_dir: Path | None = None
     cache_dir: Path | None = None
     executor: str = "local"
@@ -82,7 +84,7 @@ class Experiment:
         """Validate `values` (Python values or CLI strings); None means "the default"."""
         known = {f.name for f in fields(cls)}
         checked: dict[str, Any] = {}
-        for key, value in values.items():
+        for key, value in renamed(values, source).items():
             if key not in known:
                 raise RegbenchError(
                     f"{source}unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
@@ -101,6 +103,7 @@ class Experiment:
 
     def update(self, **overrides: Any) -> Experiment:
         """A copy with `overrides` (validated like `create`; None leaves a field as it is)."""
+        overrides = renamed(overrides)
         changed = Experiment.create(**overrides)
         given = {k: getattr(changed, k) for k, v in overrides.items() if v is not None}
         if "params" in given:  # per regularizer: a flag's values over the file's
@@ -115,8 +118,11 @@ class Experiment:
 
     @property
     def folder(self) -> Path:
-        """The experiment folder: `out`, or reports/<name>, the name defaulting to the dataset."""
-        return self.out if self.out is not None else Path("reports") / (self.name or self.dataset)
+        """The experiment folder: `experiment`, or reports/<name>, the name defaulting to the
+        dataset."""
+        if self.experiment is not None:
+            return self.experiment
+        return Path("reports") / (self.name or self.dataset)
 
     @property
     def protocol(self) -> Protocol:
@@ -142,6 +148,41 @@ class Experiment:
             tensorboard_dir=str(self.folder / "tensorboard") if self.tensorboard else None,
             engine=self.engine,
         )
+
+
+RENAMED = {"out": "experiment"}  # a setting's old name -> its name now
+
+
+class RenamedSetting(FutureWarning):
+    """A setting given under its old name (a FutureWarning: shown by default, to users)."""
+
+
+def renamed(values: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """`values` with settings given under an old name (`out`) under their name now, each with
+    a one-line warning pointing at the caller's line."""
+    values = dict(values)
+    for old, new in RENAMED.items():
+        if old not in values:
+            continue
+        value = values.pop(old)
+        if values.get(new) is not None and value is not None:
+            raise RegbenchError(f"{source}{old} is the old name of {new}; give only {new}")
+        warnings.warn(
+            f"{source}the setting {old!r} is deprecated; name it {new!r}",
+            RenamedSetting,
+            stacklevel=_caller_outside_regbench(),
+        )
+        values[new] = value if values.get(new) is None else values[new]
+    return values
+
+
+def _caller_outside_regbench() -> int:
+    """The `stacklevel` that attributes a warning raised by our caller to the first frame
+    outside regbench (the user's line, not ours)."""
+    frame, level = sys._getframe(1), 1  # level 1: the caller, which warns
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "regbench":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_protocol(protocol: Protocol, execution: Execution | None = None) -> None:
@@ -374,7 +415,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "tensorboard": parse_flag,
     "baseline": _text,
     "name": _text,
-    "out": _path,
+    "experiment": _path,
     "data_dir": _existing,
     "cache_dir": _path,
     "executor": _choice(EXECUTORS),
@@ -423,7 +464,7 @@ def load_config(name_or_path: str) -> dict[str, Any]:
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegbenchError(f"config {name_or_path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(config) - set(FILE_KEYS))
+    unknown = sorted(set(config) - set(FILE_KEYS) - set(RENAMED))
     if unknown:
         raise RegbenchError(
             f"config {name_or_path}: unknown key {unknown[0]!r}; "

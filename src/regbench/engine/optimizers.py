@@ -96,19 +96,15 @@ def make_optimizer(
     lr_schedule: str,
     run: RunContext,
 ) -> Any:
-    """The protocol's optimizer with its options, then the regularizer's changes, then the
-    schedule applied to whatever learning rate that leaves."""
+    """The protocol's optimizer: its options and its learning rate under its schedule (a number,
+    or a Keras schedule over the run's steps), then handed to the regularizer's `optimizer`
+    hook, which may amend, wrap or replace any of it; what the hook returns is what trains."""
     base: dict[str, Any] = dict(parse_optimizer_options(options))
-    if learning_rate is not None:
-        base["learning_rate"] = learning_rate
+    if learning_rate is None:  # Keras's default rate of this optimizer
+        learning_rate = float(keras.optimizers.get(name).learning_rate)
+    base["learning_rate"] = schedule(keras, lr_schedule, learning_rate, run.total_steps)
     spec = invoke(regularizer.optimizer, params, OptimizerSpec(name, base), ctx=run)
-    config = dict(spec.kwargs)
-    if lr_schedule != "constant":
-        rate = config.get("learning_rate")
-        if rate is None:  # Keras's default rate of this optimizer
-            rate = float(keras.optimizers.get(spec.name).learning_rate)
-        config["learning_rate"] = schedule(keras, lr_schedule, float(rate), run.total_steps)
-    return keras.optimizers.get({"class_name": spec.name, "config": config})
+    return keras.optimizers.get({"class_name": spec.name, "config": dict(spec.kwargs)})
 
 
 def optimizer_config(keras: Any, optimizer: Any) -> str:

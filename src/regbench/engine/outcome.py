@@ -145,6 +145,7 @@ def outcome(
     recorder: Recorder,
     *,
     network: Any,
+    optimizer: Any,
     train_time: float,
     n_train: int,
     n_val: int,
@@ -153,9 +154,12 @@ def outcome(
     models_dir: Path | None,
 ) -> dict[str, Any]:
     """The result columns of a finished training. `network` is the deployable model (its
-    weights the kept epoch's); `clean` and `test` are its scores on the clean training subset
-    and the test split, asked of the engine only when `evaluates(...)` says so."""
+    weights the kept epoch's) and `optimizer` the Keras optimizer it trained with; `clean` and
+    `test` are its scores on the clean training subset and the test split, asked of the engine
+    only when `evaluates(...)` says so."""
     from regbench.engine.models import count_params, describe_model
+    from regbench.engine.optimizers import optimizer_config
+    from regbench.plugins.keras import import_keras
 
     epochs_run = len(recorder.logs)
     kept = recorder.kept_epoch or epochs_run
@@ -176,6 +180,7 @@ def outcome(
         "epochs_to_target": to_target[0],
         "seconds_to_target": to_target[1],
         "summary": describe_model(network),
+        "optimizer_config": optimizer_config(import_keras(), optimizer),
         "test_loss": None,
         "test_accuracy": None,
     }

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from regbench.errors import RegbenchError
+from regbench.errors import CompositionConflict, RegbenchError
 from regbench.plugins.manager import Registry
 
 JIT_CHOICES = ("auto", "on", "off")
@@ -283,8 +283,11 @@ def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> lis
             if name == "all":
                 names.extend(registry.names(kind))
                 continue
-            obj = registry.get(kind, name)
-            names.append(obj.name)
+            try:
+                names.append(registry.get(kind, name).name)
+            except CompositionConflict:  # a cell of its own, skipped with the reason (make_plan)
+                parts = [registry.get(kind, part.strip()).name for part in name.split("+")]
+                names.append("+".join(parts))
     if not names:
         raise RegbenchError(f"no {kind} chosen; name at least one, or 'all'")
     return list(dict.fromkeys(names))
@@ -330,7 +333,21 @@ def make_plan(
     for seed in seeds:
         for arch in arch_names:
             for reg in reg_names:
-                regularizer = registry.get("regularizers", reg)
+                try:
+                    regularizer = registry.get("regularizers", reg)
+                except CompositionConflict as conflict:
+                    spec = RunSpec(
+                        arch=arch,
+                        reg=reg,
+                        params={},
+                        seed=seed,
+                        protocol=protocol,
+                        execution=execution,
+                        provenance=provenance(registry, arch, reg),
+                        skip=str(conflict),
+                    )
+                    specs.setdefault(spec.config_hash, spec)
+                    continue
                 from_tuning = dict((tuned or {}).get((arch, reg), {}))
                 for explicit in sweep(_explicit_params(reg, reg_params)):
                     params = regularizer.resolve({**from_tuning, **explicit})

@@ -39,7 +39,9 @@ def _train_task(spec: RunSpec, options: ExecutorOptions):
 
 
 def _receive_model(result, model: bytes | None, models_dir: Path | None) -> None:
-    """Write a model that came back from a worker into the driver's experiment folder."""
+    """Write a model that came back from a worker into the driver's experiment folder; its
+    stored path is relative to that folder, as the trainers store it (`models/<run_id>.keras`),
+    so the folder can be read from any working folder, moved or copied."""
     if model is None or models_dir is None:
         result.row["model_path"] = None
         return
@@ -51,7 +53,7 @@ def _receive_model(result, model: bytes | None, models_dir: Path | None) -> None
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
-    result.row["model_path"] = str(path)
+    result.row["model_path"] = f"{models_dir.name}/{path.name}"
 
 
 def run_with_ray(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:

@@ -8,13 +8,14 @@ protos, never through a Keras backend, so the logs look the same under TensorFlo
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from regbench.engine.plan import RunSpec
+from regbench.engine.plan import PROTOCOL_COLUMNS, RunSpec
 
 # Keras log keys -> TensorBoard scalar tags, per epoch
 EPOCH_TAGS = {
@@ -92,28 +93,32 @@ def open_log(spec: RunSpec) -> RunLog | None:
 
 
 def hparams(spec: RunSpec) -> dict[str, Any]:
-    """What the HParams table shows per run: the cell, its values, seed and protocol."""
-    protocol = spec.protocol
+    """What the HParams table shows per run: the cell, its values and its whole protocol. The
+    seed is left out, so a cell's seeds share their values: TensorBoard groups them as sessions
+    of one group and the dashboard averages them (each run's folder still names its seed)."""
+    row = spec.row()
     values: dict[str, Any] = {
         "arch": spec.arch,
         "reg": spec.reg,
         **{f"{spec.reg}.{k}": v for k, v in sorted(spec.params.items())},
-        "seed": spec.seed,
         "stage": spec.stage,
-        "dataset": protocol.dataset,
-        "epochs": protocol.epochs,
-        "batch_size": protocol.batch_size,
-        "optimizer": protocol.optimizer,
     }
-    if protocol.learning_rate is not None:
-        values["learning_rate"] = protocol.learning_rate
+    for column in PROTOCOL_COLUMNS:
+        value = row[column]
+        values[column] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
     return values
 
 
 def _hparams_summary(spec: RunSpec, started: float) -> Any:
     from tensorboard.plugins.hparams import summary_v2
 
-    return summary_v2.hparams_pb(hparams(spec), trial_id=spec.run_id, start_time_secs=started)
+    return summary_v2.hparams_pb(hparams(spec), trial_id=group(spec), start_time_secs=started)
+
+
+def group(spec: RunSpec) -> str:
+    """The HParams session group of a run: its cell, shared by the cell's seeds."""
+    prefix = "final-" if spec.stage == "final" else ""
+    return f"{prefix}{spec.arch}-{spec.reg}-{spec.cell_hash[:8]}"
 
 
 def _status(name: str) -> Any:

@@ -159,7 +159,6 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str,
     model = build_and_compile(
         arch, reg, params, spec.protocol, data, spec.seed, spec.execution, run
     )
-    row["optimizer_config"] = optimizers.optimizer_config(keras, model.optimizer)
     x_clean, y_clean = clean_eval.subset(x_fit, y_fit)
     recorder.start(scores(model, x_clean, y_clean, spec.protocol.batch_size))
     own = run_callbacks(reg, params, run)
@@ -188,6 +187,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str,
         spec,
         recorder,
         network=batches.deployable(model),
+        optimizer=model.optimizer,
         train_time=train_time,
         n_train=len(x_fit),
         n_val=0 if final else len(data.x_val),

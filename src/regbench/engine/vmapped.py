@@ -381,6 +381,7 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
             s,
             recorder,
             network=model,
+            optimizer=model.optimizer,
             train_time=train_time,
             n_train=n_fit,
             n_val=0 if final else x_val.shape[1],

@@ -1,22 +1,44 @@
-"""The long-lived worker process: loads each dataset once, trains the runs it is sent."""
+"""The long-lived worker process: loads each dataset once, trains the runs it is sent.
+
+The scheduler starts it as `python -m regbench.engine.worker TASKS REPORTS` (two pipe file
+descriptors), not with multiprocessing: its spawn re-runs the parent's main module in every
+child, so a plain script calling `regbench.run` (or one piped to `python -`) would start its
+grid again in each worker. Only what the worker is sent crosses: a setup, then tasks.
+Module-level imports stay light, so the worker ignores Ctrl-C before anything heavy loads.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
-from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from regbench.engine.plan import RunSpec
-from regbench.plugins.datasets import Splits
-from regbench.plugins.manager import registry
+if TYPE_CHECKING:
+    from regbench.engine.plan import RunSpec
+    from regbench.plugins.datasets import Splits
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a worker needs before its first task: the scheduler's pid (it dies with it), the
+    scheduler's import path (so a trainer or plugin the scheduler can import is found), the
+    trainer and where data, cache and models are."""
+
+    parent: int
+    sys_path: list[str]
+    trainer: str
+    data_dir: Path | None
+    cache_dir: Path | None
+    models_dir: Path | None
 
 
 def resolve_trainer(path: str) -> Callable[..., Any]:
@@ -33,6 +55,8 @@ class DataCache:
         self._loaded: dict[str, Splits] = {}
 
     def get(self, spec: RunSpec) -> Splits:
+        from regbench.plugins.manager import registry
+
         protocol = spec.protocol
         key = f"{protocol.dataset}|{sorted(protocol.dataset_options.items())}|{spec.seed}"
         if key not in self._loaded:
@@ -54,39 +78,49 @@ def _exit_when_orphaned(parent: int) -> None:
         time.sleep(0.5)
 
 
-def worker_main(
-    env: dict[str, str],
-    parent: int,
-    inbox: Queue,
-    outbox: Connection,
-    trainer: str,
-    data_dir: Path | None,
-    cache_dir: Path | None,
-    models_dir: Path | None,
-) -> None:
-    """Serve runs from `inbox` until it yields None; report ('start'|'progress'|'memory'|'result',
-    payload) on `outbox`, this worker's own pipe to the parent."""
+def serve(tasks_fd: int, reports_fd: int) -> None:
+    """The worker process's entry point: read the setup from the task pipe, then serve."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (Slurm signals the whole process group)
-    os.environ.update(env)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
-    train = resolve_trainer(trainer)
-    data = DataCache(data_dir, cache_dir)
+    inbox = Connection(tasks_fd, writable=False)
+    outbox = Connection(reports_fd, readable=False)
+    try:
+        setup: Setup = inbox.recv()
+    except EOFError:  # the parent went away before sending anything
+        os._exit(1)
+    sys.path[:] = setup.sys_path
+    worker_main(setup, inbox, outbox)
+
+
+def worker_main(setup: Setup, inbox: Connection, outbox: Connection) -> None:
+    """Serve tasks from `inbox` until it yields None (or the parent is gone); report
+    ('start'|'progress'|'memory'|'result', payload) on `outbox`, this worker's own pipe."""
+    threading.Thread(target=_exit_when_orphaned, args=(setup.parent,), daemon=True).start()
+    train = resolve_trainer(setup.trainer)
+    data = DataCache(setup.data_dir, setup.cache_dir)
     sending = threading.Lock()  # a plugin may report progress from a thread of its own
 
     def report(kind: str, payload: Any) -> None:
         with sending:
             outbox.send((kind, payload))
 
-    while (task := inbox.get()) is not None:
+    while (task := _next_task(inbox)) is not None:
         for spec in task:
             report("start", spec.run_id)
-        for result in train_task(task, train, data, models_dir, partial(report, "progress")):
+        for result in train_task(task, train, data, setup.models_dir, partial(report, "progress")):
             if (rss := resident_bytes()) is not None:
                 report("memory", rss)  # the parent recycles a worker that grew
             report("result", result)
     outbox.close()  # every message is in the pipe: sends return once written
     os._exit(0)  # skip the interpreter's teardown: with TensorFlow loaded it took 1.5 s
+
+
+def _next_task(inbox: Connection) -> list[RunSpec] | None:
+    """The next task; None when told to stop, or when the parent closed its end (it died)."""
+    try:
+        return inbox.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def train_task(
@@ -113,3 +147,9 @@ def resident_bytes() -> int | None:
     except (OSError, IndexError, ValueError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+if __name__ == "__main__":  # run as a script: serve from the module proper, not __main__
+    from regbench.engine.worker import serve as _serve
+
+    _serve(int(sys.argv[1]), int(sys.argv[2]))

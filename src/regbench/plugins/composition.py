@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from regbench.errors import RegbenchError
+from regbench.errors import CompositionConflict, RegbenchError
 from regbench.plugins.context import invoke
 from regbench.plugins.hparams import resolve_hparams
 from regbench.plugins.points import ANY, Point
@@ -35,7 +35,7 @@ class Composite(Regularizer):
         for hook, what in EXCLUSIVE_HOOKS.items():
             both = [c.name for c in components if overrides(c, hook)]
             if len(both) > 1:
-                raise RegbenchError(
+                raise CompositionConflict(
                     f"cannot combine {' and '.join(both)}: both {what}; choose one of them"
                 )
         self.components = tuple(components)

@@ -69,7 +69,9 @@ class Regularizer:
         return loss
 
     def optimizer(self, params: Mapping[str, Any], optimizer: OptimizerSpec) -> OptimizerSpec:
-        """The optimizer to train with: return `optimizer` unchanged or a modified copy."""
+        """The optimizer to train with: return `optimizer` unchanged or a modified copy. Its
+        `kwargs["learning_rate"]` is the protocol's rate under the protocol's schedule (a number,
+        or a Keras LearningRateSchedule over the run's steps): keep it, wrap it or replace it."""
         return optimizer
 
     def callbacks(self, params: Mapping[str, Any]) -> list:

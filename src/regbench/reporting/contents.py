@@ -17,16 +17,14 @@ import pandas as pd
 from regbench.reporting import tables
 from regbench.reporting.figures import cell_order
 from regbench.reporting.gallery import Figure, Visualization
-from regbench.reporting.tables import Ranking, Table, num, records, run_title
-from regbench.results.format import MISSING, params_label
+from regbench.reporting.tables import Ranking, Table, records, run_title
+from regbench.results.format import MISSING, fmt, missing, params_label
+from regbench.results.leaderboard import LOST_NOTE, TIE_NOTE
 
 PARAM_COUNTS = ("total_params", "trainable_params", "non_trainable_params")
-# what the leaderboard's marks mean, said under it when a board column (`tied`, `failed`) is set
-MARKS = {
-    "tied": "A rank marked = is tied: equal mean validation accuracy at the printed precision.",
-    "failed": "Some cells lost seeds (failed or diverged): their mean is over the seeds that "
-    "finished ok.",
-}
+# what the leaderboard's marks mean, said under it when a board column (`tied`, `failed`) is
+# set: the terminal leaderboard's own words, since the report marks ranks and seeds as it does
+MARKS = {"tied": TIE_NOTE, "failed": LOST_NOTE}
 
 
 @dataclass
@@ -47,8 +45,8 @@ class LabRun:
     train_minutes: str
     total_minutes: str
     val_accuracy: str
-    train_accuracy: str
-    test_accuracy: str
+    train_accuracy: str  # the clean figure, as in the leaderboard
+    test_accuracy: str  # "" for a grid run that never read the test split (all of today's)
     param_counts: str  # total / trainable / non-trainable
     figure: Figure | None
     summary: Summary | None
@@ -99,6 +97,7 @@ class Report:
     skipped: Table | None
     best: Table | None
     trials: Table | None
+    plugins: Table | None
     environment: Table
 
 
@@ -140,7 +139,7 @@ def build(results: Results) -> Report:
         lab_tables=lab_tables(runs, results.per_run),
         final=tables.final(runs),
         final_figures=[
-            FinalFigure(results.per_run[r["run_id"]], num(r["test_accuracy"], ".4f"))
+            FinalFigure(results.per_run[r["run_id"]], fmt(r["test_accuracy"], ".4f", MISSING))
             for r in records(tables.final_runs(runs))
             if r["run_id"] in results.per_run
         ],
@@ -149,6 +148,7 @@ def build(results: Results) -> Report:
         skipped=tables.skipped(runs),
         best=tables.best(results.best),
         trials=tables.trials(results.trials),
+        plugins=tables.plugins(runs),
         environment=tables.environment(runs),
     )
 
@@ -177,12 +177,12 @@ def _lab_run(run: dict[str, Any], figure: Figure | None) -> LabRun:
         run_id=run["run_id"],
         title=run_title(run),
         problem=tables.problem(run),
-        train_minutes=num(tables.minutes(run["train_time_s"]), ".2f"),
-        total_minutes=num(tables.minutes(run["total_time_s"]), ".2f"),
-        val_accuracy=num(run["val_accuracy"], ".3f"),
-        train_accuracy=num(run["train_accuracy"], ".3f"),
-        test_accuracy=num(run["test_accuracy"], ".3f"),
-        param_counts=" / ".join(num(run[c], ",.0f") for c in PARAM_COUNTS),
+        train_minutes=fmt(tables.minutes(run["train_time_s"]), ".2f", MISSING),
+        total_minutes=fmt(tables.minutes(run["total_time_s"]), ".2f", MISSING),
+        val_accuracy=fmt(run["val_accuracy"], ".3f", MISSING),
+        train_accuracy=fmt(run["train_accuracy"], ".3f", MISSING),
+        test_accuracy="" if missing(run["test_accuracy"]) else fmt(run["test_accuracy"], ".3f"),
+        param_counts=" / ".join(fmt(run[c], ",.0f", MISSING) for c in PARAM_COUNTS),
         figure=figure,
         summary=summary(run["summary"]),
     )
@@ -210,14 +210,14 @@ def summary(text: Any) -> Summary | None:
         [
             f"{layer.get('name', '')} ({layer.get('type', '')})",
             _shape(layer.get("output_shape")),
-            num(layer.get("params"), ",.0f"),
+            fmt(layer.get("params"), ",.0f", MISSING),
         ]
         for layer in found.get("layers", [])
     ]
     totals = [
-        f"Total params: {num(found.get('total_params'), ',.0f')}",
-        f"Trainable params: {num(found.get('trainable_params'), ',.0f')}",
-        f"Non-trainable params: {num(found.get('non_trainable_params'), ',.0f')}",
+        f"Total params: {fmt(found.get('total_params'), ',.0f', MISSING)}",
+        f"Trainable params: {fmt(found.get('trainable_params'), ',.0f', MISSING)}",
+        f"Non-trainable params: {fmt(found.get('non_trainable_params'), ',.0f', MISSING)}",
     ]
     return Summary(layers, totals)
 

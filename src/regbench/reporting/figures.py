@@ -1,8 +1,11 @@
 """The report's figures: learning curves per run, the grid, CI bars and accuracy against time.
 
-Every function returns a matplotlib Figure on the Agg canvas (never pyplot, never an
-interactive backend), so tests can count panels and lines and the report can turn each into
-PNG bytes once. matplotlib is imported inside functions: importing regbench stays light.
+Every figure shows what the tables show under the same name: "train accuracy" is the clean
+end-of-training figure (`train_accuracy` in the runs table, measured at the kept epoch), and
+Keras's per-epoch running training-mode curve is labelled as such. Every function returns a
+matplotlib Figure on the Agg canvas (never pyplot, never an interactive backend), so tests can
+count panels and lines and the report can turn each into PNG bytes once. matplotlib is
+imported inside functions: importing regbench stays light.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -22,11 +26,22 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 100
+SPLITS = ("train", "val")
 SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange"}
-SPLIT_LABELS = {"train": "train", "val": "validation"}
+SPLIT_LABELS = {"train": "train (running, training mode)", "val": "validation"}
+CORE_METRICS = ("accuracy", "loss")  # every run logs these; any other metric is a plugin's
+# the runs table's end-of-training figures: the kept weights' clean train and validation scores
+END_COLUMNS = {
+    "accuracy": {"train": "train_accuracy", "val": "val_accuracy"},
+    "loss": {"train": "train_loss", "val": "val_loss"},
+}
+END_LABELS = {"train": "train (clean, kept weights)", "val": "validation (kept weights)"}
+END_DODGE = {"train": -3.5, "val": 3.5}  # points apart, so two equal figures both show
+KEPT_LABEL = "kept epoch (best weights restored)"
 SETTING_STYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LAB_REGS = ("none", "l2", "dropout", "batchnorm")
+
+Run = str | Mapping[str, Any]  # a run id, or the run's row of the runs table
 
 
 def png_bytes(figure: Figure, dpi: int = DPI) -> bytes:
@@ -53,21 +68,49 @@ def cell_order(runs: pd.DataFrame) -> tuple[list[str], list[str]]:
 Limits = dict[str, tuple[float, float]]  # metric -> y-axis range
 
 
+def split_labels(metric: str) -> dict[str, str]:
+    """What each split's curve of `metric` is called. Keras's per-epoch training accuracy and
+    loss are running means in training mode (dropout on, batch statistics), not the clean
+    end-of-training figure the tables call train accuracy, so they say so; any other metric
+    goes by the keys it was logged under."""
+    if metric in CORE_METRICS:
+        return dict(SPLIT_LABELS)
+    return {"train": metric, "val": f"val_{metric}"}
+
+
+def plugin_metrics(epochs: pd.DataFrame) -> list[str]:
+    """The metrics besides loss and accuracy that runs logged per epoch (a plugin's callback or
+    compiled metric), sorted by name."""
+    names = set(epochs["metric"].dropna().astype(str)) - set(CORE_METRICS)
+    return sorted(names, key=_natural)
+
+
 def accuracy_figure(
-    epochs: pd.DataFrame, run_id: str, title: str | None = None, ylims: Limits | None = None
+    epochs: pd.DataFrame, run: Run, title: str | None = None, ylims: Limits | None = None
 ) -> Figure:
-    """The lab's per-run plot: train and validation accuracy per epoch, beside the loss.
+    """The lab's per-run plot: accuracy and loss per epoch, then any metric a plugin logged.
 
-    `ylims` (see `shared_limits`) puts several runs on the same scales, so that a flat curve
-    does not look dramatic because its axis zoomed in."""
-    return _curves_figure(epochs, run_id, title or run_id, ylims)
+    `run` is a run id, or the run's row: then the clean train accuracy and loss the tables show
+    are marked at the kept epoch. `ylims` (see `shared_limits`) puts several runs on the same
+    scales, so that a flat curve does not look dramatic because its axis zoomed in."""
+    row = _row(run)
+    return _curves_figure(epochs, row, title or row["run_id"], ylims)
 
 
-def shared_limits(epochs: pd.DataFrame, run_ids: list[str]) -> Limits:
-    """One y range per metric covering every point of the given runs, with a small margin."""
-    mine = epochs[epochs["run_id"].isin(run_ids)]
+def shared_limits(epochs: pd.DataFrame, runs: pd.DataFrame) -> Limits:
+    """One y range per metric covering every point of the given runs (their curves and the
+    clean end-of-training figures), with a small margin."""
+    mine = epochs[epochs["run_id"].isin(runs["run_id"])]
+    ends = [
+        pd.DataFrame({"metric": metric, "value": runs[column]})
+        for metric, columns in END_COLUMNS.items()
+        for column in columns.values()
+        if column in runs
+    ]
+    points = pd.concat([mine[["metric", "value"]], *ends])
     limits = {}
-    for metric, values in mine.groupby("metric")["value"]:
+    for metric, values in points.groupby("metric")["value"]:
+        values = pd.to_numeric(values, errors="coerce").dropna()
         values = values[values.map(math.isfinite)]
         if values.empty:
             continue
@@ -79,7 +122,7 @@ def shared_limits(epochs: pd.DataFrame, run_ids: list[str]) -> Limits:
 
 def final_figure(
     epochs: pd.DataFrame,
-    run_id: str,
+    run: Run,
     test_accuracy: float | None = None,
     title: str | None = None,
     ylims: Limits | None = None,
@@ -88,35 +131,68 @@ def final_figure(
 
     The one test evaluation goes into the title, since there is no validation curve to read.
     """
+    row = _row(run)
+    if missing(test_accuracy):
+        test_accuracy = row.get("test_accuracy")
     test = "not evaluated" if missing(test_accuracy) else f"{test_accuracy:.4f}"
-    return _curves_figure(epochs, run_id, f"{title or run_id}: test accuracy {test}", ylims)
+    return _curves_figure(epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims)
 
 
 def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
-    """Architectures as rows, regularizers as columns: mean curves across seeds per cell.
+    """Architectures as rows, regularizers as columns: mean accuracy curves across seeds per
+    cell, and the mean clean train accuracy (the leaderboard's) at the kept epoch.
 
-    The shaded band is the range across seeds, so a reader sees at once whether two cells
-    differ by more than the seeds do. Only ok grid-stage runs count, as in the leaderboard.
+    The shaded band and the marker's bar are the range across seeds, so a reader sees at once
+    whether two cells differ by more than the seeds do. Only ok grid-stage runs count, as in
+    the leaderboard.
     """
+    title = "Mean accuracy per epoch across seeds (band, bar: range across seeds)"
+    return _cells_figure(runs, epochs, "accuracy", title)
+
+
+def metric_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str) -> Figure:
+    """The grid figure of a metric a plugin logged: its mean per epoch across seeds per cell,
+    one line per key it was logged under (`name`, `val_name`)."""
+    title = f"{metric}: mean per epoch across seeds (band: range across seeds)"
+    return _cells_figure(runs, epochs, metric, title)
+
+
+def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: str) -> Figure:
+    """Architectures as rows, regularizers as columns: `metric`'s mean curve per split and
+    hyperparameter setting, and for accuracy and loss the tables' end-of-training figures."""
     from matplotlib.lines import Line2D
 
-    ok = _ok_grid(runs)
+    ok = ok_grid(runs)
     archs, regs = cell_order(ok if len(ok) else runs)
     if not archs or not regs:
-        raise RegbenchError("no runs to draw in the grid figure")
+        raise RegbenchError(f"no runs to draw in the {metric} figure")
     ok = ok.assign(setting=ok["params"].map(params_label))
-    acc = epochs[epochs["metric"] == "accuracy"].merge(
+    curves = epochs[epochs["metric"] == metric].merge(
         ok[["run_id", "arch", "reg", "setting"]], on="run_id"
     )
-    stats = acc.groupby(["arch", "reg", "setting", "split", "epoch"])["value"].agg(
+    stats = curves.groupby(["arch", "reg", "setting", "split", "epoch"])["value"].agg(
         ["mean", "min", "max"]
     )
+    labels = split_labels(metric)
+    shown = set(stats.index.get_level_values("split"))
+    handles = [
+        Line2D([], [], color=SPLIT_COLORS[s], marker="o", markersize=3, label=labels[s])
+        for s in SPLITS
+        if s in shown
+    ]
+    ends = END_COLUMNS.get(metric, {})
+    handles += [_end_handle(s) for s in SPLITS if s in ends and _measured(ok, ends[s]).any()]
     width, height = max(6.5, 1.0 + 2.5 * len(regs)), 1.3 + 1.9 * len(archs)
+    columns = min(len(handles), 4 if width >= 8 else 2) or 1
+    legend = 0.25 * math.ceil(len(handles) / columns)
     # fixed margins in inches (labels left, title above, legend below): a constrained layout
     # took half of this figure's drawing time in a 1,000-run report
-    figure = _figure((width, height), layout=None)
+    figure = new_figure((width, height + legend), layout=None)
     figure.subplots_adjust(
-        left=0.75 / width, right=1 - 0.15 / width, bottom=0.75 / height, top=1 - 0.6 / height
+        left=0.75 / width,
+        right=1 - 0.15 / width,
+        bottom=(0.55 + legend) / (height + legend),
+        top=1 - 0.6 / (height + legend),
     )
     axes = figure.subplots(len(archs), len(regs), sharex=True, sharey=True, squeeze=False)
     drawn = set(stats.index.droplevel("epoch"))
@@ -125,238 +201,93 @@ def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
             ax = axes[i][j]
             ax.set_label(f"cell:{arch}:{reg}")
             cell = ok[(ok["arch"] == arch) & (ok["reg"] == reg)]
-            settings = list(dict.fromkeys(cell["setting"]))
-            for k, setting in enumerate(settings):
-                seeds = int((cell["setting"] == setting).sum())
-                for split in ("train", "val"):
-                    key = (arch, reg, setting, split)
-                    if key not in drawn:
-                        continue
-                    curve = stats.loc[key]
-                    style = SETTING_STYLES[k % len(SETTING_STYLES)]
-                    ax.plot(
-                        curve.index,
-                        curve["mean"],
-                        style,
-                        color=SPLIT_COLORS[split],
-                        marker="o",
-                        markersize=2.5,
-                        linewidth=1.3,
-                        label=f"{SPLIT_LABELS[split]} {setting}".strip(),
-                    )
-                    if seeds > 1:
-                        ax.fill_between(
-                            curve.index,
-                            curve["min"],
-                            curve["max"],
-                            color=SPLIT_COLORS[split],
-                            alpha=0.15,
-                            linewidth=0,
-                        )
-            if not settings:
-                _note(ax, "no ok runs")
-            if len(settings) > 1:
-                ax.legend(fontsize=6, loc="lower right")
+            _draw_cell(ax, cell, metric, stats, drawn)
+            if cell.empty:
+                note(ax, "no ok runs")
+            elif not ax.lines:
+                note(ax, f"no {metric} logged")
             if i == 0:
                 ax.set_title(reg, fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"{arch}\naccuracy", fontsize=9)
+                ax.set_ylabel(f"{arch}\n{metric}", fontsize=9)
             if i == len(archs) - 1:
                 ax.set_xlabel("epoch", fontsize=9)
-            _integer_epochs(ax)
+            integer_epochs(ax)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
-    handles = [
-        Line2D([], [], color=SPLIT_COLORS[s], marker="o", markersize=3, label=SPLIT_LABELS[s])
-        for s in ("train", "val")
-    ]
-    figure.legend(handles=handles, loc="lower center", ncols=2, fontsize=9, frameon=False)
-    figure.suptitle("Mean accuracy per epoch across seeds (band: range across seeds)", fontsize=11)
+    figure.legend(handles=handles, loc="lower center", ncols=columns, fontsize=9, frameon=False)
+    figure.suptitle(title, fontsize=11)
     return figure
 
 
-def ci_bar_figure(board: pd.DataFrame) -> Figure:
-    """Mean validation accuracy per cell, best on top (leaderboard order), every seed a dot.
-
-    Error bars are the 95% CI of the mean and only drawn where a cell has two seeds or more:
-    one seed has no interval. Bars start at zero so lengths stay honest. Accuracy lies in
-    [0, 1], so the drawn bars are clipped there (two seeds give very wide Student intervals);
-    the exact mean, CI and seed count are printed on the right.
-    """
+def _draw_cell(
+    ax: Axes, cell: pd.DataFrame, metric: str, stats: pd.DataFrame, drawn: set[tuple]
+) -> None:
+    """One cell's mean curve per hyperparameter setting and split (band: range across seeds)
+    and its end-of-training marks; a line style per setting, named in the cell's legend."""
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    rows = board.reset_index(drop=True)
-    figure = _figure((7.5, 1.2 + 0.3 * max(len(rows), 2)))
-    ax = figure.subplots()
-    ax.set_label("ci")
-    if rows.empty:
-        _empty(ax, "no successful grid runs")
-        return figure
-    _, regs = cell_order(rows)
-    colors = _colors(regs)
-    labels = [
-        f"{r.arch} · {r.reg}" + (f" ({r.params})" if r.params else "") for r in rows.itertuples()
-    ]
-    mean = rows["val_accuracy"]
-    ci = pd.to_numeric(rows["val_ci95"], errors="coerce")  # NaN where n=1: no interval
-    positions = list(range(len(rows)))[::-1]
-    ax.barh(
-        positions,
-        mean,
-        color=[colors[r] for r in rows["reg"]],
-        height=0.7,
-        label="_bars",
-    )
-    has_ci = ci.notna()
-    if has_ci.any():
-        where = [p for p, ok in zip(positions, has_ci, strict=True) if ok]
-        m, c = mean[has_ci], ci[has_ci]
-        ax.errorbar(
-            m,
-            where,
-            xerr=[c.clip(upper=m), c.clip(upper=1 - m)],
-            fmt="none",
-            ecolor="black",
-            elinewidth=1,
-            capsize=3,
-            label="95% CI",
-        )
-    seeds_x, seeds_y = [], []
-    for position, values in zip(positions, rows["val_by_seed"], strict=True):
-        points = [v for v in (values or {}).values() if v is not None]
-        seeds_x += points
-        seeds_y += _spread(position, len(points))
-    ax.scatter(
-        seeds_x,
-        seeds_y,
-        s=12,
-        color="white",
-        edgecolor="black",
-        linewidth=0.7,
-        zorder=3,
-        label="seeds",
-    )
-    ax.set_yticks(positions, labels, fontsize=8)
-    values = ax.secondary_yaxis("right")
-    values.set_yticks(
-        positions,
-        [
-            f"{r.val_accuracy:.3f}" + ("" if pd.isna(c) else f" ± {c:.3f}") + f" (n={r.seeds})"
-            for r, c in zip(rows.itertuples(), ci, strict=True)
-        ],
-        fontsize=7,
-    )
-    values.tick_params(length=0)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(
-        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1)",
-        fontsize=9,
-    )
-    ax.grid(axis="x", alpha=0.3)
-    seed_handle = Line2D(
-        [],
-        [],
-        linestyle="",
-        marker="o",
-        markersize=4,
-        markerfacecolor="white",
-        markeredgecolor="black",
-        label="seed",
-    )
-    figure.legend(
-        handles=[*(Patch(color=colors[r], label=r) for r in regs), seed_handle],
-        loc="outside lower center",
-        ncols=len(regs) + 1,
-        fontsize=8,
-        frameon=False,
-    )
-    ax.set_title("Validation accuracy per cell (ranked)", fontsize=11)
-    return figure
-
-
-def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
-    """Validation accuracy against training time, one marker per ok grid run.
-
-    Colour is the regularizer and marker shape the architecture, so each cell is a unique pair
-    and the cost of a regularizer (batch norm, dropout) shows as a shift to the right.
-    """
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    ok = _ok_grid(runs)
-    ok = ok[ok["val_accuracy"].notna() & ok["train_time_s"].notna()]
-    figure = _figure((6.5, 4.0))
-    ax = figure.subplots()
-    ax.set_label("scatter")
-    if ok.empty:
-        _empty(ax, "no successful grid runs")
-        return figure
-    archs, regs = cell_order(ok)
-    colors = _colors(regs)
-    markers = {a: MARKERS[i % len(MARKERS)] for i, a in enumerate(archs)}
-    for (arch, reg), cell in ok.groupby(["arch", "reg"], sort=False):
-        ax.scatter(
-            cell["train_time_s"],
-            cell["val_accuracy"],
-            s=36,
-            marker=markers[arch],
-            color=colors[reg],
-            edgecolor="black",
-            linewidth=0.5,
-            label=f"{arch} · {reg}",
-            alpha=0.9,
-        )
-    times = ok["train_time_s"]
-    if times.min() > 0 and times.max() / times.min() > 20:
-        ax.set_xscale("log")
-    handles = [
-        Line2D([], [], linestyle="", marker=markers[a], color="gray", label=a) for a in archs
-    ] + [Patch(color=colors[r], label=r) for r in regs]
-    figure.legend(
-        handles=handles,
-        loc="outside right upper",
-        fontsize=8,
-        frameon=False,
-        title="shape: arch\ncolour: reg",
-        title_fontsize=8,
-    )
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.set_title("Validation accuracy against training time (one marker per run)", fontsize=10)
-    return figure
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _figure(
-    figsize: tuple[float, float], layout: Literal["constrained", "tight"] | None = "constrained"
-) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=figsize, dpi=DPI, layout=layout)
-    FigureCanvasAgg(figure)
-    return figure
+    labels = split_labels(metric)
+    styles = []
+    for k, (setting, seeds) in enumerate(cell.groupby("setting", sort=False)):
+        style = SETTING_STYLES[k % len(SETTING_STYLES)]
+        styles.append(Line2D([], [], color="gray", linestyle=style, label=setting or "default"))
+        for split in SPLITS:
+            key = (seeds["arch"].iloc[0], seeds["reg"].iloc[0], setting, split)
+            if key not in drawn:
+                continue
+            curve = stats.loc[key]
+            ax.plot(
+                curve.index,
+                curve["mean"],
+                style,
+                color=SPLIT_COLORS[split],
+                marker="o",
+                markersize=2.5,
+                linewidth=1.3,
+                label=f"{labels[split]} {setting}".strip(),
+            )
+            if len(seeds) > 1:
+                ax.fill_between(
+                    curve.index,
+                    curve["min"],
+                    curve["max"],
+                    color=SPLIT_COLORS[split],
+                    alpha=0.15,
+                    linewidth=0,
+                )
+        _end_marks(ax, metric, seeds, setting)
+    if len(styles) > 1:
+        ax.legend(handles=styles, fontsize=6, loc="lower right")
 
 
 def _curves_figure(
-    epochs: pd.DataFrame, run_id: str, title: str, ylims: Limits | None = None
+    epochs: pd.DataFrame, run: Mapping[str, Any], title: str, ylims: Limits | None = None
 ) -> Figure:
-    """Accuracy and loss panels for one run, one line per split that the run recorded."""
-    mine = epochs[epochs["run_id"] == run_id]
+    """One panel per metric the run logged (accuracy, loss, then plugins'), a line per split,
+    the clean train figures at the kept epoch, and that epoch where it is not the last."""
+    mine = epochs[epochs["run_id"] == run["run_id"]]
     if mine.empty:
-        raise RegbenchError(f"run {run_id} recorded no epochs to plot")
-    # A fixed layout: a report draws one of these per run, and constrained layout would double
-    # the time of each.
-    figure = _figure((6.4, 2.5), layout=None)
-    figure.subplots_adjust(left=0.09, right=0.98, bottom=0.18, top=0.86, wspace=0.28)
-    axes = figure.subplots(1, 2)
-    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        raise RegbenchError(f"run {run['run_id']} recorded no epochs to plot")
+    metrics = [*CORE_METRICS, *plugin_metrics(mine)]
+    last = int(mine["epoch"].max())
+    kept = _end_epoch(run, last)
+    # A fixed layout in inches: a report draws one of these per run, and constrained layout
+    # would double the time of each.
+    width, height = 3.2 * len(metrics), 2.9
+    figure = new_figure((width, height), layout=None)
+    figure.subplots_adjust(
+        left=0.55 / width,
+        right=1 - 0.1 / width,
+        bottom=0.9 / height,
+        top=1 - 0.35 / height,
+        wspace=0.28 * 2 / len(metrics) + 0.1,
+    )
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
         ax.set_label(metric)
-        for split in ("train", "val"):
+        labels = split_labels(metric)
+        for split in SPLITS:
             curve = mine[(mine["metric"] == metric) & (mine["split"] == split)].sort_values("epoch")
             if curve.empty:
                 continue
@@ -367,41 +298,131 @@ def _curves_figure(
                 marker="o",
                 markersize=3,
                 linewidth=1.4,
-                label=SPLIT_LABELS[split],
+                label=labels[split],
             )
+        for split, column in END_COLUMNS.get(metric, {}).items():
+            if not missing(run.get(column)):
+                ax.plot([kept], [run[column]], **_end_style(split, ax), label=END_LABELS[split])
+        if kept < last:
+            ax.axvline(kept, color="gray", linestyle=":", linewidth=1, label=KEPT_LABEL)
         if ylims and metric in ylims:
             ax.set_ylim(*ylims[metric])
         ax.set_xlabel("epoch", fontsize=9)
         ax.set_ylabel(metric, fontsize=9)
         ax.tick_params(labelsize=8)
-        _integer_epochs(ax)
+        integer_epochs(ax)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    figure.legend(
+        handles.values(),
+        handles.keys(),
+        loc="lower center",
+        ncols=min(len(handles), 2 * len(metrics) - 1),
+        fontsize=7,
+        frameon=False,
+    )
     figure.suptitle(title, fontsize=10)
     return figure
 
 
-def _spread(center: float, count: int, width: float = 0.4) -> list[float]:
-    """Positions for `count` dots around `center`, so seeds with equal values stay visible."""
-    if count <= 1:
-        return [center] * count
-    return [center - width / 2 + width * i / (count - 1) for i in range(count)]
+def _end_style(split: str, ax: Axes | None = None) -> dict[str, Any]:
+    """A diamond in the split's colour: the tables' figure, not a point of Keras's curve;
+    on `ax`, dodged sideways by a few points so the train and validation marks never hide
+    each other."""
+    from matplotlib.transforms import offset_copy
+
+    dodge = (
+        {}
+        if ax is None
+        else {"transform": offset_copy(ax.transData, ax.figure, x=END_DODGE[split], units="points")}
+    )
+    return {
+        **dodge,
+        "linestyle": "",
+        "marker": "D",
+        "markersize": 6,
+        "color": SPLIT_COLORS[split],
+        "markeredgecolor": "black",
+        "zorder": 3,
+    }
 
 
-def _note(ax: Axes, message: str) -> None:
+def _end_handle(split: str) -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], **_end_style(split), label=END_LABELS[split])
+
+
+def _end_marks(ax: Axes, metric: str, seeds: pd.DataFrame, setting: str) -> None:
+    """The mean end-of-training figures of a setting's seeds (what the leaderboard averages)
+    at their mean kept epoch, each bar the range across seeds."""
+    for split, column in END_COLUMNS.get(metric, {}).items():
+        found = _measured(seeds, column)
+        if not found.any():
+            continue
+        measured, values = seeds[found], pd.to_numeric(seeds[column][found])
+        x = sum(_end_epoch(r, 1) for r in measured.to_dict("records")) / len(measured)
+        mean = float(values.mean())
+        spread = [[mean - values.min()], [values.max() - mean]]
+        style = {**_end_style(split, ax), "ecolor": "black", "elinewidth": 0.8}
+        ax.errorbar(
+            [x], [mean], yerr=spread, **style, label=f"{END_LABELS[split]} {setting}".strip()
+        )
+
+
+def _measured(runs: pd.DataFrame, column: str) -> pd.Series:
+    """Which runs hold a value in `column` (none where the table lacks it)."""
+    if column not in runs:
+        return pd.Series(False, index=runs.index)
+    return pd.to_numeric(runs[column], errors="coerce").notna()
+
+
+def _end_epoch(run: Mapping[str, Any], last: int) -> int:
+    """The epoch whose weights the run ended with: its kept epoch, else the epochs it ran,
+    else `last` (the last recorded)."""
+    for column in ("kept_epoch", "epochs_run"):
+        value = run.get(column)
+        if not missing(value):
+            return int(value)
+    return last
+
+
+def _row(run: Run) -> Mapping[str, Any]:
+    return {"run_id": run} if isinstance(run, str) else run
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def new_figure(
+    figsize: tuple[float, float], layout: Literal["constrained", "tight"] | None = "constrained"
+) -> Figure:
+    """A figure on the Agg canvas, never pyplot's: no global state, no interactive backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, dpi=DPI, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def note(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def _empty(ax: Axes, message: str) -> None:
-    _note(ax, message)
+def empty(ax: Axes, message: str) -> None:
+    note(ax, message)
     ax.set_axis_off()
 
 
-def _ok_grid(runs: pd.DataFrame) -> pd.DataFrame:
+def ok_grid(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[(runs["status"] == "ok") & (runs["stage"].fillna("grid") == "grid")]
 
 
-def _integer_epochs(ax: Axes) -> None:
+def integer_epochs(ax: Axes) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
@@ -409,13 +430,6 @@ def _integer_epochs(ax: Axes) -> None:
     if high - low < 1:  # a single epoch: give the lone point whole-number neighbours
         middle = round((low + high) / 2)
         ax.set_xlim(middle - 1, middle + 1)
-
-
-def _colors(names: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
-    return {n: palette[i % len(palette)] for i, n in enumerate(names)}
 
 
 def _natural(text: str) -> tuple:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from regbench.reporting import figures
+from regbench.reporting import board_figures, figures
 from regbench.reporting.tables import final_runs, grid_runs, records, run_title
 
 VISUALIZE_DIR = ("figures", "visualize")  # where `regbench visualize` writes, per run id
@@ -46,34 +46,41 @@ class Visualization:
 
 
 OVERVIEW = {
-    "grid": "Mean train and validation accuracy per epoch per cell (rows: architectures, "
-    "columns: regularizers; band: range across seeds)",
+    "grid": "Mean accuracy per epoch per cell (rows: architectures, columns: regularizers; "
+    "band: range across seeds): validation, Keras's running train accuracy in training mode, "
+    "and the clean train accuracy of the leaderboard (diamond, at the kept epoch; bar: range "
+    "across seeds)",
     "ci_bars": "Mean validation accuracy per cell: one dot per seed, 95% confidence interval of "
     "the mean where a cell has two seeds or more",
-    "accuracy_vs_time": "Validation accuracy against training time, one marker per run",
+    "accuracy_vs_time": "Validation accuracy against train time, one marker per run",
 }
+METRIC = "{metric} as logged per epoch, mean per cell across seeds (band: range across seeds)"
 
 
 def overview(runs: pd.DataFrame, epochs: pd.DataFrame, board: pd.DataFrame) -> list[Figure]:
-    """The grid, the CI bars and accuracy against time; none without grid runs."""
+    """The grid, the CI bars, accuracy against time, then a grid per metric a plugin logged;
+    none without grid runs."""
     if grid_runs(runs).empty:
         return []
     drawn = {
         "grid": figures.grid_figure(runs, epochs),
-        "ci_bars": figures.ci_bar_figure(board),
-        "accuracy_vs_time": figures.accuracy_vs_time_figure(runs),
+        "ci_bars": board_figures.ci_bar_figure(board),
+        "accuracy_vs_time": board_figures.accuracy_vs_time_figure(runs),
     }
-    return [Figure(n, OVERVIEW[n], figures.png_bytes(f)) for n, f in drawn.items()]
+    found = [Figure(n, OVERVIEW[n], figures.png_bytes(f)) for n, f in drawn.items()]
+    grid_epochs = epochs[epochs["run_id"].isin(grid_runs(runs)["run_id"])]
+    for metric in figures.plugin_metrics(grid_epochs):
+        drawing = figures.metric_figure(runs, epochs, metric)
+        name = _file_name(f"metric-{metric}")
+        found.append(Figure(name, METRIC.format(metric=metric), figures.png_bytes(drawing)))
+    return found
 
 
 def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, Figure]:
     """Each drawn run's curves (see `drawn`) and every final run's, by run id."""
     every = pd.concat([drawn(grid_runs(runs)), final_runs(runs)])
     # the runs of one architecture share their y axes, so their curves compare at a glance
-    limits = {
-        arch: figures.shared_limits(epochs, list(group["run_id"]))
-        for arch, group in every.groupby("arch")
-    }
+    limits = {arch: figures.shared_limits(epochs, group) for arch, group in every.groupby("arch")}
     recorded = set(epochs["run_id"])
     found = {}
     for run in records(every):
@@ -82,12 +89,11 @@ def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, Figure]:
         title, ylims = run_title(run), limits[run["arch"]]
         if run["stage"] == "final":
             title = f"final: {title}"
-            caption = f"{title}: train accuracy and loss per epoch"
-            test = run["test_accuracy"]
-            figure = figures.final_figure(epochs, run["run_id"], test, title, ylims)
+            caption = f"{title}: {_shown(epochs, run['run_id'])} per epoch (train only)"
+            figure = figures.final_figure(epochs, run, title=title, ylims=ylims)
         else:
-            caption = f"{title}: accuracy and loss per epoch"
-            figure = figures.accuracy_figure(epochs, run["run_id"], title, ylims)
+            caption = f"{title}: {_shown(epochs, run['run_id'])} per epoch"
+            figure = figures.accuracy_figure(epochs, run, title, ylims)
         found[run["run_id"]] = Figure(_file_name(run["run_id"]), caption, figures.png_bytes(figure))
     return found
 
@@ -123,6 +129,15 @@ def visualized(folder: Path, out: Path) -> list[Visualization]:
         shot = Figure(path.stem, f"{run_id}: {label}", path.read_bytes(), link, label)
         found.setdefault(run_id, []).append(shot)
     return [Visualization(run_id, shots) for run_id, shots in found.items()]
+
+
+def _shown(epochs: pd.DataFrame, run_id: str) -> str:
+    """The metrics a run's figure draws, named: accuracy, loss and any a plugin logged."""
+    *first, last = [
+        *figures.CORE_METRICS,
+        *figures.plugin_metrics(epochs[epochs["run_id"] == run_id]),
+    ]
+    return f"{', '.join(first)} and {last}"
 
 
 def _file_name(run_id: str) -> str:

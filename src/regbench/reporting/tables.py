@@ -47,11 +47,6 @@ class Table:
 # ---------------------------------------------------------------- text of one value
 
 
-def num(value: Any, spec: str) -> str:
-    """A number in `spec`, the table's dash when it does not exist."""
-    return MISSING if missing(value) else fmt(value, spec)
-
-
 def text(value: Any) -> str:
     """Any value as a cell: whole floats as integers (a seed), others in %g, lists joined, a
     dict as `name=value`, else str."""
@@ -148,6 +143,7 @@ SHOWN = {
     "params",
     "tuned",
     "seeds",
+    "planned",  # in the seeds column, as ok/planned where they differ
     "val_accuracy",
     "val_ci95",
     "train_accuracy",
@@ -181,22 +177,26 @@ class Ranking:
 
 def leaderboard(board: pd.DataFrame, baseline: str) -> list[Ranking]:
     """The ranked cells with their paired comparison, one ranking per protocol (ranks restart
-    in each); columns the board gains show at the end under their own names."""
+    in each); columns the board gains show at the end under their own names. Test accuracy
+    shows only where a cell has one (grid runs of older experiments): grid runs never read the
+    test split."""
     columns: list[Column] = [
         ("#", lambda r: text(r["rank"]) + ("=" if _yes(r.get("tied")) else "")),
         ("arch", lambda r: text(r["arch"])),
         ("reg", lambda r: text(r["reg"])),
         ("hyperparameters", _hyperparameters),
         ("val acc ± 95% CI", lambda r: mean_and_ci(r["val_accuracy"], r["val_ci95"])),
-        ("seeds", lambda r: text(r["seeds"])),
+        ("seeds", _seeds),
         (f"vs {baseline} (paired, ± 95% CI)", _paired),
         ("verdict (Holm-adjusted p)", _verdict),
-        ("train acc (clean)", lambda r: num(r["train_accuracy"], ".3f")),
-        ("gap", lambda r: num(r["gap"], "+.3f")),
-        ("test acc (not used for ranking)", lambda r: num(r["test_accuracy"], ".3f")),
-        ("params", lambda r: num(r["total_params"], ",.0f")),
-        ("train time (s)", lambda r: num(r["train_time_s"], ".1f")),
+        ("train acc (clean)", lambda r: fmt(r["train_accuracy"], ".3f", MISSING)),
+        ("gap", lambda r: fmt(r["gap"], "+.3f", MISSING)),
+        ("test acc (not used for ranking)", lambda r: fmt(r["test_accuracy"], ".3f", MISSING)),
+        ("params", lambda r: fmt(r["total_params"], ",.0f", MISSING)),
+        ("train time (s)", lambda r: fmt(r["train_time_s"], ".1f", MISSING)),
     ]
+    if not _any_value(board, "test_accuracy"):
+        columns = [c for c in columns if not c[0].startswith("test acc")]
     columns += [_generic(c) for c in board.columns if c not in SHOWN | NOT_SHOWN]
     headers = [header for header, _ in columns]
     groups = (
@@ -213,6 +213,19 @@ def leaderboard(board: pd.DataFrame, baseline: str) -> list[Ranking]:
         )
         for label, group in groups
     ]
+
+
+def _any_value(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and bool(frame[column].notna().any())
+
+
+def _seeds(r: Row) -> str:
+    """The seeds that finished ok; of those planned, marked "!", where some did not (the
+    leaderboard's LOST_NOTE)."""
+    planned = r.get("planned")
+    if missing(planned) or planned == r["seeds"]:
+        return text(r["seeds"])
+    return f"{text(r['seeds'])}/{text(planned)}!"
 
 
 def _yes(value: Any) -> bool:
@@ -265,7 +278,7 @@ def final(runs: pd.DataFrame) -> Table | None:
     if mine.empty:
         return None
     headers = ["run", "arch", "reg", "hyperparameters", "seed", "epochs", "train images"]
-    headers += ["status", "train acc", "test acc", "train time (min)"]
+    headers += ["status", "train acc (clean)", "test acc", "train time (min)"]
     return Table(
         headers,
         [
@@ -274,13 +287,13 @@ def final(runs: pd.DataFrame) -> Table | None:
                 r["arch"],
                 r["reg"],
                 params_label(r["params"]) or MISSING,
-                num(r["seed"], ".0f"),
-                num(r["epochs_run"], ".0f"),
-                num(r["n_train"], ",.0f"),
+                fmt(r["seed"], ".0f", MISSING),
+                fmt(r["epochs_run"], ".0f", MISSING),
+                fmt(r["n_train"], ",.0f", MISSING),
                 text(r["status"]),
-                num(r["train_accuracy"], ".4f"),
-                num(r["test_accuracy"], ".4f"),
-                num(minutes(r["train_time_s"]), ".2f"),
+                fmt(r["train_accuracy"], ".4f", MISSING),
+                fmt(r["test_accuracy"], ".4f", MISSING),
+                fmt(minutes(r["train_time_s"]), ".2f", MISSING),
             ]
             for r in records(mine)
         ],
@@ -299,8 +312,8 @@ def trials(frame: pd.DataFrame) -> Table | None:
         headers,
         [
             [text(r["trial_id"]), text(r["arch"]), text(r["reg"]), text(r["status"])]
-            + [num(r["score"], ".4f"), *[text(r[c]) for c in hp]]
-            + [num(r["train_time_s"], ".1f"), text(r["error"])]
+            + [fmt(r["score"], ".4f", MISSING), *[text(r[c]) for c in hp]]
+            + [fmt(r["train_time_s"], ".1f", MISSING), text(r["error"])]
             for r in records(ordered)
         ],
     )
@@ -313,10 +326,37 @@ def best(frame: pd.DataFrame) -> Table | None:
     return Table(
         ["arch", "reg", "best values", "score"],
         [
-            [r["arch"], r["reg"], params_label(r["values"]) or MISSING, num(r["score"], ".4f")]
+            [
+                r["arch"],
+                r["reg"],
+                params_label(r["values"]) or MISSING,
+                fmt(r["score"], ".4f", MISSING),
+            ]
             for r in records(frame)
         ],
     )
+
+
+def plugins(runs: pd.DataFrame) -> Table | None:
+    """What built each cell: every architecture and regularizer the trained runs used, with
+    the plugin distribution and version and the hash of its source. A combination `a+b` shows
+    as recorded, its components' distributions and hashes joined by "+". A name listed twice
+    was built by different code in different runs. None when no run recorded its provenance
+    (an experiment from before regbench did)."""
+    trained = runs[runs["status"] != SKIPPED]
+    archs, regs = cell_order(trained)
+    rows = []
+    for kind, column, order in (("architecture", "arch", archs), ("regularizer", "reg", regs)):
+        source, digest = f"{column}_source", f"{column}_source_hash"
+        if source not in trained or trained[source].isna().all():
+            continue
+        used = trained.assign(_order=trained[column].map({n: i for i, n in enumerate(order)}))
+        used = used.fillna({source: MISSING, digest: MISSING})
+        counted = used.groupby(["_order", column, source, digest], sort=True).size()
+        rows += [[kind, name, dist, code, str(n)] for (_, name, dist, code), n in counted.items()]
+    if not rows:
+        return None
+    return Table(["kind", "name", "distribution", "source hash", "runs"], rows)
 
 
 def environment(runs: pd.DataFrame) -> Table:

@@ -113,7 +113,7 @@ def _difference(
         "p_value": number(result.p_value),
         "p_holm": number(p_holm),
         "verdict": stats.verdict(result, p_holm),
-        "why_na": {0: "no shared seeds", 1: "n=1: one shared seed"}.get(result.n),
+        "why_na": stats.why_untested(result),
         "protocol_differs": protocols.differing([ours, theirs]),
     }
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 MISSING = "–"  # what a table shows for a figure that does not exist
+DECIMALS = 3  # a mean and its interval print with this many decimals; equal there, tied
 
 
 def missing(value: Any) -> bool:
@@ -19,18 +20,28 @@ def missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def fmt(value: Any, spec: str) -> str:
-    """`value` in `spec`, "-" when missing; a value that rounds to zero never shows "-0"."""
-    if missing(value):
-        return "-"
+_is_missing = missing  # `fmt`'s keyword `missing` hides the function inside it
+
+
+def fmt(value: Any, spec: str, missing: str = "-") -> str:
+    """`value` in `spec`, `missing` when it does not exist (a table passes MISSING); a value
+    that rounds to zero never shows "-0"."""
+    if _is_missing(value):
+        return missing
     text = format(float(value), spec)
     return format(0.0, spec) if float(text.replace(",", "")) == 0 else text
 
 
 def mean_and_ci(mean: float, ci: float | None, sign: str = "") -> str:
     """`0.620 ± 0.050`; one seed has no interval, so only the mean shows."""
-    text = fmt(mean, f"{sign}.3f")
-    return text if missing(ci) else f"{text} ± {ci:.3f}"
+    text = fmt(mean, f"{sign}.{DECIMALS}f")
+    return text if missing(ci) else f"{text} ± {ci:.{DECIMALS}f}"
+
+
+def as_printed(value: Any) -> float:
+    """A mean as `mean_and_ci` prints it (-inf when missing): figures equal here are equal
+    to a reader, so they share a rank."""
+    return -math.inf if missing(value) else float(format(float(value), f".{DECIMALS}f"))
 
 
 def params_label(params: Any) -> str:

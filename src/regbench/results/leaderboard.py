@@ -23,10 +23,17 @@ from typing import Any
 import pandas as pd
 
 from regbench.results import protocols, stats
-from regbench.results.format import fmt, jsonable, mean_and_ci, missing, number, params_label
+from regbench.results.format import (
+    as_printed,
+    fmt,
+    jsonable,
+    mean_and_ci,
+    missing,
+    number,
+    params_label,
+)
 
 SPARKS = "▁▂▃▄▅▆▇█"
-PRECISION = ".3f"  # the printed precision of a mean; equal at it, equal in rank
 TIE_NOTE = "= tied: equal mean validation accuracy at the printed precision (3 decimals)"
 LOST_NOTE = "! a seed failed or diverged: the mean is over the seeds that finished (ok/planned)"
 
@@ -175,9 +182,7 @@ def _lost_seeds(attempted: pd.DataFrame) -> dict[str, Counter]:
 def _ranked(board: pd.DataFrame) -> pd.DataFrame:
     """Protocol groups in order of appearance, each ranked by its mean at the printed
     precision (best first; equal figures share a rank and are marked tied)."""
-    printed = board["val_accuracy"].map(
-        lambda v: -math.inf if missing(v) else float(format(v, PRECISION))
-    )
+    printed = board["val_accuracy"].map(as_printed)
     board = board.assign(_printed=printed, _group=pd.factorize(board["protocol"])[0])
     board = board.sort_values(
         ["_group", "_printed", "val_accuracy"], ascending=[True, False, False], kind="stable"

@@ -89,9 +89,12 @@ def t_two_sided_p(t: float, df: int) -> float:
 def holm(p_values: Mapping[Any, float | None]) -> dict[Any, float | None]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1). None (no test)
     stays None and NaN (no difference to test) stays NaN; neither counts as a comparison."""
-    tested = sorted(((p, k) for k, p in p_values.items() if _tested(p)), key=lambda x: x[0])
+    tested = sorted(
+        ((p, k) for k, p in p_values.items() if p is not None and not math.isnan(p)),
+        key=lambda x: x[0],
+    )
     m = len(tested)
-    adjusted: dict[Any, float | None] = {k: None if p is None else p for k, p in p_values.items()}
+    adjusted: dict[Any, float | None] = dict(p_values)
     running = 0.0
     for i, (p, key) in enumerate(tested):
         running = max(running, min(1.0, (m - i) * p))
@@ -146,15 +149,14 @@ def versus_baseline(
             results[cell] = (None, Paired(0, None, None, None), why)
             continue
         result = paired(values, by_cell[candidates[0]][1])
-        why = {0: "no shared seeds", 1: "n=1: one shared seed"}.get(result.n)
-        results[cell] = (candidates[0], result, why)
+        results[cell] = (candidates[0], result, why_untested(result))
     adjusted = holm({cell: r.p_value for cell, (_, r, _) in results.items()})
     rows = []
     for cell in by_cell:
         if cell not in results:
             rows.append({"cell": cell, "verdict": BASELINE})
             continue
-        base, r, why = results[cell]
+        base, r, reason = results[cell]
         rows.append(
             {
                 "cell": cell,
@@ -165,7 +167,7 @@ def versus_baseline(
                 "p_value": r.p_value,
                 "p_holm": adjusted[cell],
                 "verdict": verdict(r, adjusted[cell], higher_is_better),
-                "why_na": why,
+                "why_na": reason,
             }
         )
     frame = pd.DataFrame(rows, columns=["cell", *COLUMNS]).set_index("cell")
@@ -195,8 +197,9 @@ def _why_no_baseline(baseline: str, cells: int, statuses: Counter | None) -> str
     return f"{baseline} not run: {ended}" if ended else f"{baseline} not run"
 
 
-def _tested(p: float | None) -> bool:
-    return p is not None and not math.isnan(p)
+def why_untested(result: Paired) -> str | None:
+    """Why a paired comparison has no test (below two shared seeds); None when it has one."""
+    return {0: "no shared seeds", 1: "n=1: one shared seed"}.get(result.n)
 
 
 def _finite(value: object) -> bool:

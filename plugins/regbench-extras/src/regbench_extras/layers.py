@@ -82,9 +82,11 @@ class DropBlock(keras.layers.Layer):
         gamma = ops.minimum(rate * (height * width) / (block_h * block_w * rows * cols), 1.0)
         shape = (ops.shape(x)[0], rows, cols, x.shape[3])
         seeds = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < gamma, "float32")
-        # each seed is a block's top-left corner: pad, then a block-sized max pool spreads it
+        # each seed is a block's top-left corner: pad, then a block-sized max pool (one axis
+        # at a time: the same maximum, in block_h + block_w steps rather than their product)
         padded = ops.pad(seeds, [[0, 0], [block_h - 1] * 2, [block_w - 1] * 2, [0, 0]])
-        keep = 1.0 - ops.max_pool(padded, (block_h, block_w), strides=1, padding="valid")
+        spread = ops.max_pool(padded, (block_h, 1), strides=1, padding="valid")
+        keep = 1.0 - ops.max_pool(spread, (1, block_w), strides=1, padding="valid")
         scale = ops.cast(ops.size(keep), "float32") / ops.maximum(ops.sum(keep), 1.0)
         return x * ops.cast(keep * scale, x.dtype)
 
