@@ -156,3 +156,22 @@ def test_a_conflicting_combination_is_a_skipped_cell_not_a_failed_grid():
         "flip_a+flip_b": "cannot combine flip_a and flip_b: both rewrite training batches; choose one of them"
     }
     assert sorted(s.reg for s in specs) == ["dropout", "dropout", "flip_a+flip_b", "flip_a+flip_b"]
+
+
+def test_adding_a_target_to_a_finished_experiment_trains_nothing(tmp_path, cli):
+    """The fake trainer writes its process id per run: rerun with a target, nothing trains,
+    and time to target is filled from the stored history."""
+    log = tmp_path / "trained.txt"
+    args = ["run", "--arch", "model1", "--reg", "none,dropout", "--dataset", "digits"]
+    args += ["--epochs", "1", "--trainer", "fake_trainer:train", "--executor", "inprocess"]
+    args += ["--experiment", str(tmp_path / "exp")]
+    assert cli(*args, env={"FAKE_LOG": str(log)}).returncode == 0
+    trained = log.read_text().splitlines()
+    assert len(trained) == 2
+    result = cli(*args, "--target", "val_accuracy=0", env={"FAKE_LOG": str(log)})
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == trained  # nothing trained again
+    import regbench
+
+    runs = regbench.load(tmp_path / "exp").runs
+    assert set(runs["target"]) == {"val_accuracy>=0.0"} and set(runs["epochs_to_target"]) == {1}

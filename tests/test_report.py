@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from regbench.errors import RegbenchError
-from regbench.reporting import figures
+from regbench.reporting import board_figures, figures
 from regbench.reporting.report import write_report
 from regbench.results.leaderboard import table
 from regbench.results.reader import load
@@ -106,15 +106,20 @@ def fake_run(run_id: str, arch: str, reg: str, seed: int, epochs: int, stage: st
         "status": "ok",
         "train_accuracy": train[-1],
         "val_accuracy": None if stage == "final" else val[-1],
-        "test_accuracy": FINAL_TEST if stage == "final" else val[-1] + 0.01,
+        "test_accuracy": FINAL_TEST if stage == "final" else None,  # only final reads test
         "train_loss": 2.5 * (1 - train[-1]),
         "val_loss": None if stage == "final" else 2.5 * (1 - val[-1]),
+        "kept_epoch": epochs,
         "total_params": info["total_params"],
         "trainable_params": info["trainable_params"],
         "non_trainable_params": 0,
         "train_time_s": 20.0 + 5 * (arch == "model2") + rng.random(),
         "total_time_s": 25.0 + 5 * (arch == "model2"),
         "summary": info,
+        "arch_source": "regbench 0.2.0",
+        "reg_source": "regbench 0.2.0",
+        "arch_source_hash": f"{arch}-code",
+        "reg_source_hash": f"{reg}-code",
         "started_at": f"2026-01-01T00:{seed:02d}:00+00:00",
         **ENVIRONMENT,
     }
@@ -243,7 +248,7 @@ def test_html_follows_the_lab_reports_order(report):
     order = [
         "Leaderboard",
         "not used for ranking",
-        'alt="Mean train and validation accuracy',
+        'alt="Mean accuracy per epoch per cell',
         "Table 1: model1",
         "Table 2: model2",
         "Final-stage runs",
@@ -335,18 +340,25 @@ def test_accuracy_figure_has_train_and_validation_accuracy_and_loss(results):
     figure = figures.accuracy_figure(epochs, grid_ids()[0])
     accuracy, loss = figure.axes
     assert accuracy.get_label() == "accuracy" and loss.get_label() == "loss"
-    assert lines(accuracy) == ["train", "validation"]
-    assert lines(loss) == ["train", "validation"]
+    # Keras's per-epoch train figure is its running one in training mode, and says so
+    assert lines(accuracy) == ["train (running, training mode)", "validation"]
+    assert lines(loss) == ["train (running, training mode)", "validation"]
     assert accuracy.get_xlabel() == "epoch" and accuracy.get_ylabel() == "accuracy"
-    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["train", "validation"]
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == lines(accuracy)
     assert len(accuracy.get_lines()[0].get_xdata()) == EPOCHS
 
 
 def test_final_figure_has_only_train_curves_and_the_test_accuracy_in_its_title(results):
-    _, epochs = results
+    runs, epochs = results
     figure = figures.final_figure(epochs, FINAL_ID, FINAL_TEST)
-    assert lines(figure.axes[0]) == ["train"]
+    assert lines(figure.axes[0]) == ["train (running, training mode)"]
     assert f"test accuracy {FINAL_TEST:.4f}" in figure.get_suptitle()
+    # given the run's row, it reads the test accuracy there and marks the clean train figure
+    (row,) = runs[runs["run_id"] == FINAL_ID].to_dict("records")
+    figure = figures.final_figure(epochs, row)
+    assert f"test accuracy {FINAL_TEST:.4f}" in figure.get_suptitle()
+    assert lines(figure.axes[0]) == ["train (running, training mode)", figures.END_LABELS["train"]]
 
 
 def test_a_run_without_epochs_cannot_be_plotted(results):
@@ -361,17 +373,18 @@ def test_grid_figure_has_one_panel_per_cell_with_mean_curves(results):
     assert len(figure.axes) == len(ARCHS) * len(REGS)
     assert [ax.get_label() for ax in figure.axes] == [f"cell:{a}:{r}" for a in ARCHS for r in REGS]
     for ax in figure.axes:
-        # one setting per cell here, so two lines; the label names the hyperparameters
-        assert [label.split()[0] for label in lines(ax)] == ["train", "validation"]
+        # one setting per cell here, so two curves; the label names the hyperparameters
+        curves = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert [line.get_label().split()[0] for line in curves] == ["train", "validation"]
         # the mean across seeds: one point per epoch, not one per run
-        assert len(ax.get_lines()[0].get_xdata()) == EPOCHS
+        assert len(curves[0].get_xdata()) == EPOCHS
     assert len({ax.get_ylim() for ax in figure.axes}) == 1  # shared y axis
 
 
 def test_ci_bar_figure_has_one_bar_per_leaderboard_row(results):
     runs, epochs = results
     board = table(runs, epochs)
-    figure = figures.ci_bar_figure(board)
+    figure = board_figures.ci_bar_figure(board)
     (ax,) = [a for a in figure.axes if a.get_label() == "ci"]
     assert len(ax.patches) == len(board) == len(ARCHS) * len(REGS)
     assert sorted(p.get_width() for p in ax.patches) == pytest.approx(sorted(board["val_accuracy"]))
@@ -379,18 +392,18 @@ def test_ci_bar_figure_has_one_bar_per_leaderboard_row(results):
 
 def test_accuracy_vs_time_figure_has_one_marker_per_ok_grid_run(results):
     runs, _ = results
-    figure = figures.accuracy_vs_time_figure(runs)
+    figure = board_figures.accuracy_vs_time_figure(runs)
     (ax,) = figure.axes
     assert sum(len(c.get_offsets()) for c in ax.collections) == len(grid_ids())
-    assert ax.get_xlabel() == "training time (s)"
+    assert ax.get_xlabel() == "train time (s)"  # the leaderboard's name for train_time_s
 
 
 def test_empty_leaderboard_and_runs_draw_a_note_instead_of_failing(results):
     runs, epochs = results
     failed = runs[runs["status"] != "ok"]
     for figure in (
-        figures.ci_bar_figure(table(failed, epochs)),
-        figures.accuracy_vs_time_figure(failed),
+        board_figures.ci_bar_figure(table(failed, epochs)),
+        board_figures.accuracy_vs_time_figure(failed),
     ):
         assert "no successful grid runs" in [t.get_text() for t in figure.axes[0].texts]
 
@@ -430,13 +443,14 @@ def test_grid_figure_tells_hyperparameter_settings_of_one_cell_apart(tmp_path):
     store.close()
     runs, epochs = load(folder)
     (ax,) = figures.grid_figure(runs, epochs).axes
-    assert sorted(lines(ax)) == [
-        "train rate=0.1",
-        "train rate=0.3",
+    assert sorted(label for label in lines(ax) if not label.startswith("_")) == [
+        "train (running, training mode) rate=0.1",
+        "train (running, training mode) rate=0.3",
         "validation rate=0.1",
         "validation rate=0.3",
     ]
-    assert ax.get_legend() is not None
+    # the cell's legend names each setting's line style
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["rate=0.1", "rate=0.3"]
     png = figures.png_bytes(figures.grid_figure(runs, epochs))
     (tmp_path / "grid.png").write_bytes(png)
     png_is_drawn(tmp_path / "grid.png")

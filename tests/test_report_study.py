@@ -4,6 +4,7 @@ failures, per-architecture shared axes, every seed as a point, and Markdown that
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_report import ENVIRONMENT, fake_experiment, fake_run
 
-from regbench.reporting import figures, render
+from regbench.reporting import board_figures, figures, render
 from regbench.reporting.report import write_report
-from regbench.results.leaderboard import table
+from regbench.results.leaderboard import TIE_NOTE, table
 from regbench.results.reader import load
 from regbench.results.store import Store
 
@@ -93,7 +94,7 @@ def experiment(tmp_path_factory) -> Path:
     folder = fake_experiment(tmp_path_factory.mktemp("experiment"), seeds=(0, 1, 2))
     shots = folder / "figures" / "visualize" / "model1-none-s0-0000" / "gradcam"
     shots.mkdir(parents=True)
-    png = figures.png_bytes(figures.accuracy_vs_time_figure(load(folder).runs))
+    png = figures.png_bytes(board_figures.accuracy_vs_time_figure(load(folder).runs))
     (shots / "gradcam.png").write_bytes(png)
     return folder
 
@@ -131,8 +132,9 @@ def test_visualize_figures_in_the_folder_are_included(report, experiment):
 
 def test_runs_of_one_architecture_share_their_y_axes(experiment):
     runs, epochs = load(experiment)
-    ids = list(runs[(runs["arch"] == "model1") & (runs["status"] == "ok")]["run_id"])
-    limits = figures.shared_limits(epochs, ids)
+    mine = runs[(runs["arch"] == "model1") & (runs["status"] == "ok")]
+    ids = list(mine["run_id"])
+    limits = figures.shared_limits(epochs, mine)
     ranges = {
         tuple(ax.get_ylim())
         for run_id in ids
@@ -143,6 +145,7 @@ def test_runs_of_one_architecture_share_their_y_axes(experiment):
     low, high = ranges.pop()
     values = epochs[epochs["run_id"].isin(ids) & (epochs["metric"] == "accuracy")]["value"]
     assert low < values.min() and high > values.max()
+    assert low < mine["train_accuracy"].min() and high > mine["train_accuracy"].max()
 
 
 def test_ci_bars_plot_every_seed_and_no_interval_for_one_seed(tmp_path):
@@ -152,7 +155,7 @@ def test_ci_bars_plot_every_seed_and_no_interval_for_one_seed(tmp_path):
     store.close()
     runs, epochs = load(folder)
     board = table(runs, epochs)
-    figure = figures.ci_bar_figure(board)
+    figure = board_figures.ci_bar_figure(board)
     (ax,) = [a for a in figure.axes if a.get_label() == "ci"]
     dots = [c for c in ax.collections if c.get_label() == "seeds"]
     assert sum(len(c.get_offsets()) for c in dots) == 3 + 3 + 1
@@ -246,7 +249,7 @@ def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monk
         assert [row[1] for row in ranking["rows"]] == [arch, arch]
         for row in ranking["rows"]:
             assert row[0].endswith("=") and row[-2:] == ["1", "few seeds, unstable"]
-    assert "rank marked = is tied" in text
+    assert TIE_NOTE in html.unescape(text)  # the terminal leaderboard's own words
     md = paths["markdown"].read_text(encoding="utf-8")
     assert "### Protocol: optimizer=sgd" in md and "### Protocol: optimizer=adam" in md
     assert "| seeds lost | notes |" in md

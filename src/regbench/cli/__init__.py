@@ -20,7 +20,7 @@ COMMANDS = {  # command function -> the module under regbench.cli that holds it
     "describe": "inspect",
     "run": "grid",
     "plan": "grid",
-    "tune": "grid",
+    "tune": "tune",
     "leaderboard": "grid",
     "visualize": "stages",
     "final": "stages",
@@ -124,8 +124,10 @@ def _add_experiment_folder(p: argparse.ArgumentParser) -> None:
 
 def _add_folder_argument(p: argparse.ArgumentParser, command: str) -> None:
     """A command that reads one experiment: `--experiment DIR`, or DIR as its shorthand."""
-    p.add_argument("folder", nargs="?", metavar="DIR", help="experiment folder (or --experiment)")
-    p.add_argument("--experiment", metavar="DIR", help=f"experiment folder: regbench {command} DIR")
+    p.add_argument(
+        "folder", nargs="?", metavar="DIR", help="the experiment folder (as --experiment DIR)"
+    )
+    p.add_argument("--experiment", metavar="DIR", help=f"experiment folder (`{command} DIR` too)")
 
 
 def _add_json(p: argparse.ArgumentParser, what: str) -> None:
@@ -264,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--figures", help="folder for the figures (default DIR/figures/visualize/RUN_ID)"
     )
     p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)  # 0.1's --figures
-    _add_json(p, "the run and the files written")
+    _add_json(p, "the files written")
     p.set_defaults(func="visualize")
 
     p = sub.add_parser("final", help="retrain a cell on train+validation, test it once")
@@ -278,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="as for run: a count (3: seeds 0, 1, 2) or a list like 1,2,3; one final run "
         "each (default: seed 0)",
     )
-    seeds.add_argument("--seed", type=int, help="one final run with this seed (= --seeds N,)")
+    seeds.add_argument(
+        "--seed", type=int, metavar="N", help="one final run with seed N (as --seeds N,)"
+    )
     _add_stage_options(p)
     _add_json(p, "the final runs' rows")
     p.set_defaults(func="final")
@@ -310,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="the same cells of several experiments side by side")
     p.add_argument(
-        "folders", nargs="*", metavar="DIR", help="experiment folders (2 or more, with these)"
+        "folders", nargs="*", metavar="DIR", help="experiment folders (as --experiment DIR ...)"
     )
     p.add_argument(
         "--experiment",

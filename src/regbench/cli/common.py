@@ -34,6 +34,15 @@ def say(text: str, stderr: bool = False) -> None:
     console(stderr).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def duration(seconds: float) -> str:
+    """A time span as a person reads it: 42 s, 3.5 min, 2.1 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def print_json(payload: Any) -> None:
     """`payload` as JSON on stdout, for `--json`."""
     print(json.dumps(plain(payload), indent=2, ensure_ascii=False))

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 
 from regbench.cli.common import EXIT_OK, console
+from regbench.errors import RegbenchError
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from regbench.results import compare
 
+    folders = [*args.experiment, *args.folders]
+    if len(folders) < 2:
+        raise RegbenchError(
+            "compare needs two or more experiment folders: "
+            "regbench compare --experiment DIR --experiment DIR (or DIR DIR)"
+        )
     if args.json:
-        print(compare.to_json(args.experiments))
+        print(compare.to_json(folders))
     else:
-        compare.render(args.experiments, console())
+        compare.render(folders, console())
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""`regbench run`, `plan`, `tune` and `leaderboard`: flags in, library calls, printed results."""
+"""`regbench run`, `plan` and `leaderboard`: flags in, library calls, printed results."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from regbench.cli.common import (
     EXIT_OK,
     baseline,
     console,
+    duration,
     experiment_folder,
     installed,
     print_json,
@@ -97,6 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_plan(args)
     _require_extras(chosen)
     if args.tune:
+        from regbench.cli.tune import cmd_tune
+
         cmd_tune(args)
     try:
         with warnings.catch_warnings():  # failed runs are listed below, and set the exit code
@@ -190,17 +193,9 @@ def _estimate_line(plan) -> str:
     runs = f"the {todo} run(s)" if timed == todo else f"{timed} of the {todo} run(s)"
     rest = "" if timed == todo else f"; the other {todo - timed} are in cells not timed yet"
     return (
-        f"estimate: about {_duration(seconds)} of training for {runs} to train, one after "
+        f"estimate: about {duration(seconds)} of training for {runs} to train, one after "
         f"another (from finished runs' seconds per epoch{rest})"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _plan_json(plan) -> dict[str, Any]:
@@ -224,55 +219,6 @@ def _plan_json(plan) -> dict[str, Any]:
             for run in plan.runs
         ],
     }
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    """The keras-tuner stage: search each cell's declared hyperparameters on validation."""
-    import time
-
-    import regbench
-
-    chosen = experiment(args)
-    started: dict[tuple[str, str], float] = {}
-
-    def on_cell(arch: str, reg: str) -> None:
-        started[(arch, reg)] = time.perf_counter()
-        say(
-            f"tuning {arch} + {reg}: {args.tuner}, {args.max_trials} trials, "
-            f"{chosen.epochs} epoch(s) each"
-        )
-
-    def on_trial(arch: str, reg: str, trial: dict[str, Any]) -> None:
-        values = ", ".join(f"{k}={v:.4g}" for k, v in trial["values"].items())
-        score = "" if trial["score"] is None else f"val_accuracy {trial['score']:.4f}"
-        say(
-            f"  trial {trial['trial_id']}: {trial['status']} {score} "
-            f"[{values}] {trial.get('error') or ''}"
-        )
-
-    def on_best(arch: str, reg: str, best: dict[str, Any]) -> None:
-        if best["tied"]:
-            say(
-                f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "
-                f"chose {best['trial_id']} ({best['rule']})"
-            )
-
-    found = regbench.tune(
-        chosen,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        seeds_per_trial=args.seeds_per_trial,
-        on_trial=on_trial,
-        on_cell=on_cell,
-        on_best=on_best,
-    )
-    for (arch, reg), best in found.items():
-        values = ", ".join(f"{k}={v:.4g}" for k, v in best.items())
-        seconds = time.perf_counter() - started[(arch, reg)]
-        say(f"best {arch} + {reg}: {values} ({seconds:.1f} s)")
-    if not found:
-        say("nothing to tune: the chosen regularizers declare no hyperparameters")
-    return EXIT_OK
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

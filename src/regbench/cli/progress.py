@@ -12,8 +12,9 @@ from regbench.study import Observer
 
 
 class GridProgress(Observer):
-    def __init__(self, console) -> None:
-        self.console, self.total, self.done = console, 0, 0
+    def __init__(self, console, label: str = "grid") -> None:
+        """`label` names the overall bar: the stage that trains (grid, final)."""
+        self.console, self.total, self.done, self.label = console, 0, 0, label
         self.live = console.is_terminal
         self._tasks: dict[str, Any] = {}
         self._progress: Any = None
@@ -25,6 +26,7 @@ class GridProgress(Observer):
                 f"{done} run(s) already done in {folder} (use --force to rerun)",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
         if self.live:
             from rich.progress import (
@@ -46,7 +48,7 @@ class GridProgress(Observer):
                 console=self.console,
             )
             self._progress.start()
-            self._grid = self._progress.add_task("grid", total=self.total, info="")
+            self._grid = self._progress.add_task(self.label, total=self.total, info="")
 
     def end(self) -> None:
         self.stop()
@@ -81,4 +83,4 @@ class GridProgress(Observer):
         val = row.get("val_accuracy")
         detail = f"val_accuracy {val:.3f}" if isinstance(val, float) else (row.get("error") or "")
         line = f"[{self.done}/{self.total}] {row['run_id']}: {row['status']} {detail}"
-        self.console.print(line, markup=False, highlight=False)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)

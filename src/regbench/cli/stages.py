@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from regbench.cli.common import (
     EXIT_FAILED_RUNS,
@@ -11,9 +12,12 @@ from regbench.cli.common import (
     EXIT_OK,
     baseline,
     experiment_folder,
+    plain,
+    print_json,
     say,
     warn,
 )
+from regbench.errors import RegbenchError
 
 
 def _folder(args: argparse.Namespace, positional: str | None = None) -> Path:
@@ -23,10 +27,10 @@ def _folder(args: argparse.Namespace, positional: str | None = None) -> Path:
 
 
 def _output(args: argparse.Namespace, flag: str) -> str | None:
-    """The output folder option, or its deprecated spelling `--out`."""
-    if args.old_out is not None:
+    """The output folder option, or its 0.1 spelling `--out`."""
+    if args.old_output is not None:
         warn(f"--out is deprecated here; use {flag}")
-    return getattr(args, flag.lstrip("-").replace("-", "_")) or args.old_out
+    return getattr(args, flag.lstrip("-").replace("-", "_")) or args.old_output
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
@@ -45,58 +49,84 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
     )
+    if args.json:
+        print_json({"files": written})
+        return EXIT_OK
     for path in written:
         say(str(path))
     return EXIT_OK
 
 
+def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    """`--seeds` as `run` reads it (a count or a list), `--seed N` as the one seed N."""
+    from regbench.engine.experiment import Experiment
+
+    if args.seed is not None:
+        return (args.seed,)
+    return Experiment.create(seeds=args.seeds).seeds
+
+
 def cmd_final(args: argparse.Namespace) -> int:
-    """Retrain one cell on train+validation and read the test split once (the lab's last step)."""
+    """Retrain one cell on train+validation and read the test split once (the lab's last step),
+    once per seed."""
     import regbench
     from regbench.cli.common import console
     from regbench.cli.progress import GridProgress
 
     if not args.best and not (args.arch and args.reg):
-        from regbench.errors import RegbenchError
-
         raise RegbenchError("choose the cell with --arch and --reg, or take the best with --best")
     folder = _folder(args)
-    try:
-        row = regbench.final(
-            folder,
-            arch=args.arch,
-            reg=args.reg,
-            best=args.best,
-            epochs=args.epochs,
-            seed=args.seed,
-            data_dir=args.data_dir,
-            cache_dir=args.cache_dir,
-            observer=GridProgress(console()),
-        )
-    except regbench.Interrupted:
-        say("interrupted: the final run was not recorded; rerun the same command")
-        return EXIT_INTERRUPTED
+    rows: list[dict[str, Any]] = []
+    for seed in _seeds(args):
+        try:
+            rows.append(
+                regbench.final(
+                    folder,
+                    arch=args.arch,
+                    reg=args.reg,
+                    best=args.best,
+                    epochs=args.epochs,
+                    seed=seed,
+                    data_dir=args.data_dir,
+                    cache_dir=args.cache_dir,
+                    observer=GridProgress(console(stderr=args.json), label="final"),
+                )
+            )
+        except regbench.Interrupted:
+            say("interrupted: the final run was not recorded; rerun the same command", args.json)
+            return EXIT_INTERRUPTED
+    if args.json:
+        print_json({"runs": [plain(row) for row in rows]})
+    else:
+        for row in rows:
+            _show_final(row)
+    return EXIT_OK if all(row["status"] == "ok" for row in rows) else EXIT_FAILED_RUNS
+
+
+def _show_final(row: dict[str, Any]) -> None:
     if row["status"] != "ok":
         say(f"final run {row['run_id']} {row['status']}: {row.get('error')}")
-        return EXIT_FAILED_RUNS
+        return
     say(
         f"final stage, {row['arch']} + {row['reg']}, "
         f"{row['run_id']}: trained on {row['n_train']:,} images (train+validation) in "
         f"{row['train_time_s'] / 60:.2f} min; test accuracy {row['test_accuracy']:.4f} "
-        f"({row['n_test']:,} images, read once)\nfigure: {row['figure']}"
+        f"({row['n_test']:,} images, read once)"
     )
-    return EXIT_OK
+    say(f"figure: {row['figure']}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     import regbench
-    from regbench.errors import RegbenchError
 
     chosen = experiment_folder(args, args.folder)
     if chosen is None:
-        raise RegbenchError("name the experiment folder: regbench report DIR")
+        raise RegbenchError("name the experiment folder: regbench report --experiment DIR")
     against = baseline(args.baseline)
     paths = regbench.report(chosen, _output(args, "--report-dir"), baseline=against)
+    if args.json:
+        print_json(paths)
+        return EXIT_OK
     for kind in ("html", "markdown", "figures"):
         say(f"{kind}: {paths[kind]}")
     return EXIT_OK

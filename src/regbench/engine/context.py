@@ -20,7 +20,7 @@ from regbench.plugins.keras import import_keras
 
 
 @cache
-def progress_class() -> type:
+def _progress_class() -> type:
     """The Keras layer class of a run's training progress (made once Keras is imported)."""
     keras = import_keras()
     ops = keras.ops
@@ -65,15 +65,12 @@ def progress_class() -> type:
             the trainer still asks for it (`regbench.engine.trainer.run_callbacks`)."""
             return keras.callbacks.Callback()
 
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "total_steps": self.total_steps}
-
     return TrainingProgress
 
 
 def training_progress(total_steps: int) -> Any:
     """A run's training progress over `total_steps` steps, at step 0."""
-    return progress_class()(total_steps)
+    return _progress_class()(total_steps)
 
 
 def run_context(

@@ -79,6 +79,13 @@ class Experiment:
     ray_address: str | None = None
     trainer: str = DEFAULT_TRAINER
 
+    def __post_init__(self) -> None:
+        if self.run_timeout is not None and self.executor == "inprocess":
+            raise RegbenchError(
+                "run_timeout needs worker processes (a hung run in this process cannot be "
+                "stopped); use the local executor, or drop the timeout"
+            )
+
     @classmethod
     def create(cls, source: str = "", **values: Any) -> Experiment:
         """Validate `values` (Python values or CLI strings); None means "the default"."""

@@ -133,7 +133,7 @@ def train_run(
         row.update(data.sizes)
         recorder.log = tensorboard.open_log(spec)
         row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, recorder))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plugin calling sys.exit fails its run only
         row.update(failure(exc))
     finally:
         if recorder.log is not None:

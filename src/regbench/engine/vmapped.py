@@ -94,7 +94,7 @@ def train_seeds(
         outs = _train(keras, list(specs), datas, models_dir, recorders)
         for row, out in zip(rows, outs, strict=True):
             row.update(out)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plugin calling sys.exit fails its runs only
         for row in rows:
             row.update(failure(exc))
     finally:

@@ -132,7 +132,7 @@ class Registry:
         for plugin, function in hooks:
             try:
                 function()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.broken.append(Broken(plugin, Origin("?", "?"), _describe_error(exc)))
 
     def _owner(self, kind: str, key: str) -> Entry | None:
@@ -193,7 +193,7 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
         try:
             pm.register(load(), name=name)
             pm.check_pending()
-        except Exception as exc:  # a broken plugin is reported, never fatal
+        except (Exception, SystemExit) as exc:  # a broken plugin is reported, never fatal
             if pm.has_plugin(name):
                 pm.unregister(name=name)
             registry.broken.append(Broken(name, origin, _describe_error(exc)))
@@ -209,7 +209,7 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
                 impl.function(
                     register=lambda obj, k=kind, o=origin, m=module: registry._add(k, obj, o, m)
                 )
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
     registry.keras_hooks = [
         (impl.plugin_name, impl.function) for impl in pm.hook.register_keras_objects.get_hookimpls()

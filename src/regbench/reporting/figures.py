@@ -1,8 +1,11 @@
-"""The report's figures: learning curves per run, the grid, CI bars and accuracy against time.
+"""The report's learning curves: per run, per cell (the grid) and per metric a plugin logged;
+the canvas they and `board_figures` share.
 
-Every figure shows what the tables show under the same name: "train accuracy" is the clean
-end-of-training figure (`train_accuracy` in the runs table, measured at the kept epoch), and
-Keras's per-epoch running training-mode curve is labelled as such. Every function returns a
+Every figure shows what the tables show under the same name: train accuracy is the clean
+end-of-training figure (`train_accuracy` in the runs table, measured at the kept epoch), marked
+beside the kept epoch's validation accuracy; Keras's per-epoch running training-mode curve is
+labelled as such, and a plugin's metric goes by the keys it was logged under. Every function
+returns a
 matplotlib Figure on the Agg canvas (never pyplot, never an interactive backend), so tests can
 count panels and lines and the report can turn each into PNG bytes once. matplotlib is
 imported inside functions: importing regbench stays light.
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 DPI = 100
 SPLITS = ("train", "val")
 SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange"}
+PLUGIN_COLORS = {"train": "tab:green", "val": "tab:purple"}  # never mistaken for Keras's own
 SPLIT_LABELS = {"train": "train (running, training mode)", "val": "validation"}
 CORE_METRICS = ("accuracy", "loss")  # every run logs these; any other metric is a plugin's
 # the runs table's end-of-training figures: the kept weights' clean train and validation scores
@@ -78,6 +82,10 @@ def split_labels(metric: str) -> dict[str, str]:
     return {"train": metric, "val": f"val_{metric}"}
 
 
+def split_colors(metric: str) -> dict[str, str]:
+    return SPLIT_COLORS if metric in CORE_METRICS else PLUGIN_COLORS
+
+
 def plugin_metrics(epochs: pd.DataFrame) -> list[str]:
     """The metrics besides loss and accuracy that runs logged per epoch (a plugin's callback or
     compiled metric), sorted by name."""
@@ -90,16 +98,17 @@ def accuracy_figure(
 ) -> Figure:
     """The lab's per-run plot: accuracy and loss per epoch, then any metric a plugin logged.
 
-    `run` is a run id, or the run's row: then the clean train accuracy and loss the tables show
-    are marked at the kept epoch. `ylims` (see `shared_limits`) puts several runs on the same
-    scales, so that a flat curve does not look dramatic because its axis zoomed in."""
+    `run` is a run id, or the run's row: then the figures the tables show (clean train and
+    validation accuracy and loss) are marked at the kept epoch. `ylims` (see `shared_limits`)
+    puts several runs on the same scales, so that a flat curve does not look dramatic because
+    its axis zoomed in."""
     row = _row(run)
     return _curves_figure(epochs, row, title or row["run_id"], ylims)
 
 
 def shared_limits(epochs: pd.DataFrame, runs: pd.DataFrame) -> Limits:
-    """One y range per metric covering every point of the given runs (their curves and the
-    clean end-of-training figures), with a small margin."""
+    """One y range per metric covering every point of the given runs (their curves and their
+    end-of-training figures), with a small margin."""
     mine = epochs[epochs["run_id"].isin(runs["run_id"])]
     ends = [
         pd.DataFrame({"metric": metric, "value": runs[column]})
@@ -140,9 +149,9 @@ def final_figure(
 
 def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
     """Architectures as rows, regularizers as columns: mean accuracy curves across seeds per
-    cell, and the mean clean train accuracy (the leaderboard's) at the kept epoch.
+    cell, and the leaderboard's means (clean train and validation accuracy) at the kept epoch.
 
-    The shaded band and the marker's bar are the range across seeds, so a reader sees at once
+    The shaded band and the marks' bars are the range across seeds, so a reader sees at once
     whether two cells differ by more than the seeds do. Only ok grid-stage runs count, as in
     the leaderboard.
     """
@@ -176,7 +185,7 @@ def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: 
     labels = split_labels(metric)
     shown = set(stats.index.get_level_values("split"))
     handles = [
-        Line2D([], [], color=SPLIT_COLORS[s], marker="o", markersize=3, label=labels[s])
+        Line2D([], [], color=split_colors(metric)[s], marker="o", markersize=3, label=labels[s])
         for s in SPLITS
         if s in shown
     ]
@@ -227,7 +236,7 @@ def _draw_cell(
     and its end-of-training marks; a line style per setting, named in the cell's legend."""
     from matplotlib.lines import Line2D
 
-    labels = split_labels(metric)
+    labels, colors = split_labels(metric), split_colors(metric)
     styles = []
     for k, (setting, seeds) in enumerate(cell.groupby("setting", sort=False)):
         style = SETTING_STYLES[k % len(SETTING_STYLES)]
@@ -241,7 +250,7 @@ def _draw_cell(
                 curve.index,
                 curve["mean"],
                 style,
-                color=SPLIT_COLORS[split],
+                color=colors[split],
                 marker="o",
                 markersize=2.5,
                 linewidth=1.3,
@@ -252,7 +261,7 @@ def _draw_cell(
                     curve.index,
                     curve["min"],
                     curve["max"],
-                    color=SPLIT_COLORS[split],
+                    color=colors[split],
                     alpha=0.15,
                     linewidth=0,
                 )
@@ -265,7 +274,8 @@ def _curves_figure(
     epochs: pd.DataFrame, run: Mapping[str, Any], title: str, ylims: Limits | None = None
 ) -> Figure:
     """One panel per metric the run logged (accuracy, loss, then plugins'), a line per split,
-    the clean train figures at the kept epoch, and that epoch where it is not the last."""
+    the row's end-of-training figures at the kept epoch, and that epoch where it is not the
+    last."""
     mine = epochs[epochs["run_id"] == run["run_id"]]
     if mine.empty:
         raise RegbenchError(f"run {run['run_id']} recorded no epochs to plot")
@@ -281,7 +291,7 @@ def _curves_figure(
         right=1 - 0.1 / width,
         bottom=0.9 / height,
         top=1 - 0.35 / height,
-        wspace=0.28 * 2 / len(metrics) + 0.1,
+        wspace=0.3,
     )
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
@@ -294,7 +304,7 @@ def _curves_figure(
             ax.plot(
                 curve["epoch"],
                 curve["value"],
-                color=SPLIT_COLORS[split],
+                color=split_colors(metric)[split],
                 marker="o",
                 markersize=3,
                 linewidth=1.4,

@@ -341,19 +341,23 @@ def plugins(runs: pd.DataFrame) -> Table | None:
     """What built each cell: every architecture and regularizer the trained runs used, with
     the plugin distribution and version and the hash of its source. A combination `a+b` shows
     as recorded, its components' distributions and hashes joined by "+". A name listed twice
-    was built by different code in different runs. None when no run recorded its provenance
-    (an experiment from before regbench did)."""
+    was built by different code in different runs. Runs that recorded none (from before
+    regbench did) are left out; None when no run recorded any."""
     trained = runs[runs["status"] != SKIPPED]
     archs, regs = cell_order(trained)
     rows = []
     for kind, column, order in (("architecture", "arch", archs), ("regularizer", "reg", regs)):
         source, digest = f"{column}_source", f"{column}_source_hash"
-        if source not in trained or trained[source].isna().all():
+        if source not in trained:
             continue
-        used = trained.assign(_order=trained[column].map({n: i for i, n in enumerate(order)}))
-        used = used.fillna({source: MISSING, digest: MISSING})
-        counted = used.groupby(["_order", column, source, digest], sort=True).size()
-        rows += [[kind, name, dist, code, str(n)] for (_, name, dist, code), n in counted.items()]
+        used = trained[trained[source].notna()]
+        used = used.assign(_order=used[column].map({n: i for i, n in enumerate(order)}))
+        keys = ["_order", column, source, digest]
+        counted = used.groupby(keys, sort=True, dropna=False).size()
+        rows += [
+            [kind, text(name), text(dist), text(code), str(n)]
+            for (_, name, dist, code), n in counted.items()
+        ]
     if not rows:
         return None
     return Table(["kind", "name", "distribution", "source hash", "runs"], rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def _find(folder, run_id, arch, reg, cell) -> pd.Series:
     if finished.empty:
         raise RegbenchError(
             f"no finished {arch} + {reg} run in {folder}; train it first with "
-            f"`regbench run --arch {arch} --reg {reg} --out {folder}`"
+            f"`regbench run --arch {arch} --reg {reg} --experiment {shlex.quote(str(folder))}`"
         )
     return finished.sort_values("val_accuracy", ascending=False).iloc[0]
 

@@ -242,6 +242,9 @@ class Store:
         committed before stays, and the caller stops the grid.
         """
         values = {k: _cell(row.get(k)) for k in RUN_COLUMNS}
+        if values["status"] != "ok" and self._finished(values["run_id"]):
+            self._keep_attempt(values)  # --force whose retry failed: the result stays
+            return
         if isinstance(values["model_path"], str):
             values["model_path"] = relative_model_path(self.folder, values["model_path"])
         epoch_rows = [[values["run_id"], *(_cell(e[k]) for k in EPOCH_COLUMNS[1:])] for e in epochs]
@@ -251,6 +254,22 @@ class Store:
             raise write_error(self.folder / DB_NAME, exc, values["run_id"]) from None
         self._dirty = True
         self._export_if_due()
+
+    def _finished(self, run_id: Any) -> bool:
+        found = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return found is not None and found[0] == "ok"
+
+    def _keep_attempt(self, values: Mapping[str, Any]) -> None:
+        """A failed retry of a finished run, kept apart in logs/attempts.jsonl: a finished
+        result is only ever replaced by another finished one."""
+        attempt = {k: values[k] for k in ("run_id", "status", "error", "started_at", "ended_at")}
+        try:
+            logs = self.folder / "logs"
+            logs.mkdir(exist_ok=True)
+            with open(logs / "attempts.jsonl", "a", encoding="utf-8") as out:
+                out.write(json.dumps(attempt, default=str) + "\n")
+        except OSError as exc:
+            raise write_error(logs / "attempts.jsonl", exc, values["run_id"]) from None
 
     def measure_targets(self, specs: Iterable[RunSpec]) -> int:
         """Time to target of the finished runs of `specs`, measured again from their stored

@@ -1,0 +1,108 @@
+"""`regbench tune`: the keras-tuner stage, one line per finished trial with the time left."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from regbench.cli.common import EXIT_OK, duration, print_json, say
+from regbench.cli.grid import experiment
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search each cell's declared hyperparameters on validation; print the best values."""
+    import regbench
+
+    chosen = experiment(args)
+    eta = TrialClock(_cells_to_tune(chosen) * args.max_trials)
+    started: dict[tuple[str, str], float] = {}
+    quiet = args.json  # the lines go to stderr, the JSON alone to stdout
+
+    def on_cell(arch: str, reg: str) -> None:
+        started[(arch, reg)] = time.perf_counter()
+        say(
+            f"tuning {arch} + {reg}: {args.tuner}, {args.max_trials} trials, "
+            f"{chosen.epochs} epoch(s) each",
+            stderr=quiet,
+        )
+
+    def on_trial(arch: str, reg: str, trial: dict[str, Any]) -> None:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in trial["values"].items())
+        score = "" if trial["score"] is None else f" val_accuracy {trial['score']:.4f}"
+        error = f" {trial['error']}" if trial.get("error") else ""
+        say(
+            f"  trial {trial['trial_id']}: {trial['status']}{score} [{values}]{error} "
+            f"({eta.tick()})",
+            stderr=quiet,
+        )
+
+    def on_best(arch: str, reg: str, best: dict[str, Any]) -> None:
+        if best["tied"]:
+            say(
+                f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "
+                f"chose {best['trial_id']} ({best['rule']})",
+                stderr=quiet,
+            )
+
+    found = regbench.tune(
+        chosen,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        seeds_per_trial=args.seeds_per_trial,
+        on_trial=on_trial,
+        on_cell=on_cell,
+        on_best=on_best,
+    )
+    took = {cell: time.perf_counter() - at for cell, at in started.items()}
+    if args.json:
+        print_json(
+            {
+                "folder": chosen.folder,
+                "best": [
+                    {"arch": a, "reg": r, "values": values, "seconds": took.get((a, r))}
+                    for (a, r), values in found.items()
+                ],
+            }
+        )
+        return EXIT_OK
+    for (arch, reg), best in found.items():
+        values = ", ".join(f"{k}={v:.4g}" for k, v in best.items())
+        say(f"best {arch} + {reg}: {values} ({took[(arch, reg)]:.1f} s)")
+    if not found:
+        say("nothing to tune: the chosen regularizers declare no hyperparameters")
+    return EXIT_OK
+
+
+class TrialClock:
+    """Counts finished trials against the planned number and says how long the rest will
+    take at the mean pace so far (a tuner may stop a cell early: then it is an upper bound)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+
+    def tick(self) -> str:
+        self.done += 1
+        left = max(0, self.total - self.done)
+        pace = (time.perf_counter() - self.start) / self.done
+        if not left:
+            return f"{self.done}/{self.total}"
+        return f"{self.done}/{self.total}, about {duration(pace * left)} left"
+
+
+def _cells_to_tune(chosen) -> int:
+    """The cells the tuning stage will search: those whose regularizer declares
+    hyperparameters (found as the stage finds them, without building a model)."""
+    from regbench.engine.plan import make_plan
+    from regbench.plugins.manager import registry
+
+    cells = make_plan(
+        registry(),
+        chosen.arch,
+        chosen.reg,
+        [chosen.seeds[0]],
+        chosen.protocol,
+        execution=chosen.execution,
+        applicability=False,
+    )
+    return sum(bool(registry().get("regularizers", cell.reg).hparams) for cell in cells)
