@@ -13,6 +13,9 @@ import pytest
 from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.engine.vmapped import unsupported
 
+# one worker trains the module's cells once, for every test that compares them
+pytestmark = pytest.mark.xdist_group("vmapped")
+
 EPOCHS = 2
 
 SEEDS = 3

@@ -129,7 +129,8 @@ class _Worker:
     def __init__(self, worker_id: str, env: dict[str, str], options: ExecutorOptions) -> None:
         self.id, self.env, self.runs = worker_id, env, 0
         self.task: list[RunSpec] | None = None  # the runs it is training, until each reports
-        self.sent_at = 0.0  # when it was given its task (the run timeout counts from here)
+        self.sent_at = 0.0  # when it was given its task
+        self.ready_at: float | None = None  # when it had started (its trainer imported)
         self.threads = int(env.get("TF_NUM_INTRAOP_THREADS", 0))  # 0: a GPU worker
         self.first_rss: int | None = None  # bytes, after its first run
         self.rss: int | None = None  # bytes, after its latest run
@@ -331,7 +332,9 @@ def _worn(worker: _Worker, options: ExecutorOptions) -> bool:
 
 
 def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
-    if kind == "start":
+    if kind == "ready":
+        worker.ready_at = time.monotonic()
+    elif kind == "start":
         hooks.on_start(payload, worker.id)
     elif kind == "memory":
         worker.rss = payload
@@ -365,12 +368,16 @@ def _recycle(
 
 def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
     """Kill the worker of a run past `timeout` and record the run `timeout`; the dead worker
-    is replaced like any other, and the grid goes on."""
+    is replaced like any other, and the grid goes on. The time counts from when the run was
+    sent or the worker had started, whichever is later: a worker's start (Python, imports;
+    slow on a loaded machine) is not the run's."""
     if timeout is None:
         return
     now = time.monotonic()
     for worker in workers:
-        if worker.task is not None and now - worker.sent_at > timeout:
+        if worker.task is None or worker.ready_at is None:
+            continue
+        if now - max(worker.sent_at, worker.ready_at) > timeout:
             task, worker.task = worker.task, None
             worker.process.kill()
             worker.process.wait()

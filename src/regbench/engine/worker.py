@@ -94,7 +94,7 @@ def serve(tasks_fd: int, reports_fd: int) -> None:
 
 def worker_main(setup: Setup, inbox: Connection, outbox: Connection) -> None:
     """Serve tasks from `inbox` until it yields None (or the parent is gone); report
-    ('start'|'progress'|'memory'|'result', payload) on `outbox`, this worker's own pipe."""
+    ('ready'|'start'|'progress'|'memory'|'result', payload) on `outbox`, its own pipe."""
     threading.Thread(target=_exit_when_orphaned, args=(setup.parent,), daemon=True).start()
     train = resolve_trainer(setup.trainer)
     data = DataCache(setup.data_dir, setup.cache_dir)
@@ -103,6 +103,8 @@ def worker_main(setup: Setup, inbox: Connection, outbox: Connection) -> None:
     def report(kind: str, payload: Any) -> None:
         with sending:
             outbox.send((kind, payload))
+
+    report("ready", None)  # started: a run timeout counts from here, not from the launch
 
     while (task := _next_task(inbox)) is not None:
         for spec in task:

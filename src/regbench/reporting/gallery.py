@@ -47,9 +47,9 @@ class Visualization:
 
 OVERVIEW = {
     "grid": "Mean accuracy per epoch per cell (rows: architectures, columns: regularizers; "
-    "band: range across seeds): validation, Keras's running train accuracy in training mode, "
-    "and the clean train accuracy of the leaderboard (diamond, at the kept epoch; bar: range "
-    "across seeds)",
+    "band: range across seeds): validation and Keras's running train accuracy in training "
+    "mode; the diamonds are the leaderboard's means at the kept epoch, clean train accuracy "
+    "and validation accuracy (bars: range across seeds)",
     "ci_bars": "Mean validation accuracy per cell: one dot per seed, 95% confidence interval of "
     "the mean where a cell has two seeds or more",
     "accuracy_vs_time": "Validation accuracy against train time, one marker per run",
@@ -68,8 +68,8 @@ def overview(runs: pd.DataFrame, epochs: pd.DataFrame, board: pd.DataFrame) -> l
         "accuracy_vs_time": board_figures.accuracy_vs_time_figure(runs),
     }
     found = [Figure(n, OVERVIEW[n], figures.png_bytes(f)) for n, f in drawn.items()]
-    grid_epochs = epochs[epochs["run_id"].isin(grid_runs(runs)["run_id"])]
-    for metric in figures.plugin_metrics(grid_epochs):
+    ok_epochs = epochs[epochs["run_id"].isin(figures.ok_grid(runs)["run_id"])]
+    for metric in figures.plugin_metrics(ok_epochs):
         drawing = figures.metric_figure(runs, epochs, metric)
         name = _file_name(f"metric-{metric}")
         found.append(Figure(name, METRIC.format(metric=metric), figures.png_bytes(drawing)))
