@@ -541,9 +541,12 @@ def final(
 ) -> dict[str, Any]:
     """Retrain one cell on train+validation and read its test split once (the lab's last step).
 
-    The cell is `arch` + `reg`, or the leaderboard's best with `best=True`; it keeps that
-    cell's protocol and hyperparameters, with `epochs` (default: the cell's own). Returns the
-    final run's results row.
+    `folder` is the experiment folder. The cell is `arch` + `reg` (its finished run with the
+    best validation accuracy), or the leaderboard's best with `best=True`; it keeps that cell's
+    protocol and hyperparameters, with `epochs` (default: the cell's own) and `seed` (one final
+    run; the CLI's `--seeds` calls this once per seed). `data_dir` and `cache_dir` are where
+    the data is, as for `run`; `observer` hears the run's progress. Returns the final run's
+    results row (its `status` says whether it finished ok; `figure`, its training curves).
     """
     from regbench.engine.executor import Hooks, run_in_process
     from regbench.engine.experiment import check_protocol

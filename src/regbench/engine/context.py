@@ -60,11 +60,6 @@ def _progress_class() -> type:
             (several layers reading one progress would count each step several times)."""
             return TrainingProgress(self.total_steps)
 
-        def callback(self) -> Any:
-            """A callback that does nothing: the count advances in the model. Kept only while
-            the trainer still asks for it (`regbench.engine.trainer.run_callbacks`)."""
-            return keras.callbacks.Callback()
-
     return TrainingProgress
 
 
@@ -84,6 +79,7 @@ def run_context(
     stage: str,
     seed: int,
     training: bool = True,
+    lr_schedule: str = "constant",
 ) -> RunContext:
     """The context of one run; `training` gives it a live progress value."""
     steps = max(1, math.ceil(train_size / batch_size))
@@ -95,6 +91,7 @@ def run_context(
         classes=classes,
         input_shape=tuple(input_shape),
         learning_rate=learning_rate,
+        lr_schedule=lr_schedule,
         stage=stage,
         seed=seed,
         progress=training_progress(max(1, epochs) * steps) if training else None,

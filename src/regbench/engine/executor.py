@@ -142,6 +142,7 @@ class _Worker:
                 [sys.executable, "-m", "regbench.engine.worker", str(tasks_in), str(reports_out)],
                 env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,  # never the terminal, nor the script on `python -`
+                stdout=2,  # what a plugin prints goes with the logs: stdout is for results
                 pass_fds=(tasks_in, reports_out),
             )
         except BaseException:

@@ -30,8 +30,8 @@ def _train_task(spec: RunSpec, options: ExecutorOptions):
         result = resolve_trainer(options.trainer)(
             spec, lambda: _DATA.get(spec), scratch if options.models_dir else None, lambda _: None
         )
-        saved = result.row.get("model_path")
-        model = Path(saved).read_bytes() if isinstance(saved, str) else None
+        saved = result.row.get("model_path")  # relative: `<scratch's name>/<run_id>.keras`
+        model = (scratch / Path(saved).name).read_bytes() if isinstance(saved, str) else None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.row["worker"] = f"ray:{os.uname().nodename}:{os.getpid()}"

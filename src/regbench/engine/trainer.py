@@ -88,9 +88,8 @@ def build_and_compile(
 
 
 def run_callbacks(reg: Regularizer, params: Mapping[str, Any], run: RunContext) -> list[Any]:
-    """The callbacks a run adds to fit: its progress, then the regularizer's own."""
-    own = list(invoke(reg.callbacks, params, ctx=run))
-    return [run.progress.callback(), *own] if run.progress is not None else own
+    """The regularizer's own callbacks for a run (called through the seam's convention)."""
+    return list(invoke(reg.callbacks, params, ctx=run))
 
 
 def context_for(
@@ -104,6 +103,7 @@ def context_for(
         classes=data.classes,
         input_shape=data.input_shape,
         learning_rate=protocol.effective_learning_rate,
+        lr_schedule=protocol.lr_schedule,
         stage=stage,
         seed=seed,
     )

@@ -310,7 +310,7 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
         context_for(protocol, d, s.seed, s.stage, len(x))
         for s, d, (x, _) in zip(specs, datas, fits, strict=True)
     ]
-    if any(run_callbacks(reg, params, run)[1:] for run in runs):  # [0]: the progress clock
+    if any(run_callbacks(reg, params, run) for run in runs):
         raise ValueError(f"the vmapped engine cannot run {spec.reg}'s training callbacks")
     models = [
         build_and_compile(arch, reg, params, protocol, d, s.seed, s.execution, run)

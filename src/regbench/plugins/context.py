@@ -12,9 +12,13 @@ from typing import Any
 class RunContext:
     """What a run is, for every regularizer hook that declares a `ctx` argument.
 
-    `progress` is None outside training; in training it is an object whose `value()` gives the
-    fraction of training steps done (0 to 1) as a tensor a layer can read inside a compiled
-    step. It is not a model weight: it never shows in parameter counts or saved models.
+    `progress` is None outside training; in training it is a small Keras layer whose
+    `value()` gives the fraction of training steps done (0 to 1) as a tensor a layer can read
+    inside a compiled step. It counts the steps in a non-trainable variable of the model (so it
+    advances on every backend and engine, and a saved model carries it) that parameter counts
+    leave out; each reading layer keeps its own, `ctx.progress.fresh()`, as each read counts a
+    step. `learning_rate` is the rate the optimizer starts from (Keras's default filled in) and
+    `lr_schedule` the protocol's schedule, which the optimizer hook receives applied.
     """
 
     epochs: int = 1
@@ -24,6 +28,7 @@ class RunContext:
     classes: int = 10
     input_shape: tuple[int, ...] = (32, 32, 3)
     learning_rate: float | None = None
+    lr_schedule: str = "constant"
     stage: str = "grid"
     seed: int = 0
     progress: Any = None
