@@ -152,9 +152,8 @@ def test_a_conflicting_combination_is_a_skipped_cell_not_a_failed_grid():
         registry, ["model1"], ["flip_a+flip_b,dropout"], [0, 1], Protocol(dataset="digits")
     )
     skipped = {s.reg: s.skip for s in specs if s.skip}
-    assert skipped == {
-        "flip_a+flip_b": "cannot combine flip_a and flip_b: both rewrite training batches; choose one of them"
-    }
+    reason = "cannot combine flip_a and flip_b: both rewrite training batches; choose one of them"
+    assert skipped == {"flip_a+flip_b": reason}
     assert sorted(s.reg for s in specs) == ["dropout", "dropout", "flip_a+flip_b", "flip_a+flip_b"]
 
 

@@ -13,8 +13,8 @@ import pytest
 import regbench
 from regbench import hookimpl
 from regbench.errors import PluginError
-from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.hparams import HParam
+from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.regularizer import Regularizer
 
 

@@ -25,8 +25,8 @@ from regbench.engine.models import build, count_params, count_regularized_kernel
 from regbench.engine.optimizers import parse_optimizer_options, schedule
 from regbench.engine.plan import Protocol, RunSpec, make_plan, stale_reasons, why_pending
 from regbench.errors import RegbenchError
-from regbench.plugins.keras import import_keras
 from regbench.plugins.context import invoke
+from regbench.plugins.keras import import_keras
 
 keras = import_keras()
 

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regbench.engine import executor as ex
-from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.engine.outcome import RunResult
+from regbench.engine.plan import Execution, Protocol, RunSpec
 
 _HELD: list[bytearray] = []  # memory a leaky trainer keeps, as TensorFlow's creep does
 

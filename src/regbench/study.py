@@ -115,7 +115,7 @@ def with_settings(function: Callable[..., Any]) -> Callable[..., Any]:
         inspect.Parameter(
             f.name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=f.default if f.default is not MISSING else f.default_factory(),  # type: ignore[misc]
+            default=f.default if f.default is not MISSING else f.default_factory(),  # type: ignore[operator]
             annotation=f.type,  # as written in Experiment, like this module's own annotations
         )
         for f in fields(Experiment)

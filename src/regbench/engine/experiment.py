@@ -186,7 +186,8 @@ def renamed(values: Mapping[str, Any], source: str = "") -> dict[str, Any]:
 def _caller_outside_regbench() -> int:
     """The `stacklevel` that attributes a warning raised by our caller to the first frame
     outside regbench (the user's line, not ours)."""
-    frame, level = sys._getframe(1), 1  # level 1: the caller, which warns
+    frame: Any = sys._getframe(1)
+    level = 1  # level 1: the caller, which warns
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "regbench":
         frame, level = frame.f_back, level + 1
     return level

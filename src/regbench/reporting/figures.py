@@ -240,7 +240,7 @@ def _draw_cell(
     styles = []
     for k, (setting, seeds) in enumerate(cell.groupby("setting", sort=False)):
         style = SETTING_STYLES[k % len(SETTING_STYLES)]
-        styles.append(Line2D([], [], color="gray", linestyle=style, label=setting or "default"))
+        styles.append(Line2D([], [], color="gray", linestyle=style, label=setting or "default"))  # type: ignore[arg-type]
         for split in SPLITS:
             key = (seeds["arch"].iloc[0], seeds["reg"].iloc[0], setting, split)
             if key not in drawn:
@@ -344,10 +344,11 @@ def _end_style(split: str, ax: Axes | None = None) -> dict[str, Any]:
     each other."""
     from matplotlib.transforms import offset_copy
 
+    figure: Any = None if ax is None else ax.figure
     dodge = (
         {}
         if ax is None
-        else {"transform": offset_copy(ax.transData, ax.figure, x=END_DODGE[split], units="points")}
+        else {"transform": offset_copy(ax.transData, figure, x=END_DODGE[split], units="points")}
     )
     return {
         **dodge,
@@ -396,7 +397,7 @@ def _end_epoch(run: Mapping[str, Any], last: int) -> int:
     for column in ("kept_epoch", "epochs_run"):
         value = run.get(column)
         if not missing(value):
-            return int(value)
+            return int(value)  # type: ignore[arg-type]
     return last
 
 

@@ -56,5 +56,6 @@ def check_backend_neutral(plugin: Any) -> None:
             for name in _imported_names(node):
                 require(
                     name.split(".")[0] not in BACKENDS,
-                    f"{path.stem} ({path}) line {node.lineno} uses {name} directly; use keras.ops",
+                    f"{path.stem} ({path}) line {getattr(node, 'lineno', '?')} uses {name} "
+                    "directly; use keras.ops",
                 )

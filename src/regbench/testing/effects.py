@@ -33,7 +33,7 @@ from regbench.testing.probes import (
 )
 from regbench.testing.training import check_hooks
 
-SAME = {"rtol": 1e-5, "atol": 1e-6}  # outputs closer than this count as unchanged
+SAME: dict[str, Any] = {"rtol": 1e-5, "atol": 1e-6}  # outputs closer than this count as unchanged
 
 
 @cache

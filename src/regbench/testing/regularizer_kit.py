@@ -254,7 +254,7 @@ def check_regularizer(
     check_declaration(regularizer)
     check_backend_neutral(regularizer)
     check_refuses_out_of_bounds(regularizer)
-    shape = {"input_shape": input_shape, "classes": classes}
+    shape: dict[str, Any] = {"input_shape": input_shape, "classes": classes}
     for architecture in archs:
         check_model(regularizer, architecture, **shape, claims=claims)
         check_effects(regularizer, architecture, **shape, claims=claims)
