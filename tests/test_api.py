@@ -119,7 +119,7 @@ def test_flags_override_the_file_per_key(tmp_path):
         ({"target": "speed=1"}, "metric 'speed' is not recorded"),
         ({"params": ["dropout.rate=0.1", "dropout.rate=0.2"]}, "'dropout.rate' is given twice"),
         ({"params": ["rate=0.1"]}, "expects reg.name=value"),
-        ({"out": ""}, "out must be a non-empty string"),
+        ({"experiment": ""}, "experiment must be a non-empty string"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
         ({"data_dir": "/no/such/folder"}, "data_dir /no/such/folder does not exist"),
         ({"colour": "red"}, "unknown setting 'colour'"),
@@ -151,7 +151,12 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path):
 
 def test_run_returns_results_and_load_reads_them_back(tmp_path):
     results = regbench.run(
-        arch=["model1"], reg=["none", "dropout"], dataset="digits", epochs=1, out=tmp_path, **FAKE
+        arch=["model1"],
+        reg=["none", "dropout"],
+        dataset="digits",
+        epochs=1,
+        experiment=tmp_path,
+        **FAKE,
     )
     assert sorted(results.runs["reg"]) == ["dropout", "none"]
     assert (results.runs["status"] == "ok").all()
@@ -160,7 +165,11 @@ def test_run_returns_results_and_load_reads_them_back(tmp_path):
     board = results.leaderboard()
     assert len(board) == 2 and list(board["rank"]) == [1, 2]
     planned = regbench.plan(
-        arch=["model1"], reg=["none", "dropout", "l2"], dataset="digits", epochs=1, out=tmp_path
+        arch=["model1"],
+        reg=["none", "dropout", "l2"],
+        dataset="digits",
+        epochs=1,
+        experiment=tmp_path,
     )
     assert (planned.count("done"), planned.count("pending")) == (2, 1)
 
@@ -168,7 +177,7 @@ def test_run_returns_results_and_load_reads_them_back(tmp_path):
 def test_bad_input_writes_nothing(tmp_path):
     folder = tmp_path / "never"
     with pytest.raises(RegbenchError, match="unknown architecture 'nope'"):
-        regbench.run(arch=["nope"], dataset="digits", epochs=1, out=folder, **FAKE)
+        regbench.run(arch=["nope"], dataset="digits", epochs=1, experiment=folder, **FAKE)
     assert not folder.exists()
 
 
@@ -189,7 +198,7 @@ def test_readme_python_example(tmp_path, monkeypatch):
 
 
 def test_tensorboard_logs_go_under_the_experiment_folder_and_never_change_identity(tmp_path):
-    chosen = Experiment.create(out=tmp_path, tensorboard="on")
+    chosen = Experiment.create(experiment=tmp_path, tensorboard="on")
     assert chosen.execution.tensorboard_dir == str(tmp_path / "tensorboard")
     with pytest.raises(RegbenchError, match="tensorboard must be true or false"):
         Experiment.create(tensorboard="maybe")
@@ -200,7 +209,12 @@ def test_leaderboard_of_several_folders_compares_them(tmp_path, capsys):
 
     for name in ("a", "b"):
         regbench.run(
-            arch=["model1"], reg=["none"], dataset="digits", epochs=1, out=tmp_path / name, **FAKE
+            arch=["model1"],
+            reg=["none"],
+            dataset="digits",
+            epochs=1,
+            experiment=tmp_path / name,
+            **FAKE,
         )
     assert main(["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
     assert "model1" in capsys.readouterr().out
@@ -217,8 +231,8 @@ def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
         "from regbench.study import _specs, check_data\n"
         "from regbench.engine.plan import order_by_cost\n"
         "from regbench.plugins.manager import registry\n"
-        "e = regbench.Experiment.create("
-        f"arch=['model1,model2,model3'], reg=['all'], dataset='digits', out={str(tmp_path)!r})\n"
+        "e = regbench.Experiment.create(arch=['model1,model2,model3'], reg=['all'], "
+        f"dataset='digits', experiment={str(tmp_path)!r})\n"
         "specs = _specs(e, False, applicability=False)\n"
         "check_data(specs, e)\n"
         "order_by_cost(specs, registry())\n"

@@ -47,7 +47,7 @@ def test_an_item_without_a_key_is_refused_by_flag(item):
         ({"dataset_options": ["native=1", "native=0"]}, "dataset_options: 'native' is given twice"),
         ({"optimizer_options": ["rho=0.9", "rho=0.5"]}, "optimizer_options: 'rho' is given twice"),
         ({"target": "val_accuracy"}, "target must be metric=value"),
-        ({"out": "E "}, "out 'E ' starts or ends with spaces"),
+        ({"experiment": "E "}, "experiment 'E ' starts or ends with spaces"),
         ({"name": " lab"}, "name ' lab' starts or ends with spaces"),
         ({"dataset": "digits\t"}, "dataset 'digits\\t' starts or ends"),
         ({"optimizer": " adam"}, "optimizer ' adam' starts or ends"),
@@ -60,8 +60,8 @@ def test_settings_are_refused_in_one_line_by_name(settings, message):
 
 
 def test_a_folder_is_taken_exactly_as_given():
-    assert Experiment.create(out="E").folder == Path("E")
-    assert Experiment.create(out=Path("E ")).folder == Path("E ")  # a Path is the user's own
+    assert Experiment.create(experiment="E").folder == Path("E")
+    assert Experiment.create(experiment=Path("E ")).folder == Path("E ")  # a Path is the user's own
 
 
 @given(st.one_of(st.booleans(), st.integers(-2, 2), st.text(max_size=6)))
@@ -117,7 +117,8 @@ def test_an_experiment_folder_with_stray_spaces_is_refused(cli, tmp_path):
     result = cli("plan", *GRID, "--experiment", "E ", cwd=tmp_path)
     assert result.returncode == 2
     assert (
-        result.stderr.strip() == "regbench: error: out 'E ' starts or ends with spaces; remove them"
+        result.stderr.strip()
+        == "regbench: error: experiment 'E ' starts or ends with spaces; remove them"
     )
     assert list(tmp_path.iterdir()) == []
 

@@ -102,3 +102,55 @@ def baseline(name: str) -> str:
         return registry().get("regularizers", name).name
     except RegbenchError as exc:
         raise RegbenchError(f"--baseline: {exc}") from None
+
+
+# run flags -> Experiment fields (the flag's dest is the field's name)
+SETTINGS = (
+    "arch",
+    "reg",
+    "dataset",
+    "dataset_options",
+    "params",
+    "seeds",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "optimizer_options",
+    "learning_rate",
+    "lr_schedule",
+    "target",
+    "precision",
+    "jit_compile",
+    "steps_per_execution",
+    "pipeline",
+    "engine",
+    "tensorboard",
+    "baseline",
+    "data_dir",
+    "cache_dir",
+    "executor",
+    "devices",
+    "per_device",
+    "workers",
+    "max_runs_per_worker",
+    "run_timeout",
+    "ray_address",
+    "trainer",
+)
+
+
+def experiment(args: argparse.Namespace):
+    """The experiment the flags describe: `--config` first, the flags over it."""
+    from regbench.engine.experiment import Experiment
+
+    flags: dict[str, Any] = {key: getattr(args, key, None) for key in SETTINGS}
+    flags["experiment"] = experiment_folder(args)
+    if flags["arch"] is not None:
+        flags["arch"] = [a for a in flags["arch"]]
+    if args.config:
+        chosen = Experiment.from_config(args.config, **flags)
+    else:
+        chosen = Experiment.create(**flags)
+    from dataclasses import replace
+
+    return replace(chosen, baseline=baseline(chosen.baseline))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from typing import Any
 
 from regbench.cli.common import (
@@ -13,6 +12,7 @@ from regbench.cli.common import (
     baseline,
     console,
     duration,
+    experiment,
     experiment_folder,
     installed,
     print_json,
@@ -20,59 +20,11 @@ from regbench.cli.common import (
 )
 from regbench.errors import RegbenchError
 
-# run flags -> Experiment fields (the flag's dest is the field's name)
-SETTINGS = (
-    "arch",
-    "reg",
-    "dataset",
-    "dataset_options",
-    "params",
-    "seeds",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "optimizer_options",
-    "learning_rate",
-    "lr_schedule",
-    "target",
-    "precision",
-    "jit_compile",
-    "steps_per_execution",
-    "pipeline",
-    "engine",
-    "tensorboard",
-    "baseline",
-    "data_dir",
-    "cache_dir",
-    "executor",
-    "devices",
-    "per_device",
-    "workers",
-    "max_runs_per_worker",
-    "run_timeout",
-    "ray_address",
-    "trainer",
-)
 # a run setting's value that needs an optional extra -> (its module, its name, the extra)
 NEEDS_EXTRA = {
     ("executor", "ray"): ("ray", "Ray", "ray"),
     ("engine", "vmapped"): ("jax", "JAX", "jax"),
 }
-
-
-def experiment(args: argparse.Namespace):
-    """The experiment the flags describe: `--config` first, the flags over it."""
-    from regbench.engine.experiment import Experiment
-
-    flags: dict[str, Any] = {key: getattr(args, key, None) for key in SETTINGS}
-    flags["experiment"] = experiment_folder(args)
-    if flags["arch"] is not None:
-        flags["arch"] = [a for a in flags["arch"]]
-    if args.config:
-        chosen = Experiment.from_config(args.config, **flags)
-    else:
-        chosen = Experiment.create(**flags)
-    return replace(chosen, baseline=baseline(chosen.baseline))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

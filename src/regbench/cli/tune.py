@@ -6,8 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from regbench.cli.common import EXIT_OK, duration, print_json, say
-from regbench.cli.grid import experiment
+from regbench.cli.common import EXIT_OK, duration, experiment, print_json, say
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
