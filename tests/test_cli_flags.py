@@ -208,3 +208,20 @@ def test_tuning_says_how_long_the_rest_will_take(monkeypatch):
     assert trials.tick() == "1/4, about 30 s left"  # 10 s a trial, 3 to go
     assert trials.tick() == "2/4, about 20 s left"
     assert re.fullmatch(r"3/4, about 10 s left", trials.tick())
+
+
+def test_export_says_which_model_files_did_not_reach_mlflow(cli, tmp_path):
+    pytest.importorskip("mlflow")
+    spec = RunSpec(arch="model1", reg="none", params={}, seed=0, protocol=Protocol("digits"))
+    with Store(tmp_path / "exp") as store:
+        store.record_run(
+            {**spec.row(), "status": "ok", "model_path": f"models/{spec.run_id}.keras"}, []
+        )
+    uri = (tmp_path / "mlruns").as_uri()
+    result = cli("export", "--experiment", str(tmp_path / "exp"), "--tracking-uri", uri)
+    assert result.returncode == 0, result.stderr
+    assert "exported 1 run(s)" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (  # after MLflow's own logging
+        f"regbench: 1 run(s) saved a model that is no longer in {tmp_path / 'exp'}/models, so "
+        f"MLflow has no model file for them: {spec.run_id}"
+    )

@@ -62,6 +62,47 @@ def test_the_mixup_example_rewrites_batches():
     check_batches(entry.obj, input_shape=(8, 8, 1), classes=3)
 
 
+def test_the_optimizer_example_warms_up_in_front_of_the_protocols_schedule():
+    from regbench.engine.optimizers import make_optimizer
+    from regbench.plugins.keras import import_keras
+
+    registry, _ = _registered("optimizer")
+    warmup = registry.get("regularizers", "lr_warmup")
+    keras = import_keras()
+    params = warmup.resolve({"fraction": 0.1})
+    run = RunContext(epochs=10, steps_per_epoch=10, lr_schedule="cosine")
+    optimizer = make_optimizer(keras, warmup, params, "sgd", 0.1, {}, "cosine", run)
+    rate = optimizer._learning_rate  # the schedule itself (`learning_rate` is its value now)
+    protocol = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=100)
+    for step, ramp in ((0, 0.1), (4, 0.5), (9, 1.0), (50, 1.0)):
+        assert float(rate(step)) == pytest.approx(float(protocol(step)) * ramp, rel=1e-5)
+    config = keras.optimizers.serialize(optimizer)["config"]["learning_rate"]
+    assert config["config"]["inner"]["class_name"] == "CosineDecay"
+    constant = make_optimizer(keras, warmup, params, "sgd", 0.1, {}, "constant", run)
+    assert float(constant._learning_rate(0)) == pytest.approx(0.01, rel=1e-5)
+    run = dataclasses.replace(run, lr_schedule="warmup_cosine")
+    unchanged = make_optimizer(keras, warmup, params, "sgd", 0.1, {}, "warmup_cosine", run)
+    assert type(unchanged._learning_rate).__name__ == "CosineDecay"
+
+
+def test_the_merge_example_drops_branches_at_the_merges_only_in_training():
+    from regbench.engine.models import build
+    from regbench.testing import check_effects
+
+    registry, _ = _registered("merge")
+    arch = _example("architecture").RESNET20
+    drop = registry.get("regularizers", "merge_drop")
+    built = build(arch, drop, {}, (16, 16, 3), 10, seed=0)
+    merges = [item for item in built.inserted if item.point.meta.get("role") == "merge"]
+    assert len(merges) == 9 and all(item.layers == 1 for item in merges)
+    assert [item.point.shape for item in merges][::3] == [(16, 16, 16), (8, 8, 32), (4, 4, 64)]
+    layers = [type(layer).__name__ for layer in built.model.layers]
+    assert layers.count("DropBranchAdd") == 9 and "Add" not in layers
+    plain = build(arch, registry.get("regularizers", "none"), {}, (16, 16, 3), 10, seed=0)
+    assert count_params(built.model) == count_params(plain.model)
+    check_effects(drop, arch, input_shape=(16, 16, 3))
+
+
 def test_the_dataset_example_conforms():
     registry, origin = _registered("dataset")
     (entry,) = [e for e in registry.entries["datasets"].values() if e.origin == origin]

@@ -50,9 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_plan(args)
     _require_extras(chosen)
     if args.tune:
-        from regbench.cli.tune import cmd_tune
+        from regbench.cli.tune import tune_stage
 
-        cmd_tune(args)
+        tune_stage(args, as_json=False, quiet=args.json)
     try:
         with warnings.catch_warnings():  # failed runs are listed below, and set the exit code
             warnings.simplefilter("ignore", FailedRuns)

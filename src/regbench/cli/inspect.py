@@ -103,9 +103,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
     values = reg.resolve(_own_params(args.param, reg.name))
     input_shape = _shape(args.input_shape)
     arch.check_input(input_shape)
+    from regbench.engine.applicability import why_not
     from regbench.engine.models import build_model, describe_model
 
     summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))
+    summary["skipped"] = why_not(arch, reg, values, input_shape, args.classes)  # grids skip it
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
@@ -127,6 +129,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
         f"Trainable params: {summary['trainable_params']:,}\n"
         f"Non-trainable params: {summary['non_trainable_params']:,}"
     )
+    if summary["skipped"]:
+        out.print(f"[yellow]A grid skips this pairing:[/] {summary['skipped']}", markup=True)
     return EXIT_OK
 
 

@@ -11,12 +11,17 @@ from regbench.cli.common import EXIT_OK, duration, experiment, print_json, say
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Search each cell's declared hyperparameters on validation; print the best values."""
+    return tune_stage(args, as_json=args.json, quiet=args.json)
+
+
+def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
+    """The tuning stage, its trials and best values printed (on stderr when `quiet`: `run
+    --tune --json` keeps stdout for the grid's JSON), or its best values as JSON."""
     import regbench
 
     chosen = experiment(args)
     eta = TrialClock(_cells_to_tune(chosen) * args.max_trials)
     started: dict[tuple[str, str], float] = {}
-    quiet = args.json  # the lines go to stderr, the JSON alone to stdout
 
     def on_cell(arch: str, reg: str) -> None:
         started[(arch, reg)] = time.perf_counter()
@@ -54,7 +59,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         on_best=on_best,
     )
     took = {cell: time.perf_counter() - at for cell, at in started.items()}
-    if args.json:
+    if as_json:
         print_json(
             {
                 "folder": chosen.folder,
@@ -67,9 +72,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return EXIT_OK
     for (arch, reg), best in found.items():
         values = ", ".join(f"{k}={v:.4g}" for k, v in best.items())
-        say(f"best {arch} + {reg}: {values} ({took[(arch, reg)]:.1f} s)")
+        say(f"best {arch} + {reg}: {values} ({took[(arch, reg)]:.1f} s)", stderr=quiet)
     if not found:
-        say("nothing to tune: the chosen regularizers declare no hyperparameters")
+        say("nothing to tune: the chosen regularizers declare no hyperparameters", stderr=quiet)
     return EXIT_OK
 
 

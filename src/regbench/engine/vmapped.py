@@ -334,9 +334,12 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     n_fit, batch = x_fit.shape[1], protocol.batch_size
     shufflers = [np.random.default_rng(s.seed) for s in specs]
     x_eval, y_eval = (x_clean, y_clean) if final else (x_val, y_val)
+    compile_start = time.perf_counter()
+    _remember_compiled()
     program.prepare(
         state, x_fit, y_fit, program.step_shapes((len(specs), n_fit), batch), x_eval, y_eval
     )
+    compile_time = time.perf_counter() - compile_start
     initial = program.evaluate(state[0], state[1], x_clean, y_clean)
     for recorder, loss, share in zip(recorders, *initial, strict=True):
         recorder.start(Scores(float(loss), float(share)))
@@ -391,8 +394,23 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
             else Scores(float(test_scores[0][i]), float(test_scores[1][i])),
             models_dir=models_dir,
         )
-        outs.append({**out, "pipeline": "device", "eval_time_s": eval_time})
+        outs.append(
+            {**out, "pipeline": "device", "eval_time_s": eval_time, "compile_time_s": compile_time}
+        )
     return outs
+
+
+def _remember_compiled() -> None:
+    """JAX's persistent compilation cache, in regbench's cache folder ($REGBENCH_CACHE or
+    ~/.cache/regbench, under jax/): a second run of the same grid, or a resumed one, loads its
+    programs instead of compiling them again."""
+    import jax
+
+    from regbench.plugins.datasets import default_cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _assign(model, state, index: int) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from regbench.errors import RegbenchError
 from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.keras import import_keras
-from regbench.plugins.points import NOISE, NORM, Point
+from regbench.plugins.points import BRANCH, NOISE, NORM, Point
 from regbench.plugins.regularizer import Regularizer
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class BuildContext:
         meta: Mapping[str, Any] | None = None,
     ) -> Any:
         """A regularization point: `x` through whatever layers the regularizer puts here."""
-        point = Point(name, kind, frozenset(families), dict(meta or {}))
+        point = Point(name, kind, frozenset(families), dict(meta or {}), _shape(x))
         layers = (
             list(invoke(self.regularizer.layers_at, point, self.params, ctx=self.run))
             if point.accepts(self.regularizer.family)
@@ -87,6 +87,34 @@ class BuildContext:
         for layer in layers:
             x = layer(x)
         return x
+
+    def residual(
+        self,
+        shortcut: Any,
+        branch: Any,
+        name: str,
+        *,
+        families: frozenset[str] = frozenset({BRANCH}),
+        meta: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A merge point: a residual block's `shortcut` and `branch` joined by the regularizer's
+        two-input layer (its `merge_at`), by default `keras.layers.Add()`. The point's kind
+        and shape are the branch's; `meta` gets `role` "merge" unless it names one."""
+        shape = _shape(branch)
+        kind = "maps" if len(shape) == 3 else "vector"
+        point = Point(name, kind, frozenset(families), {"role": "merge", **(meta or {})}, shape)
+        layer = (
+            invoke(self.regularizer.merge_at, point, self.params, ctx=self.run)
+            if point.accepts(self.regularizer.family)
+            else None
+        )
+        self.inserted.append(Inserted(point, int(layer is not None)))
+        return (layer if layer is not None else self.keras.layers.Add())([shortcut, branch])
+
+
+def _shape(x: Any) -> tuple[int | None, ...]:
+    """A tensor's shape without the batch axis."""
+    return tuple(x.shape[1:])
 
 
 @dataclass

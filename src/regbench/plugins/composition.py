@@ -19,6 +19,7 @@ EXCLUSIVE_HOOKS = {  # two components may not both do these: which one would win
     "loss": "replace the loss",
     "batch": "rewrite training batches",
     "kernel_regularizer": "set the kernel regularizer",
+    "merge_at": "merge residual branches",
 }
 
 
@@ -59,6 +60,13 @@ class Composite(Regularizer):
             if point.accepts(c.family)
             for layer in invoke(c.layers_at, point, self.own(c, params), ctx=ctx)
         ]
+
+    def merge_at(self, point: Point, params: Mapping[str, Any], ctx: Any = None) -> Any:
+        """The merge of the one component that has one (composition allows at most one)."""
+        for c in self.components:
+            if overrides(c, "merge_at") and point.accepts(c.family):
+                return invoke(c.merge_at, point, self.own(c, params), ctx=ctx)
+        return None
 
     def kernel_regularizer(self, params: Mapping[str, Any], ctx: Any = None) -> Any:
         for c in self.components:

@@ -35,3 +35,11 @@ def register_keras_objects() -> None:
     that decorates them with keras.saving.register_keras_serializable. regbench calls this once
     per process before it builds or loads the first model, so a saved
     model with a plugin's layer reloads in a fresh process; `regbench list` never calls it."""
+
+
+@hookspec
+def register_keras_names(register: Callable[[str, str], None]) -> None:
+    """Register custom Keras classes by name, to be imported only when a model is built or
+    loaded: call register("package>Name", "module:attribute") once per class. Listing records
+    the strings and imports nothing; before the first build or load regbench imports each
+    class and registers it with Keras under that name (as register_keras_serializable would)."""

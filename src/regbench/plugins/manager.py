@@ -84,6 +84,7 @@ class Registry:
     )
     broken: list[Broken] = field(default_factory=list)
     keras_hooks: list[tuple[str, Any]] = field(default_factory=list)
+    keras_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: target, plugin
 
     def names(self, kind: str) -> list[str]:
         return list(self.entries[kind])
@@ -126,14 +127,30 @@ class Registry:
         return sources, "+".join(e.source_hash for e in entries)
 
     def register_keras_objects(self) -> None:
-        """Run every plugin's `register_keras_objects` hook (Keras is imported by now); a
-        failing one is recorded as broken, the others still run."""
+        """Run every plugin's `register_keras_objects` hook and import every class registered
+        by name (Keras is imported by now); a failing one is recorded as broken, the others
+        still run. Each runs once: the lists are emptied."""
         hooks, self.keras_hooks = self.keras_hooks, []
         for plugin, function in hooks:
             try:
                 function()
             except (Exception, SystemExit) as exc:
                 self.broken.append(Broken(plugin, Origin("?", "?"), _describe_error(exc)))
+        names, self.keras_names = self.keras_names, {}
+        for name, (target, plugin) in names.items():
+            try:
+                _register_keras_name(name, target)
+            except (Exception, SystemExit) as exc:
+                self.broken.append(Broken(plugin, Origin("?", "?"), _describe_error(exc)))
+
+    def _add_keras_name(self, name: str, target: str, plugin: str) -> None:
+        package, _, short = name.partition(">")
+        module, _, attribute = target.partition(":")
+        if not (package and short and module and attribute):
+            raise ValueError(
+                f"register({name!r}, {target!r}): expected ('package>Name', 'module:attribute')"
+            )
+        self.keras_names[name] = (target, plugin)
 
     def _owner(self, kind: str, key: str) -> Entry | None:
         """The entry that `key` already names, as a name or an alias."""
@@ -214,7 +231,29 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
     registry.keras_hooks = [
         (impl.plugin_name, impl.function) for impl in pm.hook.register_keras_objects.get_hookimpls()
     ]
+    for impl in pm.hook.register_keras_names.get_hookimpls():
+        try:
+            impl.function(
+                register=lambda name, target, p=impl.plugin_name: registry._add_keras_name(
+                    name, target, p
+                )
+            )
+        except (Exception, SystemExit) as exc:
+            origin = origins[impl.plugin_name]
+            registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
     return registry
+
+
+def _register_keras_name(name: str, target: str) -> None:
+    """Import `module:attribute` and register it with Keras as `package>Name`."""
+    from regbench.plugins.keras import import_keras
+
+    module, _, attribute = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    package, _, short = name.partition(">")
+    import_keras().saving.register_keras_serializable(package=package, name=short)(obj)
 
 
 _HASHES: dict[str, str] = {}
@@ -249,8 +288,9 @@ _REGISTRY: Registry | None = None
 
 
 def keras_with_plugins() -> Any:
-    """Keras, with every plugin's `register_keras_objects` hook run (once per process): what
-    building or loading a model needs, so a plugin's custom layers are known to both."""
+    """Keras, with every plugin's `register_keras_objects` hook run and every class registered
+    by name imported (once per process): what building or loading a model needs, so a plugin's
+    custom layers are known to both."""
     from regbench.plugins.keras import import_keras
 
     keras = import_keras()

@@ -1,5 +1,9 @@
 """Regularization points: the named places in a model where a regularizer's layers go, and
-the families of regularizers that act at each."""
+the families of regularizers that act at each.
+
+A family is an open string: a plugin may declare its own (an architecture's point lists it in
+`families`, a regularizer names it as its `family`); the built-in ones are below.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +25,16 @@ class Point:
     `families` says which regularizer families act here (the lab's [D] and [B] marks); `meta`
     carries what a regularizer may need to know about the place, e.g. `role` ("trunk", or
     "branch" for the end of a residual branch just before the skip is added) and `block` /
-    `blocks` (the residual block's 1-based index and the count, for stochastic depth).
+    `blocks` (the residual block's 1-based index and the count, for stochastic depth). `shape`
+    is the tensor's shape without the batch axis, e.g. (16, 16, 32), filled in when a model is
+    built (None in a layer table), so a regularizer can size what it inserts to the map.
     """
 
     name: str
     kind: str
     families: frozenset[str] = frozenset({NOISE, NORM})
     meta: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    shape: tuple[int | None, ...] | None = field(default=None, compare=False)
 
     def accepts(self, family: str) -> bool:
         return family == ANY or family in self.families

@@ -47,6 +47,12 @@ class Regularizer:
         """Keras layers to insert at `point` (only called where `point.accepts(self.family)`)."""
         return []
 
+    def merge_at(self, point: Point, params: Mapping[str, Any]) -> Any:
+        """A two-input Keras layer joining a residual block's shortcut and branch at a merge
+        point (`ctx.residual`), called as `layer([shortcut, branch])`; None keeps Keras's
+        `Add()`. Only called where `point.accepts(self.family)`."""
+        return None
+
     def kernel_regularizer(self, params: Mapping[str, Any]) -> Any:
         """A Keras regularizer for every Conv2D/Dense kernel, or None."""
         return None

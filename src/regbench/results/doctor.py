@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from regbench.errors import RegbenchError
-from regbench.results import lock
-from regbench.results.integrity import DamagedStore, check_contents, check_file
-from regbench.results.migrations import SCHEMA_VERSION
+from regbench.results import exports, lock
+from regbench.results.integrity import (
+    DamagedStore,
+    check_contents,
+    check_file,
+    columns_note,
+    missing_columns,
+    wal_frames,
+)
+from regbench.results.migrations import SCHEMA_VERSION, TABLES, migrate, table_columns
 from regbench.results.store import DB_NAME, Store
+
+Rows = dict[str, list[dict[str, Any]]]
 
 
 def doctor(folder: Path) -> list[str]:
     """Check `folder`'s store and repair what can be repaired, saying what was done: leftover
-    temporary files removed; a damaged, empty or missing store moved aside (never deleted)
-    and rebuilt from the CSV exports; an older one upgraded. A foreign or newer store, or a
+    temporary files removed; committed pages left in a -wal checkpointed; missing columns
+    added; a damaged, empty, missing or non-file store moved aside (never deleted) and
+    rebuilt from the CSV exports and every run still readable in it, never with fewer runs
+    than those two hold together; an older one upgraded. A foreign or newer store, or a
     folder in use by a writer, is refused."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -32,33 +46,115 @@ def doctor(folder: Path) -> list[str]:
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
             notes.append(f"removed the leftover temporary file {leftover}")
-        problem = "missing" if not path.exists() else None
-        if path.exists():
-            try:
-                if check_file(path) == "empty":
-                    problem = "empty"
-                else:
-                    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                        check_contents(db, path)
-            except DamagedStore as exc:
-                problem = str(exc).partition(" (")[2].partition(");")[0] or "damaged"
-        if problem and path.exists():
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                part = path.with_name(DB_NAME + suffix)
-                if part.exists():
-                    os.replace(part, path.with_name(f"{DB_NAME}.damaged-{stamp}{suffix}"))
-            notes.append(f"{path} was {problem}: moved aside to {DB_NAME}.damaged-{stamp}")
+        problem, salvaged = _examine(path, notes), {}
+        if problem and os.path.lexists(path):
+            salvaged = _salvage(path, folder) if problem != "not a file" else {}
+            aside = _move_aside(path)
+            notes.append(f"{path} was {problem}: moved aside to {aside.name}")
         store = Store(folder)
         try:
-            count = store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            _restore(store.db, salvaged)
+            held = {r[0] for r in store.db.execute("SELECT run_id FROM runs")}
+            store.export()
         finally:
             store.close()
-        if problem and count:
-            notes.append(f"rebuilt {path} from the CSV exports: {count} run(s)")
-        elif problem:
-            notes.append(f"no CSV exports to rebuild from: {path} starts empty")
-        notes.append(f"{path}: ok ({count} run(s), store version {SCHEMA_VERSION})")
+        known = {r["run_id"] for r in salvaged.get("runs", [])} | _csv_ids(folder)
+        if known - held:  # cannot happen unless an insert was refused: say so, keep all
+            raise RegbenchError(
+                f"{path} was rebuilt with {len(held)} run(s) but {len(known)} were known; "
+                f"the old store is kept aside and the CSVs are unchanged"
+            )
+        if problem:
+            notes.append(
+                f"rebuilt {path} from the CSV exports and the old store: {len(held)} run(s)"
+                if held
+                else f"no runs to rebuild from: {path} starts empty"
+            )
+        notes.append(f"{path}: ok ({len(held)} run(s), store version {SCHEMA_VERSION})")
     finally:
         lock.release(folder)
     return notes
+
+
+def _examine(path: Path, notes: list[str]) -> str | None:
+    """What is wrong with the store that needs it moved aside (None: nothing, or nothing
+    the writer does not repair in place, noted)."""
+    if not os.path.lexists(path):
+        return "missing"
+    try:
+        if check_file(path) == "empty":
+            return "empty"
+        if wal_frames(path):
+            notes.append(f"{path}: moved the committed runs left in its -wal into the file")
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            check_contents(db, path)
+            if missing := missing_columns(db):
+                notes.append(f"repaired {path}: {columns_note(missing)} (added, values unknown)")
+    except DamagedStore as exc:
+        return "not a file" if exc.why in ("a folder", "not a regular file") else exc.why
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None
+
+
+def _salvage(path: Path, folder: Path) -> Rows:
+    """Every row still readable in a damaged store, upgraded to this version when it can be
+    (read from a private copy: the damaged files stay as they are)."""
+    rows: Rows = {}
+    with tempfile.TemporaryDirectory(prefix="regbench-salvage-") as tmp:
+        copy = Path(tmp) / DB_NAME
+        for suffix in ("-journal", "-wal", ""):
+            if os.path.isfile(f"{path}{suffix}"):
+                shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
+        with open(copy, "r+b") as handle:  # the header's page count may lie: use the size
+            handle.seek(92)
+            handle.write(b"\xff\xff\xff\xff")
+        memory = sqlite3.connect(":memory:")
+        try:
+            with closing(sqlite3.connect(copy)) as db:
+                db.backup(memory)
+            migrate(memory, folder)
+        except sqlite3.Error:
+            pass  # read what can be read as it is
+        memory.row_factory = sqlite3.Row
+        for table in TABLES:
+            rows[table] = []
+            try:
+                for row in memory.execute(f"SELECT * FROM {table}"):
+                    rows[table].append(dict(row))
+            except sqlite3.Error:
+                continue  # the rows read before the damaged page are kept
+        memory.close()
+    return rows
+
+
+def _restore(db: sqlite3.Connection, rows: Rows) -> None:
+    """Add the salvaged rows the rebuilt store lacks (one commit)."""
+    with db:
+        for table, found in rows.items():
+            columns = set(table_columns(db, table))
+            for row in found:
+                names = [name for name in row if name in columns]
+                quoted = ", ".join(f'"{n}"' for n in names)
+                db.execute(
+                    f"INSERT OR IGNORE INTO {table} ({quoted}) "
+                    f"VALUES ({', '.join('?' * len(names))})",
+                    [row[n] for n in names],
+                )
+
+
+def _csv_ids(folder: Path) -> set[str]:
+    return {str(row["run_id"]) for row in exports.csv_runs(folder)}
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the store (and its -wal, -shm, -journal) to a name not taken yet."""
+    stamp, n = time.strftime("%Y%m%dT%H%M%S"), 0
+    aside = path.with_name(f"{DB_NAME}.damaged-{stamp}")
+    while any(os.path.lexists(f"{aside}{s}") for s in ("", "-wal", "-shm", "-journal")):
+        n += 1
+        aside = path.with_name(f"{DB_NAME}.damaged-{stamp}-{n}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.lexists(f"{path}{suffix}"):
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    return aside

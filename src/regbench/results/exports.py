@@ -8,6 +8,7 @@ import math
 import os
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +37,18 @@ def export_csvs(db: sqlite3.Connection, folder: Path) -> None:
 
 def import_csv(db: sqlite3.Connection, folder: Path) -> int:
     """Add the runs (and their epochs) that runs.csv holds and the database lacks; the
-    number added. A lost or emptied database is rebuilt this way from its exports."""
-    import pandas as pd
-
-    runs_csv = Path(folder) / "runs.csv"
-    if not has_rows(runs_csv):
-        return 0
-    try:
-        runs = pd.read_csv(runs_csv, dtype=object, keep_default_na=False, na_values=[""])
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        log.warning("regbench: cannot read %s (%s); not restoring from it", runs_csv, exc)
-        return 0
-    if "run_id" not in runs:
+    number added. A lost or emptied database is rebuilt this way from its exports; a CSV
+    with lines that cannot be read is kept aside first (see `read_export`)."""
+    runs = read_export(Path(folder) / "runs.csv", ("run_id", "config_hash"))
+    if runs is None:
         return 0
     known = {r[0] for r in db.execute("SELECT run_id FROM runs")}
-    missing = runs[~runs["run_id"].isin(known)]
+    missing = runs[~runs["run_id"].isin(known)].drop_duplicates("run_id", keep="last")
     if missing.empty:
         return 0
     columns = [c for c in RUN_COLUMNS if c in missing.columns]
     epoch_rows = _csv_epochs(folder / "epochs.csv", set(missing["run_id"]))
+    trials = read_export(Path(folder) / "trials.csv", ("trial_id", "search_hash"))
     with db:
         db.executemany(
             f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -67,10 +61,8 @@ def import_csv(db: sqlite3.Connection, folder: Path) -> int:
             f"INSERT OR REPLACE INTO epochs ({', '.join(EPOCH_COLUMNS)}) VALUES (?,?,?,?,?,?)",
             epoch_rows,
         )
-        trials = Path(folder) / "trials.csv"
-        if has_rows(trials):
-            frame = pd.read_csv(trials, dtype=object, keep_default_na=False, na_values=[""])
-            names = [c for c in TRIAL_COLUMNS if c in frame.columns]
+        if trials is not None:
+            names = [c for c in TRIAL_COLUMNS if c in trials.columns]
             db.executemany(
                 f"INSERT OR IGNORE INTO trials ({', '.join(_quoted(names))}) "
                 f"VALUES ({', '.join('?' * len(names))})",
@@ -79,20 +71,62 @@ def import_csv(db: sqlite3.Connection, folder: Path) -> int:
                         _from_csv(row[c], "REAL" if c in ("score", "train_time_s") else "TEXT")
                         for c in names
                     ]
-                    for row in frame.to_dict("records")
+                    for row in trials.to_dict("records")
                 ],
             )
     return len(missing)
 
 
-def _csv_epochs(path: Path, run_ids: set[str]) -> list[list[Any]]:
+def csv_runs(folder: Path) -> list[dict[str, Any]]:
+    """The runs runs.csv holds, as store rows (what a plan counts when the store is gone)."""
+    runs = read_export(Path(folder) / "runs.csv", ("run_id", "config_hash"), keep=False)
+    if runs is None:
+        return []
+    return [
+        {c: _from_csv(v, RUN_COLUMNS.get(c, "TEXT")) for c, v in row.items()}
+        for row in runs.to_dict("records")
+    ]
+
+
+def read_export(path: Path, keys: tuple[str, ...], keep: bool = True) -> Any:
+    """The rows of a CSV export that can be read (those with every column in `keys`), or
+    None when it has none. A file with lines that cannot be read is renamed aside (`keep`),
+    said in one line, so that an export never overwrites it with fewer rows."""
     import pandas as pd
 
     if not has_rows(path):
-        return []
+        return None
+    bad: list[Any] = []
+    options = {"dtype": object, "keep_default_na": False, "na_values": [""]}
     try:
-        frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
-    except (OSError, ValueError, pd.errors.ParserError):
+        frame = pd.read_csv(path, **options)
+    except (ValueError, pd.errors.ParserError):
+        try:
+            frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, **options)
+        except (ValueError, pd.errors.ParserError):
+            frame, bad = pd.DataFrame(), [None]
+    except OSError as exc:
+        log.warning("regbench: cannot read %s (%s); not restoring from it", path, exc.strerror)
+        return None
+    whole = frame.dropna(subset=[k for k in keys if k in frame]) if keys[0] in frame else None
+    lost = len(bad) + len(frame) - (0 if whole is None else len(whole))
+    if lost and keep:
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, aside)
+        log.warning(
+            "regbench: %s has %d line(s) that cannot be read; kept it as %s and restored the "
+            "%d row(s) that can be",
+            path,
+            lost,
+            aside.name,
+            0 if whole is None else len(whole),
+        )
+    return None if whole is None or whole.empty else whole
+
+
+def _csv_epochs(path: Path, run_ids: set[str]) -> list[list[Any]]:
+    frame = read_export(path, ("run_id", "epoch", "split", "metric"))
+    if frame is None:
         return []
     frame = frame[frame["run_id"].isin(run_ids)]
     kinds = ("TEXT", "INTEGER", "TEXT", "TEXT", "REAL", "REAL")

@@ -8,22 +8,57 @@ from a newer regbench.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from regbench.errors import RegbenchError
 from regbench.results.exports import has_rows
-from regbench.results.migrations import SCHEMA_VERSION, TABLES, table_columns
+from regbench.results.migrations import (
+    BEST_COLUMNS,
+    EPOCH_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    TABLES,
+    TRIAL_COLUMNS,
+    table_columns,
+)
+
+WAL_HEADER = 32  # bytes: a -wal file longer than this holds frames SQLite may read
+# the columns each table has at SCHEMA_VERSION, with the type a missing one is added with
+EXPECTED_COLUMNS = {
+    "runs": {name: kind.split()[0] for name, kind in RUN_COLUMNS.items()},
+    "epochs": {c: "REAL" for c in EPOCH_COLUMNS},
+    "trials": {c: "TEXT" for c in TRIAL_COLUMNS},
+    "best_values": BEST_COLUMNS,
+}
 
 
 class DamagedStore(RegbenchError):
     """The store file cannot be read as a database (`regbench doctor` rebuilds it)."""
 
+    def __init__(self, message: str, why: str = "damaged") -> None:
+        super().__init__(message)
+        self.why = why
+
 
 def check_file(path: Path) -> str:
-    """'empty' or 'sqlite'; raises for a folder, a non-SQLite file, a truncated one."""
-    if path.is_dir():
-        raise RegbenchError(f"{path} is a folder, not a results store; move it away and rerun")
+    """'empty' or 'sqlite'; raises for a folder or other non-file (never opened: a FIFO would
+    hang), a non-SQLite file, a truncated one. A main file shorter than its header says is
+    not truncated while its -wal holds frames: a checkpoint cut short by a full disk leaves
+    it so, and SQLite reads the pages from the WAL."""
+    try:
+        kind = path.stat().st_mode
+    except OSError as exc:
+        raise RegbenchError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(kind):
+        what = "a folder" if stat.S_ISDIR(kind) else "not a regular file"
+        raise DamagedStore(
+            f"{path} is {what}, not a results store; `regbench doctor {path.parent}` moves it "
+            "aside and rebuilds the store from the CSV exports",
+            what,
+        )
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -38,16 +73,57 @@ def check_file(path: Path) -> str:
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     valid = header[24:28] == header[92:96]  # the page count is trusted only then
-    if valid and size < pages * page_size:
+    if valid and size < pages * page_size and not wal_frames(path):
         raise damaged(path, f"truncated: {size} bytes of {pages * page_size}")
     return "sqlite"
+
+
+def wal_frames(path: Path) -> bool:
+    """Whether `path`'s -wal file holds frames (committed pages not yet in the main file)."""
+    try:
+        return os.stat(f"{path}-wal").st_size > WAL_HEADER
+    except OSError:
+        return False
+
+
+def wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL mode (readers would create -wal and -shm)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(20)[18:20] == b"\x02\x02"
+    except OSError:
+        return False
+
+
+def missing_columns(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
+    """The columns of SCHEMA_VERSION that the store's tables lack (a column dropped by hand):
+    table -> {column: type}; the tables themselves are the migrations' business."""
+    missing = {}
+    for table, expected in EXPECTED_COLUMNS.items():
+        present = set(table_columns(db, table))
+        lacking = {c: kind for c, kind in expected.items() if c not in present}
+        if present and lacking:
+            missing[table] = lacking
+    return missing
+
+
+def add_columns(db: sqlite3.Connection, missing: dict[str, dict[str, str]]) -> None:
+    """Add the columns `missing_columns` found (their values unknown: NULL), in one commit."""
+    with db:
+        for table, columns in missing.items():
+            for name, kind in columns.items():
+                db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
+
+
+def columns_note(missing: dict[str, dict[str, str]]) -> str:
+    return "; ".join(f"{table} lacked {', '.join(cols)}" for table, cols in missing.items())
 
 
 def check_contents(db: sqlite3.Connection, path: Path) -> int:
     """The store's schema version, after an integrity check; raises for a damaged store,
     another program's SQLite file, or a store from a newer regbench."""
     try:
-        verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+        verdict = db.execute("PRAGMA quick_check").fetchall()[0][0]  # done: no open statement
         if verdict != "ok":
             raise damaged(path, f"integrity check: {verdict}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -73,7 +149,8 @@ def check_contents(db: sqlite3.Connection, path: Path) -> int:
 def damaged(path: Path, why: str) -> RegbenchError:
     return DamagedStore(
         f"{path} is damaged ({why}); `regbench doctor {path.parent}` moves it aside and "
-        "rebuilds it from the CSV exports"
+        "rebuilds it from the CSV exports",
+        why,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.engine.plan import PROVENANCE
 from regbench.results import protocols, stats
 from regbench.results.format import (
     as_printed,
@@ -36,6 +37,10 @@ from regbench.results.format import (
 SPARKS = "▁▂▃▄▅▆▇█"
 TIE_NOTE = "= tied: equal mean validation accuracy at the printed precision (3 decimals)"
 LOST_NOTE = "! a seed failed or diverged: the mean is over the seeds that finished (ok/planned)"
+SUPERSEDED_NOTE = (
+    "{n} run(s) trained with an earlier version of their plugins are superseded by newer runs "
+    "of the same cell: not shown (`regbench report` lists every plugin version used)"
+)
 
 
 def ci95(values: pd.Series) -> float | None:
@@ -105,6 +110,8 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
     present = protocols.columns(attempted)
     attempted["_protocol"] = protocols.values(attempted, present)
     attempted["params_label"] = attempted["params"].map(params_label)
+    old = _superseded(attempted)
+    attempted = attempted[~old]
     attempted["cell"] = _cells(attempted)
     ok = attempted[attempted["status"] == "ok"].drop_duplicates(["cell", "seed"], keep="last")
     shown = protocols.differing(ok["_protocol"])
@@ -156,7 +163,30 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
         )
     board = _ranked(pd.DataFrame(rows))
     board = board.join(stats.versus_baseline(ok, baseline, attempted=attempted), on="cell")
-    return board[COLUMNS].reset_index(drop=True)
+    board = board[COLUMNS].reset_index(drop=True)
+    board.attrs["superseded"] = int(old.sum())
+    return board
+
+
+def _superseded(attempted: pd.DataFrame) -> pd.Series:
+    """Runs superseded by a newer plugin version: where one configuration (architecture,
+    regularizer, values, protocol) was trained with plugins of several provenances (the
+    cell_hash includes it), only the runs of the provenance that ran last count; the older
+    ones would otherwise show as a second, indistinguishable cell."""
+    present = [c for c in PROVENANCE if c in attempted]
+    if not present or attempted.empty:
+        return pd.Series(False, index=attempted.index)
+    same = attempted["arch"].astype(str) + "/" + attempted["reg"].astype(str) + "/"
+    same += attempted["params_label"] + "/" + attempted["_protocol"].map(_protocol_key)
+    source = attempted[present].fillna("").map(str).agg("|".join, axis=1)
+    when = attempted.get("started_at", pd.Series("", index=attempted.index))
+    last = pd.DataFrame({"same": same, "source": source, "when": when.fillna("").astype(str)})
+    last = last.sort_values("when", kind="stable").drop_duplicates("same", keep="last")
+    return source != same.map(last.set_index("same")["source"])
+
+
+def _protocol_key(protocol: Any) -> str:
+    return repr(protocols.key(protocol))
 
 
 def _cells(rows: pd.DataFrame) -> pd.Series:
@@ -223,6 +253,9 @@ def render(
         console.print(TIE_NOTE, markup=False, highlight=False)
     if (board["failed"] > 0).any():
         console.print(LOST_NOTE, markup=False, highlight=False)
+    if board.attrs.get("superseded"):
+        note = SUPERSEDED_NOTE.format(n=board.attrs["superseded"])
+        console.print(note, markup=False, highlight=False)
     _print_failures(runs, console)
 
 
@@ -299,6 +332,7 @@ def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") ->
                 for record in board.to_dict(orient="records")
             ],
             "failed": json.loads(failures(runs).to_json(orient="records")),
+            "superseded": board.attrs.get("superseded", 0),
         },
         indent=2,
         ensure_ascii=False,

@@ -77,7 +77,9 @@ def open_model(row: pd.Series, folder: Path | None = None) -> Any:
     if path is None:
         raise RegbenchError(f"run {row['run_id']} saved no model")
     if not path.exists():
-        raise RegbenchError(f"run {row['run_id']}'s model is gone: {path} does not exist")
+        raise RegbenchError(
+            f"run {row['run_id']}'s model is gone: {path} does not exist; {_retrain(row, folder)}"
+        )
     from regbench.plugins.manager import keras_with_plugins
 
     try:
@@ -86,5 +88,16 @@ def open_model(row: pd.Series, folder: Path | None = None) -> Any:
         message = " ".join(str(exc).split())[:200]
         raise RegbenchError(
             f"model {path} cannot be loaded ({type(exc).__name__}: {message}); "
-            f"retrain the run with `regbench run --force` or delete the file"
+            f"{_retrain(row, folder)}"
         ) from None
+
+
+def _retrain(row: pd.Series, folder: Path | None) -> str:
+    """How to train a run's model again: its cell and seed with `--force` (a run recorded
+    ok is otherwise skipped, whether or not its model file is still there)."""
+    where = shlex.quote(str(folder or Path.cwd()))
+    return (
+        f"retrain it with the command that trained it and --force, e.g. `regbench run "
+        f"--experiment {where} --arch {row.get('arch')} --reg {row.get('reg')} "
+        f"--seeds {row.get('seed')}, --force` (with the same options as before)"
+    )

@@ -58,6 +58,7 @@ RUN_COLUMNS: dict[str, str] = {
     "trainable_params": "INTEGER",
     "non_trainable_params": "INTEGER",
     "train_time_s": "REAL",
+    "compile_time_s": "REAL",
     "eval_time_s": "REAL",
     "total_time_s": "REAL",
     "images_per_s": "REAL",
@@ -195,9 +196,11 @@ def m004_best_values_dataset(db: sqlite3.Connection, folder: Path) -> None:
 
 @migration
 def m005_kept_epoch_and_initial_loss(db: sqlite3.Connection, folder: Path) -> None:
-    """The epoch whose weights a run kept (early stopping) and the initial loss the divergence
-    rule measures from; unknown (NULL) for runs trained before."""
-    _add_missing_columns(db, "runs", {"kept_epoch": "INTEGER", "initial_loss": "REAL"})
+    """The epoch whose weights a run kept (early stopping), the initial loss the divergence
+    rule measures from, and the seconds an engine spent compiling before training (the
+    vmapped engine); unknown (NULL) for runs trained before."""
+    columns = {"kept_epoch": "INTEGER", "initial_loss": "REAL", "compile_time_s": "REAL"}
+    _add_missing_columns(db, "runs", columns)
 
 
 @migration

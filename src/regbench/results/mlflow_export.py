@@ -1,53 +1,64 @@
-"""Copy an experiment folder's runs into MLflow: params, per-epoch metrics, the model file.
+"""Copy an experiment folder's runs into MLflow: a parent run per cell, a child run per seed.
 
-MLflow is an optional extra (`pip install 'regbench[mlflow]'`, mlflow or mlflow-skinny). Each
-regbench run becomes one MLflow run tagged with its regbench run id, so exporting again adds
-only the runs that are new since the last export. Each run is also tagged with its cell and
-its whole protocol (`regbench.cell`, `regbench.protocol`): grouping by either never pools runs
-of different protocols.
+MLflow is an optional extra (`pip install 'regbench[mlflow]'`). Each cell (its values and its
+whole protocol) becomes a parent run tagged `regbench.cell` and `regbench.protocol`, so grouping
+never pools two protocols; each regbench run becomes a child run of it (`mlflow.parentRunId`)
+tagged with its regbench run id, so exporting again adds only the runs that are new. A trained
+model is logged with MLflow's Keras flavour, loadable with `mlflow.keras.load_model`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
 from regbench.engine.plan import PROTOCOL_COLUMNS
 from regbench.errors import RegbenchError
 from regbench.results import protocols
-from regbench.results.lookup import model_file
+from regbench.results.lookup import model_file, open_model
 from regbench.results.reader import load
 
 RUN_TAG = "regbench.run_id"
+CELL_TAG = "regbench.cell"
+PROTOCOL_TAG = "regbench.protocol"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
-PARAM_COLUMNS = ("arch", "reg", "seed", "stage", *PROTOCOL_COLUMNS)
-FINAL_METRICS = (  # per-run figures; validation is the last point of its per-epoch series
-    "train_accuracy",
-    "train_loss",
-    "test_accuracy",
-    "test_loss",
-    "epochs_run",
-    "train_time_s",
-    "images_per_s",
-    "total_params",
-    "epochs_to_target",
-    "seconds_to_target",
-)
-EPOCH_KEYS = {  # (split, metric) of the epochs table -> MLflow metric key
-    ("train", "accuracy"): "train_accuracy_running",
-    ("train", "loss"): "train_loss_running",
-    ("val", "accuracy"): "val_accuracy",
-    ("val", "loss"): "val_loss",
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+ARTIFACTS = "mlartifacts"  # beside a local SQLite store, as `mlflow server` names it
+CELL_PARAMS = ("arch", "reg", *(c for c in PROTOCOL_COLUMNS if c != "optimizer_options"))
+RUN_METRICS = {  # runs-table column -> MLflow metric key (per-run figures)
+    "train_accuracy": "train_accuracy",
+    "train_loss": "train_loss",
+    "val_accuracy": "kept_val_accuracy",  # at the kept epoch; `val_accuracy` is per epoch
+    "val_loss": "kept_val_loss",
+    "test_accuracy": "test_accuracy",
+    "test_loss": "test_loss",
+    "kept_epoch": "kept_epoch",
+    "initial_loss": "initial_loss",
+    "epochs_run": "epochs_run",
+    "train_time_s": "train_time_s",
+    "images_per_s": "images_per_s",
+    "total_params": "total_params",
+    "epochs_to_target": "epochs_to_target",
+    "seconds_to_target": "seconds_to_target",
+}
+VERSION_TAGS = {
+    "regbench_version": "regbench.version",
+    "keras_version": "regbench.keras_version",
+    "tf_version": "regbench.tf_version",
+    "git_revision": "regbench.git_revision",
 }
 
 
@@ -63,118 +74,165 @@ def export(
     folder: str | Path, tracking_uri: str | None = None, name: str | None = None
 ) -> Exported:
     """Log every run of `folder` not yet in the MLflow experiment `name` (default: the
-    folder's name) at `tracking_uri` (default: MLflow's own default)."""
+    folder's name) at `tracking_uri` (default: MLflow's own default; a folder or `file:` URI
+    means a SQLite store `mlflow.db` in that folder)."""
     try:
+        import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise RegbenchError(
-            "exporting to MLflow needs MLflow: pip install 'regbench[mlflow]' (or mlflow-skinny)"
+            "exporting to MLflow needs MLflow: pip install 'regbench[mlflow]'"
         ) from None
     folder = Path(folder)
     runs, epochs = load(folder)
     name = name or folder.resolve().name
+    uri, artifacts = tracking_store(tracking_uri or mlflow.get_tracking_uri())
     try:
-        with _file_store_allowed(tracking_uri):
-            client = MlflowClient(tracking_uri=tracking_uri)
+        with _tracking_uri(uri):
+            client = MlflowClient(tracking_uri=uri)
             experiment = client.get_experiment_by_name(name)
             experiment_id = (
-                experiment.experiment_id if experiment else client.create_experiment(name)
+                experiment.experiment_id
+                if experiment
+                else client.create_experiment(
+                    name, artifact_location=artifacts and (artifacts / name).as_uri()
+                )
             )
-            done = _exported_ids(client, experiment_id)
-            added = 0
-            for row in runs.to_dict(orient="records"):
-                if row["run_id"] in done:
-                    continue
+            done, parents = _existing(client, experiment_id)
+            rows = [{**r, "cell": _cell(r)} for r in runs.to_dict(orient="records")]
+            new = [r for r in rows if r["run_id"] not in done]
+            for row in new:
+                if row["cell"] not in parents:
+                    parents[row["cell"]] = _parent(client, experiment_id, row)
                 mine = epochs[epochs["run_id"] == row["run_id"]]
-                _export_run(client, experiment_id, row, mine, folder)
-                added += 1
-    except ImportError as exc:  # a database store without SQLAlchemy (mlflow-skinny)
-        raise RegbenchError(
-            f"MLflow's tracking store {tracking_uri or 'default'} needs {exc.name or 'a module'} "
-            "that is not installed; install the full `mlflow`, or pass "
-            "--tracking-uri file:./mlruns for a local file store"
-        ) from None
+                _export_run(client, experiment_id, parents[row["cell"]], row, mine, folder)
+            for cell in {r["cell"] for r in new}:
+                ended = [_millis(r.get("ended_at")) for r in rows if r["cell"] == cell]
+                end = max((e for e in ended if e is not None), default=None)
+                client.set_terminated(parents[cell], "FINISHED", end_time=end)
     except MlflowException as exc:
-        message = " ".join(str(exc.message).split())[:200]
+        message = " ".join(str(exc.message).split())[:300]
         raise RegbenchError(
-            f"MLflow refused the export to {tracking_uri or 'its default store'}: {message}; "
-            "choose a store with --tracking-uri (e.g. file:./mlruns or http://HOST:5000)"
+            f"MLflow refused the export to {uri}: {message}; choose a store with "
+            "--tracking-uri (e.g. sqlite:///mlflow.db, a folder, or http://HOST:5000)"
         ) from None
-    return Exported(experiment_id, client.tracking_uri, added, len(runs) - added)
+    return Exported(experiment_id, uri, len(new), len(runs) - len(new))
+
+
+def tracking_store(uri: str) -> tuple[str, Path | None]:
+    """The tracking URI to write to and, for a local SQLite store, the folder beside it that
+    holds the artifacts of the experiments regbench creates there. MLflow 3 reads a file store
+    only with MLFLOW_ALLOW_FILE_STORE=true, so a folder means a SQLite store inside it, unless
+    the user set that variable (then it is MLflow's file store, as named)."""
+    scheme = urlparse(uri).scheme if "://" in uri or uri.startswith("file:") else ""
+    if scheme in ("", "file"):
+        if os.environ.get(ALLOW_FILE_STORE, "").lower() in ("true", "1"):
+            return uri, None
+        path = Path(unquote(urlparse(uri).path) if scheme else uri).absolute()
+        if any(path.glob("*/meta.yaml")):
+            raise RegbenchError(
+                f"{path} holds an MLflow file store, which MLflow 3 opens only with "
+                f"{ALLOW_FILE_STORE}=true: set it to export there, convert the folder with "
+                f"`mlflow migrate-filestore`, or pass another folder"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{path / 'mlflow.db'}"
+        scheme = "sqlite"
+    if scheme.split("+")[0] in DATABASE_SCHEMES and not (
+        importlib.util.find_spec("sqlalchemy") and importlib.util.find_spec("alembic")
+    ):
+        raise RegbenchError(
+            f"MLflow's database store {uri} needs SQLAlchemy and Alembic: "
+            "pip install 'regbench[mlflow]'"
+        )
+    if scheme == "sqlite" and uri.startswith("sqlite:///") and ":memory:" not in uri:
+        return uri, Path(uri.removeprefix("sqlite:///")).absolute().parent / ARTIFACTS
+    return uri, None
 
 
 @contextmanager
-def _file_store_allowed(uri: str | None) -> Iterator[None]:
-    """MLflow 3 keeps its file store behind MLFLOW_ALLOW_FILE_STORE; a user who names a local
-    folder (a file: URI or a plain path) asks for exactly that store."""
-    local = uri is not None and (uri.startswith("file:") or "://" not in uri)
-    saved = os.environ.get(ALLOW_FILE_STORE)
-    if local:
-        os.environ[ALLOW_FILE_STORE] = "true"
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's `log_model` writes to the process's tracking URI: point it at `uri` while
+    exporting and give the caller's setting back afterwards."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        if local and saved is None:
-            del os.environ[ALLOW_FILE_STORE]
-        elif local and saved is not None:
-            os.environ[ALLOW_FILE_STORE] = saved
+        mlflow.set_tracking_uri(previous)
 
 
-def _exported_ids(client: Any, experiment_id: str) -> set[str]:
-    ids, token = set(), None
+def _existing(client: Any, experiment_id: str) -> tuple[set[str], dict[str, str]]:
+    """The regbench run ids already exported, and the parent run of each cell seen."""
+    ids: set[str] = set()
+    parents: dict[str, str] = {}
+    token = None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        ids |= {r.data.tags.get(RUN_TAG) for r in page}
+        for run in page:
+            tags = run.data.tags
+            if RUN_TAG in tags:
+                ids.add(tags[RUN_TAG])
+            elif CELL_TAG in tags:
+                parents.setdefault(tags[CELL_TAG], run.info.run_id)
         token = page.token
         if not token:
-            return ids
+            return ids, parents
+
+
+def _parent(client: Any, experiment_id: str, row: dict[str, Any]) -> str:
+    """The run that groups a cell's seeds: the cell's values and protocol, no metrics."""
+    from mlflow.entities import Param
+
+    run = client.create_run(
+        experiment_id,
+        start_time=_millis(row.get("started_at")),
+        tags={
+            "mlflow.runName": f"{row['arch']}-{row['reg']}-{row['cell']}",
+            CELL_TAG: row["cell"],
+            PROTOCOL_TAG: _protocol_label(row),
+        },
+    )
+    params = _cell_params(row)
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    return run.info.run_id
 
 
 def _export_run(
-    client: Any, experiment_id: str, row: dict[str, Any], epochs: pd.DataFrame, folder: Path
+    client: Any,
+    experiment_id: str,
+    parent: str,
+    row: dict[str, Any],
+    epochs: pd.DataFrame,
+    folder: Path,
 ) -> None:
     """One run, complete or not at all: a run that fails half-way is deleted again."""
     from mlflow.entities import Metric, Param
 
     start = _millis(row.get("started_at"))
-    protocol = {c: protocols.text(c, row.get(c)) for c in PROTOCOL_COLUMNS}
-    run = client.create_run(
-        experiment_id,
-        start_time=start,
-        tags={
-            RUN_TAG: row["run_id"],
-            "mlflow.runName": row["run_id"],
-            "regbench.cell": str(row.get("cell_hash") or _cell(row, protocol)),
-            "regbench.protocol": protocols.label(protocol, PROTOCOL_COLUMNS, always=()),
-            "regbench.status": str(row.get("status")),
-            **({"regbench.error": str(row["error"])[:5000]} if _present(row.get("error")) else {}),
-        },
-    )
+    run = client.create_run(experiment_id, start_time=start, tags=_run_tags(row, parent))
     run_id = run.info.run_id
     try:
-        params = {c: row.get(c) for c in PARAM_COLUMNS if _present(row.get(c))}
-        params |= {f"{row['reg']}.{k}": v for k, v in (row.get("params") or {}).items()}
+        params = _cell_params(row) | {
+            k: _text(row[k]) for k in ("seed", "stage") if _present(row.get(k))
+        }
         metrics = [
-            Metric(key, float(row[key]), start or 0, 0)
-            for key in FINAL_METRICS
-            if _present(row.get(key))
+            Metric(key, float(row[column]), start or 0, 0)
+            for column, key in RUN_METRICS.items()
+            if _present(row.get(column))
         ]
         for e in epochs.itertuples():
-            key = EPOCH_KEYS.get((e.split, e.metric))
-            if key and _present(e.value):
-                elapsed = 0 if not _present(e.elapsed_s) else e.elapsed_s
-                metrics.append(
-                    Metric(key, float(e.value), (start or 0) + int(elapsed * 1000), e.epoch)
-                )
-        client.log_batch(
-            run_id,
-            params=[Param(k, _text(v)) for k, v in params.items()],
-            metrics=metrics,
-        )
+            if _present(e.value):
+                elapsed = e.elapsed_s if _present(e.elapsed_s) else 0
+                at = (start or 0) + int(elapsed * 1000)
+                metrics.append(Metric(_epoch_key(e.split, e.metric), float(e.value), at, e.epoch))
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()], metrics=metrics)
         path = model_file(folder, row.get("model_path"))
         if path is not None and path.is_file():
-            client.log_artifact(run_id, str(path), artifact_path="model")
+            _log_model(client, run_id, path, row)
         status = "FINISHED" if row.get("status") == "ok" else "FAILED"
         client.set_terminated(run_id, status=status, end_time=_millis(row.get("ended_at")))
     except BaseException:
@@ -182,12 +240,99 @@ def _export_run(
         raise
 
 
-def _cell(row: dict[str, Any], protocol: dict[str, str]) -> str:
-    """A cell id for a row without a cell hash: its values and its whole protocol."""
-    payload = [row["arch"], row["reg"], row.get("params") or {}, protocol]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+def _log_model(client: Any, run_id: str, path: Path, row: dict[str, Any]) -> None:
+    """The model as an MLflow Keras model named `model`; a file Keras cannot open is kept
+    as a plain artifact under `model/`, and the reason as the tag `regbench.model_error`."""
+    import mlflow
+
+    try:
+        model = open_model(pd.Series({**row, "model_path": str(path)}))
+    except RegbenchError as exc:
+        client.log_artifact(run_id, str(path), artifact_path="model")
+        client.set_tag(run_id, "regbench.model_error", str(exc)[:5000])
+        return
+    pins = {"keras": row.get("keras_version"), "tensorflow": row.get("tf_version")}
+    with mlflow.start_run(run_id=run_id):  # ends the run; the caller sets its real status
+        mlflow.keras.log_model(
+            model,
+            name="model",
+            signature=_signature(model),
+            pip_requirements=[f"{p}=={v}" if _present(v) else p for p, v in pins.items()],
+        )
+
+
+def _signature(model: Any) -> Any:
+    """A tensor signature from the model's input shape (float32 images), so pyfunc users know
+    what to feed it; None for a model with several inputs."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    shape = model.input_shape
+    if not isinstance(shape, tuple):
+        return None
+    shape = tuple(-1 if size is None else size for size in shape)
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype("float32"), shape)]))
+
+
+def _run_tags(row: dict[str, Any], parent: str) -> dict[str, str]:
+    tags = {
+        RUN_TAG: row["run_id"],
+        "mlflow.runName": row["run_id"],
+        "mlflow.parentRunId": parent,
+        CELL_TAG: row["cell"],
+        PROTOCOL_TAG: _protocol_label(row),
+        "regbench.status": str(row.get("status")),
+    }
+    tags |= {tag: str(row[c]) for c, tag in VERSION_TAGS.items() if _present(row.get(c))}
+    if _present(row.get("git_revision")):
+        tags["mlflow.source.git.commit"] = str(row["git_revision"]).removesuffix("+dirty")
+    if _present(row.get("error")):
+        tags["regbench.error"] = str(row["error"])[:5000]
+    return tags
+
+
+def _cell_params(row: dict[str, Any]) -> dict[str, str]:
+    """What a cell's seeds share: architecture, regularizer and its hyperparameters
+    (`reg.name`), the protocol, and each optimizer option as `optimizer.name`."""
+    params = {c: _text(row[c]) for c in CELL_PARAMS if _present(row.get(c))}
+    params |= {f"{row['reg']}.{k}": _text(v) for k, v in (row.get("params") or {}).items()}
+    options = _decoded(row.get("optimizer_options"))
+    params |= {f"optimizer.{k}": _text(v) for k, v in options.items()}
+    return params
+
+
+def _protocol(row: dict[str, Any]) -> dict[str, str]:
+    return {c: protocols.text(c, row.get(c)) for c in PROTOCOL_COLUMNS}
+
+
+def _protocol_label(row: dict[str, Any]) -> str:
+    return protocols.label(_protocol(row), PROTOCOL_COLUMNS, always=())
+
+
+def _cell(row: dict[str, Any]) -> str:
+    """The row's cell hash, or for a row without one an id from its values and protocol."""
+    if _present(row.get("cell_hash")):
+        return str(row["cell_hash"])
+    payload = [row["arch"], row["reg"], row.get("params") or {}, _protocol(row)]
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _epoch_key(split: str, metric: str) -> str:
+    """`val_accuracy`, `val_<plugin metric>`; the train split is Keras's running figure
+    (`train_accuracy_running`), the clean one being the per-run `train_accuracy`."""
+    key = f"{split}_{metric}_running" if split == "train" else f"{split}_{metric}"
+    return re.sub(r"[^\w\-. /]", "_", key)
+
+
+def _decoded(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _millis(stamp: Any) -> int | None:
@@ -208,6 +353,4 @@ def _present(value: Any) -> bool:
 def _text(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True)
-    if isinstance(value, str) and value.startswith("{"):
-        return value  # already JSON (dataset options as stored)
     return f"{value:g}" if isinstance(value, float) else str(value)

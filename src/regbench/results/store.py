@@ -19,14 +19,19 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from regbench.errors import RegbenchError
 from regbench.results import exports, lock
 from regbench.results.integrity import (
+    add_columns,
     check_contents,
     check_file,
+    columns_note,
     damaged,
+    missing_columns,
     rebuild_hint,
+    wal_mode,
     write_error,
 )
 
@@ -57,26 +62,26 @@ def open_for_writing(folder: Path) -> Store:
 
 def open_read_only(folder: Path) -> sqlite3.Connection:
     """A read-only connection to `folder`'s results that writes nothing to the folder (no
-    -wal/-shm, no migration on disk: an older store is upgraded in a copy in memory).
+    -wal/-shm, no migration on disk: an older store, or one missing a column, is upgraded in a
+    copy in memory).
 
     Raises RegbenchError with one line for a missing, empty, damaged, foreign or newer store.
     """
     folder = Path(folder)
     path = folder / DB_NAME
-    if not path.exists():
-        raise RegbenchError(f"{folder} holds no regbench results ({DB_NAME} not found)")
+    if not os.path.lexists(path):
+        hint = rebuild_hint(folder)
+        raise RegbenchError(f"{folder} holds no regbench results ({DB_NAME} not found){hint}")
     if check_file(path) == "empty":
         hint = rebuild_hint(folder)
         raise RegbenchError(f"{path} is empty: it holds no results{hint}")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        db.execute("PRAGMA schema_version").fetchone()  # the first read meets a crash's leftovers
-    except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_READONLY:
-            raise damaged(path, str(exc)) from None
-        db = _recovered_in_memory(path)  # a writer was killed mid-transaction
+    db = _reader(path)
     version = check_contents(db, path)
-    if version == SCHEMA_VERSION:
+    try:
+        missing = missing_columns(db)
+    except sqlite3.Error as exc:
+        raise damaged(path, str(exc)) from None
+    if version == SCHEMA_VERSION and not missing:
         return db
     memory = sqlite3.connect(":memory:")
     try:
@@ -84,17 +89,41 @@ def open_read_only(folder: Path) -> sqlite3.Connection:
     finally:
         db.close()
     migrate(memory, folder)
+    add_columns(memory, missing_columns(memory))
     return memory
 
 
+def _reader(path: Path) -> sqlite3.Connection:
+    """Read `path` without writing to its folder: SQLite would create -wal and -shm for a
+    WAL-mode file, so such a file is opened immutable when no writer has it (no -wal or
+    -shm), read through a writer's -wal and -shm when both are there, and otherwise (one of
+    them left alone, a hot journal) from a private copy."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if wal.exists() != shm.exists():
+        return _recovered_in_memory(path)
+    live = wal.exists() or not wal_mode(path)
+    uri = f"file:{quote(str(path))}?{'mode=ro' if live else 'immutable=1'}"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30)
+        db.execute("PRAGMA schema_version").fetchone()  # the first read meets a crash's leftovers
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_READONLY:
+            raise damaged(path, str(exc)) from None
+        return _recovered_in_memory(path)  # a writer was killed mid-transaction
+    return db
+
+
 def stored_runs(folder: Path) -> list[dict[str, Any]]:
-    """Every stored run's row as a dict (none when the folder holds no store yet)."""
-    if not (Path(folder) / DB_NAME).exists():
-        return []
+    """Every stored run's row as a dict; with no store (yet, or lost) the runs its runs.csv
+    export holds, so a plan counts them done (a writer restores them)."""
+    if not os.path.lexists(Path(folder) / DB_NAME):
+        return exports.csv_runs(Path(folder))
     db = open_read_only(Path(folder))
     try:
         db.row_factory = sqlite3.Row
         return [dict(row) for row in db.execute("SELECT * FROM runs")]
+    except sqlite3.DatabaseError as exc:
+        raise damaged(Path(folder) / DB_NAME, str(exc)) from None
     finally:
         db.close()
 
@@ -172,7 +201,15 @@ class Store:
                 _backup(db, path.with_name(f"{DB_NAME}.bak-v{version}"))
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: a killed process loses nothing
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # a full disk's leftovers
             applied = migrate(db, self.folder)
+            if missing := missing_columns(db):
+                add_columns(db, missing)
+                log.warning(
+                    "regbench: repaired %s: %s (added; their values are unknown)",
+                    path,
+                    columns_note(missing),
+                )
             if existed and applied:
                 log.warning(
                     "regbench: upgraded %s from store version %d to %d (backup: %s.bak-v%d)",

@@ -10,7 +10,8 @@ soft targets of the right shape (if it has a `batch` hook); trains on every arch
 exactly as the trainer does, compiled with XLA unless `xla=False`; reloads the saved model in
 a fresh process; and its whole package imports no backend directly. `check_architecture(arch)`
 and `check_dataset(ds)` do the same for the other plugin kinds. Each check is also public, so
-a test can run one alone. Needs `regbench[test]` (hypothesis); plain `AssertionError`s, no
+a test can run one alone. `check_ramp(reg, arch)` checks that a regularizer whose layers
+read the run's progress behaves differently at its start and its end. Needs `regbench[test]` (hypothesis); plain `AssertionError`s, no
 pytest.
 """
 
@@ -20,6 +21,7 @@ from regbench.testing.dataset_kit import check_dataset
 from regbench.testing.effects import check_effects
 from regbench.testing.fresh import check_reloads_in_fresh_process
 from regbench.testing.probes import CLAIMS
+from regbench.testing.ramps import check_ramp
 from regbench.testing.regularizer_kit import (
     check_batches,
     check_bounds_build,
@@ -43,6 +45,7 @@ __all__ = [
     "check_declaration",
     "check_effects",
     "check_model",
+    "check_ramp",
     "check_random_params",
     "check_refuses_out_of_bounds",
     "check_regularizer",

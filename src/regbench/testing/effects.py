@@ -50,7 +50,9 @@ def _switch_class() -> type:
             self.on = True
 
         def call(self, x: Any, training: Any = None) -> Any:
-            return self.inner(x, training=training) if self.on else x
+            if self.on:
+                return self.inner(x, training=training)
+            return x[0] + x[1] if isinstance(x, list | tuple) else x  # a merge: plain Add
 
     return Switch
 
@@ -66,8 +68,8 @@ class _Group:
 
 
 def _switchable(regularizer: Regularizer, groups: dict[tuple[str, str], _Group]) -> Regularizer:
-    """A copy of `regularizer` (of each component of a combination) whose input layers and
-    layers at points come wrapped in switches, filed into `groups`."""
+    """A copy of `regularizer` (of each component of a combination) whose input layers, layers
+    at points and merges come wrapped in switches, filed into `groups`."""
     proxy = copy.copy(regularizer)
     if isinstance(regularizer, Composite):
         parts = tuple(_switchable(c, groups) for c in regularizer.components)
@@ -89,8 +91,15 @@ def _switchable(regularizer: Regularizer, groups: dict[tuple[str, str], _Group])
     def input_layers(params: Mapping[str, Any], ctx: Any = None) -> list[Any]:
         return switched("input layers", True, invoke(regularizer.input_layers, params, ctx=ctx))
 
+    def merge_at(point: Any, params: Mapping[str, Any], ctx: Any = None) -> Any:
+        made = invoke(regularizer.merge_at, point, params, ctx=ctx)
+        if made is None:
+            return None
+        return switched("merges", regularizer.family != NORM, [made])[0]
+
     object.__setattr__(proxy, "layers_at", layers_at)
     object.__setattr__(proxy, "input_layers", input_layers)
+    object.__setattr__(proxy, "merge_at", merge_at)
     return proxy
 
 
@@ -218,7 +227,7 @@ def check_effects(
 ) -> None:
     """Training with the regularizer differs from training without it wherever it claims to
     act, and inference does not where it claims not to. Its layers (input layers, layers at
-    the points of `architecture`) change the training output of the same network, same
+    the points of `architecture`, merges) change the training output of the same network, same
     weights, with them bypassed; unless it claims `stochastic_inference`, they leave the
     inference output unchanged (layers of the `norm` family excepted: they act at inference
     by design). A kernel regularizer adds a positive penalty; a batch hook changes the batch;

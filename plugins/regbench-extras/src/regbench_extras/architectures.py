@@ -45,7 +45,8 @@ def resnet(ctx: BuildContext, x: Any) -> Any:
     stages of n basic blocks with 16, 32 and 64 filters (the first block of a stage halves the
     size), global average pooling and the classifier. Shortcuts that change shape are 1x1
     convolutions with batch norm (option B). Inside each block a `trunk` point follows the
-    first conv; a `branch` point ends the residual branch before the skip is added."""
+    first conv; a `branch` point ends the residual branch before the skip is added, and a
+    `merge` point adds the two (a regularizer's `merge_at` may replace the addition)."""
     layers = ctx.keras.layers
     per_stage = int(ctx.hparams["blocks_per_stage"])
     width = int(ctx.hparams["width"])
@@ -78,7 +79,7 @@ def resnet(ctx: BuildContext, x: Any) -> Any:
             )
             if strides != 1 or x.shape[-1] != filters:
                 x = layers.BatchNormalization()(conv(filters, 1, strides)(x))
-            x = layers.ReLU()(layers.Add()([x, y]))
+            x = layers.ReLU()(ctx.residual(x, y, f"{name}.merge", meta=meta))
     x = layers.GlobalAveragePooling2D()(x)
     x = ctx.point(x, "features", "vector", families={NOISE}, meta={"role": "trunk"})
     return ctx.classifier(x)
