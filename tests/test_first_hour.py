@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import regbench
 from regbench.engine.experiment import Experiment, RenamedSetting
@@ -188,3 +190,28 @@ def test_one_relative_folder_works_from_every_working_folder(cli, tmp_path):
     assert exported.returncode == 0, exported.stderr
     assert '"models_missing": []' in exported.stdout
     assert len(list((tmp_path / "mlruns").rglob("*.keras"))) == 2  # the grid's and the final's
+
+
+@settings(max_examples=30)
+@given(
+    form=st.sampled_from(["today", "absolute", "moved", "cwd-relative"]),
+    parts=st.lists(st.from_regex(r"[a-z0-9_-]{1,8}", fullmatch=True), min_size=1, max_size=3),
+)
+def test_a_stored_model_path_of_any_era_finds_the_file(tmp_path_factory, form, parts):
+    """Stores written before model paths were relative to the folder keep working: absolute
+    paths (the folder since moved or not) and the Ray executor's paths relative to the working
+    folder it ran from."""
+    from regbench.results.lookup import model_file
+
+    folder = tmp_path_factory.mktemp("exp")
+    (folder / "models").mkdir()
+    model = folder / "models" / "r.keras"
+    model.write_bytes(b"model")
+    stored = {
+        "today": "models/r.keras",
+        "absolute": str(model),
+        "moved": str(Path("/gone", *parts, "models", "r.keras")),
+        "cwd-relative": str(Path(*parts, "models", "r.keras")),
+    }[form]
+    assert model_file(folder, stored) == model
+    assert model_file(folder, None) is None and model_file(folder, "") is None

@@ -150,10 +150,8 @@ def test_exporting_again_adds_only_new_runs_under_the_same_parent(tmp_path, read
     again = mlflow_export.export(folder, uri)
     assert (first.added, first.already_there) == (2, 0)
     assert (again.added, again.already_there) == (0, 2)
-    store = Store(folder)
-    store.record_run(row(2, model_path=None), epochs())
-    store.close()
-    third = mlflow_export.export(folder, uri)
+    later = experiment(tmp_path / "later" / "exp", seeds=((0, "ok"), (1, "diverged"), (2, "ok")))
+    third = mlflow_export.export(later, uri)  # the same folder, a seed later
     assert (third.added, third.already_there) == (1, 2)
     runs = reader(uri, "exp")
     assert len(runs) == 4 and runs["tags.mlflow.parentRunId"].dropna().nunique() == 1
@@ -264,3 +262,12 @@ def test_a_model_is_logged_with_the_keras_flavour(tmp_path):
     assert pyfunc.predict(images).shape == (2, 3)
     assert pyfunc.metadata.get_input_schema().inputs[0].shape == (-1, 8, 8, 1)
     assert "regbench.model_error" not in run.data.tags
+
+
+def test_a_user_who_allows_file_stores_gets_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    folder = experiment(tmp_path / "exp")
+    target = (tmp_path / "mlruns").as_uri()
+    assert mlflow_export.export(folder, target).tracking_uri == target
+    assert any((tmp_path / "mlruns").glob("*/meta.yaml"))
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regbench.api import (
+    ANY,
     BRANCH,
     NOISE,
     Architecture,
@@ -38,7 +39,7 @@ class Seen(Regularizer):
     """Inserts nothing; records every point and merge it is asked at."""
 
     name = "seen"
-    family = "any"
+    family = ANY
 
     def __init__(self) -> None:
         self.points: list[Point] = []
@@ -119,8 +120,7 @@ def test_a_merge_is_asked_only_where_its_family_is_accepted():
 
     built = build(NET, Noisy(), {}, (8, 8, 3), 3, seed=0)
     assert "Subtract" not in [type(layer).__name__ for layer in built.model.layers]
-    on_noise = build(NET, Noisy(), {}, (8, 8, 3), 3)
-    assert not any(item.layers for item in on_noise.inserted)
+    assert not any(item.layers for item in built.inserted)
 
 
 def test_combinations_take_at_most_one_merge(registry):
@@ -244,14 +244,33 @@ def test_check_ramp_fails_a_progress_that_changes_nothing(registry):
         check_ramp(registry.get("regularizers", "dropout"), model1, input_shape=(16, 16, 1))
 
 
-def test_describe_says_when_a_grid_skips_the_pairing(cli):
+class BranchDropout(Regularizer):
+    """Dropout at residual branches: nothing to do on a model without them."""
+
+    name = "branch_dropout"
+    description = "Dropout at BRANCH points"
+    family = BRANCH
+
+    def layers_at(self, point, params):
+        return [keras.layers.Dropout(0.5)]
+
+
+class BranchPlugin:
+    @hookimpl
+    def register_regularizers(self, register):
+        register(BranchDropout())
+
+
+def test_describe_says_when_a_grid_skips_the_pairing(cli, monkeypatch):
+    from regbench.plugins import manager
+
+    plugins = build_registry(extra_plugins=((BranchPlugin(), Origin("rb-branch", "1")),))
+    monkeypatch.setattr(manager, "_REGISTRY", plugins)
     plain = cli("describe", "--arch", "model1", "--reg", "dropout", "--json")
     assert plain.returncode == 0, plain.stderr
     assert json.loads(plain.stdout)["skipped"] is None
-    inert = cli("describe", "--arch", "model1", "--reg", "batchnorm", "--json")
-    reason = json.loads(inert.stdout)["skipped"]
-    shown = cli("describe", "--arch", "model1", "--reg", "batchnorm")
-    if reason is None:
-        assert "skips" not in shown.stdout
-    else:
-        assert "changes nothing on model1" in reason and "A grid skips" in shown.stdout
+    inert = cli("describe", "--arch", "model1", "--reg", "branch_dropout", "--json")
+    assert "branch_dropout changes nothing on model1" in json.loads(inert.stdout)["skipped"]
+    shown = cli("describe", "--arch", "model1", "--reg", "branch_dropout")
+    assert shown.returncode == 0 and "A grid skips this pairing" in shown.stdout
+    assert "A grid skips" not in cli("describe", "--arch", "model1", "--reg", "dropout").stdout

@@ -181,7 +181,8 @@ def test_runs_of_a_superseded_plugin_version_are_not_a_duplicate_cell(tmp_path, 
 
 
 def test_a_broken_or_missing_model_says_how_to_retrain_it(tmp_path):
-    row = {"run_id": "r1", "arch": "model1", "reg": "l2", "seed": 3, "model_path": "models/r1.keras"}
+    row = {"run_id": "r1", "arch": "model1", "reg": "l2", "seed": 3}
+    row["model_path"] = "models/r1.keras"
     (tmp_path / "models").mkdir()
     for state in ("gone", "broken"):
         if state == "broken":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from regbench.engine.models import build_model, count_params
 from regbench.plugins.keras import import_keras
-from regbench.plugins.points import Point
+from regbench.plugins.points import BRANCH, Point
 from regbench.plugins.regularizer import OptimizerSpec
 
 from regbench_extras.architectures import VGG_MINI
@@ -247,3 +247,19 @@ def test_dropblock_ramps_with_its_own_progress_and_adds_no_weight() -> None:
     assert count_params(build_model(VGG_MINI, DropBlock())) == count_params(
         build_model(VGG_MINI, REGISTRY.get("regularizers", "none"))
     )
+
+
+def test_dropblock_passes_the_kits_ramp_check_on_both_architectures() -> None:
+    from regbench.testing import check_ramp
+
+    for architecture in (VGG_MINI, RESNET20):
+        check_ramp(DropBlock(), architecture, input_shape=(16, 16, 3))
+
+
+def test_resnet20_merges_its_blocks_at_merge_points_sized_to_the_maps() -> None:
+    built = build(RESNET20, REGISTRY.get("regularizers", "none"), {}, (32, 32, 3), 10, seed=0)
+    merges = [p for p in built.points if p.meta.get("role") == "merge"]
+    assert [p.meta["block"] for p in merges] == list(range(1, 10))
+    assert [p.shape for p in merges[::3]] == [(32, 32, 16), (16, 16, 32), (8, 8, 64)]
+    assert all(p.families == {BRANCH} and p.kind == "maps" for p in merges)
+    assert [type(layer).__name__ for layer in built.model.layers].count("Add") == 9

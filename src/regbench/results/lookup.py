@@ -13,16 +13,16 @@ from regbench.results.reader import load
 
 
 def model_file(folder: Path, stored: Any) -> Path | None:
-    """Where a run's stored model path points: relative paths (today's) are inside the
-    experiment folder; absolute ones (older stores) are used as they are, or found in this
-    folder's models/ when the folder was moved or copied since."""
+    """Where a run's stored model path points: relative paths (today's, `models/<run_id>.keras`)
+    are inside the experiment folder. An older store's path that is not there, an absolute one
+    or one relative to the working folder it was run from (the Ray executor's), is looked up in
+    this folder's models/ (the folder was moved, copied, or named from elsewhere)."""
     if not isinstance(stored, str) or not stored:
         return None
     path = Path(stored)
-    if not path.is_absolute():
-        return Path(folder) / path
+    inside = path if path.is_absolute() else Path(folder) / path
     moved = Path(folder) / "models" / path.name
-    return moved if not path.exists() and moved.exists() else path
+    return moved if not inside.exists() and moved.exists() else inside
 
 
 def finished_run(

@@ -31,6 +31,7 @@ from regbench.results.integrity import (
     damaged,
     missing_columns,
     rebuild_hint,
+    wal_frames,
     wal_mode,
     write_error,
 )
@@ -196,12 +197,13 @@ class Store:
         existed = path.exists() and check_file(path) != "empty"
         db = sqlite3.connect(path, timeout=30)
         try:
+            if existed and wal_frames(path):  # a checkpoint a full disk cut short: finish it
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             version = check_contents(db, path) if existed else 0
             if existed and version < SCHEMA_VERSION:
                 _backup(db, path.with_name(f"{DB_NAME}.bak-v{version}"))
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: a killed process loses nothing
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # a full disk's leftovers
             applied = migrate(db, self.folder)
             if missing := missing_columns(db):
                 add_columns(db, missing)

@@ -11,8 +11,8 @@ exactly as the trainer does, compiled with XLA unless `xla=False`; reloads the s
 a fresh process; and its whole package imports no backend directly. `check_architecture(arch)`
 and `check_dataset(ds)` do the same for the other plugin kinds. Each check is also public, so
 a test can run one alone. `check_ramp(reg, arch)` checks that a regularizer whose layers
-read the run's progress behaves differently at its start and its end. Needs `regbench[test]` (hypothesis); plain `AssertionError`s, no
-pytest.
+read the run's progress behaves differently at its start and its end. Needs
+`regbench[test]` (hypothesis); plain `AssertionError`s, no pytest.
 """
 
 from regbench.testing.architecture_kit import check_architecture
