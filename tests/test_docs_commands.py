@@ -6,9 +6,10 @@ Rules, applied per command (a bash block's lines, `\\` continuations joined):
 - a `regbench` command that trains gets `--dataset digits --epochs 1` where it would train on
   CIFAR-10 or for more epochs;
 - a command in SKIP is not run, for the reason given there;
-- a ```python block right after a `<!-- tested: ... -->` marker is a plugin's source, not a
-  program: tests/test_docs_*.py builds and checks it; one that defines `test_` functions is a
-  plugin's own test file, for its own pytest run.
+- a ```python block that is a plugin's source, not a program, is not run: one right after a
+  `<!-- tested: ... -->` marker (tests/test_docs_*.py builds and checks it) or one that
+  implements a hook (`@hookimpl`, a fragment of a plugin); nor is one that defines `test_`
+  functions, a plugin's own test file for its own pytest run.
 """
 
 from __future__ import annotations
@@ -45,16 +46,16 @@ TESTED_MARKER = "<!-- tested:"
 
 
 def blocks(path: Path) -> list[tuple[str, str]]:
-    """(language, code) of every bash and python block, in order; plugin sources (after a
-    tested marker) and plugin test files are left out."""
+    """(language, code) of every bash and python block, in order; plugin sources and plugin
+    test files are left out (the module's rules)."""
     text = path.read_text()
     found = []
     for match in re.finditer(r"```(bash|python)\n(.*?)```", text, re.S):
         language, code = match.groups()
         before = text[: match.start()].rstrip().splitlines()[-1:]
-        if language == "python" and (
-            (before and before[0].startswith(TESTED_MARKER)) or "\ndef test_" in f"\n{code}"
-        ):
+        tested = bool(before) and before[0].startswith(TESTED_MARKER)
+        source = "@hookimpl" in code or "\ndef test_" in f"\n{code}"
+        if language == "python" and (tested or source):
             continue
         found.append((language, code))
     return found

@@ -220,3 +220,23 @@ def test_rank_is_one_plus_the_cells_printed_above(means):
         assert rank == 1 + sum(float(p) > float(shown) for p in printed)
         assert tied == (printed.count(shown) > 1)
     assert list(board["rank"]) == sorted(board["rank"])
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_at_any_width_run_ids_and_figures_stay_whole(width):
+    """`leaderboard --wide` on an 80-column terminal: every run id whole on a line of its own,
+    every figure unsplit, and a line naming the columns left out."""
+    runs, epochs = experiment()
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, no_color=True)
+    leaderboard.render(runs, epochs, console, wide=True)
+    lines = buffer.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    board = leaderboard.table(runs, epochs)
+    for run_id in (i for ids in board["run_ids"] for i in ids):
+        assert any(line.split() and line.split()[-1] == run_id for line in lines), run_id
+    text = buffer.getvalue()
+    assert "0.620" in text and "…" not in text
+    narrow = text.startswith("(narrow:")  # said whenever columns are left out
+    assert ("train acc" in text.split("\n", 1)[1]) != narrow
+    assert narrow or width > 80

@@ -71,11 +71,12 @@ def changes_something(
     classes: int = DEFAULT_CLASSES,
 ) -> bool:
     """Whether training with `regularizer` differs from training without it: it acts beyond
-    the points (overrides a hook other than `layers_at`), or the model built with it has a
-    layer at one of its points. Only the second needs a build (and Keras)."""
+    the points (overrides a hook other than `layers_at` and `merge_at`), or the model built
+    with it has a layer at one of its points or merges. Only the second needs a build (and
+    Keras)."""
     if any(overrides(regularizer, hook) for hook in GLOBAL_HOOKS):
         return True
-    if not overrides(regularizer, "layers_at"):
+    if not (overrides(regularizer, "layers_at") or overrides(regularizer, "merge_at")):
         return False
     from regbench.plugins.building import build_network
 

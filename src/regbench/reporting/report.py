@@ -35,7 +35,9 @@ def write_report(folder: Path, out: Path | None = None, baseline: str = "none") 
     out = Path(out) if out is not None else folder
     runs, epochs = load(folder)
     if runs.empty:
-        raise RegbenchError(f"{folder} holds no runs yet; run `regbench run --out {folder}` first")
+        raise RegbenchError(
+            f"{folder} holds no runs yet; run `regbench run --experiment {folder}` first"
+        )
     board = table(runs, epochs, baseline)
     per_run = gallery.per_run(runs, epochs)
     report = contents.build(

@@ -228,7 +228,8 @@ def failures(runs: pd.DataFrame) -> pd.DataFrame:
     return bad[["run_id", "arch", "reg", "seed", "status", "error"]].reset_index(drop=True)
 
 
-COMPACT_BELOW = 120  # terminal columns under which the cost and curve columns are left out
+# left out, and said so, when the whole table would not fit the terminal
+COMPACT_DROPS = ("train acc", "gap", "params", "train s", "val acc / epoch")
 
 
 def render(
@@ -241,14 +242,23 @@ def render(
     """Print the leaderboard, one table per protocol, and the failed runs with rich (plain
     text when not a TTY).
 
-    Architecture and regularizer names are never cut: on a terminal narrower than
-    COMPACT_BELOW the cost columns, the curve and train accuracy (the gap remains) are left
-    out and the numbers drop their spaces. `wide` adds the run ids of each cell.
+    Names, numbers and run ids are never cut or split: where the whole table would not fit the
+    terminal, COMPACT_DROPS are left out (a line says which) and the numbers drop their
+    spaces. `wide` adds the run ids of each cell, one whole id a
+    line under its table (what `visualize --run` takes), so no column is squeezed for them.
     """
     board = table(runs, epochs, baseline)
-    compact = not wide and console.width < COMPACT_BELOW
     for label, group in board.groupby("protocol", sort=False):
-        console.print(_table(group, str(label), baseline, compact, wide))
+        out = _table(group, str(label), baseline, compact=False)
+        if out.natural_width > console.width:
+            out = _table(group, str(label), baseline, compact=True)
+            console.print(f"(narrow: {', '.join(COMPACT_DROPS)} left out)")
+        console.print(out)
+        if wide:
+            for row in group.itertuples():
+                for run_id in row.run_ids:
+                    line = f"  {row.rank}{'=' if row.tied else ''} {run_id}"
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
     if board["tied"].any():
         console.print(TIE_NOTE, markup=False, highlight=False)
     if (board["failed"] > 0).any():
@@ -259,7 +269,7 @@ def render(
     _print_failures(runs, console)
 
 
-def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool, wide: bool) -> Any:
+def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool) -> Any:
     """One protocol's ranking as a rich table."""
     from rich.markup import escape
     from rich.table import Table
@@ -274,32 +284,36 @@ def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool, wide: 
     def whole(name: str, values: Any) -> dict[str, Any]:
         return {"no_wrap": True, "min_width": max([len(name), *(len(v) for v in values)])}
 
+    number = {"no_wrap": True}  # a figure is never split across lines
+
     columns: list[tuple[str, Any, dict[str, Any], Any]] = [
-        ("#", "right", {}, lambda r: f"{r.rank}=" if r.tied else str(r.rank)),
+        ("#", "right", number, lambda r: f"{r.rank}=" if r.tied else str(r.rank)),
         ("arch", "left", whole("arch", board["arch"]), lambda r: escape(r.arch)),
         ("reg", "left", whole("reg", board["reg"]), lambda r: escape(r.reg)),
-        ("hyperparameters", "left", {"overflow": "fold"}, _hyperparameters),
+        ("hyperparameters", "left", whole("", _value_items(board)), _hyperparameters),
         ("n", "right", {"no_wrap": True}, _seeds),
-        ("val acc ± 95% CI", "right", {}, lambda r: mean_and_ci(r.val_accuracy, r.val_ci95)),
-        ("train acc", "right", {}, lambda r: fmt(r.train_accuracy, ".3f")),
-        ("gap", "right", {}, lambda r: fmt(r.gap, "+.3f")),
-        (f"vs {escape(baseline)}", "right", {"overflow": "fold"}, _difference),
-        ("verdict", "left", {"overflow": "fold"}, _verdict),
-        ("params", "right", {}, lambda r: f"{r.total_params:,}"),
-        ("train s", "right", {}, lambda r: fmt(r.train_time_s, ".1f")),
+        ("val acc ± 95% CI", "right", number, lambda r: mean_and_ci(r.val_accuracy, r.val_ci95)),
+        ("train acc", "right", number, lambda r: fmt(r.train_accuracy, ".3f")),
+        ("gap", "right", number, lambda r: fmt(r.gap, "+.3f")),
+        (f"vs {escape(baseline)}", "right", number, _difference),
+        ("verdict", "left", {}, _verdict),
+        ("params", "right", number, lambda r: f"{r.total_params:,}"),
+        ("train s", "right", number, lambda r: fmt(r.train_time_s, ".1f")),
         ("val acc / epoch", "left", {}, lambda r: r.val_curve),
     ]
     if compact:
-        dropped = {"train acc", "params", "train s", "val acc / epoch"}
-        columns = [c for c in columns if c[0] not in dropped]
-    if wide:
-        ids = [i for ids in board["run_ids"] for i in ids]
-        columns.append(("run ids", "left", whole("run ids", ids), _run_ids))
+        columns = [c for c in columns if c[0] not in COMPACT_DROPS]
     for name, justify, options, _ in columns:
         out.add_column(name, justify=justify, **options)
+    widths = [len(name) for name, *_ in columns]
     for row in board.itertuples():
         cells = [cell(row) for *_, cell in columns]
-        out.add_row(*(c.replace(" ± ", "±") if compact else c for c in cells))
+        cells = [c.replace(" ± ", "±") if compact else c for c in cells]
+        lines = [max(len(line) for line in c.split("\n")) for c in cells]
+        widths = [max(pair) for pair in zip(widths, lines, strict=True)]
+        out.add_row(*cells)
+    # unwrapped: each column's widest line, its padding and a border
+    out.natural_width = sum(widths) + len(widths) * (1 if compact else 3) + 1
     return out
 
 
@@ -372,7 +386,7 @@ def _verdict(row: Any) -> str:
     return f"{short} p={row.p_holm:.2g}"
 
 
-def _run_ids(row: Any) -> str:
-    from rich.markup import escape
-
-    return escape("\n".join(row.run_ids))
+def _value_items(board: pd.DataFrame) -> list[str]:
+    """Each `name=value` of the board's hyperparameters: the column is at least as wide as the
+    longest, so a value is never split (the column wraps between items only)."""
+    return [item for label in board["params"] for item in str(label).split(", ")]

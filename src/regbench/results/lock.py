@@ -35,7 +35,7 @@ def acquire(folder: Path) -> None:
         os.close(fd)
         raise RegbenchError(
             f"{folder} is in use by another regbench (pid {holder}); wait for it to finish, "
-            "or write to another folder with --out"
+            "or write to another folder with --experiment (experiment= in Python)"
         ) from None
     except OSError as exc:
         os.close(fd)

@@ -103,7 +103,7 @@ def _reader(path: Path) -> sqlite3.Connection:
     if wal.exists() != shm.exists():
         return _recovered_in_memory(path)
     live = wal.exists() or not wal_mode(path)
-    uri = f"file:{quote(str(path))}?{'mode=ro' if live else 'immutable=1'}"
+    uri = f"file:{quote(os.fsencode(path))}?{'mode=ro' if live else 'immutable=1'}"
     try:
         db = sqlite3.connect(uri, uri=True, timeout=30)
         db.execute("PRAGMA schema_version").fetchone()  # the first read meets a crash's leftovers
@@ -189,7 +189,7 @@ class Store:
         except OSError as exc:
             raise RegbenchError(
                 f"cannot write to the experiment folder {self.folder}: {exc.strerror}; "
-                "choose another with --out"
+                "choose another with --experiment (experiment= in Python)"
             ) from None
 
     def _open_writer(self) -> sqlite3.Connection:
