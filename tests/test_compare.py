@@ -152,3 +152,20 @@ def test_no_difference_on_any_seed_is_not_significant_and_valid_json(tmp_path):
     assert differences["b"]["verdict"] == "no significant difference"
     assert differences["b"]["p_value"] is None and differences["b"]["diff"] == 0
     assert differences["c"]["verdict"] == "better" and differences["c"]["p_value"] == 0
+
+
+def test_at_80_columns_no_figure_or_value_is_split(tmp_path, cli):
+    from rich.console import Console
+
+    from regbench.results.compare import render
+
+    base = ["run", "--arch", "model1", "--reg", "none,l2", "--dataset", "digits", "--epochs", "1"]
+    base += ["--seeds", "2", "--trainer", "fake_trainer:train", "--executor", "inprocess"]
+    assert cli(*base, "--experiment", str(tmp_path / "a")).returncode == 0
+    odd = ["--param", "l2.strength=0.0602797", "--experiment", str(tmp_path / "b")]
+    assert cli(*base, *odd).returncode == 0
+    buffer = io.StringIO()
+    render([tmp_path / "a", tmp_path / "b"], Console(file=buffer, width=80, no_color=True))
+    text = buffer.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "strength=0.0602797" in text and "…" not in text

@@ -133,22 +133,33 @@ def render(folders: Sequence[str | Path], console: Any) -> None:
     names = list(result["experiments"])
     first = names[0]
     several = any(cell["protocol"] for cell in result["cells"])
-    out = Table(title=f"regbench compare (differences from {first})", title_justify="left")
-    out.add_column("arch", no_wrap=True)
-    out.add_column("reg", no_wrap=True)
-    out.add_column("hyperparameters", overflow="fold")
-    if several:
-        out.add_column("protocol", overflow="fold")
-    for name in names:
-        out.add_column(f"{escape(name)} val acc (n)", justify="right")
-    for name in names[1:]:
-        out.add_column(f"{escape(name)} − {escape(first)}", justify="right")
+    headers = ["arch", "reg", "hyperparameters", *(["protocol"] if several else [])]
+    headers += [f"{escape(name)} val acc (n)" for name in names]
+    headers += [f"{escape(name)} − {escape(first)}" for name in names[1:]]
+    rows = []
     for cell in result["cells"]:
         row = [escape(cell["arch"]), escape(cell["reg"]), escape(cell["params"] or "-")]
         if several:
             row.append(escape(cell["protocol"]))
         row += [_figures_shown(cell["experiments"][name]) for name in names]
         row += [_shown(cell["differences"][name]) for name in names[1:]]
+        rows.append(row)
+    # lines break between words only: each column is as wide as its longest word (a number,
+    # a name=value, a run's figure), and a narrow terminal loses the spaces around ±
+    widths = [max(len(c) for c in column) + 3 for column in zip(headers, *rows, strict=True)]
+    narrow = sum(widths) > console.width
+    if narrow:
+        rows = [[c.replace(" ± ", "±") for c in row] for row in rows]
+    title = f"regbench compare (differences from {first})"
+    out = Table(title=title, title_justify="left", padding=(0, 0 if narrow else 1))
+    for index, header in enumerate(headers):
+        words = [w for text in (header, *(r[index] for r in rows)) for w in text.split()]
+        justify = "left" if index < 3 + several else "right"
+        least = max(map(len, words))  # narrow: no wider than that, so the table fits
+        out.add_column(
+            header, justify=justify, min_width=least, max_width=least if narrow else None
+        )
+    for row in rows:
         out.add_row(*row)
     console.print(out)
     for name, folder in result["experiments"].items():
