@@ -154,7 +154,7 @@ def render(folders: Sequence[str | Path], console: Any) -> None:
     out = Table(title=title, title_justify="left", padding=(0, 0 if narrow else 1))
     for index, header in enumerate(headers):
         words = [w for text in (header, *(r[index] for r in rows)) for w in text.split()]
-        justify = "left" if index < 3 + several else "right"
+        justify: Any = "left" if index < 3 + several else "right"
         least = max(map(len, words))  # narrow: no wider than that, so the table fits
         out.add_column(
             header, justify=justify, min_width=least, max_width=least if narrow else None

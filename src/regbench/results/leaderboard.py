@@ -249,9 +249,9 @@ def render(
     """
     board = table(runs, epochs, baseline)
     for label, group in board.groupby("protocol", sort=False):
-        out = _table(group, str(label), baseline, compact=False)
-        if out.natural_width > console.width:
-            out = _table(group, str(label), baseline, compact=True)
+        out, width = _table(group, str(label), baseline, compact=False)
+        if width > console.width:
+            out, _ = _table(group, str(label), baseline, compact=True)
             console.print(f"(narrow: {', '.join(COMPACT_DROPS)} left out)")
         console.print(out)
         if wide:
@@ -269,8 +269,8 @@ def render(
     _print_failures(runs, console)
 
 
-def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool) -> Any:
-    """One protocol's ranking as a rich table."""
+def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool) -> tuple[Any, int]:
+    """One protocol's ranking as a rich table, and the width it takes unwrapped."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -313,8 +313,7 @@ def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool) -> Any
         widths = [max(pair) for pair in zip(widths, lines, strict=True)]
         out.add_row(*cells)
     # unwrapped: each column's widest line, its padding and a border
-    out.natural_width = sum(widths) + len(widths) * (1 if compact else 3) + 1
-    return out
+    return out, sum(widths) + len(widths) * (1 if compact else 3) + 1
 
 
 def _print_failures(runs: pd.DataFrame, console: Any) -> None:

@@ -96,7 +96,7 @@ def export(
                 experiment.experiment_id
                 if experiment
                 else client.create_experiment(
-                    name, artifact_location=artifacts and (artifacts / name).as_uri()
+                    name, artifact_location=(artifacts / name).as_uri() if artifacts else None
                 )
             )
             done, parents = _existing(client, experiment_id)
@@ -162,7 +162,7 @@ def _tracking_uri(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None: MLflow's default
 
 
 def _existing(client: Any, experiment_id: str) -> tuple[set[str], dict[str, str]]:

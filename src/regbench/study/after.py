@@ -1,0 +1,198 @@
+"""After the grid: `final` (retrain the best on train+validation, test once), `report` and
+`visualize`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regbench.engine.experiment import Experiment
+from regbench.errors import RegbenchError
+from regbench.study.grid import executor_options, load
+from regbench.study.settings import Interrupted, Observer, check_data, load_data
+
+if TYPE_CHECKING:
+    pass
+
+
+def final(
+    folder: str | Path,
+    *,
+    arch: str | None = None,
+    reg: str | None = None,
+    best: bool = False,
+    epochs: int | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    observer: Observer | None = None,
+) -> dict[str, Any]:
+    """Retrain one cell on train+validation and read its test split once (the lab's last step).
+
+    `folder` is the experiment folder. The cell is `arch` + `reg` (its finished run with the
+    best validation accuracy), or the leaderboard's best with `best=True`; it keeps that cell's
+    protocol and hyperparameters, with `epochs` (default: the cell's own) and `seed` (one final
+    run; the CLI's `--seeds` calls this once per seed). `data_dir` and `cache_dir` are where
+    the data is, as for `run`; `observer` hears the run's progress. Returns the final run's
+    results row (its `status` says whether it finished ok; `figure`, its training curves).
+    """
+    from regbench.engine.executor import Hooks, run_in_process
+    from regbench.engine.experiment import check_protocol
+    from regbench.engine.plan import RunSpec
+    from regbench.results import leaderboard
+    from regbench.results.lookup import finished_run
+    from regbench.results.store import Store
+
+    folder = Path(folder)
+    experiment = Experiment.create(
+        experiment=folder, data_dir=data_dir, cache_dir=cache_dir, seeds=[seed], epochs=epochs
+    )
+    if best:
+        results = load(folder)
+        board = leaderboard.table(results.runs, results.epochs)
+        if board.empty:
+            raise RegbenchError(f"best: {folder} has no finished grid runs to choose from")
+        source = finished_run(folder, cell=board.iloc[0]["cell"])
+    elif arch and reg:
+        source = finished_run(folder, arch=arch, reg=reg)
+    else:
+        raise RegbenchError("choose the cell with arch and reg, or take the best with best=True")
+    cell = RunSpec.from_row(source)
+    spec = replace(
+        cell,
+        seed=experiment.seeds[0],
+        stage="final",
+        tuned=(),
+        protocol=replace(cell.protocol, epochs=epochs or cell.protocol.epochs),
+    )
+    check_protocol(spec.protocol, spec.execution)
+    check_data([spec], experiment)
+    observer = observer or Observer()
+    rows: list[dict[str, Any]] = []
+    store = Store(folder)
+    try:
+
+        def on_result(result: Any) -> None:
+            result.row.pop("traceback", None)
+            store.record_run(result.row, result.epochs)
+            rows.append(result.row)
+            observer.finished(result.row)
+
+        options = replace(executor_options(experiment), models_dir=folder / "models")
+        observer.begin(1, 0, folder)
+        try:
+            run_in_process(
+                [spec],
+                options,
+                Hooks(on_result=on_result, on_start=observer.started, on_progress=observer.update),
+            )
+        except KeyboardInterrupt:
+            raise Interrupted(folder, 0) from None
+        finally:
+            observer.end()
+    finally:
+        store.close()
+    row = rows[0]
+    if row["status"] == "ok":
+        row["figure"] = str(_final_figure(folder, row))
+        if (folder / "report.html").exists():  # keep an existing report up to date
+            report(folder)
+    return row
+
+
+def _final_figure(folder: Path, row: Mapping[str, Any]) -> Path:
+    from regbench.reporting.figures import final_figure
+
+    figures = folder / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    path = figures / f"{row['run_id']}.png"
+    figure = final_figure(load(folder).epochs, row["run_id"], test_accuracy=row["test_accuracy"])
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def report(
+    folder: str | Path, out: str | Path | None = None, baseline: str = "none"
+) -> dict[str, Path]:
+    """Write report.html, report.md and figures/ for an experiment; return their paths.
+    Each cell is compared with the `baseline` regularizer of its architecture."""
+    from regbench.reporting.report import write_report
+
+    return write_report(Path(folder), Path(out) if out else None, baseline=baseline)
+
+
+def visualize(
+    folder: str | Path,
+    *,
+    run: str | None = None,
+    arch: str | None = None,
+    reg: str | None = None,
+    image: str | Path | None = None,
+    class_name: str | None = None,
+    visualizers: Sequence[str] = ("featuremaps", "filters", "gradcam"),
+    layers: int = 4,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[Path]:
+    """Draw what a trained run's model sees (feature maps, filters, Grad-CAM, ...); return the
+    files written. The image is `image`, or the run's first test image of `class_name`
+    (default: horse, the lab's photo)."""
+    from regbench.plugins.manager import registry
+    from regbench.results.lookup import finished_run, open_model
+
+    folder = Path(folder)
+    if not run and not (arch and reg):
+        raise RegbenchError("name a run with --run RUN_ID, or a cell with --arch and --reg")
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise RegbenchError(f"layers must be at least 1; got {layers!r}")
+    drawers = [registry().get("visualizers", name) for name in visualizers]
+    if not drawers:
+        raise RegbenchError("choose at least one visualizer")
+    experiment = Experiment.create(data_dir=data_dir, cache_dir=cache_dir)
+    row = finished_run(folder, run, arch, reg)
+    options = json.loads(row["dataset_options"] or "{}")
+    data = load_data(experiment, row["dataset"], options, int(row["seed"]))
+    model = open_model(row)
+    if image is not None:
+        from regbench.plugins.visualizers import load_image
+
+        if class_name is not None:
+            raise RegbenchError("--class picks a test image; it cannot go with --image")
+        picture, label = load_image(image, model.input_shape[1:]), None
+    else:
+        wanted = _class_index(class_name, data.class_names)
+        if wanted is not None and not (data.y_test == wanted).any():
+            raise RegbenchError(
+                f"the test split has no image of class {data.class_names[wanted]!r}"
+            )
+        index = 0 if wanted is None else int((data.y_test == wanted).argmax())
+        picture, label = data.x_test[index], int(data.y_test[index])
+    out_dir = Path(out) if out else folder / "figures" / "visualize" / row["run_id"]
+    written: list[Path] = []
+    for drawer in drawers:
+        written += drawer.render(
+            model,
+            picture,
+            out_dir / drawer.name,
+            {
+                "layers": layers,
+                "class_names": data.class_names,
+                "label": label,
+                "title": f"{row['arch']} + {row['reg']}",
+            },
+        )
+    return written
+
+
+def _class_index(wanted: str | None, names: Sequence[str]) -> int | None:
+    if wanted is None:
+        return list(names).index("horse") if "horse" in names else None  # the lab's photo
+    if wanted in names:
+        return list(names).index(wanted)
+    if wanted.isdigit() and int(wanted) < len(names):
+        return int(wanted)
+    raise RegbenchError(f"--class {wanted!r} is not a class of this dataset ({', '.join(names)})")

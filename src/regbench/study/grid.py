@@ -1,0 +1,253 @@
+"""`plan`, `run` and `load`: the grid, planned against the store, trained, read back."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regbench.engine.experiment import Experiment
+from regbench.errors import RegbenchError
+from regbench.study.settings import (
+    FailedRuns,
+    Interrupted,
+    Observer,
+    Plan,
+    PlannedRun,
+    check_data,
+    load_options,
+    measured,
+    settings_of,
+    with_settings,
+)
+from regbench.study.tuning import search
+
+if TYPE_CHECKING:
+    from regbench.engine.plan import RunSpec
+    from regbench.results.reader import Results
+    from regbench.results.store import Store
+
+
+@with_settings
+def plan(base: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
+    """The runs of the experiment's grid and which of them its folder already holds, with the
+    time its measured runs say the rest will take (`Plan.estimate`)."""
+    from regbench.engine.plan import stale_reasons
+
+    experiment = settings_of(base, settings)
+    specs = _specs(experiment, tuned)
+    rows = _stored_rows(experiment.folder)
+    statuses = {row["config_hash"]: row["status"] for row in rows}
+    reasons = stale_reasons(specs, rows)
+    runs = []
+    for spec in specs:
+        status = statuses.get(spec.config_hash)
+        if spec.skip:
+            state = "skipped"
+        else:
+            state = "done" if status == "ok" else "pending" if status is None else "failed"
+        runs.append(PlannedRun(spec, state, status, reasons.get(spec.config_hash)))
+    return Plan(experiment, experiment.folder, tuple(runs), measured(rows))
+
+
+def _specs(experiment: Experiment, tuned: bool, applicability: bool = True) -> list[RunSpec]:
+    """Every run of the grid, validated against the installed plugins; with `applicability`,
+    the cells that would change nothing are marked skipped here (that may build models)."""
+    from regbench.engine.plan import make_plan
+    from regbench.plugins.manager import registry
+
+    check_param_names(experiment.params)
+    values = tuned_values(experiment.folder, experiment.dataset) if tuned else None
+    return make_plan(
+        registry(),
+        experiment.arch,
+        experiment.reg,
+        experiment.seeds,
+        experiment.protocol,
+        experiment.params,
+        values,
+        experiment.execution,
+        applicability=applicability,
+    )
+
+
+def check_param_names(params: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every `reg.name` must name an installed regularizer and one of its hyperparameters,
+    whether or not that regularizer is in the grid (a typo must not pass silently)."""
+    from regbench.plugins.manager import registry
+
+    for reg, values in params.items():
+        regularizer = registry().get("regularizers", reg)
+        known = {h.name for h in regularizer.hparams}
+        for name in values:
+            if name not in known:
+                valid = ", ".join(sorted(known)) or "none"
+                raise RegbenchError(
+                    f"regularizer {regularizer.name!r} has no hyperparameter {name!r} "
+                    f"(it has: {valid})"
+                )
+
+
+def _stored_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every stored run's row (none when the folder holds no store yet)."""
+    from regbench.results.store import stored_runs
+
+    return stored_runs(folder)
+
+
+def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The tuning stage's best values in `folder`, for runs on `dataset`."""
+    from regbench.results.store import DB_NAME, Store
+
+    values = {}
+    if (folder / DB_NAME).exists():
+        store = Store(folder, create=False)
+        try:
+            values = store.best_values(dataset)
+        finally:
+            store.close()
+    if not values:
+        raise RegbenchError(
+            f"tuned: {folder} has no tuning results on {dataset}; run `regbench tune` first"
+        )
+    return values
+
+
+@with_settings
+def run(
+    base: Experiment | None = None,
+    /,
+    *,
+    force: bool = False,
+    tune: bool = False,
+    tuned: bool = False,
+    tuner: str = "random",
+    max_trials: int = 10,
+    observer: Observer | None = None,
+    **settings: Any,
+) -> Results:
+    """Train every run of the grid that its folder does not hold yet; return the grid's results.
+
+    `force` retrains finished runs; `tune` runs the tuning stage first and trains with its
+    values (as `tuned` does with an earlier stage's). Failed runs are rows with a status and
+    an error, not exceptions; when there are any, a `FailedRuns` warning says how many.
+    Raises `Interrupted` on Ctrl-C, after keeping every finished run.
+    """
+    experiment = settings_of(base, settings)
+    if tune:
+        search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
+        tuned = True
+    # the workers decide applicability as they build, so this process never loads Keras
+    specs = _specs(experiment, tuned, applicability=False)
+    from regbench.engine import executor as ex
+    from regbench.results.store import Store
+
+    options = executor_options(experiment)
+    ex.check_counts(options)
+    check_data(specs, experiment)
+    store = Store(experiment.folder)  # takes the folder's lock; upgrades or rebuilds the store
+    try:
+        _execute(specs, store, options, experiment, force, observer or Observer())
+    finally:
+        store.close()
+    results = load(experiment.folder, only=specs)
+    _warn_failed(results.runs)
+    return results
+
+
+def _warn_failed(runs: Any) -> None:
+    """One line when some runs did not end ok, so a script sees it without reading the rows."""
+    bad = runs[~runs["status"].isin(["ok", "skipped"])]
+    if bad.empty:
+        return
+    counts = ", ".join(f"{n} {status}" for status, n in bad["status"].value_counts().items())
+    first = bad.iloc[0]
+    warnings.warn(
+        f"{len(bad)} of {len(runs)} run(s) did not finish ok ({counts}); the first, "
+        f"{first['run_id']}: {first['error']}. See results.runs[['run_id', 'status', 'error']]",
+        FailedRuns,
+        stacklevel=3,
+    )
+
+
+def executor_options(experiment: Experiment) -> Any:
+    from regbench.engine import executor as ex
+
+    return ex.ExecutorOptions(
+        data_dir=experiment.data_dir,
+        cache_dir=load_options(experiment, {})["cache_dir"],
+        models_dir=experiment.folder / "models",
+        trainer=experiment.trainer,
+        devices=None if experiment.devices is None else list(experiment.devices),
+        per_device=experiment.per_device,
+        workers=experiment.workers,
+        ray_address=experiment.ray_address,
+        max_runs_per_worker=experiment.max_runs_per_worker,
+        run_timeout=experiment.run_timeout,
+    )
+
+
+def _execute(
+    specs: Sequence[RunSpec],
+    store: Store,
+    options: Any,
+    experiment: Experiment,
+    force: bool,
+    observer: Observer,
+) -> None:
+    from regbench.engine import executor as ex
+    from regbench.engine.plan import order_by_cost
+    from regbench.plugins.manager import registry
+
+    statuses = store.statuses()
+    store.measure_targets(s for s in specs if statuses.get(s.config_hash) == "ok")
+    done = ("ok", "skipped")
+    todo = [s for s in specs if force or statuses.get(s.config_hash) not in done]
+    todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
+    store.export()  # a kill between a commit and its export must not leave stale CSVs
+    logs = store.folder / "logs"
+    finished = 0
+
+    def on_result(result: Any) -> None:
+        nonlocal finished
+        trace = result.row.pop("traceback", None)
+        store.record_run(result.row, result.epochs)
+        if trace:
+            logs.mkdir(exist_ok=True)
+            (logs / f"{result.row['run_id']}.log").write_text(trace)
+        finished += 1
+        observer.finished(result.row)
+
+    hooks = ex.Hooks(on_result=on_result, on_start=observer.started, on_progress=observer.update)
+    runner = _runner(experiment.executor)
+    observer.begin(len(todo), len(specs) - len(todo), store.folder)
+    try:
+        runner(todo, options, hooks)
+    except KeyboardInterrupt:
+        raise Interrupted(store.folder, finished) from None
+    finally:
+        observer.end()
+
+
+def _runner(executor: str) -> Callable[..., None]:
+    from regbench.engine import executor as ex
+
+    if executor == "ray":
+        from regbench.engine.ray_executor import run_with_ray
+
+        return run_with_ray
+    return {"local": ex.run_with_workers, "inprocess": ex.run_in_process}[executor]
+
+
+def load(folder: str | Path, *, only: Sequence[RunSpec] | None = None) -> Results:
+    """The results in an experiment folder (`only`: just these runs)."""
+    from regbench.results.reader import load as read
+
+    results = read(Path(folder))
+    if only is None:
+        return results
+    wanted = {s.config_hash for s in only}
+    runs = results.runs[results.runs["config_hash"].isin(wanted)].reset_index(drop=True)
+    epochs = results.epochs[results.epochs["run_id"].isin(set(runs["run_id"]))]
+    return type(results)(runs, epochs.reset_index(drop=True))
