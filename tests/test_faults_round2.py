@@ -99,3 +99,26 @@ def test_a_stored_error_is_plain_text():
 
     error = one_line(ValueError("\x1b[1mbold\x1b[0m and\nmore"))
     assert error == "ValueError: bold and more"
+
+
+def test_devices_are_checked_against_the_gpus_present(cli, tmp_path):
+    result = cli(
+        "run",
+        "--arch",
+        "model1",
+        "--reg",
+        "none",
+        "--dataset",
+        "digits",
+        "--devices",
+        "7",
+        "--trainer",
+        "fake_trainer:train",
+        "--experiment",
+        str(tmp_path / "exp"),
+        env={"CUDA_VISIBLE_DEVICES": "-1"},
+    )
+    assert (
+        result.returncode == 2 and "--devices 7: no such GPU here (visible: none)" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "exp").exists()

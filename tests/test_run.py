@@ -223,7 +223,7 @@ def test_workers_are_pinned_one_device_each(cli, tmp_path):
         "0,1",
         "--per-device",
         "2",
-        env={"FAKE_SLEEP": "0.2"},
+        env={"FAKE_SLEEP": "0.2", "CUDA_VISIBLE_DEVICES": "0,1"},  # two GPUs, as far as it knows
     )
     assert result.returncode == 0, result.stderr
     runs = load(out).runs

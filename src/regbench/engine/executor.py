@@ -224,6 +224,14 @@ def check_counts(options: ExecutorOptions) -> None:
     growth = options.max_memory_growth
     if growth is not None and not growth > 0:
         raise RegbenchError(f"max_memory_growth must be positive (or None: never); got {growth}")
+    if options.devices:
+        present = detect_gpus()
+        missing = [d for d in options.devices if d != "cpu" and d not in present]
+        if missing:
+            raise RegbenchError(
+                f"--devices {','.join(missing)}: no such GPU here (visible: "
+                f"{', '.join(present) or 'none'}); leave --devices out to use what there is"
+            )
 
 
 def plan_workers(
