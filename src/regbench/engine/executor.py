@@ -224,6 +224,11 @@ def check_counts(options: ExecutorOptions) -> None:
     growth = options.max_memory_growth
     if growth is not None and not growth > 0:
         raise RegbenchError(f"max_memory_growth must be positive (or None: never); got {growth}")
+
+
+def check_devices(options: ExecutorOptions) -> None:
+    """Refuse GPUs that are not there (a typo would otherwise train on the CPU under a GPU's
+    name)."""
     if options.devices:
         present = detect_gpus()
         missing = [d for d in options.devices if d != "cpu" and d not in present]

@@ -23,6 +23,7 @@ import pandas as pd
 
 from regbench.errors import RegbenchError
 from regbench.results.format import missing, params_label
+from regbench.results.leaderboard import ranked
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -430,7 +431,8 @@ def empty(ax: Axes, message: str) -> None:
 
 
 def ok_grid(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[(runs["status"] == "ok") & (runs["stage"].fillna("grid") == "grid")]
+    """The runs the leaderboard ranks (ok grid runs of the plugins' current versions)."""
+    return ranked(runs)
 
 
 def integer_epochs(ax: Axes) -> None:

@@ -103,15 +103,9 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
     `train_accuracy` (and the gap) is the clean inference-mode figure where the run recorded
     it; `train_accuracy_running` is Keras's running training-mode figure.
     """
-    grid = runs[runs["stage"].fillna("grid") == "grid"]
-    attempted = grid[grid["status"] != "skipped"].copy()
+    attempted, old = _attempted(runs)
     if not (attempted["status"] == "ok").any():
         return pd.DataFrame(columns=COLUMNS)
-    present = protocols.columns(attempted)
-    attempted["_protocol"] = protocols.values(attempted, present)
-    attempted["params_label"] = attempted["params"].map(params_label)
-    old = _superseded(attempted)
-    attempted = attempted[~old]
     attempted["cell"] = _cells(attempted)
     ok = attempted[attempted["status"] == "ok"].drop_duplicates(["cell", "seed"], keep="last")
     shown = protocols.differing(ok["_protocol"])
@@ -164,15 +158,36 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
     board = _ranked(pd.DataFrame(rows))
     board = board.join(stats.versus_baseline(ok, baseline, attempted=attempted), on="cell")
     board = board[COLUMNS].reset_index(drop=True)
-    board.attrs["superseded"] = int(old.sum())
+    board.attrs["superseded"] = old
     return board
+
+
+def ranked(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the leaderboard ranks: ok grid runs, less those superseded by a newer version
+    of their plugins. Figures draw these, so they show what the table shows."""
+    attempted, _ = _attempted(runs)
+    return runs.loc[attempted.index[attempted["status"] == "ok"]]
+
+
+def _attempted(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Grid runs that were trained (not skipped), with their protocol and values label, less
+    the superseded ones; and how many those were."""
+    grid = runs[runs["stage"].fillna("grid") == "grid"]
+    attempted = grid[grid["status"] != "skipped"].copy()
+    if attempted.empty:
+        return attempted, 0
+    attempted["_protocol"] = protocols.values(attempted, protocols.columns(attempted))
+    attempted["params_label"] = attempted["params"].map(params_label)
+    old = _superseded(attempted)
+    return attempted[~old], int(old.sum())
 
 
 def _superseded(attempted: pd.DataFrame) -> pd.Series:
     """Runs superseded by a newer plugin version: where one configuration (architecture,
     regularizer, values, protocol) was trained with plugins of several provenances (the
     cell_hash includes it), only the runs of the provenance that ran last count; the older
-    ones would otherwise show as a second, indistinguishable cell."""
+    ones would otherwise show as a second, indistinguishable cell. A row that recorded no
+    provenance (an older store) is no version: it neither supersedes nor is superseded."""
     present = [c for c in PROVENANCE if c in attempted]
     if not present or attempted.empty:
         return pd.Series(False, index=attempted.index)
@@ -180,9 +195,11 @@ def _superseded(attempted: pd.DataFrame) -> pd.Series:
     same += attempted["params_label"] + "/" + attempted["_protocol"].map(_protocol_key)
     source = attempted[present].fillna("").map(str).agg("|".join, axis=1)
     when = attempted.get("started_at", pd.Series("", index=attempted.index))
+    known = source.str.strip("|") != ""
     last = pd.DataFrame({"same": same, "source": source, "when": when.fillna("").astype(str)})
-    last = last.sort_values("when", kind="stable").drop_duplicates("same", keep="last")
-    return source != same.map(last.set_index("same")["source"])
+    last = last[known].sort_values("when", kind="stable").drop_duplicates("same", keep="last")
+    latest = same.map(last.set_index("same")["source"])
+    return known & latest.notna() & (source != latest)
 
 
 def _protocol_key(protocol: Any) -> str:

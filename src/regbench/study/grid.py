@@ -145,6 +145,7 @@ def run(
 
     options = executor_options(experiment)
     ex.check_counts(options)
+    ex.check_devices(options)
     check_data(specs, experiment)
     store = Store(experiment.folder)  # takes the folder's lock; upgrades or rebuilds the store
     try:
