@@ -25,6 +25,7 @@ from regbench.testing import (
 )
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 @pytest.mark.parametrize("name", ["dropout", "batchnorm"])  # random in training; state
 def test_builtin_regularizer_conforms_on_model1(name: str) -> None:
     regularizer = build_registry().get("regularizers", name)
@@ -147,6 +148,7 @@ def test_unusable_optimizer_is_caught() -> None:
         check_training_contract(Typo(), MODEL1, input_shape=(8, 8, 3))
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_a_plain_loss_function_is_accepted() -> None:
     class Function(Regularizer):
         name = "function"

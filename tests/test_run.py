@@ -71,6 +71,7 @@ FAKE = [
 ]
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_a_real_grid_records_every_column_then_resume_skips_it(cli, tmp_path):
     """The fast tier's real training: two model1 cells on digits, one epoch, in this process."""
     out = tmp_path / "small"
@@ -272,6 +273,7 @@ def test_measured_epoch_times_rank_the_cells_once_every_cell_has_one(registry):
     ]  # MACs x epochs: 41M, 30M, 18M
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_divergence_is_recorded_and_the_grid_goes_on(cli, tmp_path):
     out = tmp_path / "nan"
     result = cli(
@@ -299,6 +301,7 @@ def test_divergence_is_recorded_and_the_grid_goes_on(cli, tmp_path):
     assert runs.loc["batchnorm", "status"] in ("ok", "diverged")
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_same_seed_gives_identical_metrics(cli, tmp_path):
     rows = []
     for name in ("a", "b"):

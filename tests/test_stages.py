@@ -96,6 +96,7 @@ def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, monkeypatch):
     from regbench.plugins.keras import import_keras
 

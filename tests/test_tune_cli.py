@@ -96,6 +96,7 @@ def test_tuning_errors_are_one_line(cli, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_tuned_values_reach_the_grid_but_not_another_dataset(cli, tmp_path):
     """One real trial; the grids that use its value run the fake trainer."""
     out = tmp_path / "mixed"

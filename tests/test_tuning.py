@@ -202,6 +202,7 @@ def test_regularizer_without_hparams_has_nothing_to_tune(tmp_path, digits):
     assert not (tmp_path / "kt").exists()
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_search_records_every_trial_and_uses_validation_only(tmp_path, digits, capsys):
     touched: list[str] = []
     data = dataclasses.replace(digits, x_test=Untouchable(touched), y_test=Untouchable(touched))
@@ -245,6 +246,7 @@ def test_third_party_space_is_searched_as_declared(tmp_path, digits, install):
     assert (declared["copies"][1]["min_value"], declared["copies"][1]["max_value"]) == (1, 3)
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_failed_trial_is_recorded_and_never_best(tmp_path, digits, install):
     install(Broken("test-broken"))
     # A space of two points: the search runs both (then it is exhausted), one of them fails.
@@ -259,6 +261,7 @@ def test_failed_trial_is_recorded_and_never_best(tmp_path, digits, install):
     assert store.best_values() == {("model1", "test-broken"): {"broken": 0}}
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_all_trials_failed_raises_with_the_first_error(tmp_path, digits, install):
     install(Broken("test-always-broken", always=True))
     with pytest.raises(RegbenchError, match=r"all 2 trials .* failed; the first: ValueError: boom"):

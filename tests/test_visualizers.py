@@ -151,6 +151,7 @@ def test_layer_outputs_of_model3_batchnorm_are_conv_pool_conv_batchnorm():
     ]
 
 
+@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_featuremaps_render_writes_one_png_per_layer(tmp_path):
     visualizer = registry().get("visualizers", "featuremaps")
     paths = visualizer.render(model("model3", "batchnorm"), random_image(), tmp_path / "new", FAST)
