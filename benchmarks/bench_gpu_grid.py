@@ -2,10 +2,13 @@
 
 Writes a learnable CIFAR-10 in the real format (python pickles, 50,000 training and 10,000
 test images; the lab keeps 25,000 to train), fills the dataset cache, then times whole
-`regbench run --arch all --reg all --epochs 10` commands (worker start-up, data load,
-compilation and evaluation included) with each engine, and the vmapped engine's seeds
-against the same seeds one after another. Steps run in order until `--budget` seconds are
-spent; the table is printed after every step and written to OUT/gpu_grid.{json,md}.
+`regbench run` commands over the lab's 12 cells (`--epochs 10`) (worker start-up, data load,
+compilation and evaluation included): the vmapped engine with its compilation cache empty and
+warm, packed in one process or three, the standard engine (Keras fit) in the same benchmark run,
+and the 60-run grid (5 seeds) with both; the GPU's busy share sampled from nvidia-smi; each
+cell's validation accuracy under every step side by side. Steps run in order until `--budget`
+seconds are spent; the table is printed after every step and written to
+OUT/gpu_grid.{json,md}.
 
 On the lent GPU machine (no TensorFlow there; Keras on JAX):
 
@@ -14,7 +17,7 @@ On the lent GPU machine (no TensorFlow there; Keras on JAX):
 The same on CPU in small (a check of the script, not a figure):
 
     KERAS_BACKEND=jax python benchmarks/bench_gpu_grid.py --out /tmp/g --per-batch 300 \\
-        --epochs 1 --steps vmapped-4,seeds-vmapped
+        --epochs 1 --steps vmapped-cold,vmapped-warm,standard-4
 """
 
 from __future__ import annotations
@@ -22,32 +25,47 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GRID = ["--arch", "all", "--reg", "all"]
-SEEDS = ["--arch", "model3", "--reg", "batchnorm", "--seeds", "3", "--per-device", "1"]
-# name: (what it is, regbench run flags)
+GRID = ["--arch", "model1,model2,model3", "--reg", "none,l2,dropout,batchnorm"]  # the lab's 12
+SEEDS5 = [*GRID, "--seeds", "5"]
+# name: (what it is, regbench run flags, empty the compilation cache first)
 STEPS = {
-    "vmapped-4": (
-        "lab grid, vmapped engine, 4 runs per GPU",
-        [*GRID, "--engine", "vmapped", "--per-device", "4"],
+    "vmapped-cold": (
+        "lab grid, vmapped, packs of one architecture, compilation cache empty",
+        [*GRID, "--engine", "vmapped"],
+        True,
     ),
-    "seeds-vmapped": ("model3+batchnorm, 3 seeds as one program", [*SEEDS, "--engine", "vmapped"]),
-    "seeds-standard": (
-        "model3+batchnorm, 3 seeds one after another",
-        [*SEEDS, "--engine", "standard"],
+    "vmapped-warm": (
+        "lab grid, vmapped, packs of one architecture, compilation cache warm",
+        [*GRID, "--engine", "vmapped"],
+        False,
     ),
-    "vmapped-12": (
-        "lab grid, vmapped engine, 12 runs per GPU",
-        [*GRID, "--engine", "vmapped", "--per-device", "12"],
+    "vmapped-warm-3": (
+        "lab grid, vmapped, 3 processes on the GPU (one pack each), cache warm",
+        [*GRID, "--engine", "vmapped", "--per-device", "3"],
+        False,
     ),
     "standard-4": (
         "lab grid, standard engine (Keras fit), 4 per GPU, 32 steps per call",
         [*GRID, "--per-device", "4", "--steps-per-execution", "32"],
+        False,
+    ),
+    "seeds5-vmapped": (
+        "lab grid x 5 seeds (60 runs), vmapped, packs of 16 or fewer",
+        [*SEEDS5, "--engine", "vmapped"],
+        False,
+    ),
+    "seeds5-standard": (
+        "lab grid x 5 seeds (60 runs), standard engine, 4 per GPU, 32 steps per call",
+        [*SEEDS5, "--per-device", "4", "--steps-per-execution", "32"],
+        False,
     ),
 }
 
@@ -76,8 +94,10 @@ def main() -> None:
         if left < 20:
             print(f"{name}: skipped, {left:.0f} s of the budget left", flush=True)
             continue
-        what, flags = STEPS[name]
+        what, flags, cold = STEPS[name]
         folder = args.work / name
+        if cold:  # the compiled programs of earlier runs go; the dataset cache stays
+            shutil.rmtree(args.work / "cache" / "jax", ignore_errors=True)
         command = [
             sys.executable, "-m", "regbench", "run", *flags, "--dataset", "cifar10",
             "--data-dir", str(data), "--epochs", str(args.epochs), "--experiment", str(folder),
@@ -103,6 +123,7 @@ def prepare_data(work: Path, per_batch: int) -> Path:
 
 def timed(name, what, command, env, folder, limit, out: Path) -> dict:
     """Run one command to the end (or `limit` seconds) and summarise the runs it stored."""
+    sampler = GpuSampler()
     start = time.perf_counter()
     with open(out / f"{name}.log", "w") as log:
         try:
@@ -113,6 +134,7 @@ def timed(name, what, command, env, folder, limit, out: Path) -> dict:
             code = "timeout"
     wall = time.perf_counter() - start
     row = {"step": name, "what": what, "wall_s": round(wall, 1), "exit": code}
+    row["gpu_busy"] = sampler.stop()
     try:
         import regbench
 
@@ -127,11 +149,17 @@ def timed(name, what, command, env, folder, limit, out: Path) -> dict:
         statuses=runs["status"].value_counts().to_dict(),
         sum_train_s=round(float(done["train_time_s"].sum()), 1),
         sum_total_s=round(float(done["total_time_s"].sum()), 1),
-        mean_test_acc=round(float(done["test_accuracy"].mean()), 4) if len(done) else None,
-        test_accs=[round(float(a), 4) for a in done["test_accuracy"]],
+        mean_val_acc=round(float(done["val_accuracy"].mean()), 4) if len(done) else None,
         device=str(runs["device"].dropna().iloc[0]) if runs["device"].notna().any() else "",
         engine=",".join(sorted(set(done["engine"].astype(str)))),
     )
+    row["cell_val_acc"] = {  # a grid never reads the test split
+        f"{arch}+{reg}": round(float(group["val_accuracy"].mean()), 4)
+        for (arch, reg), group in done.groupby(["arch", "reg"])
+    }
+    if "compile_time_s" in done and done["compile_time_s"].notna().any():
+        programs = done.drop_duplicates("compile_time_s")  # members of a pack share theirs
+        row["sum_compile_s"] = round(float(programs["compile_time_s"].sum()), 1)
     failed = runs[runs["status"] == "failed"]
     if len(failed):
         row["first_error"] = str(failed["error"].iloc[0])[:300]
@@ -144,18 +172,60 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
         f"archive, the lab's 25,000-image split when full size), batch 64, SGD; "
         f"device {next((r['device'] for r in rows if r.get('device')), '?')}.",
         "",
-        "| step | what | wall s | ok / rows | sum of fit s | mean test acc |",
-        "|---|---|---|---|---|---|",
+        "| step | what | wall s | ok / rows | sum of fit s | compile s | GPU busy | mean val acc |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['step']} | {r['what']} | {r['wall_s']} | {r.get('ok', 0)}/{r.get('rows', 0)} "
-            f"| {r.get('sum_train_s', '')} | {r.get('mean_test_acc', '')} |"
+            f"| {r.get('sum_train_s', '')} | {r.get('sum_compile_s', '')} "
+            f"| {r.get('gpu_busy') or ''} | {r.get('mean_val_acc', '')} |"
         )
+    cells = sorted({cell for r in rows for cell in r.get("cell_val_acc", {})})
+    if cells:  # both engines' accuracies, cell by cell
+        steps = [r for r in rows if r.get("cell_val_acc")]
+        lines += ["", "| cell | " + " | ".join(r["step"] for r in steps) + " |"]
+        lines.append("|---" * (len(steps) + 1) + "|")
+        for cell in cells:
+            accs = [str(r["cell_val_acc"].get(cell, "")) for r in steps]
+            lines.append(f"| {cell} | " + " | ".join(accs) + " |")
     text = "\n".join(lines)
     print(text, flush=True)
     (args.out / "gpu_grid.md").write_text(text + "\n")
     (args.out / "gpu_grid.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+class GpuSampler:
+    """The GPU's own busy fraction while a step runs: `nvidia-smi`'s utilization.gpu sampled
+    every 200 ms in a thread (the share of time a kernel ran); None without nvidia-smi."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.process = None
+        if shutil.which("nvidia-smi"):
+            self.process = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                 "-lms", "200"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            self.thread = threading.Thread(target=self._read, daemon=True)
+            self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            try:
+                self.samples.append(float(line.split(",")[0]))
+            except ValueError:
+                continue
+
+    def stop(self) -> str | None:
+        if self.process is None:
+            return None
+        self.process.terminate()
+        self.process.wait()
+        if not self.samples:
+            return None
+        return f"{sum(self.samples) / len(self.samples):.0f}%"
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ def main() -> None:
     import jax.numpy as jnp
 
     from regbench.engine.plan import Protocol
+    from regbench.engine.program import Program, in_batches
     from regbench.engine.trainer import build_and_compile
-    from regbench.engine.vmapped import _in_batches, _Program, _stack
     from regbench.plugins.datasets import Splits
     from regbench.plugins.keras import import_keras
     from regbench.plugins.manager import registry
@@ -69,18 +69,13 @@ def main() -> None:
         ]
         for model in models:
             model.optimizer.build(model.trainable_variables)
-        program = _Program(import_keras(), models[0], scan=scan, vmap=vmap, unroll=unroll)
-        state = (
-            _stack([m.trainable_variables for m in models]),
-            _stack([m.non_trainable_variables for m in models]),
-            _stack([m.optimizer.variables for m in models]),
-        )
-        xs, ys = (
-            jnp.asarray(np.stack([x] * seeds)),
-            jnp.asarray(np.stack([y] * seeds).astype(np.int32)),
-        )
+        program = Program(
+            import_keras(), models, [0] * seeds, scan=scan, vmap=vmap, unroll=unroll
+        )  # every seed reads the one copy of the data
+        state = program.state(models)
+        xs, ys = jnp.asarray(x[None]), jnp.asarray(y[None].astype(np.int32))
         order = np.stack([rng.permutation(args.images) for _ in range(seeds)]).astype(np.int32)
-        full = _in_batches(order, 64)[0]
+        full = in_batches(order, 64)[0]
         start = time.perf_counter()
         state, loss, _ = program.train_steps(state, xs, ys, full)
         np.asarray(loss)

@@ -25,11 +25,52 @@ settings.register_profile("thorough", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep each `xdist_group` on one worker. pytest-xdist 3.8 marks a grouped test by setting
+    `item._nodeid` to `<nodeid>@<group>`, which pytest 9.2 ignores (the id now lives in
+    `item._id`): every group was split over both workers, each training its module's fixture.
+    This sets the suffix where pytest reads it, and does nothing once xdist's own one shows."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers under loadgroup
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid.rpartition("]")[2]:
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+
+
 @pytest.fixture(scope="session")
 def registry():
     from regbench.plugins.manager import registry as get
 
     return get()
+
+
+@pytest.fixture(scope="session")
+def _empty_mlflow_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its tables made once: MLflow's migrations take seconds."""
+    pytest.importorskip(
+        "mlflow", reason="MLflow is an optional extra: pip install 'regbench[mlflow]'"
+    )
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    store = SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "mlartifacts"))
+    store.engine.dispose()
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def mlflow_db(_empty_mlflow_db, tmp_path):
+    """`sqlite:///` URI of an empty MLflow store in tmp_path (a copy of one made per session),
+    for tests of what regbench writes there rather than of how a new store is made."""
+    import shutil
+
+    shutil.copyfile(_empty_mlflow_db, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def run_cli(

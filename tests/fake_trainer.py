@@ -1,8 +1,10 @@
 """A trainer plugin that trains nothing: for testing and timing the scheduler itself.
 
 FAKE_SLEEP (seconds per run), FAKE_DIE_ON (a run's arch/reg: its worker kills itself),
-FAKE_DIE_MID_MESSAGE_ON (the same, halfway through a message to the parent) and FAKE_LOG (a file
-each run appends its id to) steer it.
+FAKE_DIE_MID_MESSAGE_ON (the same, halfway through a message to the parent), FAKE_LOG (a file
+each run appends its id to), FAKE_FAIL_ON (a run's arch/reg: it fails, with a traceback to log)
+and FAKE_MODEL_BYTES (each ok run saves a model of that many bytes through
+`outcome.save_model`, as the real trainers do) steer it. `faultplan` may inject write faults.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import signal
 import time
 from datetime import UTC, datetime
 
-from regbench.engine.outcome import RunResult
+import faultplan
+
+from regbench.engine.outcome import RunResult, failure, save_model
 
 
 def train(spec, load_data, models_dir, progress):
@@ -27,9 +31,18 @@ def train(spec, load_data, models_dir, progress):
     progress({"run_id": spec.run_id, "epoch": 1, "epochs": 1, "accuracy": 0.5})
     now = datetime.now(UTC).isoformat()
     score = (hash(spec.run_id) % 1000) / 1000
+    if os.environ.get("FAKE_FAIL_ON") == f"{spec.arch}/{spec.reg}":
+        return RunResult({**spec.row(), "started_at": now, "ended_at": now, **_failed()})
+    saved = {}
+    if size := int(os.environ.get("FAKE_MODEL_BYTES", "0")):
+        try:
+            saved["model_path"] = save_model(_Blob(size), models_dir, spec.run_id)
+        except Exception as exc:
+            return RunResult({**spec.row(), "started_at": now, "ended_at": now, **failure(exc)})
     return RunResult(
         {
             **spec.row(),
+            **saved,
             "status": "ok",
             "train_accuracy": score,
             "val_accuracy": score,
@@ -43,6 +56,25 @@ def train(spec, load_data, models_dir, progress):
         },
         [{"epoch": 1, "split": "val", "metric": "accuracy", "value": score, "elapsed_s": 0.0}],
     )
+
+
+def _failed():
+    try:
+        raise RuntimeError("FAKE_FAIL_ON asked this run to fail")
+    except RuntimeError as exc:
+        return failure(exc)
+
+
+class _Blob:
+    """A stand-in model: `save` writes `size` bytes (through `faultplan`, which may fail it)."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def save(self, path):
+        faultplan.check("model", path)
+        with open(path, "wb") as out:
+            out.write(b"\0" * self.size)
 
 
 def _die_mid_message():

@@ -8,15 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
+from doubles import FAKE_TRAINER, TINY_DATA
 
 from regbench.cli import build_parser
 from regbench.cli.completion import options_by_command
 from regbench.engine.plan import Protocol, RunSpec
 from regbench.results.store import Store
 
-SYNTHETIC = ["--dataset", "synthetic", "--dataset-option", "size=70"]
-SYNTHETIC += ["--dataset-option", "height=8", "--dataset-option", "width=8"]
-FAKE = ["--trainer", "fake_trainer:train", "--executor", "inprocess"]
+SYNTHETIC = TINY_DATA
+FAKE = [*FAKE_TRAINER, "--executor", "inprocess"]
 WITHOUT_AN_EXPERIMENT = {"list", "describe", "completion"}
 
 
@@ -210,15 +210,14 @@ def test_tuning_says_how_long_the_rest_will_take(monkeypatch):
     assert re.fullmatch(r"3/4, about 10 s left", trials.tick())
 
 
-def test_export_says_which_model_files_did_not_reach_mlflow(cli, tmp_path):
-    pytest.importorskip("mlflow")
+@pytest.mark.xdist_group("mlflow")  # beside tests/test_mlflow.py, which makes the empty store
+def test_export_says_which_model_files_did_not_reach_mlflow(cli, tmp_path, mlflow_db):
     spec = RunSpec(arch="model1", reg="none", params={}, seed=0, protocol=Protocol("digits"))
     with Store(tmp_path / "exp") as store:
         store.record_run(
             {**spec.row(), "status": "ok", "model_path": f"models/{spec.run_id}.keras"}, []
         )
-    uri = (tmp_path / "mlruns").as_uri()
-    result = cli("export", "--experiment", str(tmp_path / "exp"), "--tracking-uri", uri)
+    result = cli("export", "--experiment", str(tmp_path / "exp"), "--tracking-uri", mlflow_db)
     assert result.returncode == 0, result.stderr
     assert "exported 1 run(s)" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == (  # after MLflow's own logging

@@ -18,6 +18,7 @@ import fake_trainer
 import pandas as pd
 import pytest
 from conftest import TESTS, pids_gone
+from doubles import FAKE_TRAINER, TINY_DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,10 +29,8 @@ from regbench.results import exports
 from regbench.results import store as store_module
 from regbench.results.reader import load
 
-GRID = ["--arch", "model1,model2", "--reg", "none,l2", "--dataset", "synthetic"]
-GRID += ["--dataset-option", "size=70", "--dataset-option", "height=8"]
-GRID += ["--dataset-option", "width=8", "--epochs", "1", "--seeds", "2"]
-FAKE = ["--trainer", "fake_trainer:train"]
+GRID = ["--arch", "model1,model2", "--reg", "none,l2", *TINY_DATA, "--epochs", "1", "--seeds", "2"]
+FAKE = FAKE_TRAINER
 CELLS = 8
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from doubles import FAKE_TRAINER, TINY_DATA, RegularizersPlugin, install, registry_with
 
 import regbench
 from regbench.api import Regularizer, hookimpl
 from regbench.engine.plan import RunSpec
-from regbench.plugins import manager
-from regbench.plugins.manager import Origin, build_registry
+from regbench.plugins.manager import Origin
 
 
 def test_force_replaces_a_finished_result_only_with_a_finished_one(tmp_path, cli):
     folder = tmp_path / "exp"
-    args = ["run", "--arch", "model1", "--reg", "none,dropout", "--dataset", "digits"]
-    args += ["--epochs", "1", "--trainer", "fake_trainer:train", "--experiment", str(folder)]
+    args = ["run", "--arch", "model1", "--reg", "none,dropout", *TINY_DATA, "--epochs", "1"]
+    args += [*FAKE_TRAINER, "--experiment", str(folder)]
     args += ["--workers", "1"]
     assert cli(*args).returncode == 0
     before = regbench.load(folder).runs.set_index("run_id")
@@ -31,15 +31,9 @@ def test_force_replaces_a_finished_result_only_with_a_finished_one(tmp_path, cli
     assert json.loads(attempts[0])["status"] == "failed"
 
 
-class Exits:
-    """A plugin that calls sys.exit: while registering, or while its run builds."""
-
-    @hookimpl
-    def register_regularizers(self, register):
-        register(SysExit())
-
-
 class SysExit(Regularizer):
+    """A regularizer that calls sys.exit while its run builds."""
+
     name = "sysexit"
     description = "test double"
 
@@ -48,13 +42,15 @@ class SysExit(Regularizer):
 
 
 class ExitsAtRegistration:
+    """A plugin that calls sys.exit while registering."""
+
     @hookimpl
     def register_architectures(self, register):
         raise SystemExit(0)
 
 
 def test_a_plugin_calling_sys_exit_is_broken_not_a_silent_exit():
-    registry = build_registry(extra_plugins=((ExitsAtRegistration(), Origin("quitter", "1")),))
+    registry = registry_with(ExitsAtRegistration(), Origin("quitter", "1"))
     assert [b.plugin for b in registry.broken] == ["quitter:0"]
     assert "SystemExit" in registry.broken[0].error
     assert "model1" in registry.names("architectures")
@@ -64,9 +60,7 @@ def test_a_run_calling_sys_exit_is_a_failed_row_and_the_grid_goes_on(monkeypatch
     from regbench.engine.trainer import train_run
     from regbench.plugins.datasets import Splits
 
-    monkeypatch.setattr(
-        manager, "_REGISTRY", build_registry(extra_plugins=((Exits(), Origin("t", "0")),))
-    )
+    install(monkeypatch, RegularizersPlugin(SysExit()))
     rng = np.random.default_rng(0)
     x, y = rng.random((8, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 8)
     spec = RunSpec(arch="model1", reg="sysexit", params={}, seed=0)

@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
+from doubles import RegularizersPlugin, registry_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,9 +129,8 @@ def test_time_to_target_is_measured_from_the_history(tmp_path, target):
 
 
 def test_a_conflicting_combination_is_a_skipped_cell_not_a_failed_grid():
-    from regbench.api import Regularizer, hookimpl
+    from regbench.api import Regularizer
     from regbench.engine.plan import make_plan
-    from regbench.plugins.manager import Origin, build_registry
 
     class Rewrite(Regularizer):
         description = "test double"
@@ -141,13 +141,7 @@ def test_a_conflicting_combination_is_a_skipped_cell_not_a_failed_grid():
         def batch(self, images, targets, params, seed, ctx):
             return images, targets
 
-    class Plugin:
-        @hookimpl
-        def register_regularizers(self, register):
-            register(Rewrite("flip_a"))
-            register(Rewrite("flip_b"))
-
-    registry = build_registry(extra_plugins=((Plugin(), Origin("t", "0")),))
+    registry = registry_with(RegularizersPlugin(Rewrite("flip_a"), Rewrite("flip_b")))
     specs = make_plan(
         registry, ["model1"], ["flip_a+flip_b,dropout"], [0, 1], Protocol(dataset="digits")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -15,13 +16,27 @@ from regbench.errors import RegbenchError
 from regbench.results import mlflow_export
 from regbench.results.store import Store
 
-mlflow = pytest.importorskip(
-    "mlflow", reason="MLflow is an optional extra: pip install 'regbench[mlflow]'"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("mlflow") is None,
+        reason="MLflow is an optional extra: pip install 'regbench[mlflow]'",
+    ),
+    # one worker makes the session's empty store (conftest's mlflow_db), which takes seconds
+    pytest.mark.xdist_group("mlflow"),
+]
+
+
+@pytest.fixture(scope="module")
+def mlflow():
+    """MLflow, imported by the tests that read it back rather than while collecting: a second
+    of each pytest-xdist worker's start otherwise, even of the one that runs none of them."""
+    import mlflow
+
+    return mlflow
 
 
 @pytest.fixture
-def reader():
+def reader(mlflow):
     """`mlflow.search_runs` as a user calls it: the process's tracking URI set to the store."""
 
     def search(uri: str, name: str):
@@ -91,13 +106,9 @@ def experiment(folder: Path, seeds=((0, "ok"), (1, "diverged")), model: bytes | 
     return folder
 
 
-def sqlite(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-def test_a_cell_is_a_parent_run_and_its_seeds_are_child_runs(tmp_path, reader):
+def test_a_cell_is_a_parent_run_and_its_seeds_are_child_runs(tmp_path, mlflow_db, reader, mlflow):
     folder = experiment(tmp_path / "exp")
-    uri = sqlite(tmp_path)
+    uri = mlflow_db
     assert main(["export", str(folder), "--to", "mlflow", "--tracking-uri", uri]) == 0
     runs = reader(uri, "exp")
     children = runs[runs["tags.regbench.run_id"].notna()].set_index("tags.regbench.run_id")
@@ -128,9 +139,9 @@ def test_a_cell_is_a_parent_run_and_its_seeds_are_child_runs(tmp_path, reader):
     assert len(client.get_metric_history(ok["run_id"], "train_accuracy_running")) == 3
 
 
-def test_a_model_keras_cannot_open_is_kept_as_a_file_with_the_reason(tmp_path):
+def test_a_model_keras_cannot_open_is_kept_as_a_file_with_the_reason(tmp_path, mlflow_db, mlflow):
     folder = experiment(tmp_path / "exp")
-    uri = sqlite(tmp_path)
+    uri = mlflow_db
     mlflow_export.export(folder, uri)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     (ok,) = client.search_runs(
@@ -143,9 +154,9 @@ def test_a_model_keras_cannot_open_is_kept_as_a_file_with_the_reason(tmp_path):
     assert (tmp_path / "mlartifacts" / "exp").is_dir()  # beside the database, not in the cwd
 
 
-def test_exporting_again_adds_only_new_runs_under_the_same_parent(tmp_path, reader):
+def test_exporting_again_adds_only_new_runs_under_the_same_parent(tmp_path, mlflow_db, reader):
     folder = experiment(tmp_path / "exp")
-    uri = sqlite(tmp_path)
+    uri = mlflow_db
     first = mlflow_export.export(folder, uri)
     again = mlflow_export.export(folder, uri)
     assert (first.added, first.already_there) == (2, 0)
@@ -157,15 +168,17 @@ def test_exporting_again_adds_only_new_runs_under_the_same_parent(tmp_path, read
     assert len(runs) == 4 and runs["tags.mlflow.parentRunId"].dropna().nunique() == 1
 
 
-@pytest.mark.parametrize("as_uri", [False, True], ids=["folder", "file-uri"])
-def test_a_folder_means_a_sqlite_store_in_it_read_back_as_is(tmp_path, reader, as_uri):
+def test_a_folder_means_a_sqlite_store_in_it_read_back_as_is(tmp_path, reader):
     """MLflow 3 opens file stores only with MLFLOW_ALLOW_FILE_STORE=true; a folder gets a
-    SQLite store that any reader opens without it."""
+    SQLite store that any reader opens without it. Its file URI names the same store (checked
+    without making a second one: MLflow takes seconds to create a database)."""
     folder = experiment(tmp_path / "exp")
     target = tmp_path / "mlruns"
-    done = mlflow_export.export(folder, target.as_uri() if as_uri else str(target))
+    store = f"sqlite:///{target / 'mlflow.db'}"
+    assert mlflow_export.tracking_store(target.as_uri()) == (store, target / "mlartifacts")
+    done = mlflow_export.export(folder, str(target))
     assert done.added == 2 and "MLFLOW_ALLOW_FILE_STORE" not in os.environ
-    assert done.tracking_uri == f"sqlite:///{target / 'mlflow.db'}"
+    assert done.tracking_uri == store
     assert len(reader(done.tracking_uri, "exp")) == 3
     assert not any(target.glob("*/meta.yaml"))
 
@@ -185,10 +198,10 @@ def test_without_mlflow_the_export_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)
     monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
     with pytest.raises(RegbenchError, match=r"pip install 'regbench\[mlflow\]'"):
-        mlflow_export.export(folder, sqlite(tmp_path))
+        mlflow_export.export(folder, f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
-def test_a_refusal_is_one_line_and_the_callers_tracking_uri_is_kept(tmp_path, capsys):
+def test_a_refusal_is_one_line_and_the_callers_tracking_uri_is_kept(tmp_path, capsys, mlflow):
     folder = experiment(tmp_path / "exp")
     bad = main(["export", str(folder), "--tracking-uri", "nosuchscheme://x"])
     err = capsys.readouterr().err
@@ -196,7 +209,7 @@ def test_a_refusal_is_one_line_and_the_callers_tracking_uri_is_kept(tmp_path, ca
     assert not mlflow.is_tracking_uri_set()
 
 
-def test_runs_are_tagged_with_their_cell_and_whole_protocol(tmp_path):
+def test_runs_are_tagged_with_their_cell_and_whole_protocol(tmp_path, mlflow_db, mlflow):
     """Grouping by `regbench.protocol` or `regbench.cell` never pools two protocols, even for
     rows without a cell hash."""
     store = Store(tmp_path / "exp")
@@ -207,7 +220,7 @@ def test_runs_are_tagged_with_their_cell_and_whole_protocol(tmp_path):
                 [],
             )
     store.close()
-    uri = sqlite(tmp_path)
+    uri = mlflow_db
     mlflow_export.export(tmp_path / "exp", uri)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("exp")
@@ -233,7 +246,7 @@ def test_any_epoch_metric_name_is_a_valid_mlflow_key(split, metric):
 
 
 @pytest.mark.slow
-def test_a_model_is_logged_with_the_keras_flavour(tmp_path):
+def test_a_model_is_logged_with_the_keras_flavour(tmp_path, mlflow_db, mlflow):
     from regbench.plugins.keras import import_keras
 
     keras = import_keras()
@@ -243,7 +256,7 @@ def test_a_model_is_logged_with_the_keras_flavour(tmp_path):
     saved = tmp_path / "m.keras"
     model.save(saved)
     folder = experiment(tmp_path / "exp", seeds=((0, "ok"),), model=saved.read_bytes())
-    uri = sqlite(tmp_path)
+    uri = mlflow_db
     mlflow_export.export(folder, uri)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs(

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from doubles import RegularizersPlugin, install
 
-from regbench.api import Regularizer, hookimpl, import_keras
+from regbench.api import Regularizer, import_keras
 from regbench.engine.plan import Protocol, RunSpec
-from regbench.plugins import manager
-from regbench.plugins.manager import Origin, build_registry
 
 
 class RestoreFirstEpoch(Regularizer):
@@ -39,17 +38,9 @@ class RestoreFirstEpoch(Regularizer):
         return [Restore()]
 
 
-class Plugin:
-    @hookimpl
-    def register_regularizers(self, register):
-        register(RestoreFirstEpoch())
-
-
 @pytest.fixture
 def with_plugin(monkeypatch):
-    monkeypatch.setattr(
-        manager, "_REGISTRY", build_registry(extra_plugins=((Plugin(), Origin("t", "0")),))
-    )
+    install(monkeypatch, RegularizersPlugin(RestoreFirstEpoch()))
 
 
 def _train(tmp_path, stage="grid", epochs=3):

@@ -12,12 +12,14 @@ from conftest import TESTS
 from regbench.cli import main
 from regbench.results.reader import load
 
-ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster
 
 
 @pytest.fixture(scope="module")
 def local_ray():
+    # imported here, not at collection: the fast tier deselects this module, yet would import
+    # Ray in each pytest-xdist worker while collecting it
+    ray = pytest.importorskip("ray")
     temp = tempfile.mkdtemp(prefix="rbray-", dir="/tmp")  # short: Ray's socket paths are limited
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_USAGE_STATS_ENABLED", "FAKE_DIE_ON")}
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved["PYTHONPATH"]) if p)

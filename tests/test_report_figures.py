@@ -22,6 +22,8 @@ from regbench.results.leaderboard import LOST_NOTE, table
 from regbench.results.reader import load
 from regbench.results.store import Store
 
+pytestmark = pytest.mark.xdist_group("report_figures")  # one worker writes the report fixture
+
 EPOCHS = 3
 CELLS = (("model1", "none"), ("model1", "dropout"), ("model2", "none"), ("model2", "dropout"))
 SEEDS = (0, 1)

@@ -20,6 +20,8 @@ from regbench.results.leaderboard import TIE_NOTE, table
 from regbench.results.reader import load
 from regbench.results.store import Store
 
+pytestmark = pytest.mark.xdist_group("report_study")  # one worker writes the report fixture
+
 VOID = {"meta", "img", "br", "hr", "input", "link"}
 
 
@@ -238,7 +240,7 @@ def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monk
         ).sort_values("arch")
 
     monkeypatch.setattr(report_module, "table", wider)
-    paths = write_report(fake_experiment(tmp_path, extras=False))
+    paths = write_report(fake_experiment(tmp_path, seeds=(0,), extras=False))  # a figure a run
     text = paths["html"].read_text(encoding="utf-8")
     assert re.findall(r"<h3>Protocol: (.*?)</h3>", text) == ["optimizer=sgd", "optimizer=adam"]
     rankings = rankings_of(paths["html"])

@@ -12,6 +12,7 @@ import time
 import pandas as pd
 import pytest
 from conftest import TESTS, pids_gone
+from doubles import FAKE_TRAINER, TINY_DATA
 
 from regbench.results.reader import load
 
@@ -57,18 +58,7 @@ REQUIRED = [
     "ended_at",
 ]
 LAB = ["--arch", "model1,model2,model3", "--reg", "none,l2,dropout,batchnorm"]
-FAKE = [
-    "--trainer",
-    "fake_trainer:train",
-    "--dataset",
-    "synthetic",
-    "--dataset-option",
-    "size=70",
-    "--dataset-option",
-    "height=8",
-    "--dataset-option",
-    "width=8",
-]
+FAKE = [*FAKE_TRAINER, *TINY_DATA]
 
 
 @pytest.mark.slow  # real training, over 5 s of the fast tier
@@ -479,7 +469,9 @@ def test_speed_options_are_used_and_recorded(cli, tmp_path):
         "--reg",
         "batchnorm",
         "--dataset",
-        "digits",
+        "synthetic",
+        "--dataset-option",
+        "size=70",  # two steps of 64: the options act on any data
         "--epochs",
         "1",
         "--experiment",

@@ -10,15 +10,19 @@ import pytest
 from regbench.cli import main
 from regbench.results.reader import load
 
-pytestmark = pytest.mark.xdist_group("stages")  # one worker trains the experiment fixture
+# one worker trains the experiment fixture, for real (two cells: over 4 s), so the module is in
+# the slow tier by the marker's definition
+pytestmark = [pytest.mark.xdist_group("stages"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
-    """Two trained cells, model1 + none and model3 + batchnorm, one epoch on digits."""
+    """Two trained cells, model1 + none and model3 + batchnorm, one epoch on 70 synthetic
+    images (what is drawn and refused does not depend on how well they learnt)."""
     folder = tmp_path_factory.mktemp("exp")
+    data = ["--dataset", "synthetic", "--dataset-option", "size=70", "--epochs", "1"]
     for arch, reg in (("model1", "none"), ("model3", "batchnorm")):
-        argv = ["run", "--arch", arch, "--reg", reg, "--dataset", "digits", "--epochs", "1"]
+        argv = ["run", "--arch", arch, "--reg", reg, *data]
         assert main([*argv, "--experiment", str(folder), "--executor", "inprocess"]) == 0
     return folder
 
@@ -96,7 +100,6 @@ def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow  # real training, over 5 s of the fast tier
 def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, monkeypatch):
     from regbench.plugins.keras import import_keras
 

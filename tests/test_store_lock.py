@@ -25,10 +25,16 @@ HOLD = (
 
 
 def _holder(folder: Path) -> subprocess.Popen:
+    """A process holding `folder`'s lock (killed again if it could not take it)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout.readline().strip() == "locked"
+    with proc.stdout:  # type: ignore[union-attr]
+        said = proc.stdout.readline().strip()  # type: ignore[union-attr]
+    if said != "locked":
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the holder did not take the lock: {said!r}")
     return proc
 
 

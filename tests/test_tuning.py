@@ -7,16 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+import doubles
 import pandas as pd
 import pytest
+from doubles import RegularizersPlugin
 
-from regbench import hookimpl
 from regbench.engine.plan import Protocol
 from regbench.engine.tuning import run_search, search_hash
 from regbench.errors import RegbenchError
-from regbench.plugins import manager as plugins
 from regbench.plugins.hparams import HParam
-from regbench.plugins.manager import Origin, build_registry
+from regbench.plugins.manager import Origin
 from regbench.plugins.points import ANY
 from regbench.plugins.regularizer import Regularizer
 from regbench.results.reader import load_trials
@@ -124,17 +124,10 @@ def digits():
 def install(monkeypatch):
     """Make in-test regularizers visible to `run_search`, as an installed plugin's would be."""
 
-    def install(*regularizers: Regularizer) -> None:
-        class Plugin:
-            @hookimpl
-            def register_regularizers(self, register):
-                for regularizer in regularizers:
-                    register(regularizer)
+    def installed(*regularizers: Regularizer) -> None:
+        doubles.install(monkeypatch, RegularizersPlugin(*regularizers), Origin("test-plugin", "0"))
 
-        registry = build_registry(extra_plugins=((Plugin(), Origin("test-plugin", "0")),))
-        monkeypatch.setattr(plugins, "_REGISTRY", registry)
-
-    return install
+    return installed
 
 
 def search(tmp_path: Path, data, on_trial=None, **kwargs):

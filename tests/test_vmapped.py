@@ -9,6 +9,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.engine.vmapped import unsupported
@@ -84,7 +86,10 @@ def _spec(reg: str = "dropout", seed: int = 0, **protocol) -> RunSpec:
 
 def test_the_vmapped_engine_refuses_what_it_cannot_train():
     assert "JAX backend" in unsupported([_spec()], "tensorflow")
-    assert "one cell" in unsupported([_spec(), _spec(reg="none", seed=1)], "jax")
+    assert unsupported([_spec(), _spec(reg="none", seed=1)], "jax") is None  # one pack
+    other_arch = RunSpec(**{**_spec().__dict__, "arch": "model2"})
+    assert "one architecture" in unsupported([_spec(), other_arch], "jax")
+    assert "one architecture" in unsupported([_spec(), _spec(epochs=3)], "jax")
     assert "float32" in unsupported([_spec(precision="mixed_float16")], "jax")
     assert unsupported([_spec(seed=s) for s in range(3)], "jax") is None
 
@@ -167,7 +172,7 @@ STEPS = textwrap.dedent(
     from regbench.builtins.datasets import Digits
     from regbench.engine.plan import Protocol
     from regbench.engine.trainer import build_and_compile, context_for
-    from regbench.engine.vmapped import _Program, _in_batches, _stack
+    from regbench.engine.program import Program, in_batches
     from regbench.plugins.manager import registry
 
     reg_name, mutant = sys.argv[1:3]
@@ -188,16 +193,15 @@ STEPS = textwrap.dedent(
     if mutant == "drop-l2":
         keras.Model.stateless_call = without_penalties
     stepped.optimizer.build(stepped.trainable_variables)
-    program = _Program(keras, stepped)
-    state = tuple(_stack([v]) for v in (stepped.trainable_variables,
-        stepped.non_trainable_variables, stepped.optimizer.variables))
+    program = Program(keras, [stepped])
+    state = program.state([stepped])
     x, y = jnp.asarray(data.x_train[None]), jnp.asarray(data.y_train[None].astype(np.int32))
-    for batches in _in_batches(np.arange(len(x[0]), dtype=np.int32)[None], 64):
+    for batches in in_batches(np.arange(len(x[0]), dtype=np.int32)[None], 64):
         state, _, _ = program.train_steps(state, x, y, batches)
-    gap = max(float(np.max(np.abs(np.asarray(v.value) - np.asarray(s[0]))))
-              for v, s in zip(fit.trainable_variables, state[0]))
+    gap = max(float(np.max(np.abs(np.asarray(v.value) - np.asarray(s))))
+              for v, s in zip(fit.trainable_variables, program.member(state, 0)[0]))
     xv, yv = jnp.asarray(data.x_val[None]), jnp.asarray(data.y_val[None].astype(np.int32))
-    loss, accuracy = program.evaluate(state[0], state[1], xv, yv)
+    loss, accuracy = program.evaluate(state, xv, yv)
     keras_scores = fit.evaluate(data.x_val, data.y_val, verbose=0, return_dict=True)
     print("RESULT", gap, abs(float(loss[0]) - keras_scores["loss"]),
           abs(float(accuracy[0]) - keras_scores["accuracy"]))
@@ -284,3 +288,157 @@ def test_compiled_programs_are_remembered_in_regbenchs_cache(tmp_path, monkeypat
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+# A pack: several cells (and their seeds) as one program, each member with its own model,
+# values and optimizer. What a member computes must be what it computes in a program of its own.
+PACK = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["KERAS_BACKEND"] = "jax"
+    from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
+    from regbench.engine.plan import Execution, Protocol, RunSpec
+
+    pack = None if sys.argv[1] == "-" else int(sys.argv[1])
+    specs = [
+        RunSpec(arch="model1", reg=reg, params={}, seed=seed,
+                protocol=Protocol(dataset="digits", epochs=1),
+                execution=Execution(engine="vmapped"))
+        for reg in ("none", "l2", "dropout", "batchnorm") for seed in (0, 1)
+    ]
+    out = {}
+    keep = ("status", "val_loss", "val_accuracy", "train_loss", "initial_loss", "program_runs")
+    run_in_process(specs, ExecutorOptions(pack=pack, devices=["cpu"]), Hooks(
+        on_result=lambda r: out.update({r.row["run_id"]: {k: r.row.get(k) for k in keep}})))
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_pack_trains_each_member_as_it_would_train_alone():
+    """Four cells x two seeds as one program give every run the figures it gets in its own
+    cell's program, to the bit (a member stepped with another's model or values would not)."""
+    packed = json.loads(_on_jax(PACK, "8"))
+    alone = json.loads(_on_jax(PACK, "-"))
+    assert packed.keys() == alone.keys() and len(packed) == 8
+    assert {r["program_runs"] for r in packed.values()} == {8}
+    assert {r["program_runs"] for r in alone.values()} == {2}
+    for run_id, ours in packed.items():
+        theirs = alone[run_id]
+        assert ours["status"] == theirs["status"] == "ok", run_id
+        for key in ("val_loss", "val_accuracy", "train_loss", "initial_loss"):
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-6), (run_id, key)
+    # the cells differ from each other, so a mix-up of members would show
+    assert len({round(r["train_loss"], 6) for r in packed.values()}) == 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.sampled_from(["model1", "model2"]),
+            st.sampled_from(["none", "l2", "dropout"]),
+            st.integers(0, 4),
+            st.sampled_from([1, 2]),
+        ),
+        min_size=1,
+        max_size=24,
+        unique=True,
+    ),
+    size=st.none() | st.integers(1, 9),
+)
+def test_packs_cover_every_run_once_and_only_join_runs_that_share_a_program(runs, size):
+    from regbench.engine.packing import pack_key, packs
+
+    specs = [
+        RunSpec(
+            arch=arch,
+            reg=reg,
+            params={},
+            seed=seed,
+            protocol=Protocol(dataset="digits", epochs=epochs),
+            execution=Execution(engine="vmapped"),
+        )
+        for arch, reg, seed, epochs in runs
+    ]
+    tasks = packs(specs, size)
+    assert sorted(s.run_id for task in tasks for s in task) == sorted(s.run_id for s in specs)
+    for task in tasks:
+        assert len({pack_key(s) for s in task}) == 1
+        if size is None:
+            assert len({s.cell_hash for s in task}) == 1  # a cell's seeds, all of them
+        else:
+            assert len(task) <= size
+    if size is not None:  # the groups of one key are as even as they can be
+        by_key: dict[tuple[str, ...], list[int]] = {}
+        for task in tasks:
+            by_key.setdefault(pack_key(task[0]), []).append(len(task))
+        assert all(max(sizes) - min(sizes) <= 1 for sizes in by_key.values())
+    else:
+        assert len(tasks) == len({s.cell_hash for s in specs})
+
+
+# The accelerator's path on this CPU: a whole epoch as one `lax.scan`, and the seeds vmapped
+# (benchmarks/bench_gpu_step.py), each against the step-by-step calls the CPU uses by default.
+SCAN = textwrap.dedent(
+    """
+    import os
+    os.environ["KERAS_BACKEND"] = "jax"
+    import numpy as np, keras, jax.numpy as jnp
+    from regbench.builtins.datasets import Digits
+    from regbench.engine.plan import Protocol
+    from regbench.engine.trainer import build_and_compile, context_for
+    from regbench.engine.program import Program, in_batches
+
+    data = Digits().load(0, {})
+    protocol = Protocol(dataset="digits", epochs=1)
+    run = context_for(protocol, data, 0, "grid", len(data.x_train))
+    x = jnp.asarray(data.x_train[None, :320])
+    y = jnp.asarray(data.y_train[None, :320].astype(np.int32))
+    order = np.stack([np.arange(320, dtype=np.int32)] * 2)
+    gaps = []
+    for pairs, kinds in ((("none", "l2"), ("scan",)), (("dropout", "dropout"), ("scan", "vmap"))):
+        results = {}
+        for kind in ("calls", *kinds):
+            from regbench.plugins.manager import registry
+            arch = registry().get("architectures", "model1")
+            models = [
+                build_and_compile(arch, registry().get("regularizers", r), {}, protocol, data,
+                                  0, None, run)
+                for r in pairs
+            ]
+            for model in models:
+                model.optimizer.build(model.trainable_variables)
+            program = Program(keras, models, [0, 0], scan=kind != "calls", vmap=kind == "vmap")
+            state = program.state(models)
+            for batches in in_batches(order, 64):
+                state, loss, _ = program.train_steps(state, x, y, batches)
+            results[kind] = [np.asarray(v) for i in range(2) for v in program.member(state, i)[0]]
+            results[kind].append(np.asarray(program.evaluate(state, x, y)[0]))
+            keras.backend.clear_session()
+        for kind in kinds:
+            gaps.append(max(float(np.max(np.abs(a - b)))
+                            for a, b in zip(results["calls"], results[kind])))
+    print("RESULT", *gaps)
+    """
+)
+
+
+@pytest.mark.slow
+def test_the_scanned_and_vmapped_paths_step_as_the_cpu_path_does():
+    """Five steps of a two-member pack: one scan per epoch (the GPU's path) and vmapped members
+    give the weights and losses of one call per step."""
+    gaps = [float(v) for v in _on_jax(SCAN).split()]
+    assert len(gaps) == 3 and max(gaps) < 1e-5, gaps
+
+
+def test_pack_is_refused_without_the_vmapped_engine_and_checked_as_a_count():
+    from regbench.engine.experiment import Experiment
+    from regbench.errors import RegbenchError
+
+    with pytest.raises(RegbenchError, match="add --engine vmapped"):
+        Experiment.create(arch="model1", reg="none", pack="4")
+    with pytest.raises(RegbenchError, match="pack"):
+        Experiment.create(arch="model1", reg="none", engine="vmapped", pack="0")
+    assert Experiment.create(arch="model1", reg="none", engine="vmapped", pack="4").pack == 4

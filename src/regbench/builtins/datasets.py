@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,43 @@ def _int_option(options: Mapping[str, Any], key: str, default: int, low: int = 1
     if number < low:
         raise RegbenchError(f"dataset option {key}={value!r} must be at least {low}")
     return number
+
+
+# bytes per image value while synthetic images are made (float64 noise, float32 copies)
+SYNTHETIC_BYTES_PER_VALUE = 32
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give a process (Linux's MemAvailable, within a cgroup v2
+    limit); None where that cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            found = [line.split()[1] for line in meminfo if line.startswith("MemAvailable:")]
+        free = int(found[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return None
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = int((cgroup / "memory.max").read_text())
+        return min(free, limit - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):  # no cgroup v2 limit ("max", or none at all)
+        return free
+
+
+def check_fits(nbytes: float, what: str, remedy: str) -> None:
+    """Refuse, before allocating, what cannot fit in the memory available: a too large array
+    is otherwise a traceback, or the out-of-memory killer's silent SIGKILL."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise RegbenchError(
+            f"{what} needs about {_size(nbytes)} of memory; {_size(free)} is available; {remedy}"
+        )
+
+
+def _size(nbytes: float) -> str:
+    units = ("bytes", "KB", "MB", "GB", "TB", "PB", "EB")
+    power = min(int(math.log10(max(nbytes, 1)) // 3), len(units) - 1)
+    return f"{nbytes / 1000**power:.1f} {units[power]}"
 
 
 def _five_one_one(x: np.ndarray, y: np.ndarray, seed: int, names: tuple[str, ...]) -> Splits:
@@ -69,6 +108,11 @@ class Synthetic(Dataset):
             noise = -1.0
         if not 0.0 <= noise <= 10.0:
             raise RegbenchError(f"dataset option noise={options.get('noise')!r} must be in [0, 10]")
+        check_fits(
+            (size * math.prod(shape) + classes * math.prod(shape)) * SYNTHETIC_BYTES_PER_VALUE,
+            f"synthetic images of {size} x {shape[0]}x{shape[1]}x{shape[2]}",
+            "choose a smaller size, height, width or channels (--dataset-option)",
+        )
         key = {
             "name": "synthetic",
             "size": size,

@@ -4,6 +4,7 @@ so `regbench --help` and `regbench list` never load TensorFlow."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import threading
 import warnings
 
-from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, check_environment
 from regbench.errors import RegbenchError
 from regbench.version import __version__
 
@@ -199,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
     p.add_argument("--per-device", help="concurrent runs per GPU (default 1)")
     p.add_argument(
+        "--pack",
+        metavar="N",
+        help="vmapped engine: train up to N runs of one architecture and protocol as one "
+        "program (default: a cell's seeds on CPU, up to 16 runs on a GPU)",
+    )
+    p.add_argument(
         "--ray-address", help="Ray cluster for --executor ray (default: start a local one)"
     )
     p.add_argument(
@@ -349,11 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate_as_interrupt(signum, frame) -> None:
-    """SIGTERM (timeout, Slurm, docker stop) stops a command as Ctrl-C does: finished runs
-    kept, workers ended, exit 130. A second one during the tidy-up is ignored."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_as_interrupt(signum, frame) -> None:
+    """Ctrl-C, and SIGTERM (timeout, Slurm, docker stop) as Ctrl-C: finished runs kept,
+    workers ended, exit 130. Any further one (Ctrl-C pressed again and again) is ignored, so
+    the tidy-up runs to its end instead of being cut short with a traceback."""
+    for stop in STOP_SIGNALS:  # not SIG_IGN: Python raises for a signal already on its way
+        signal.signal(stop, _ignore)
     raise KeyboardInterrupt
+
+
+def _ignore(signum, frame) -> None:
+    """A stop signal after the first: the tidy-up is under way."""
 
 
 def _one_line_renames(show):
@@ -372,23 +388,51 @@ def _one_line_renames(show):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code. Once interrupted, the process is on its way out: Ctrl-C
+    and SIGTERM stay ignored after the return, so a late one cannot end it by a signal, and the
+    command itself (`argv` None: the `regbench` program) exits at once, skipping the
+    interpreter's second-long teardown (everything is written and closed by then)."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for stop in STOP_SIGNALS:  # one ignored already (`regbench run &` in a script) stays so
+            if signal.getsignal(stop) is not signal.SIG_IGN:
+                previous[stop] = signal.signal(stop, _stop_as_interrupt)
+    code = None
+    try:
+        code = _command(argv)
+    except KeyboardInterrupt:
+        print("regbench: interrupted; rerun the same command to resume", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        if code != EXIT_INTERRUPTED:
+            for stop, handler in previous.items():
+                signal.signal(stop, handler)
+    if code == EXIT_INTERRUPTED and argv is None:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"regbench.cli.{COMMANDS[args.func]}")
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_renames(warnings.showwarning)
+            check_environment()
             return getattr(module, f"cmd_{args.func}")(args)
     except RegbenchError as exc:
         print(f"regbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("regbench: interrupted; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `regbench leaderboard DIR --json | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)

@@ -76,6 +76,38 @@ def installed(module: str) -> bool:
         return False
 
 
+# Keras's backends, and the module each needs
+KERAS_BACKENDS = {
+    "tensorflow": "tensorflow",
+    "jax": "jax",
+    "torch": "torch",
+    "numpy": "numpy",
+    "openvino": "openvino",
+}
+
+
+def check_environment() -> None:
+    """Refuse a KERAS_BACKEND Keras cannot load before anything imports Keras: its own error
+    is a traceback from deep inside the first import."""
+    from regbench.errors import RegbenchError
+
+    backend = os.environ.get("KERAS_BACKEND", "")
+    if backend and backend not in KERAS_BACKENDS:
+        raise RegbenchError(
+            f"KERAS_BACKEND={backend!r} is not a Keras backend (choose one of "
+            f"{', '.join(KERAS_BACKENDS)}, or unset it for tensorflow)"
+        )
+    if backend and not installed(KERAS_BACKENDS[backend]):
+        raise RegbenchError(
+            f"KERAS_BACKEND={backend}: {backend} is not installed; install it, or unset "
+            "KERAS_BACKEND for tensorflow"
+        )
+    for name in ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH"):
+        value = os.environ.get(name)
+        if value is not None and not value.strip().isdigit():
+            raise RegbenchError(f"{name}={value!r} must be a whole number; or unset it")
+
+
 def experiment_folder(args: argparse.Namespace, positional: str | None = None) -> str | None:
     """The experiment folder: `--experiment`, a positional DIR, or the deprecated `--out`."""
     old = getattr(args, "old_out", None)
@@ -131,6 +163,7 @@ SETTINGS = (
     "executor",
     "devices",
     "per_device",
+    "pack",
     "workers",
     "max_runs_per_worker",
     "run_timeout",

@@ -39,10 +39,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import time
     import warnings
 
     import regbench
     from regbench.cli.progress import GridProgress
+    from regbench.engine.outcome import now
+    from regbench.results.utilisation import busy
     from regbench.study import FailedRuns
 
     chosen = experiment(args)
@@ -53,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from regbench.cli.tune import tune_stage
 
         tune_stage(args, as_json=False, quiet=args.json)
+    since, clock = now(), time.perf_counter()
     try:
         with warnings.catch_warnings():  # failed runs are listed below, and set the exit code
             warnings.simplefilter("ignore", FailedRuns)
@@ -69,7 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             stderr=args.json,
         )
         return EXIT_INTERRUPTED
-    return _show_results(results, chosen.folder, chosen.baseline, args.json)
+    code = _show_results(results, chosen.folder, chosen.baseline, args.json)
+    spent = busy(results.runs, since, time.perf_counter() - clock)
+    if spent is not None and not args.json:
+        say(spent.line())
+    return code
 
 
 def _require_extras(chosen) -> None:

@@ -106,6 +106,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from regbench.engine.applicability import why_not
     from regbench.engine.models import build_model, describe_model
 
+    _check_fits(arch, reg, values, input_shape, args.classes)
     summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))
     summary["skipped"] = why_not(arch, reg, values, input_shape, args.classes)  # grids skip it
     if args.json:
@@ -132,6 +133,31 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if summary["skipped"]:
         out.print(f"[yellow]A grid skips this pairing:[/] {summary['skipped']}", markup=True)
     return EXIT_OK
+
+
+# classes beyond which `describe` estimates the model's size before building it
+MANY_CLASSES = 1000
+
+
+def _check_fits(
+    arch: Any, reg: Any, values: Any, shape: tuple[int, int, int], classes: int
+) -> None:
+    """Refuse a model too large for memory before building it. Its size grows linearly with
+    its classes (the head): two small builds give that growth."""
+    if classes < 1:
+        raise RegbenchError(f"--classes must be at least 1; got {classes}")
+    if classes <= MANY_CLASSES:
+        return
+    from regbench.builtins.datasets import check_fits
+    from regbench.engine.models import build_model
+
+    small = [build_model(arch, reg, values, shape, n, seed=0).count_params() for n in (2, 3)]
+    params = small[0] + (classes - 2) * (small[1] - small[0])
+    check_fits(
+        params * 4 * 2,  # float32 weights, and as much again while they are initialised
+        f"--classes {classes}: {arch.name} with about {params:,} parameters",
+        "choose fewer classes",
+    )
 
 
 def _own_params(items: list[str], reg_name: str) -> dict[str, str]:

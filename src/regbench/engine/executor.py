@@ -25,6 +25,7 @@ from typing import Any
 from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.experiment import DEFAULT_TRAINER
 from regbench.engine.outcome import RunResult, now, skipped_result
+from regbench.engine.packing import ACCELERATOR_PACK, packs
 from regbench.engine.plan import RunSpec
 from regbench.engine.worker import DataCache, Setup, resolve_trainer, train_task
 from regbench.errors import RegbenchError
@@ -60,6 +61,7 @@ class ExecutorOptions:
     # recycle a worker whose memory grew this share past its size after its first run
     # (None: never); keeps a worker's growth over 12 runs within 10% (benchmarks/RESULTS.md)
     max_memory_growth: float | None = MAX_MEMORY_GROWTH
+    pack: int | None = None  # vmapped engine: runs per program (None: engine.executor.pack_size)
 
 
 def failed_result(spec: RunSpec, error: str, worker: str = "", status: str = "failed") -> RunResult:
@@ -81,7 +83,7 @@ def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Ho
     """One run after another in this process (debugging, and the baseline for benchmarks)."""
     train = resolve_trainer(options.trainer)
     data = DataCache(options.data_dir, options.cache_dir)
-    for task in group_tasks(_record_skipped(specs, hooks)):
+    for task in group_tasks(_record_skipped(specs, hooks), pack_size(options)):
         for spec in task:
             hooks.on_start(spec.run_id, "main")
         for result in train_task(task, train, data, options.models_dir, hooks.on_progress):
@@ -89,20 +91,24 @@ def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Ho
             hooks.on_result(result)
 
 
-def group_tasks(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
-    """What one worker trains at a time: a run, or every seed of a cell on the vmapped engine
-    (in the order of each cell's first run)."""
-    tasks: list[list[RunSpec]] = []
-    cells: dict[str, list[RunSpec]] = {}
-    for spec in specs:
-        if spec.execution.engine != "vmapped":
-            tasks.append([spec])
-        elif spec.cell_hash in cells:
-            cells[spec.cell_hash].append(spec)
-        else:
-            cells[spec.cell_hash] = [spec]
-            tasks.append(cells[spec.cell_hash])
-    return tasks
+def group_tasks(specs: Sequence[RunSpec], pack: int | None = None) -> list[list[RunSpec]]:
+    """What one worker trains at a time: a run, or a pack of runs on the vmapped engine
+    (engine.packing: `pack` runs at most, None: each cell's seeds), in order of first run."""
+    standard = [s for s in specs if s.execution.engine != "vmapped"]
+    together = packs([s for s in specs if s.execution.engine == "vmapped"], pack)
+    first = {s.run_id: k for k, s in enumerate(specs)}
+    tasks = [[s] for s in standard] + together
+    return sorted(tasks, key=lambda task: min(first[s.run_id] for s in task))
+
+
+def pack_size(options: ExecutorOptions) -> int | None:
+    """Runs per vmapped program: `options.pack`, or by default a cell's seeds on CPU and up
+    to ACCELERATOR_PACK runs of one architecture on a GPU (one program keeps the GPU busy
+    where several processes would take turns)."""
+    if options.pack is not None:
+        return options.pack
+    devices = detect_gpus() if options.devices is None else list(options.devices)
+    return ACCELERATOR_PACK if [d for d in devices if d != "cpu"] else None
 
 
 def _record_skipped(specs: Sequence[RunSpec], hooks: Hooks) -> list[RunSpec]:
@@ -144,6 +150,7 @@ class _Worker:
                 stdin=subprocess.DEVNULL,  # never the terminal, nor the script on `python -`
                 stdout=2,  # what a plugin prints goes with the logs: stdout is for results
                 pass_fds=(tasks_in, reports_out),
+                process_group=0,  # a terminal's Ctrl-C reaches the parent only: it decides
             )
         except BaseException:
             os.close(tasks_out)
@@ -284,7 +291,7 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
     specs = _record_skipped(specs, hooks)
     if not specs:
         return
-    tasks = group_tasks(specs)
+    tasks = group_tasks(specs, pack_size(options))
     jax = {"KERAS_BACKEND": "jax"} if _vmapped(specs) else {}
     workers: dict[str, _Worker] = {}
     retired: list[_Worker] = []
@@ -304,8 +311,10 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
                 if idle and pending and _worn(worker, options):
                     workers[wid] = _recycle(worker, options)
             _replace_dead(workers, options, hooks)
-    finally:
-        _shutdown([*workers.values(), *retired])
+    except BaseException:  # Ctrl-C, or a write that failed: stop at once, nothing to wait for
+        _shutdown([*workers.values(), *retired], wait_idle=False)
+        raise
+    _shutdown([*workers.values(), *retired])
 
 
 def _vmapped(specs: Sequence[RunSpec]) -> bool:
@@ -417,13 +426,14 @@ def _replace_dead(workers: dict[str, _Worker], options, hooks: Hooks) -> None:
         workers[wid] = _Worker(wid, worker.env, options)
 
 
-def _shutdown(workers) -> None:
-    """Ask idle workers to stop, kill busy ones (they ignore SIGTERM, which the parent
+def _shutdown(workers, wait_idle: bool = True) -> None:
+    """Ask idle workers to stop (kill them too unless `wait_idle`: one still starting would
+    keep an interrupted grid waiting), kill busy ones (they ignore SIGTERM, which the parent
     handles), and make sure none outlives us."""
     workers = list(workers)
     for worker in workers:
         if worker.alive():
-            if worker.task is None:
+            if worker.task is None and wait_idle:
                 worker.post(None)
             else:
                 worker.process.kill()

@@ -73,6 +73,7 @@ class Experiment:
     executor: str = "local"
     devices: tuple[str, ...] | None = None
     per_device: int = 1
+    pack: int | None = None
     workers: int | None = None
     max_runs_per_worker: int | None = None
     run_timeout: float | None = None
@@ -84,6 +85,11 @@ class Experiment:
             raise RegbenchError(
                 "run_timeout needs worker processes (a hung run in this process cannot be "
                 "stopped); use the local executor, or drop the timeout"
+            )
+        if self.pack is not None and self.engine != "vmapped":
+            raise RegbenchError(
+                "pack sets how many runs the vmapped engine trains as one program; add "
+                '--engine vmapped (engine = "vmapped"), or drop it'
             )
 
     @classmethod
@@ -367,6 +373,10 @@ def _sweep(value: Any, label: str) -> Any:
     if isinstance(value, list | tuple):
         if not value:
             raise RegbenchError(f"{label}: an empty list sweeps nothing; give at least one value")
+        if nested := [v for v in value if isinstance(v, list | tuple | Mapping)]:
+            raise RegbenchError(
+                f"{label}: a sweep is a flat list of values (e.g. [0.1, 0.3]); got {nested[0]!r}"
+            )
         unique = list(dict.fromkeys(value))
         return unique[0] if len(unique) == 1 else unique
     return value
@@ -429,6 +439,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "executor": _choice(EXECUTORS),
     "devices": _devices,
     "per_device": _whole(1, 1024),
+    "pack": _whole(1, 1024),
     "workers": _whole(1, 1024),
     "max_runs_per_worker": _whole(1, 1_000_000),
     "run_timeout": _positive,

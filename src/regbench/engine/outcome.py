@@ -9,6 +9,7 @@ drift apart on any of them (docs/faults.md and docs/study.md state the rules).
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 import time
@@ -202,18 +203,46 @@ def evaluates(recorder: Recorder) -> bool:
     return recorder.diverged() is None
 
 
+# what a full or unwritable disk raises: the folder's fault, not the run's
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+class ModelNotSaved(Exception):
+    """A trained model that could not be written (disk full, no permission). `failure` marks
+    its row with `write_error`, and the parent stops the grid with one line, as for any
+    write it cannot make: every later run would fail the same way after training in full."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(f"cannot save the model {path}: {cause.strerror or cause}")
+        self.path, self.errno, self.strerror = str(path), cause.errno, cause.strerror
+
+
 def save_model(network: Any, models_dir: Path, run_id: str) -> str:
     """Save atomically (a failed save, disk full, leaves no file behind); the path relative to
     the experiment folder, so the folder works from any current directory and when moved."""
-    models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{run_id}.keras"
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
-        network.save(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            network.save(tmp)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except Exception as exc:
+        if (cause := _write_fault(exc)) is not None:
+            raise ModelNotSaved(path, cause) from exc
+        raise
     return f"{models_dir.name}/{path.name}"
+
+
+def _write_fault(exc: BaseException | None) -> OSError | None:
+    """The full-disk or permission OSError behind `exc` (Keras may wrap it), or None."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def kept_epoch(callbacks: Sequence[Any]) -> int | None:
@@ -255,10 +284,18 @@ def skip_if_not_applicable(spec: RunSpec) -> RunResult | None:
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
-    """The columns of a run that raised: `failed`, one plain line, the traceback."""
+    """The columns of a run that raised: `failed`, one plain line, the traceback; and
+    `write_error` (path, errno, strerror) when its model could not be written."""
     import traceback
 
-    return {"status": "failed", "error": one_line(exc), "traceback": traceback.format_exc()}
+    out: dict[str, Any] = {
+        "status": "failed",
+        "error": one_line(exc),
+        "traceback": traceback.format_exc(),
+    }
+    if isinstance(exc, ModelNotSaved):
+        out["write_error"] = {"path": exc.path, "errno": exc.errno, "strerror": exc.strerror}
+    return out
 
 
 def finished(row: dict[str, Any], clock: float) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from regbench.plugins.manager import Registry
 JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TARGET_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # losses: reached when <=
-ENGINES = ("standard", "vmapped")  # vmapped: a cell's seeds as one JAX program (engine/vmapped.py)
+ENGINES = ("standard", "vmapped")  # vmapped: packs of runs as one JAX program (engine/vmapped.py)
 # Keras's default learning rate of each optimizer (keras.optimizers.get(name).learning_rate)
 DEFAULT_LEARNING_RATES = {"sgd": 0.01}  # every other optimizer here: 0.001
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
@@ -81,6 +81,10 @@ class Execution:
 
 
 IDENTITY_VERSION = 4  # bump (with a store migration) when `RunSpec.identity` changes shape
+# How the source hashes were made, recorded beside them (not part of the identity): "object",
+# each registered object's own code (plugins.provenance). A row with provenance but no scheme
+# was hashed the earlier way, every file of the registering package at once.
+PROVENANCE_SCHEME = "object"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +102,7 @@ class RunSpec:
     # where the architecture and regularizer come from: PROVENANCE keys to "dist version" and
     # source hashes (engine.plan.provenance); part of the identity, so an upgrade shows
     provenance: Mapping[str, str] = field(default_factory=dict)
+    provenance_scheme: str | None = PROVENANCE_SCHEME  # how its hashes were made; not identity
     skip: str | None = None  # why this cell is not trained (engine.applicability); not identity
 
     def identity(self) -> dict[str, Any]:
@@ -166,6 +171,7 @@ class RunSpec:
             "learning_rate": self.protocol.effective_learning_rate,
             "target": self.target_label,
             **{key: self.provenance.get(key) for key in PROVENANCE},
+            "provenance_scheme": self.provenance_scheme if self.provenance else None,
         }
 
     @classmethod
@@ -207,6 +213,7 @@ class RunSpec:
                 lr_schedule=str(value("lr_schedule", "constant")),
             ),
             provenance={key: str(value(key)) for key in PROVENANCE if value(key) is not None},
+            provenance_scheme=value("provenance_scheme"),  # None: hashed per package
             execution=Execution(
                 jit_compile=str(value("jit_compile", "auto")),
                 steps_per_execution=int(value("steps_per_execution", 1)),
@@ -217,10 +224,14 @@ class RunSpec:
 
 
 PROVENANCE = ("arch_source", "reg_source", "arch_source_hash", "reg_source_hash")
+PER_OBJECT_NOTE = (
+    "plugin provenance is now hashed per object, no longer per package: trained again once"
+)
 
 
 def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
-    """Which distribution and version provide `arch` and `reg`, and hashes of their source."""
+    """Which distribution and version provide `arch` and `reg`, and each object's declared
+    version or source hash; a combination has one of each per component, joined by '+'."""
     arch_source, arch_hash = registry.provenance("architectures", arch)
     reg_source, reg_hash = registry.provenance("regularizers", reg)
     return {
@@ -231,6 +242,29 @@ def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
     }
 
 
+def provenance_parts(name: str, source: Any, digest: Any) -> list[tuple[str, str, str]]:
+    """(name, 'dist version', hash) per component of a recorded `name` (a combination `a+b`
+    has several), or the whole as one when the recorded values do not split alike (a row from
+    before each component was listed). A '+' inside a version (`1.0+local`) stays in it: every
+    component's source is 'dist version', with a space."""
+    names, sources = name.split("+"), _sources(source)
+    digests = str(digest or "").split("+")
+    if len(names) == len(sources) == len(digests):
+        return list(zip(names, sources, digests, strict=True))
+    return [(name, str(source or ""), str(digest or ""))]
+
+
+def _sources(recorded: Any) -> list[str]:
+    """A recorded source split into its components' 'dist version's."""
+    sources: list[str] = []
+    for piece in str(recorded or "").split("+"):
+        if sources and " " not in piece:
+            sources[-1] += f"+{piece}"
+        else:
+            sources.append(piece)
+    return sources
+
+
 def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
     """Why `spec` is to run although `stored`, a row of the same cell and seed trained with
     other plugin versions or sources, exists: which plugin changed. Empty when nothing tells."""
@@ -239,9 +273,14 @@ def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
     if not any(stored.get(key) for key in PROVENANCE):
         version = stored.get("regbench_version") or "an earlier regbench"
         return f"trained by {version} before plugin provenance was recorded"
-    changes = []
+    rehashed = bool(spec.provenance) and stored.get("provenance_scheme") != PROVENANCE_SCHEME
+    changes = [PER_OBJECT_NOTE] if rehashed else []
     for key in PROVENANCE:
         old, new = stored.get(key), spec.provenance.get(key)
+        if rehashed and key.endswith("_hash"):  # hashes of the two schemes never compare
+            continue
+        if rehashed and new is not None:  # the earlier scheme listed a distribution once
+            new = "+".join(dict.fromkeys(_sources(new)))
         if old != new and isinstance(old, str) and old:
             changes.append(f"{key.replace('_', ' ')} {old} -> {new}")
     return "; ".join(changes)
@@ -249,11 +288,12 @@ def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
 
 def stale_reasons(specs: Sequence[RunSpec], rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """config_hash -> why that spec is pending although the store holds a row of the same
-    science (arch, reg, values, seed, stage, protocol) from other plugin versions or sources."""
+    science (arch, reg, values, seed, stage, protocol) from other plugin versions or sources;
+    of several such rows, the one trained last is compared."""
     earlier: dict[str, Mapping[str, Any]] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda row: str(row.get("started_at") or "")):
         try:
-            earlier.setdefault(_digest(_science(RunSpec.from_row(row))), row)
+            earlier[_digest(_science(RunSpec.from_row(row)))] = row
         except (KeyError, TypeError, ValueError):  # a row too old to say
             continue
     reasons = {}

@@ -10,7 +10,6 @@ the grid's one honest measurement.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import io
 import json
@@ -147,9 +146,8 @@ def run_search(
         search.oracle.max_trials = max_trials  # Hyperband has no budget of its own
         search.search(verbose=0)
     finally:
-        keras.backend.clear_session()
+        keras.backend.clear_session()  # and a full garbage collection (free_memory=True)
         keras.mixed_precision.set_global_policy("float32")
-        gc.collect()
 
     trials = sorted(search.oracle.trials.values(), key=lambda t: t.trial_id)
     completed = [t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED]
@@ -285,8 +283,7 @@ def _tuner_class(
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)  # the oracle scores and saves it: resumable from here
-            keras.backend.clear_session()  # memory grows across trials otherwise
-            gc.collect()
+            keras.backend.clear_session()  # memory grows across trials otherwise (it collects)
             record(self.oracle.get_trial(trial.trial_id))
 
     return Tuner

@@ -86,7 +86,7 @@ def serve(tasks_fd: int, reports_fd: int) -> None:
     outbox = Connection(reports_fd, readable=False)
     try:
         setup: Setup = inbox.recv()
-    except EOFError:  # the parent went away before sending anything
+    except (EOFError, OSError):  # the parent went away before sending anything
         os._exit(1)
     sys.path[:] = setup.sys_path
     worker_main(setup, inbox, outbox)
@@ -102,7 +102,10 @@ def worker_main(setup: Setup, inbox: Connection, outbox: Connection) -> None:
 
     def report(kind: str, payload: Any) -> None:
         with sending:
-            outbox.send((kind, payload))
+            try:
+                outbox.send((kind, payload))
+            except OSError:  # the parent closed its end (it stopped the grid): nobody listens
+                os._exit(1)
 
     report("ready", None)  # started: a run timeout counts from here, not from the launch
 
@@ -132,11 +135,11 @@ def train_task(
     models_dir: Path | None,
     progress: Callable[[dict[str, Any]], None],
 ) -> Iterator[Any]:
-    """The results of one task: its runs one by one, or its seeds together (vmapped)."""
+    """The results of one task: its runs one by one, or its pack together (vmapped)."""
     if task[0].execution.engine == "vmapped":
-        from regbench.engine.vmapped import train_seeds
+        from regbench.engine.vmapped import train_pack
 
-        yield from train_seeds(task, data.get, models_dir, progress)
+        yield from train_pack(task, data.get, models_dir, progress)
         return
     for spec in task:
         yield train(spec, lambda spec=spec: data.get(spec), models_dir, progress)

@@ -25,7 +25,8 @@ class Architecture:
     `ctx.point` (the regularizer's layers go there) and `ctx.classifier`, and may use any other
     Keras layer (`ctx.keras.layers...`); it runs at every build, so layers are always fresh.
     `hparams` are the architecture's own hyperparameters (depth, width), read as `ctx.hparams`.
-    Override `refuse` in a subclass to turn down a regularizer with a reason.
+    Override `refuse` in a subclass to turn down a regularizer with a reason. A `version`
+    ("2") is recorded instead of a hash of its definition (plugins.provenance).
     """
 
     name: str
@@ -34,6 +35,7 @@ class Architecture:
     aliases: tuple[str, ...] = ()
     builder: Callable[[Any, Any], Any] | None = None
     hparams: tuple[HParam, ...] = ()
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if bool(self.layers) == (self.builder is not None):

@@ -7,19 +7,18 @@ unusable with an error naming both distributions.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
-import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from regbench.errors import PluginError
 from regbench.plugins import hookspecs
+from regbench.plugins.provenance import declared_version, object_hash
 from regbench.version import __version__
 
 BUILTINS = (
@@ -29,6 +28,7 @@ BUILTINS = (
     "regbench.builtins.visualizers",
 )
 KINDS = ("architectures", "regularizers", "datasets", "visualizers")
+PROVENANCE_KINDS = ("architectures", "regularizers")  # what a run's provenance records
 ENV_ALLOW = "REGBENCH_LOAD_PLUGINS"
 
 
@@ -46,16 +46,18 @@ class Origin:
 @dataclass(frozen=True)
 class Entry:
     """One registered architecture, regularizer, dataset or visualizer, and the plugin module
-    that registered it (its source is hashed into the provenance of every run)."""
+    that registered it."""
 
     name: str
     obj: Any
     origin: Origin
     module: str = ""
 
-    @property
+    @cached_property
     def source_hash(self) -> str:
-        return source_hash(self.module)
+        """The object's declared version (`v1.2`) or a hash of its own code, recorded in the
+        provenance of every run (plugins.provenance)."""
+        return object_hash(self.obj, self.module)
 
     @property
     def description(self) -> str:
@@ -119,12 +121,13 @@ class Registry:
         return self.entries[kind][obj.name]
 
     def provenance(self, kind: str, name: str) -> tuple[str, str]:
-        """('dist version', source hash) of what provides `name`; for a combination, each
-        component's, joined by '+'."""
-        parts = name.split("+") if kind == "regularizers" else [name]
+        """('dist version', source hash) of what provides `name`; for a combination, one of
+        each per component, in the combination's order, joined by '+' (a distribution that
+        provides two components is listed twice, so both sides split alike)."""
+        registered = self.aliases[kind].get(name, name) in self.entries[kind]
+        parts = name.split("+") if kind == "regularizers" and not registered else [name]
         entries = [self.entry(kind, part.strip()) for part in parts]
-        sources = "+".join(dict.fromkeys(str(e.origin) for e in entries))
-        return sources, "+".join(e.source_hash for e in entries)
+        return "+".join(str(e.origin) for e in entries), "+".join(e.source_hash for e in entries)
 
     def register_keras_objects(self) -> None:
         """Run every plugin's `register_keras_objects` hook and import every class registered
@@ -160,6 +163,8 @@ class Registry:
         name = getattr(obj, "name", "")
         if not name:
             raise TypeError(f"a registered {kind.rstrip('s')} needs a non-empty .name")
+        if kind in PROVENANCE_KINDS:
+            declared_version(obj)  # a malformed one breaks its plugin now, not a later plan
         existing = self._owner(kind, name)
         if existing is not None:
             self.clashes[kind].setdefault(name, [existing.origin]).append(origin)
@@ -254,34 +259,6 @@ def _register_keras_name(name: str, target: str) -> None:
         obj = getattr(obj, part)
     package, _, short = name.partition(">")
     import_keras().saving.register_keras_serializable(package=package, name=short)(obj)
-
-
-_HASHES: dict[str, str] = {}
-
-
-def source_hash(module: str) -> str:
-    """A short hash of a plugin's source: every .py file of the package its registering module
-    belongs to (a built-in: that module alone), so editing or upgrading a plugin shows."""
-    if module not in _HASHES:
-        _HASHES[module] = _hash_files(module)
-    return _HASHES[module]
-
-
-def _hash_files(module: str) -> str:
-    file = getattr(sys.modules.get(module), "__file__", None)
-    if not file:
-        return ""
-    path = Path(file)
-    package = sys.modules.get(module.partition(".")[0])
-    if module.startswith("regbench.") or not getattr(package, "__path__", None):
-        root, files = path.parent, [path]
-    else:
-        root = Path(package.__file__).parent  # type: ignore[union-attr,arg-type]
-        files = sorted(root.rglob("*.py"))
-    digest = hashlib.sha256()
-    for item in files:
-        digest.update(item.relative_to(root).as_posix().encode() + b"\0" + item.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 _REGISTRY: Registry | None = None

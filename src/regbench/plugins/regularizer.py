@@ -42,6 +42,9 @@ class Regularizer:
     adds_params: bool = False  # its layers have weights, so counts may exceed the `none` baseline
     adds_losses: bool = False  # its layers add losses beyond one per kernel it regularizes
     stochastic_inference: bool = False  # two training=False calls may give different outputs
+    # Its declared version ("2"): recorded instead of a hash of its source, so its results go
+    # stale when the author changes it, not on every edit (plugins.provenance).
+    version: str | None = None
 
     def layers_at(self, point: Point, params: Mapping[str, Any]) -> list:
         """Keras layers to insert at `point` (only called where `point.accepts(self.family)`)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.engine.plan import PROTOCOL_COLUMNS
+from regbench.engine.plan import PROTOCOL_COLUMNS, PROVENANCE
 from regbench.reporting.figures import cell_order
 from regbench.results import stats
 from regbench.results.format import MISSING, fmt, mean_and_ci, missing, params_label
@@ -30,7 +30,7 @@ ENVIRONMENT = {
     "git_revision": "git revision",
 }
 EMPTY = {"", "{}", "[]"}  # values that say "nothing set" (empty options), shown as missing
-SKIPPED = "skipped"  # the status of a cell not applicable to its architecture
+SKIPPED = "skipped"  # the status of a cell not trained: not applicable, or conflicting
 
 Row = Mapping[str, Any]
 
@@ -163,6 +163,7 @@ NOT_SHOWN = {
     "val_by_seed",
     "run_ids",
     "protocol_values",
+    *PROVENANCE,  # the Plugins section lists them
 }
 
 
@@ -260,7 +261,8 @@ def failed(runs: pd.DataFrame) -> Table | None:
 
 
 def skipped(runs: pd.DataFrame) -> Table | None:
-    """Cells a regularizer declared not applicable to the architecture: never trained."""
+    """Cells never trained: not applicable to the architecture, or a combination whose
+    regularizers conflict; the reason says which."""
     bad = failures(runs)
     bad = bad[bad["status"] == SKIPPED].drop(columns="status")
     return _rows(bad, ["run", "arch", "reg", "seed", "reason"])
@@ -339,8 +341,9 @@ def best(frame: pd.DataFrame) -> Table | None:
 
 def plugins(runs: pd.DataFrame) -> Table | None:
     """What built each cell: every architecture and regularizer the trained runs used, with
-    the plugin distribution and version and the hash of its source. A combination `a+b` shows
-    as recorded, its components' distributions and hashes joined by "+". A name listed twice
+    the plugin distribution and version and the object's source hash or declared version
+    (plugins.provenance). A combination `a+b` shows as recorded, one distribution and one hash
+    per component joined by "+" (the cell's own code). A name listed twice
     was built by different code in different runs. Runs that recorded none (from before
     regbench did) are left out; None when no run recorded any."""
     trained = runs[runs["status"] != SKIPPED]

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 from regbench.errors import RegbenchError
 from regbench.results.exports import has_rows
@@ -158,6 +159,17 @@ def rebuild_hint(folder: Path) -> str:
     if has_rows(folder / "runs.csv"):
         return f"; `regbench doctor {folder}` rebuilds it from runs.csv"
     return ""
+
+
+def unsaved_model(row: dict[str, Any]) -> RegbenchError | None:
+    """The error that stops a grid when a run's model could not be written (a full or
+    read-only disk: every later run would fail the same way), taken off the row; None when
+    its model was written."""
+    unsaved = row.pop("write_error", None)
+    if not unsaved:
+        return None
+    cause = OSError(unsaved["errno"], unsaved["strerror"])
+    return write_error(Path(unsaved["path"]), cause, row["run_id"])
 
 
 def write_error(path: Path, exc: BaseException, run_id: str | None = None) -> RegbenchError:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.engine.plan import PROVENANCE
+from regbench.engine.plan import PROVENANCE, provenance_parts
 from regbench.results import protocols, stats
 from regbench.results.format import (
     as_printed,
@@ -90,6 +90,7 @@ COLUMNS = [
     "val_by_seed",
     "run_ids",
     "protocol_values",
+    *PROVENANCE,
 ]
 
 
@@ -153,6 +154,8 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
                 },
                 "run_ids": list(group["run_id"]),
                 "protocol_values": dict(first["_protocol"]),
+                # one provenance per cell: the cell hash holds it, and older ones are superseded
+                **{key: None if missing(first.get(key)) else str(first[key]) for key in PROVENANCE},
             }
         )
     board = _ranked(pd.DataFrame(rows))
@@ -261,8 +264,9 @@ def render(
 
     Names, numbers and run ids are never cut or split: where the whole table would not fit the
     terminal, COMPACT_DROPS are left out (a line says which) and the numbers drop their
-    spaces. `wide` adds the run ids of each cell, one whole id a
-    line under its table (what `visualize --run` takes), so no column is squeezed for them.
+    spaces. `wide` adds, under its table, each cell's provenance (every plugin object's
+    distribution version and short hash, or declared version) and its run ids, one whole id a
+    line (what `visualize --run` takes), so no column is squeezed for them.
     """
     board = table(runs, epochs, baseline)
     for label, group in board.groupby("protocol", sort=False):
@@ -273,9 +277,11 @@ def render(
         console.print(out)
         if wide:
             for row in group.itertuples():
-                for run_id in row.run_ids:
-                    line = f"  {row.rank}{'=' if row.tied else ''} {run_id}"
+                rank = f"  {row.rank}{'=' if row.tied else ''}"
+                for line in _packed(f"{rank} built by", _built_by(row), console.width):
                     console.print(line, markup=False, highlight=False, soft_wrap=True)
+                for run_id in row.run_ids:
+                    console.print(f"{rank} {run_id}", markup=False, highlight=False, soft_wrap=True)
     if board["tied"].any():
         console.print(TIE_NOTE, markup=False, highlight=False)
     if (board["failed"] > 0).any():
@@ -333,6 +339,44 @@ def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool) -> tup
     return out, sum(widths) + len(widths) * (1 if compact else 3) + 1
 
 
+def _built_by(row: Any) -> list[str]:
+    """A cell's architecture and regularizer with their distribution version and short hash,
+    one item each (`model1 (regbench 0.2.0, b9defec0),`), a combination's components joined
+    by "+"; none for runs that recorded no provenance."""
+    items: list[str] = []
+    for column in ("arch", "reg"):
+        source, digest = getattr(row, f"{column}_source"), getattr(row, f"{column}_source_hash")
+        if missing(source):
+            continue
+        parts = provenance_parts(getattr(row, column), source, digest)
+        if items:
+            items[-1] += ","
+        items += [
+            f"{name} ({dist}, {_short(code)})" + (" +" if i < len(parts) - 1 else "")
+            for i, (name, dist, code) in enumerate(parts)
+        ]
+    return items
+
+
+def _packed(head: str, items: list[str], width: int) -> list[str]:
+    """`head` and `items` as lines of at most `width` characters, broken between items only
+    (a version or hash is never split); continuation lines indented."""
+    if not items:
+        return []
+    lines, indent = [head], " " * 6
+    for item in items:
+        if len(lines[-1]) + 1 + len(item) > width and lines[-1].strip():
+            lines.append(indent)
+        lines[-1] += ("" if lines[-1] == indent else " ") + item
+    return lines
+
+
+def _short(digest: str) -> str:
+    """A source hash cut to 8 characters; a declared version (`v2`) and a combination's
+    hashes (`a+b`, not split alike) whole."""
+    return digest if digest.startswith("v") or "+" in digest else digest[:8] or "?"
+
+
 def _print_failures(runs: pd.DataFrame, console: Any) -> None:
     bad = failures(runs)
     skipped = bad[bad["status"] == "skipped"]
@@ -344,7 +388,10 @@ def _print_failures(runs: pd.DataFrame, console: Any) -> None:
                 f"  {row.run_id}  {row.status}: {row.error or ''}", markup=False, highlight=False
             )
     if len(skipped):
-        console.print(f"{len(skipped)} cell(s) skipped, not applicable (not ranked):")
+        console.print(
+            f"{len(skipped)} cell(s) skipped: not applicable, or their regularizers conflict "
+            "(not ranked):"
+        )
         for row in skipped.itertuples():
             console.print(f"  {row.run_id}: {row.error or ''}", markup=False, highlight=False)
 

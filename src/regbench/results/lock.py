@@ -8,6 +8,7 @@ code may open the store for writing more than once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -27,7 +28,10 @@ def acquire(folder: Path) -> None:
         _held[key] = (fd, count + 1)
         return
     path = key / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise unusable(path, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -39,10 +43,25 @@ def acquire(folder: Path) -> None:
         ) from None
     except OSError as exc:
         os.close(fd)
-        raise RegbenchError(f"cannot lock {path}: {exc.strerror}") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        raise unusable(path, exc) from None
+    with contextlib.suppress(OSError):  # the pid only names the holder; the flock is the lock
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[key] = (fd, 1)
+
+
+def unusable(path: Path, exc: OSError) -> RegbenchError:
+    """One line for a lock file that cannot be opened or locked, with what to do about it."""
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        why = "is a folder, not a lock file; move it away"
+    elif isinstance(exc, PermissionError):
+        why = (
+            "cannot be opened for writing (another user's file, read-only or immutable); "
+            "make it writable or remove it, or write to another folder with --experiment"
+        )
+    else:
+        why = f"cannot be used ({exc.strerror or exc}); remove it, or use another --experiment"
+    return RegbenchError(f"lock file {path} {why}")
 
 
 def release(folder: Path) -> None:
@@ -54,5 +73,6 @@ def release(folder: Path) -> None:
     if count > 1:
         _held[key] = (fd, count - 1)
         return
-    os.ftruncate(fd, 0)
+    with contextlib.suppress(OSError):  # a full disk or a read-only file: the pid stays
+        os.ftruncate(fd, 0)
     os.close(fd)  # closing the descriptor releases the flock

@@ -45,6 +45,7 @@ RUN_COLUMNS: dict[str, str] = {
     "reg_source": "TEXT",
     "arch_source_hash": "TEXT",
     "reg_source_hash": "TEXT",
+    "provenance_scheme": "TEXT",
     "status": "TEXT",
     "error": "TEXT",
     "train_accuracy": "REAL",
@@ -59,6 +60,7 @@ RUN_COLUMNS: dict[str, str] = {
     "non_trainable_params": "INTEGER",
     "train_time_s": "REAL",
     "compile_time_s": "REAL",
+    "program_runs": "INTEGER",
     "eval_time_s": "REAL",
     "total_time_s": "REAL",
     "images_per_s": "REAL",
@@ -226,6 +228,16 @@ def m006_identity_v4(db: sqlite3.Connection, folder: Path) -> None:
             "UPDATE runs SET config_hash = ?, cell_hash = ?, learning_rate = ? WHERE run_id = ?",
             (*values, row["run_id"]),
         )
+
+
+@migration
+def m007_provenance_scheme(db: sqlite3.Connection, folder: Path) -> None:
+    """How a run's source hashes were made: "object" (each plugin object's own code) for runs
+    trained from now on; NULL for those trained before, whose hashes covered every file of
+    the plugin's package. Their values stay as recorded: nothing is re-hashed. And how many
+    runs the program that trained a run trained (`program_runs`: the vmapped engine packs
+    several); unknown (NULL) for runs trained before."""
+    _add_missing_columns(db, "runs", {"provenance_scheme": "TEXT", "program_runs": "INTEGER"})
 
 
 def relative_model_path(folder: Path, stored: str) -> str:

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import os
+import posixpath
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +112,11 @@ def export(
                 ended = [_millis(r.get("ended_at")) for r in rows if r["cell"] == cell]
                 end = max((e for e in ended if e is not None), default=None)
                 client.set_terminated(parents[cell], "FINISHED", end_time=end)
+    except OSError as exc:  # the store's folder or its artifacts cannot be written
+        raise RegbenchError(
+            f"cannot write the MLflow export to {uri}: {exc.strerror or exc} "
+            f"({exc.filename or 'its files'}); choose a writable store with --tracking-uri"
+        ) from None
     except MlflowException as exc:
         message = " ".join(str(exc.message).split())[:300]
         raise RegbenchError(
@@ -136,7 +142,13 @@ def tracking_store(uri: str) -> tuple[str, Path | None]:
                 f"{ALLOW_FILE_STORE}=true: set it to export there, convert the folder with "
                 f"`mlflow migrate-filestore`, or pass another folder"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegbenchError(
+                f"cannot create the MLflow store folder {path}: {exc.strerror}; choose a "
+                "writable one with --tracking-uri"
+            ) from None
         uri = f"sqlite:///{path / 'mlflow.db'}"
         scheme = "sqlite"
     if scheme.split("+")[0] in DATABASE_SCHEMES and not (
@@ -323,7 +335,9 @@ def _epoch_key(split: str, metric: str) -> str:
     """`val_accuracy`, `val_<plugin metric>`; the train split is Keras's running figure
     (`train_accuracy_running`), the clean one being the per-run `train_accuracy`."""
     key = f"{split}_{metric}_running" if split == "train" else f"{split}_{metric}"
-    return re.sub(r"[^\w\-. /]", "_", key)
+    key = re.sub(r"[^\w\-. /]", "_", key)
+    # MLflow refuses a name that reads as another path (`val_/`, `val_a//b`, `val_./b`)
+    return key.replace("/", "_") if posixpath.normpath(key) != key else key
 
 
 def _decoded(value: Any) -> dict[str, Any]:

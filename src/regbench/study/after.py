@@ -74,9 +74,12 @@ def final(
     rows: list[dict[str, Any]] = []
     store = Store(folder)
     try:
+        from regbench.results.integrity import unsaved_model
 
         def on_result(result: Any) -> None:
             result.row.pop("traceback", None)
+            if unsaved := unsaved_model(result.row):
+                raise unsaved
             store.record_run(result.row, result.epochs)
             rows.append(result.row)
             observer.finished(result.row)

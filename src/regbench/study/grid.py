@@ -182,6 +182,7 @@ def executor_options(experiment: Experiment) -> Any:
         trainer=experiment.trainer,
         devices=None if experiment.devices is None else list(experiment.devices),
         per_device=experiment.per_device,
+        pack=experiment.pack,
         workers=experiment.workers,
         ray_address=experiment.ray_address,
         max_runs_per_worker=experiment.max_runs_per_worker,
@@ -198,8 +199,10 @@ def _execute(
     observer: Observer,
 ) -> None:
     from regbench.engine import executor as ex
+    from regbench.engine.outcome import WRITE_ERRNOS
     from regbench.engine.plan import order_by_cost
     from regbench.plugins.manager import registry
+    from regbench.results.integrity import unsaved_model, write_error
 
     statuses = store.statuses()
     store.measure_targets(s for s in specs if statuses.get(s.config_hash) == "ok")
@@ -208,15 +211,21 @@ def _execute(
     todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
     store.export()  # a kill between a commit and its export must not leave stale CSVs
     logs = store.folder / "logs"
+    _check_writable(logs)
     finished = 0
 
     def on_result(result: Any) -> None:
         nonlocal finished
         trace = result.row.pop("traceback", None)
+        if unsaved := unsaved_model(result.row):
+            raise unsaved
         store.record_run(result.row, result.epochs)
         if trace:
-            logs.mkdir(exist_ok=True)
-            (logs / f"{result.row['run_id']}.log").write_text(trace)
+            try:
+                logs.mkdir(exist_ok=True)
+                (logs / f"{result.row['run_id']}.log").write_text(trace)
+            except OSError as exc:  # the run is recorded; its log is not
+                raise write_error(logs, exc) from None
         finished += 1
         observer.finished(result.row)
 
@@ -227,8 +236,33 @@ def _execute(
         runner(todo, options, hooks)
     except KeyboardInterrupt:
         raise Interrupted(store.folder, finished) from None
+    except OSError as exc:  # an executor's own write (Ray's models reach the folder here)
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        raise write_error(Path(exc.filename or store.folder), exc) from None
     finally:
         observer.end()
+
+
+def _check_writable(logs: Path) -> None:
+    """Refuse an existing but unwritable logs folder before training, not at the first
+    failed run's log."""
+    import tempfile
+
+    from regbench.results.integrity import write_error
+
+    if not logs.exists():
+        return
+    if not logs.is_dir():
+        raise RegbenchError(
+            f"{logs} is not a folder (failed runs' logs are kept there); move it away, then "
+            "rerun the same command"
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=logs, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise write_error(logs, exc) from None
 
 
 def _runner(executor: str) -> Callable[..., None]:
