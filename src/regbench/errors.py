@@ -1,5 +1,7 @@
 """Errors that the CLI turns into one clear line and an exit code instead of a traceback."""
 
+import threading
+
 
 class RegbenchError(Exception):
     """Bad input or an unusable environment: the message says what was wrong and what to do."""
@@ -14,3 +16,9 @@ class CompositionConflict(RegbenchError):
 
 class PluginError(RegbenchError):
     """A plugin could not be used (broken, or two plugins claim one name)."""
+
+
+# A Ctrl-C that Python could not raise where it landed (inside a weakref callback or a
+# finalizer, where an exception is printed and dropped): the CLI sets this instead, and the
+# grid's loop raises KeyboardInterrupt from it, so the stop is never lost.
+STOP_REQUESTED = threading.Event()

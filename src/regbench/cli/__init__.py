@@ -13,7 +13,7 @@ import threading
 import warnings
 
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, check_environment
-from regbench.errors import RegbenchError
+from regbench.errors import STOP_REQUESTED, RegbenchError
 from regbench.version import __version__
 
 COMMANDS = {  # command function -> the module under regbench.cli that holds it
@@ -372,6 +372,20 @@ def _ignore(signum, frame) -> None:
     """A stop signal after the first: the tidy-up is under way."""
 
 
+def _keep_dropped_interrupts(previous):
+    """`sys.unraisablehook` that turns a KeyboardInterrupt Python had to drop (raised inside a
+    weakref callback or a finalizer) into STOP_REQUESTED, silently, instead of a printed
+    traceback and a lost Ctrl-C; anything else goes to `previous`."""
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            STOP_REQUESTED.set()
+            return
+        previous(unraisable)
+
+    return hook
+
+
 def _one_line_renames(show):
     """`warnings.showwarning` that prints a renamed setting (an experiment file's old key) as
     one line, as --out is, and leaves any other warning to `show`."""
@@ -398,12 +412,16 @@ def main(argv: list[str] | None = None) -> int:
             if signal.getsignal(stop) is not signal.SIG_IGN:
                 previous[stop] = signal.signal(stop, _stop_as_interrupt)
     code = None
+    STOP_REQUESTED.clear()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _keep_dropped_interrupts(unraisable)
     try:
         code = _command(argv)
     except KeyboardInterrupt:
         print("regbench: interrupted; rerun the same command to resume", file=sys.stderr)
         code = EXIT_INTERRUPTED
     finally:
+        sys.unraisablehook = unraisable
         if code != EXIT_INTERRUPTED:
             for stop, handler in previous.items():
                 signal.signal(stop, handler)

@@ -28,7 +28,7 @@ from regbench.engine.outcome import RunResult, now, skipped_result
 from regbench.engine.packing import ACCELERATOR_PACK, packs
 from regbench.engine.plan import RunSpec
 from regbench.engine.worker import DataCache, Setup, resolve_trainer, train_task
-from regbench.errors import RegbenchError
+from regbench.errors import STOP_REQUESTED, RegbenchError
 
 MAX_MEMORY_GROWTH = 0.06
 # A CPU worker is restarted with more threads for the last runs only when its previous run took
@@ -300,6 +300,8 @@ def run_with_workers(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: 
         for wid, env in plan_workers(options, len(tasks)):
             workers[wid] = _Worker(wid, {**env, **jax}, options)
         while pending or any(w.task for w in workers.values()):
+            if STOP_REQUESTED.is_set():  # a Ctrl-C that landed where it could not be raised
+                raise KeyboardInterrupt
             _dispatch(workers, retired, pending, options)
             _stop_overdue(workers.values(), options.run_timeout, hooks)
             pipes = [w.reports for w in workers.values() if not w.reports.closed]
