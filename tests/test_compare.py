@@ -12,6 +12,7 @@ from rich.console import Console
 from regbench.cli import main
 from regbench.errors import RegbenchError
 from regbench.results import compare
+from regbench.results.leaderboard import LOST_NOTE
 from regbench.results.store import Store
 
 
@@ -131,16 +132,29 @@ def test_folders_of_different_protocols_compare_and_say_so(tmp_path):
     assert f"ten: {a} (epochs=10)" in text and f"twenty: {b} (epochs=20)" in text
 
 
-def test_lost_seeds_show_as_ok_of_planned(tmp_path):
+def test_a_cell_that_lost_seeds_shows_as_ok_of_planned_and_is_not_compared(tmp_path):
+    """Its survivors would read better than the cell is (the leaderboard's LOST_RULE): no
+    difference, no verdict, and no place in Holm's count."""
     a = experiment(tmp_path / "a", {("model1", "none"): [0.2, None, 0.15]})
     b = experiment(tmp_path / "b", {("model1", "none"): [0.3, 0.35, 0.25]})
-    (cell,) = compare.compare([a, b])["cells"]
-    figures = cell["experiments"]["a"]
-    assert (figures["seeds"], figures["planned"], figures["failed"]) == (2, 3, 1)
-    assert cell["differences"]["b"]["n_paired"] == 2
+    c = experiment(tmp_path / "c", {("model1", "none"): [0.31, 0.37, 0.26]})
+    for later in ([a, b], [b, a]):
+        (cell,) = compare.compare(later)["cells"]
+        figures = cell["experiments"]["a"]
+        assert (figures["seeds"], figures["planned"], figures["failed"]) == (2, 3, 1)
+        assert figures["lost_seeds"] == {1: "diverged"}
+        (difference,) = cell["differences"].values()
+        assert difference["diff"] is None and difference["p_value"] is None
+        assert difference["verdict"] == "n/a"
+        assert difference["why_na"] == "lost seeds (a 1 diverged): not compared"
+    payload = json.loads(compare.to_json([b, a, c]))  # one comparison tested: c - b
+    tested = payload["cells"][0]["differences"]["c"]
+    assert 0 < tested["p_value"] < 1 and tested["p_holm"] == pytest.approx(tested["p_value"])
     buffer = io.StringIO()
     compare.render([a, b], Console(file=buffer, width=160, no_color=True))
-    assert "(2/3!)" in buffer.getvalue() and "(3/3)" in buffer.getvalue()
+    text = buffer.getvalue()
+    assert "(2/3!)" in text and "(3/3)" in text and "not compared" in text
+    assert LOST_NOTE in " ".join(text.split())
 
 
 def test_no_difference_on_any_seed_is_not_significant_and_valid_json(tmp_path):

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regbench.api import BRANCH, NORM, Composite, Regularizer, import_keras
+from regbench.api import BRANCH, NORM, Composite, Regularizer, import_keras, random_beta
 from regbench.builtins.architectures import MODEL1
 from regbench.plugins.manager import build_registry
-from regbench.testing import check_effects, check_model, check_regularizer
+from regbench.testing import check_batches, check_effects, check_model, check_regularizer
 from regbench.testing import regularizer_kit as kit
 
 SMALL = (8, 8, 3)  # MODEL1's smallest comfortable input: keeps every build well under a second
@@ -171,3 +171,60 @@ def test_a_dud_part_of_a_combination_is_named() -> None:
     dud = Points(lambda keras: [keras.layers.Identity()])
     with pytest.raises(AssertionError, match="layers at points of points change nothing"):
         check_effects(Composite([builtin("batchnorm"), dud]), MODEL1, input_shape=SMALL)
+
+
+class Blend(Regularizer):
+    """Mixup as a batch hook: images blended with the mirrored batch by lambda, and their
+    targets by `label_lam(lambda)`."""
+
+    name = "blend"
+    description = "test double: a batch mix"
+
+    def __init__(self, label_lam=lambda lam: lam) -> None:
+        self.label_lam = label_lam
+
+    def batch(self, images, targets, params, seed, ctx):
+        ops = import_keras().ops
+        lam = random_beta((), 1.0, 1.0, seed)
+        mixed = lam * images + (1.0 - lam) * ops.flip(images, axis=0)
+        weight = self.label_lam(lam)
+        return mixed, weight * targets + (1.0 - weight) * ops.flip(targets, axis=0)
+
+
+UNMIXED_LABELS = Blend(lambda lam: 1.0)
+
+
+def test_a_mixup_that_mixes_images_but_not_labels_fails_the_kit() -> None:
+    check_batches(Blend(), input_shape=SMALL)
+    for dud in (UNMIXED_LABELS, Blend(lambda lam: 1.0 - lam)):
+        check_effects(dud, MODEL1, input_shape=SMALL)  # it does change the batch
+        with pytest.raises(AssertionError, match="mix the targets as the images are mixed"):
+            check_batches(dud, input_shape=SMALL)
+
+
+@pytest.mark.slow  # the whole kit, training included
+def test_the_whole_kit_refuses_a_mixup_that_does_not_mix_labels(monkeypatch) -> None:
+    monkeypatch.setattr(kit, "check_backend_neutral", lambda plugin: None)  # a tests/ double
+    with pytest.raises(AssertionError, match=r"blend.batch: image \d takes 0\.\d+ of its pixels"):
+        check_regularizer(UNMIXED_LABELS, [MODEL1], input_shape=SMALL, fresh_process=False)
+    check_regularizer(Blend(), [MODEL1], input_shape=SMALL, fresh_process=False)
+
+
+def test_a_batch_hook_that_changes_images_or_labels_alone_is_not_mixing() -> None:
+    class Noise(Regularizer):
+        name = "noise"
+        description = "test double: each image's own noise, its label kept"
+
+        def batch(self, images, targets, params, seed, ctx):
+            keras = import_keras()
+            return images + 0.1 * keras.random.normal(images.shape, seed=seed), targets
+
+    class Smooth(Regularizer):
+        name = "smooth"
+        description = "test double: label smoothing, images kept"
+
+        def batch(self, images, targets, params, seed, ctx):
+            return images, 0.9 * targets + 0.1 / targets.shape[-1]
+
+    check_batches(Noise(), input_shape=SMALL)
+    check_batches(Smooth(), input_shape=SMALL)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from regbench.api import Architecture, BuildContext, Regularizer, RunContext
+from regbench.api import Architecture, BuildContext, Regularizer, RunContext, Step, WeightAverage
 from regbench.engine.models import build_model, count_params, describe_model
 from regbench.plugins import hookspecs
 from regbench.plugins.datasets import Dataset
@@ -103,6 +103,32 @@ def test_the_merge_example_drops_branches_at_the_merges_only_in_training():
     check_effects(drop, arch, input_shape=(16, 16, 3))
 
 
+@pytest.mark.slow
+def test_the_step_example_is_sams_two_gradient_update():
+    from regbench.testing import check_step
+
+    registry, _ = _registered("step")
+    sam = registry.get("regularizers", "sam")
+    assert sam.uses_steps
+
+    def by_hand(weights, gradient, params):
+        g = gradient(weights)
+        norm = np.sqrt(sum(float((x**2).sum()) for x in g))
+        return gradient(
+            [w + params["rho"] * x / (norm + 1e-12) for w, x in zip(weights, g, strict=True)]
+        )
+
+    check_step(sam, by_hand, {"rho": 0.3})
+
+
+@pytest.mark.slow
+def test_the_average_example_ends_with_the_mean_of_the_late_epochs():
+    from regbench.testing import check_average
+
+    registry, _ = _registered("average")
+    check_average(registry.get("regularizers", "swa"), {"start": 0.5})
+
+
 def test_the_dataset_example_conforms():
     registry, origin = _registered("dataset")
     (entry,) = [e for e in registry.entries["datasets"].values() if e.origin == origin]
@@ -148,7 +174,16 @@ def _public(cls) -> list[str]:
     ("cls", "member"),
     [
         (cls, member)
-        for cls in (Architecture, Regularizer, RunContext, BuildContext, Dataset, Visualizer)
+        for cls in (
+            Architecture,
+            Regularizer,
+            RunContext,
+            BuildContext,
+            Dataset,
+            Visualizer,
+            Step,
+            WeightAverage,
+        )
         for member in _public(cls)
     ],
     ids=str,

@@ -342,25 +342,51 @@ def test_a_report_in_a_folder_with_an_undecodable_name_is_written_whole(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("initial", "losses", "verdict"),
+    ("logs", "classes", "verdict"),
     [
-        (2.3, (2.1, 1.9, 1.5), None),  # learning
-        (2.3, (2.3026, 2.3031), None),  # stays at chance: a result, not a divergence
-        (2.3, (2.3031, 2.3026), None),  # the same, the other way round
-        (2.3, (3.9e6, 2.3), "over 10x"),  # the epoch-1 blow-up of learning rate 3
-        (2.3, (2.3, 4.5e26), "over 10x"),  # learning rate 1e4
-        (2.3, (2.3, float("nan")), "nan"),  # not finite
-        (2.3, (float("inf"),), "inf"),
-        (0.6, (0.0005, 0.6), None),  # a loss that rises but stays near its start: not exploded
-        (0.6, (0.0005, 6.1), "over 10x"),
-        (None, (5e9,), None),  # no initial loss measured: only the non-finite rule applies
+        ([(2.1, 2.0), (1.9, 1.8), (1.5, 1.4)], 10, None),  # learning
+        ([(2.3026, 2.3026), (2.3031, 2.3031)], 10, None),  # at chance: a result, not diverged
+        ([(3.9e6, 12.9), (2.3, 2.3)], 10, "over 1.5 ln 10"),  # lr 3's blow-up (TensorFlow)
+        ([(13.7, 47.3)], 10, "over 1.5 ln 10"),  # the same on JAX, whose loss is clipped
+        ([(3.8, 4.44), (2.33, 2.33)], 10, "over 1.5 ln 10"),  # blown up, then stuck at chance
+        ([(3.4, 3.4)], 10, None),  # bad, but not 1.5 times a uniform guess
+        ([(2.3, 2.3), (float("nan"), float("nan"))], 10, "nan"),  # not finite
+        ([(float("inf"), 16.1)], 10, "inf"),
+        ([(2.2, 1.1)], 2, "over 1.5 ln 2"),  # two classes: ln 2 is the guess
+        ([(5e9, None)], 10, None),  # no crossentropy measured: only the non-finite rule applies
     ],
 )
-def test_the_divergence_rule(initial, losses, verdict):
-    from regbench.engine.outcome import diverged
+def test_the_divergence_rule(logs, classes, verdict):
+    from regbench.engine.divergence import diverged
 
-    reason = diverged(initial, list(losses))
-    assert (reason is None) if verdict is None else (verdict in reason)
+    epochs = [
+        {"loss": loss} if entropy is None else {"loss": loss, "crossentropy": entropy}
+        for loss, entropy in logs
+    ]
+    reason = diverged(epochs, classes)
+    assert (reason is None) if verdict is None else (verdict in reason), reason
+
+
+def test_the_divergence_statistic_is_one_formula():
+    """The floored crossentropy the rule reads, against numpy, for sparse and soft targets
+    (test_divergence runs it on every backend and engine): a probability of 0 counts as
+    float32's smallest normal, 87.3, not Keras's 1e-7 (16.1)."""
+    import numpy as np
+
+    from regbench.engine.divergence import crossentropy
+    from regbench.plugins.keras import import_keras
+
+    keras = import_keras()
+    p = np.array([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6]], np.float32)
+    ids = np.array([0, 2])
+    soft = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    wanted = -np.log(np.maximum(p, np.finfo(np.float32).tiny))
+    got = keras.ops.convert_to_numpy(crossentropy(ids, p, 3))
+    np.testing.assert_allclose(got, wanted[[0, 1], ids], rtol=1e-6)
+    got = keras.ops.convert_to_numpy(crossentropy(soft, p, 3))
+    np.testing.assert_allclose(got, (soft * wanted).sum(axis=1), rtol=1e-6)
+    got = keras.ops.convert_to_numpy(crossentropy(np.array([2]), p[:1], 3))
+    np.testing.assert_allclose(got, [87.33655], rtol=1e-6)  # confidently wrong: near its logits
 
 
 def test_a_value_too_large_for_the_store_gets_one_line_and_keeps_the_rest(tmp_path):

@@ -1,5 +1,5 @@
 """Migrations are frozen in time: m002 re-hashes old rows with the identity of version 3 as it
-shipped, whatever the engine's identity becomes later."""
+shipped, m008 with that of version 5, whatever the engine's identity becomes later."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import regbench.results.frozen as frozen
 from regbench.results import migrations
-from regbench.results.frozen import identity_v3
+from regbench.results.frozen import identity_v3, identity_v4, identity_v5
 
 # stored rows and the hashes identity v3 gave them (computed by engine.plan.RunSpec when m002
 # shipped); a change here means the frozen code changed, which it never may
@@ -156,3 +156,91 @@ def test_m002_runs_without_loading_the_engine(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# stored rows of schema 7 and the hashes identity v5 gives them (engine.plan.RunSpec when m008
+# shipped): spellings of before (strings, defaults given, a combination in the order typed)
+GOLDEN_V5 = [
+    (
+        {
+            "arch": "model1",
+            "reg": "l2+dropout",
+            "params": '{"l2.strength": 0.01, "dropout.rate": 0.1}',
+            "seed": 0,
+            "dataset": "digits",
+            "dataset_options": '{"native": "yes"}',
+            "epochs": 10,
+            "batch_size": 64,
+            "optimizer": "sgd",
+            "learning_rate": 0.01,
+            "optimizer_options": '{"momentum": "0", "nesterov": "true"}',
+            "reg_source": "regbench 0.2.0+regbench 0.2.0",
+            "reg_source_hash": "h1+h2",
+            "arch_source": "regbench 0.2.0",
+            "arch_source_hash": "a",
+            "backend": "tensorflow",
+        },
+        "59701fb63eedab3a",
+        "f2053cf596cfa87f",
+    ),
+    (
+        {
+            "arch": "model2",
+            "reg": "dropout+batchnorm",
+            "params": '{"dropout.rate": 0.2}',
+            "seed": 3,
+            "dataset": "synthetic",
+            "dataset_options": '{"noise": ".3", "size": "70"}',
+            "epochs": 2,
+            "batch_size": 32,
+            "optimizer": "adamw",
+            "learning_rate": None,
+            "optimizer_options": '{"weight_decay": 0.004, "beta_1": "0.8"}',
+            "engine": "vmapped",
+            "backend": None,
+            "split_scheme": "fixed-test",
+        },
+        "7fddd2cfb02104ee",
+        "0e9027a5564dbb78",
+    ),
+    (
+        {
+            "arch": "model3",
+            "reg": "none",
+            "params": "{}",
+            "seed": 1,
+            "dataset": "cifar10",
+            "dataset_options": None,
+            "epochs": 1,
+            "batch_size": 64,
+            "optimizer": "rmsprop",
+            "learning_rate": 0.001,
+            "optimizer_options": "{}",
+            "backend": "jax",
+            "split_scheme": None,
+        },
+        "92811309be1bea67",
+        "e517153bc7adaf76",
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "config", "cell"), GOLDEN_V5)
+def test_the_frozen_identity_v5_keeps_its_hashes(row, config, cell):
+    assert identity_v5.config_hash(row) == config
+    assert identity_v5.cell_hash(row) == cell
+
+
+def test_v5_leaves_a_tensorflow_row_in_one_spelling_as_v4_hashed_it():
+    """TensorFlow and an unnamed split are v5's defaults: such a row keeps its v4 hash."""
+    row = {**GOLDEN[0][0], "backend": "tensorflow"}
+    assert identity_v5.config_hash(row) == identity_v4.config_hash(row)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [{"dataset_options": '{"native": "maybe"}'}, {"optimizer_options": '{"momentun": 1}'}],
+)
+def test_a_row_v5_cannot_respell_raises_what_m008_skips(damage):
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        identity_v5.config_hash({**GOLDEN_V5[0][0], **damage})

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regbench.engine.plan import Execution, Protocol, RunSpec
-from regbench.results.frozen import identity_v3, identity_v4
+from regbench.results.frozen import identity_v3, identity_v4, identity_v5
 from regbench.results.migrations import MIGRATIONS, RUN_COLUMNS
 from regbench.results.store import DB_NAME, Store
 
@@ -58,14 +58,16 @@ protocols = st.builds(
     learning_rate=st.none() | st.sampled_from([0.001, 0.01, 0.1]),
     target=st.none() | st.just(("val_accuracy", 0.5)),
     lr_schedule=st.sampled_from(["constant", "cosine"]),
-    optimizer_options=st.sampled_from([{}, {"momentum": 0.9}]),
+    optimizer_options=st.sampled_from([{}, {"momentum": 0.9}, {"momentum": 0.0}]),
+    backend=st.none() | st.sampled_from(["tensorflow", "jax", "torch"]),
+    split_scheme=st.sampled_from(["unnamed", "fixed-test"]),
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(protocol=protocols, engine=st.sampled_from(["standard", "vmapped"]), seed=st.integers(0, 9))
-def test_the_frozen_identity_v4_is_todays(protocol, engine, seed):
-    """m006 rehashes stored rows with a frozen copy of identity v4: it must agree with the
+def test_the_frozen_identity_v5_is_todays(protocol, engine, seed):
+    """m008 rehashes stored rows with a frozen copy of identity v5: it must agree with the
     engine's identity, or an upgraded store would retrain finished runs. (When identity
     changes, bump IDENTITY_VERSION, freeze the new one and add a migration.)"""
     run = RunSpec(
@@ -77,8 +79,79 @@ def test_the_frozen_identity_v4_is_todays(protocol, engine, seed):
         execution=Execution(engine=engine),
     )
     row = run.row()
-    assert identity_v4.config_hash(row) == run.config_hash
-    assert identity_v4.cell_hash(row) == run.cell_hash
+    assert identity_v5.config_hash(row) == run.config_hash
+    assert identity_v5.cell_hash(row) == run.cell_hash
+    assert RunSpec.from_row(row).config_hash == run.config_hash
+
+
+def test_the_backend_is_identity_tensorflow_hashes_stay():
+    """A run on JAX is another run than one on TensorFlow; TensorFlow, the default, leaves
+    the hash of version 4 as it was, so TensorFlow rows keep their ids."""
+    tensorflow, jax = spec(backend="tensorflow"), spec(backend="jax")
+    assert jax.config_hash != tensorflow.config_hash and jax.cell_hash != tensorflow.cell_hash
+    assert identity_v4.config_hash(tensorflow.row()) == tensorflow.config_hash
+    assert tensorflow.row()["backend"] == "tensorflow" and jax.row()["backend"] == "jax"
+
+
+def test_an_unset_backend_is_the_one_runs_started_here_train_on(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as before Keras is imported
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert (
+        spec().protocol.backend == "jax" and spec().config_hash == spec(backend="jax").config_hash
+    )
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert spec().config_hash == spec(backend="tensorflow").config_hash
+    vmapped = replace(spec(), execution=Execution(engine="vmapped"))
+    assert vmapped.protocol.backend == "jax"  # its workers start on JAX, whatever this process
+
+
+def test_keras_backend_reads_what_keras_reads(tmp_path, monkeypatch):
+    """Without importing Keras: KERAS_BACKEND, else keras.json under KERAS_HOME, else TF."""
+    import sys
+
+    from regbench.engine.canonical import keras_backend
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras_backend() == "tensorflow"
+    (tmp_path / "keras.json").write_text('{"backend": "torch", "floatx": "float32"}')
+    assert keras_backend() == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert keras_backend() == "jax"
+
+
+@pytest.mark.slow
+def test_keras_backend_agrees_with_keras_in_a_fresh_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    code = (
+        "from regbench.engine.canonical import keras_backend; before = keras_backend(); "
+        "import keras; print(before, keras.backend.backend(), keras_backend())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert found.stdout.split() == ["jax", "jax", "jax"]
+
+
+def test_a_protocol_asking_for_another_backend_is_refused(registry, monkeypatch):
+    import sys
+
+    from regbench.engine.plan import make_plan
+    from regbench.errors import RegbenchError
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    with pytest.raises(RegbenchError, match="set KERAS_BACKEND=jax, or leave the backend unset"):
+        make_plan(registry, ["model1"], ["none"], [0], Protocol(dataset="digits", backend="jax"))
 
 
 def test_an_upgraded_store_keeps_its_finished_runs_done(tmp_path):
@@ -168,3 +241,44 @@ def test_adding_a_target_to_a_finished_experiment_trains_nothing(tmp_path, cli):
 
     runs = regbench.load(tmp_path / "exp").runs
     assert set(runs["target"]) == {"val_accuracy>=0.0"} and set(runs["epochs_to_target"]) == {1}
+
+
+@pytest.mark.slow  # a fresh process importing JAX
+def test_a_tensorflow_folder_planned_on_jax_is_all_pending(tmp_path, cli, cli_subprocess):
+    """Issue 33, item 2: the backend is part of a run. A grid trained on TensorFlow (the fake
+    trainer records the backend its specs name) is pending, every run of it, when planned in a
+    fresh process on JAX, and plan says why; on TensorFlow it is done."""
+    args = ["--arch", "model1", "--reg", "none,dropout", "--dataset", "digits", "--seeds", "2"]
+    args += ["--epochs", "1", "--experiment", str(tmp_path / "exp")]
+    trained = cli("run", *args, "--trainer", "fake_trainer:train", "--executor", "inprocess")
+    assert trained.returncode == 0, trained.stderr
+    import regbench
+
+    assert set(regbench.load(tmp_path / "exp").runs["backend"]) == {"tensorflow"}
+    assert "done 4, pending 0" in cli("plan", *args).stdout
+    jax = cli_subprocess("plan", *args, env={"KERAS_BACKEND": "jax", "COLUMNS": "240"})
+    assert jax.returncode == 0, jax.stderr
+    out = " ".join(jax.stdout.split())
+    assert "done 0, pending 4" in out
+    assert out.count("trained on tensorflow; runs here train on jax") == 4
+
+
+def test_compare_tells_a_tensorflow_folder_from_a_jax_one(tmp_path):
+    from regbench.results import compare
+    from regbench.results.store import Store as Writer
+
+    for backend in ("tensorflow", "jax"):
+        with Writer(tmp_path / backend) as store:
+            for seed in (0, 1):
+                run = RunSpec(
+                    arch="model1",
+                    reg="none",
+                    params={},
+                    seed=seed,
+                    protocol=Protocol(dataset="digits", backend=backend),
+                )
+                scores = {"val_accuracy": 0.5, "train_accuracy": 0.6, "total_params": 1}
+                store.record_run({**run.row(), "status": "ok", **scores}, [])
+    result = compare.compare([tmp_path / "tensorflow", tmp_path / "jax"])
+    (cell,) = result["cells"]
+    assert cell["differences"]["jax"]["protocol_differs"] == ["backend"]

@@ -130,13 +130,17 @@ def test_a_cell_is_a_parent_run_and_its_seeds_are_child_runs(tmp_path, mlflow_db
     assert ok["tags.mlflow.source.git.commit"] == "a76748e62666b7d6dd32d3db9b459c58dcde1edf"
     assert ok["tags.regbench.git_revision"].endswith("+dirty")
     assert ok["metrics.kept_epoch"] == 2 and ok["metrics.initial_loss"] == pytest.approx(2.3)
-    assert ok["metrics.kept_val_accuracy"] == pytest.approx(0.5)
+    # the run's figures are the row's, its kept epoch's (2), not the last epoch trained (3)
+    assert ok["metrics.val_accuracy"] == pytest.approx(0.5)
+    assert ok["metrics.train_accuracy"] == pytest.approx(0.9)
     assert "metrics.test_accuracy" not in runs or runs["metrics.test_accuracy"].isna().all()
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
-    history = client.get_metric_history(ok["run_id"], "val_accuracy")
+    (figure,) = client.get_metric_history(ok["run_id"], "val_accuracy")
+    assert (figure.step, figure.value) == (2, pytest.approx(0.5))
+    history = client.get_metric_history(ok["run_id"], "epoch/val_accuracy")
     assert [(m.step, round(m.value, 6)) for m in history] == [(1, 0.3), (2, 0.5), (3, 0.7)]
-    assert [m.step for m in client.get_metric_history(ok["run_id"], "val_ece")] == [1, 2, 3]
-    assert len(client.get_metric_history(ok["run_id"], "train_accuracy_running")) == 3
+    assert [m.step for m in client.get_metric_history(ok["run_id"], "epoch/val_ece")] == [1, 2, 3]
+    assert len(client.get_metric_history(ok["run_id"], "epoch/train_accuracy_running")) == 3
 
 
 def test_a_model_keras_cannot_open_is_kept_as_a_file_with_the_reason(tmp_path, mlflow_db, mlflow):
@@ -242,7 +246,8 @@ def test_any_epoch_metric_name_is_a_valid_mlflow_key(split, metric):
 
     key = mlflow_export._epoch_key(split, metric)
     _validate_metric_name(key)
-    assert key.startswith(f"{split}_") and key.endswith("_running") == (split == "train")
+    assert key.startswith(f"epoch/{split}_") and key.endswith("_running") == (split == "train")
+    assert key not in mlflow_export.RUN_METRICS  # a curve never reads as a run's figure
 
 
 @pytest.mark.slow

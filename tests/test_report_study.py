@@ -242,7 +242,11 @@ def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monk
     monkeypatch.setattr(report_module, "table", wider)
     paths = write_report(fake_experiment(tmp_path, seeds=(0,), extras=False))  # a figure a run
     text = paths["html"].read_text(encoding="utf-8")
-    assert re.findall(r"<h3>Protocol: (.*?)</h3>", text) == ["optimizer=sgd", "optimizer=adam"]
+    board, drawn = text.split('<h2 id="figures">')
+    assert re.findall(r"<h3>Protocol: (.*?)</h3>", board) == ["optimizer=sgd", "optimizer=adam"]
+    # the figures follow the board's protocols: the runs its cells average
+    assert re.findall(r"<h3>Protocol: (.*?)</h3>", drawn) == ["optimizer=sgd", "optimizer=adam"]
+    assert (paths["figures"] / "grid-optimizer_adam.png").is_file()
     rankings = rankings_of(paths["html"])
     assert len(rankings) == 2
     for ranking, arch in zip(rankings, ("model1", "model2"), strict=True):

@@ -41,6 +41,8 @@ def test_visualize_a_cell_writes_every_figure(experiment, tmp_path, cli):
         str(out),
         "--class",
         "3",
+        "--split",
+        "test",  # 70 images: the validation tenth may lack class 3
         "--layers",
         "2",  # 64 panels a layer; test_visualizers draws all four
     )
@@ -142,3 +144,38 @@ def test_final_refuses_bad_input_before_writing(experiment, cli):
         result = cli("final", "--best", "--experiment", str(experiment), *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(load(experiment).runs) == before
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_visualize_looks_at_validation_unless_told(experiment, tmp_path, monkeypatch, split):
+    """Looking at a model never shows its test images by default; `split="test"` does."""
+    import regbench
+    from regbench.builtins.visualizers import FeatureMaps
+    from regbench.engine.experiment import Experiment
+    from regbench.study.settings import load_data
+
+    seen = []
+    monkeypatch.setattr(FeatureMaps, "render", lambda self, m, image, *a: seen.append(image) or [])
+    data = load_data(Experiment.create(), "synthetic", {"size": 70}, 0)
+    images, labels = (
+        (data.x_val, data.y_val) if split == "validation" else (data.x_test, data.y_test)
+    )
+    wanted = int(labels[-1])  # a class the split has; its first image is drawn
+    kwargs = {} if split == "validation" else {"split": "test"}
+    regbench.visualize(
+        experiment,
+        arch="model1",
+        reg="none",
+        class_name=str(wanted),
+        visualizers=["featuremaps"],
+        **kwargs,
+    )
+    np.testing.assert_array_equal(seen[0], images[int((labels == wanted).argmax())])
+
+
+def test_visualize_refuses_an_unknown_split(experiment):
+    import regbench
+    from regbench.errors import RegbenchError
+
+    with pytest.raises(RegbenchError, match="split must be one of validation, test"):
+        regbench.visualize(experiment, arch="model1", reg="none", split="train")

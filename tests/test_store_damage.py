@@ -213,3 +213,16 @@ def test_a_writer_killed_mid_transaction_reads_as_its_last_commit(tmp_path):
     with Store(crashed) as store:  # the next writer rolls the journal back in place
         assert set(store.statuses().values()) == {"ok"}
     assert not (crashed / f"{DB_NAME}-journal").exists()
+
+
+def test_whole_number_columns_stay_whole_in_runs_csv_beside_a_null(tmp_path):
+    """A skipped row has no passes_per_step: the others still read 2, not 2.0."""
+    import csv
+
+    with Store(tmp_path) as store:
+        for seed, passes in ((0, 2), (1, None)):
+            spec = RunSpec(arch="model1", reg="none", params={}, seed=seed)
+            store.record_run({**spec.row(), "status": "ok", "passes_per_step": passes}, [])
+    with (tmp_path / "runs.csv").open() as handle:
+        cells = {r["seed"]: r["passes_per_step"] for r in csv.DictReader(handle)}
+    assert cells == {"0": "2", "1": ""}

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from regbench.api import hookimpl
 from regbench.cli import main
 from regbench.engine.plan import Execution, RunSpec
 from regbench.errors import RegbenchError
@@ -186,3 +188,178 @@ def test_a_run_from_before_provenance_is_pending_and_plan_says_why(tmp_path, cap
     out = " ".join(capsys.readouterr().out.split())
     assert "done 0, pending 1" in out
     assert "before plugin provenance was recorded" in out.replace("│ ", "").replace(" │", "")
+
+
+# ---------------------------------------------------------------- m008: identity version 5
+
+NEW_IN_M008 = ("split_scheme", "passes_per_step", "final_weights")
+
+
+def store_at_v7(folder: Path, rows: list[dict]) -> None:
+    """A store as regbench left it at schema 7 (no columns of m008), holding `rows`."""
+    from regbench.results.migrations import MIGRATIONS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(folder / DB_NAME)
+    for step in MIGRATIONS[:7]:
+        step(db, folder)
+    for column in NEW_IN_M008:
+        db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    names = [r[1] for r in db.execute("PRAGMA table_info(runs)")]
+    for row in rows:
+        values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+        db.execute(
+            f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [values.get(n) for n in names],
+        )
+    db.execute("PRAGMA user_version = 7")
+    db.commit()
+    db.close()
+
+
+def v7_row(run_id: str, **changes) -> dict:
+    """A row of schema 7 in the spellings regbench then stored: options as typed, a
+    combination in the order given, the components' provenance in that order."""
+    row = {
+        "run_id": run_id,
+        "config_hash": "old",
+        "cell_hash": "old",
+        "stage": "grid",
+        "arch": "model1",
+        "reg": "l2+dropout",
+        "params": {"l2.strength": 0.01, "dropout.rate": 0.1},
+        "tuned": [],
+        "seed": 0,
+        "dataset": "digits",
+        "dataset_options": {"native": "false"},
+        "epochs": 1,
+        "batch_size": 64,
+        "optimizer": "sgd",
+        "learning_rate": 0.01,
+        "optimizer_options": {"momentum": "0", "nesterov": "no"},
+        "lr_schedule": "constant",
+        "precision": "float32",
+        "engine": "standard",
+        "arch_source": "regbench 0.2.0",
+        "reg_source": "regbench 0.2.0+regbench 0.2.0",
+        "arch_source_hash": "a1",
+        "reg_source_hash": "h_l2+h_dropout",
+        "provenance_scheme": "object",
+        "status": "ok",
+        "backend": "tensorflow",
+        "started_at": "2026-11-01T00:00:00",
+    }
+    return {**row, **changes}
+
+
+def today(backend: str | None = None, engine: str = "standard") -> RunSpec:
+    """What this regbench plans for the science of `v7_row` (split: as trained, unnamed)."""
+    from regbench.engine.plan import Protocol
+
+    return RunSpec(
+        arch="model1",
+        reg="dropout+l2",
+        params={"l2.strength": 0.01, "dropout.rate": 0.1},
+        seed=0,
+        protocol=Protocol(dataset="digits", epochs=1, backend=backend),
+        execution=Execution(engine=engine),
+        provenance={
+            "arch_source": "regbench 0.2.0",
+            "reg_source": "regbench 0.2.0+regbench 0.2.0",
+            "arch_source_hash": "a1",
+            "reg_source_hash": "h_dropout+h_l2",
+        },
+    )
+
+
+def test_m008_respells_rehashes_and_adds_the_engines_columns(tmp_path):
+    rows = [
+        v7_row("tf"),
+        v7_row("jax", backend="jax", seed=1),
+        v7_row("never-reached", backend=None, status="failed", seed=2),
+        v7_row("vmapped", backend=None, engine="vmapped", seed=3),
+        v7_row("damaged", seed=None),
+    ]
+    store_at_v7(tmp_path, rows)
+    with Store(tmp_path) as store:
+        statuses = store.statuses()
+    assert set(NEW_IN_M008) <= columns(tmp_path, "runs")
+    stored = load(tmp_path).runs.set_index("run_id")
+    assert set(stored["passes_per_step"]) == {1}  # every run trained before took one pass
+    assert stored["final_weights"].isna().all() and stored["split_scheme"].isna().all()
+    tf = stored.loc["tf"]
+    assert (tf["reg"], tf["reg_source_hash"]) == ("dropout+l2", "h_dropout+h_l2")
+    assert (tf["dataset_options"], tf["optimizer_options"]) == ("{}", "{}")
+    assert dict(stored["backend"]) == {
+        "tf": "tensorflow",
+        "jax": "jax",
+        "never-reached": "tensorflow",  # a row without one: TensorFlow, unless vmapped
+        "vmapped": "jax",
+        "damaged": "tensorflow",
+    }
+    tensorflow = today("tensorflow")
+    assert statuses[tensorflow.config_hash] == "ok"  # a TensorFlow plan finds its run
+    assert tf["config_hash"] == tensorflow.config_hash and tf["cell_hash"] == tensorflow.cell_hash
+    jax = replace(today("jax"), seed=1)
+    assert (
+        stored.loc["jax", "config_hash"]
+        == jax.config_hash
+        != replace(tensorflow, seed=1).config_hash
+    )
+    assert (
+        stored.loc["vmapped", "config_hash"] == replace(today(engine="vmapped"), seed=3).config_hash
+    )
+    assert stored.loc["damaged", "config_hash"] == "old"  # too damaged to rebuild: kept
+    assert RunSpec.from_row(tf).config_hash == tensorflow.config_hash
+
+
+class TinyData:
+    """A dataset plugin that names no split scheme, as a third-party one from before."""
+
+    @hookimpl
+    def register_datasets(self, register):
+        from regbench.builtins.datasets import Synthetic
+
+        class Tiny(Synthetic):
+            name = "tiny"
+            split_scheme = "unnamed"
+
+        register(Tiny())
+
+
+def test_after_the_upgrade_a_tensorflow_plan_finds_the_tensorflow_runs(tmp_path, monkeypatch, cli):
+    """Rows from before hold TensorFlow runs: an upgraded store's runs are done for a plan on
+    TensorFlow and pending, with the reason, for one on JAX. (On a dataset whose split did not
+    change: the built-ins' did, and plan says so.)"""
+    from doubles import install
+
+    from regbench.engine import canonical
+    from regbench.engine.plan import provenance
+
+    registry = install(monkeypatch, TinyData())
+    recorded = provenance(registry, "model1", "l2+dropout")  # each component, in that order
+    rows = [
+        v7_row(f"r{seed}", dataset="tiny", dataset_options={}, seed=seed, **recorded)
+        for seed in (0, 1)
+    ]
+    store_at_v7(tmp_path / "exp", rows)
+    args = ["plan", "--arch", "model1", "--reg", "dropout+l2", "--dataset", "tiny", "--seeds", "2"]
+    args += ["--epochs", "1", "--experiment", str(tmp_path / "exp")]
+    monkeypatch.setattr(canonical, "keras_backend", lambda: "tensorflow")  # as trained
+    tensorflow = cli(*args)
+    assert tensorflow.returncode == 0, tensorflow.stderr
+    assert "done 2, pending 0" in tensorflow.stdout
+    monkeypatch.setattr(canonical, "keras_backend", lambda: "jax")  # KERAS_BACKEND=jax
+    jax = cli(*args, env={"COLUMNS": "240"})
+    out = " ".join(jax.stdout.split())
+    assert "done 0, pending 2" in out
+    assert out.count("trained on tensorflow; runs here train on jax") == 2
+
+
+def test_runs_of_the_earlier_split_are_pending_and_plan_says_why(tmp_path, cli):
+    store_at_v7(tmp_path / "exp", [v7_row("r0")])
+    args = ["plan", "--arch", "model1", "--reg", "l2+dropout", "--dataset", "digits"]
+    result = cli(*args, "--epochs", "1", "--experiment", str(tmp_path / "exp"))
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "done 0, pending 1" in out and "earlier split" in out

@@ -22,8 +22,9 @@ EPOCHS = 2
 
 SEEDS = 3
 
-# Runs in a fresh process: KERAS_BACKEND must be set before Keras is imported. With "drop-l2" the
-# vmapped engine's model forgets its penalty losses (the mutant the equivalence test must catch).
+# Runs in a fresh process: KERAS_BACKEND must be set before Keras is imported. The mutants the
+# equivalence test must catch: with "drop-l2" the vmapped engine's model forgets its penalty
+# losses; with "grad-l2" it reports them in its loss but trains without their gradient.
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys
@@ -31,7 +32,7 @@ SCRIPT = textwrap.dedent(
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
     from regbench.engine.plan import Execution, Protocol, RunSpec
 
-    reg, engine, epochs, seeds, mutant = sys.argv[1:6]
+    reg, engine, epochs, seeds, mutant, params = sys.argv[1:7]
     if mutant == "drop-l2":
         import keras
 
@@ -42,8 +43,20 @@ SCRIPT = textwrap.dedent(
             return (*out[:2], []) if return_losses else out
 
         keras.Model.stateless_call = without_penalties
+    if mutant == "grad-l2":
+        import jax, keras
+
+        real = keras.Model.stateless_call
+
+        def penalties_without_gradient(self, *args, return_losses=False, **kwargs):
+            out = real(self, *args, return_losses=return_losses, **kwargs)
+            if not return_losses:
+                return out
+            return (*out[:2], [jax.lax.stop_gradient(loss) for loss in out[2]])
+
+        keras.Model.stateless_call = penalties_without_gradient
     specs = [
-        RunSpec(arch="model1", reg=reg, params={}, seed=seed,
+        RunSpec(arch="model1", reg=reg, params=json.loads(params), seed=seed,
                 protocol=Protocol(dataset="digits", epochs=int(epochs)),
                 execution=Execution(engine=engine))
         for seed in range(int(seeds))
@@ -69,8 +82,8 @@ def _on_jax(script: str, *args: str) -> str:
     return lines[-1][len("RESULT ") :]
 
 
-def _train(reg: str, engine: str, mutant: str = "-") -> list[dict]:
-    return json.loads(_on_jax(SCRIPT, reg, engine, str(EPOCHS), str(SEEDS), mutant))
+def _train(reg: str, engine: str, mutant: str = "-", params: str = "{}") -> list[dict]:
+    return json.loads(_on_jax(SCRIPT, reg, engine, str(EPOCHS), str(SEEDS), mutant, params))
 
 
 def _spec(reg: str = "dropout", seed: int = 0, **protocol) -> RunSpec:
@@ -193,15 +206,15 @@ STEPS = textwrap.dedent(
     if mutant == "drop-l2":
         keras.Model.stateless_call = without_penalties
     stepped.optimizer.build(stepped.trainable_variables)
-    program = Program(keras, [stepped])
+    program = Program([stepped])
     state = program.state([stepped])
     x, y = jnp.asarray(data.x_train[None]), jnp.asarray(data.y_train[None].astype(np.int32))
     for batches in in_batches(np.arange(len(x[0]), dtype=np.int32)[None], 64):
-        state, _, _ = program.train_steps(state, x, y, batches)
+        state, _ = program.train_steps(state, x, y, batches)
     gap = max(float(np.max(np.abs(np.asarray(v.value) - np.asarray(s))))
               for v, s in zip(fit.trainable_variables, program.member(state, 0)[0]))
     xv, yv = jnp.asarray(data.x_val[None]), jnp.asarray(data.y_val[None].astype(np.int32))
-    loss, accuracy = program.evaluate(state, xv, yv)
+    loss, accuracy, _ = program.evaluate(state, xv, yv)
     keras_scores = fit.evaluate(data.x_val, data.y_val, verbose=0, return_dict=True)
     print("RESULT", gap, abs(float(loss[0]) - keras_scores["loss"]),
           abs(float(accuracy[0]) - keras_scores["accuracy"]))
@@ -231,12 +244,12 @@ def test_the_same_steps_catch_an_engine_that_drops_the_l2_term():
 @pytest.fixture(scope="module")
 def trained():
     """Each cell's seeds through both engines, trained once for the tests below."""
-    cache: dict[tuple[str, str, str], list[dict]] = {}
+    cache: dict[tuple[str, str, str, str], list[dict]] = {}
 
-    def get(reg: str, engine: str, mutant: str = "-") -> list[dict]:
-        if (reg, engine, mutant) not in cache:
-            cache[reg, engine, mutant] = _train(reg, engine, mutant)
-        return cache[reg, engine, mutant]
+    def get(reg: str, engine: str, mutant: str = "-", params: str = "{}") -> list[dict]:
+        if (reg, engine, mutant, params) not in cache:
+            cache[reg, engine, mutant, params] = _train(reg, engine, mutant, params)
+        return cache[reg, engine, mutant, params]
 
     return get
 
@@ -273,6 +286,25 @@ def test_the_equivalence_test_catches_an_engine_that_drops_the_l2_term(trained):
     above fails; the accuracies alone would not tell."""
     missing = mismatches(trained("l2", "vmapped", "drop-l2"), trained("l2", "standard"))
     assert {"val_loss", "train_loss", "train_loss_running"} <= set(missing), missing
+
+
+# L2 at its bound, where its gradient shapes training: 42 SGD steps at 0.01 shrink the weights by
+# 2 * 0.01 * 0.1 each, the penalty (most of an 11.3 starting loss) by 15%. At the default 0.01
+# they shrink it by 1.7%: the mutant below moves the losses there by 0.013-0.020, well inside
+# the tolerances of 0.05-0.08 that the seeds' spread sets, so no comparison could tell.
+STRONG_L2 = json.dumps({"strength": 0.1})
+
+
+@pytest.mark.slow
+def test_the_equivalence_test_catches_an_engine_that_trains_without_the_l2_gradient(trained):
+    """The mutant: the vmapped engine's penalties reported in its loss but cut off from its
+    gradient (jax.lax.stop_gradient), so its weights never shrink. Where the penalty's
+    gradient shapes training, the correct engine's losses match and the mutant's do not
+    (val_loss 1.38 apart, beyond a tolerance of 0.21; the accuracies alone would not tell)."""
+    standard = trained("l2", "standard", params=STRONG_L2)
+    assert mismatches(trained("l2", "vmapped", params=STRONG_L2), standard) == {}
+    mutant = mismatches(trained("l2", "vmapped", "grad-l2", STRONG_L2), standard)
+    assert {"val_loss", "train_loss", "train_loss_running"} <= set(mutant), mutant
 
 
 def test_compiled_programs_are_remembered_in_regbenchs_cache(tmp_path, monkeypatch):
@@ -410,10 +442,10 @@ SCAN = textwrap.dedent(
             ]
             for model in models:
                 model.optimizer.build(model.trainable_variables)
-            program = Program(keras, models, [0, 0], scan=kind != "calls", vmap=kind == "vmap")
+            program = Program(models, [0, 0], scan=kind != "calls", vmap=kind == "vmap")
             state = program.state(models)
             for batches in in_batches(order, 64):
-                state, loss, _ = program.train_steps(state, x, y, batches)
+                state, _ = program.train_steps(state, x, y, batches)
             results[kind] = [np.asarray(v) for i in range(2) for v in program.member(state, i)[0]]
             results[kind].append(np.asarray(program.evaluate(state, x, y)[0]))
             keras.backend.clear_session()

@@ -5,7 +5,10 @@ import sys
 
 from regbench.plugins.manager import Origin, build_registry
 
+from regbench_extras.averages import AVERAGING_REGULARIZERS
+from regbench_extras.mixing import MIXING_REGULARIZERS
 from regbench_extras.regularizers import REGULARIZERS
+from regbench_extras.steps import STEP_REGULARIZERS
 
 ORIGIN = Origin("regbench-extras", "0.1.0")
 NAMES = {
@@ -22,6 +25,13 @@ NAMES = {
     "cutout",
     "dropblock",
     "stochastic_depth",
+    "sam",
+    "asam",
+    "rdrop",
+    "swa",
+    "ema",
+    "manifold_mixup",
+    "shakedrop",
 }
 
 
@@ -30,7 +40,8 @@ def test_registry_lists_the_extras_with_their_distribution() -> None:
     extras = {
         name for name, entry in registry.entries["regularizers"].items() if entry.origin == ORIGIN
     }
-    assert extras == NAMES == {cls.name for cls in REGULARIZERS}
+    every = (*REGULARIZERS, *STEP_REGULARIZERS, *AVERAGING_REGULARIZERS, *MIXING_REGULARIZERS)
+    assert extras == NAMES == {cls.name for cls in every}
     assert registry.entries["architectures"]["vgg-mini"].origin == ORIGIN
     assert registry.entries["architectures"]["resnet20"].origin == ORIGIN
     assert registry.provenance("regularizers", "mixup")[0] == str(ORIGIN)

@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from regbench.errors import RegbenchError
-from regbench.plugins.datasets import Dataset, Splits, cached_arrays, lab_split
+from regbench.plugins.datasets import SPLIT_SCHEME, Dataset, Splits, cached_arrays, lab_split
 
 FOLDER = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -362,6 +362,7 @@ class Cifar10(Dataset):
     name = "cifar10"
     description = "CIFAR-10 32x32 colour images, 10 classes (the lab's: half of train, test halved)"
     option_names = ()
+    split_scheme = SPLIT_SCHEME
 
     def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
         arrays = self._arrays(options)

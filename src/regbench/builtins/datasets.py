@@ -11,7 +11,14 @@ import numpy as np
 
 from regbench.api import hookimpl
 from regbench.errors import RegbenchError
-from regbench.plugins.datasets import Dataset, Splits, cached_arrays, flag_option, lab_split
+from regbench.plugins.datasets import (
+    SPLIT_SCHEME,
+    Dataset,
+    Splits,
+    cached_arrays,
+    flag_option,
+    pool_split,
+)
 
 
 def _int_option(options: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
@@ -62,18 +69,29 @@ def _size(nbytes: float) -> str:
     return f"{nbytes / 1000**power:.1f} {units[power]}"
 
 
-def _five_one_one(x: np.ndarray, y: np.ndarray, seed: int, names: tuple[str, ...]) -> Splits:
-    """Split one pool 5/1/1 (train/val/test) with a seeded permutation."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_train = len(x) * 5 // 7
-    pool, held = order[:n_train], order[n_train:]
-    return lab_split(x[pool], y[pool], x[held], y[held], seed, names, keep=1.0)
+def _defaults_left_out(
+    options: Mapping[str, Any], parsed: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`options` sorted, each of `defaults`' keys given as `parsed` has it unless it is the
+    default; any other key (`data_dir`, `cache_dir`) as given."""
+    out = {}
+    for key in sorted(options):
+        if key not in defaults:
+            out[key] = options[key]
+        elif parsed[key] != defaults[key]:
+            out[key] = parsed[key]
+    return out
 
 
 class Digits(Dataset):
     name = "digits"
     description = "scikit-learn's bundled 8x8 digits (1,797 images, no network), 32x32x3 by default"
     option_names = ("native",)
+    split_scheme = SPLIT_SCHEME
+
+    def canonical_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        parsed = {"native": flag_option(options, "native")}
+        return _defaults_left_out(options, parsed, {"native": False})
 
     def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
         from sklearn.datasets import load_digits
@@ -84,7 +102,18 @@ class Digits(Dataset):
             images = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)  # 32x32, nearest
             images = np.repeat(images, 3, axis=3)  # 3 channels, as the lab's models expect
         names = tuple(str(n) for n in bunch.target_names)
-        return _five_one_one(images, bunch.target.astype(np.int64), seed, names)
+        return pool_split(images, bunch.target.astype(np.int64), seed, names)
+
+
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "size": 1400,
+    "height": 32,
+    "width": 32,
+    "channels": 3,
+    "classes": 10,
+    "noise": 0.25,
+}
+SYNTHETIC_LOWEST = {"size": 7, "classes": 2}  # every other whole-number option: at least 1
 
 
 class Synthetic(Dataset):
@@ -92,22 +121,34 @@ class Synthetic(Dataset):
     description = (
         "Generated class-prototype images of any shape and class count (tests, benchmarks)"
     )
-    option_names = ("size", "height", "width", "channels", "classes", "noise")
+    option_names = tuple(SYNTHETIC_DEFAULTS)
+    split_scheme = SPLIT_SCHEME
 
-    def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
-        size = _int_option(options, "size", 1400, low=7)
-        shape = (
-            _int_option(options, "height", 32),
-            _int_option(options, "width", 32),
-            _int_option(options, "channels", 3),
-        )
-        classes = _int_option(options, "classes", 10, low=2)
+    def canonical_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        parsed = self._parsed(options)
+        return _defaults_left_out(options, parsed, SYNTHETIC_DEFAULTS)
+
+    @staticmethod
+    def _parsed(options: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option typed and checked, the defaults filled in."""
+        parsed: dict[str, Any] = {
+            key: _int_option(options, key, default, low=SYNTHETIC_LOWEST.get(key, 1))
+            for key, default in SYNTHETIC_DEFAULTS.items()
+            if key != "noise"
+        }
+        given = options.get("noise", SYNTHETIC_DEFAULTS["noise"])
         try:
-            noise = float(options.get("noise", 0.25))
+            noise = float(given)
         except (TypeError, ValueError):
             noise = -1.0
-        if not 0.0 <= noise <= 10.0:
-            raise RegbenchError(f"dataset option noise={options.get('noise')!r} must be in [0, 10]")
+        if not 0.0 <= noise <= 10.0:  # NaN included
+            raise RegbenchError(f"dataset option noise={given!r} must be in [0, 10]")
+        return {**parsed, "noise": noise}
+
+    def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
+        parsed = self._parsed(options)
+        size, classes, noise = parsed["size"], parsed["classes"], parsed["noise"]
+        shape = (parsed["height"], parsed["width"], parsed["channels"])
         check_fits(
             (size * math.prod(shape) + classes * math.prod(shape)) * SYNTHETIC_BYTES_PER_VALUE,
             f"synthetic images of {size} x {shape[0]}x{shape[1]}x{shape[2]}",
@@ -131,7 +172,7 @@ class Synthetic(Dataset):
 
         arrays = cached_arrays(options.get("cache_dir"), key, produce)
         names = tuple(f"class{i}" for i in range(classes))
-        return _five_one_one(arrays["x"], arrays["y"], seed, names)
+        return pool_split(arrays["x"], arrays["y"], seed, names)
 
 
 @hookimpl

@@ -251,8 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--class",
         dest="class_",
         metavar="CLASS",
-        help="without --image: the first test image of this class, a name or an index "
-        "(default: horse where the dataset has it, else the first test image)",
+        help="without --image: the first image of this class in --split, a name or an index "
+        "(default: horse where the dataset has it, else the split's first image)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("validation", "test"),
+        default="validation",
+        help="the data --class picks from (default validation: no test image is looked at)",
     )
     p.add_argument(
         "--layers",

@@ -48,6 +48,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
             for b in reg.broken
         ]
+        payload["deprecated"] = [
+            {
+                "plugin": b.plugin,
+                "dist": b.origin.dist,
+                "version": b.origin.version,
+                "note": b.error,
+            }
+            for b in reg.deprecated
+        ]
         payload["clashes"] = {
             kind: {name: [str(o) for o in origins] for name, origins in reg.clashes[kind].items()}
             for kind in KINDS
@@ -82,6 +91,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         out.print(
             f"[red]broken plugin[/] {broken.plugin} ({broken.origin}): {broken.error}", markup=True
         )
+    for old in reg.deprecated:
+        out.print(f"[yellow]deprecated[/] ({old.origin}): {old.error}", markup=True)
     return EXIT_OK
 
 

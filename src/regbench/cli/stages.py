@@ -43,6 +43,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         reg=args.reg,
         image=args.image,
         class_name=args.class_,
+        split=args.split,
         visualizers=[n.strip() for n in args.with_.split(",") if n.strip()],
         layers=args.layers,
         out=_output(args, "--figures"),

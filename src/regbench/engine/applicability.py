@@ -55,12 +55,22 @@ def _inert(
             where = f" (part of {regularizer.name})" if part is not regularizer else ""
             return (
                 f"{part.name}{where} changes nothing on {architecture.name}: no layer at its "
-                "points, no kernel, loss, optimizer, input, batch or callback change"
+                "points, no kernel, loss, optimizer, input, batch, callback, step or weights "
+                "change"
             )
     return None
 
 
-GLOBAL_HOOKS = ("kernel_regularizer", "input_layers", "batch", "loss", "optimizer", "callbacks")
+GLOBAL_HOOKS = (
+    "kernel_regularizer",
+    "input_layers",
+    "batch",
+    "loss",
+    "optimizer",
+    "callbacks",
+    "train_step",
+    "average",
+)
 
 
 def changes_something(

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from regbench.errors import RegbenchError
+from regbench.plugins.composition import Composite
 from regbench.plugins.context import RunContext, invoke
-from regbench.plugins.regularizer import OptimizerSpec, Regularizer
+from regbench.plugins.regularizer import OptimizerSpec, Regularizer, overrides
+from regbench.plugins.versions import changed_since, warn_legacy
 
 LR_SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
 WARMUP_FRACTION = 0.05  # warmup_cosine: the first 5% of steps rise linearly from 0
@@ -59,6 +61,29 @@ def parse_optimizer_options(options: Mapping[str, Any]) -> dict[str, float | boo
     return out
 
 
+_EVERY = {"use_ema": False, "ema_momentum": 0.99}  # Keras's defaults shared by every optimizer
+_ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+# Keras's default of each option each optimizer takes (those whose default is a value, not None:
+# clipnorm=0 or weight_decay=0 is not what leaving them unset does); tests check it against Keras
+KERAS_OPTIMIZER_DEFAULTS: dict[str, dict[str, float | bool]] = {
+    "sgd": {"momentum": 0.0, "nesterov": False, **_EVERY},
+    "adam": {**_ADAM, "amsgrad": False, **_EVERY},
+    "adamw": {"weight_decay": 0.004, **_ADAM, "amsgrad": False, **_EVERY},
+    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False, **_EVERY},
+    "nadam": {**_ADAM, **_EVERY},
+    "adagrad": {"epsilon": 1e-7, **_EVERY},
+}
+
+
+def canonical_optimizer_options(optimizer: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as a run's identity records them: typed (`parse_optimizer_options`), those
+    equal to `optimizer`'s Keras default left out (giving Keras's `momentum=0` trains what
+    giving nothing does), sorted by name."""
+    defaults = KERAS_OPTIMIZER_DEFAULTS.get(optimizer, {})
+    parsed = parse_optimizer_options(options)
+    return {k: v for k, v in sorted(parsed.items()) if k not in defaults or defaults[k] != v}
+
+
 def check_schedule(name: str) -> None:
     if name not in LR_SCHEDULES:
         raise RegbenchError(
@@ -103,8 +128,41 @@ def make_optimizer(
     if learning_rate is None:  # Keras's default rate of this optimizer
         learning_rate = float(keras.optimizers.get(name).learning_rate)
     base["learning_rate"] = schedule(keras, lr_schedule, learning_rate, run.total_steps)
-    spec = invoke(regularizer.optimizer, params, OptimizerSpec(name, base), ctx=run)
+    spec = OptimizerSpec(name, base)
+    parts = (
+        [(c, regularizer.own(c, params)) for c in regularizer.components]
+        if isinstance(regularizer, Composite)
+        else [(regularizer, params)]
+    )
+    for part, values in parts:
+        spec = _optimizer_hook(keras, part, values, spec, learning_rate, lr_schedule, run)
     return keras.optimizers.get({"class_name": spec.name, "config": dict(spec.kwargs)})
+
+
+def _optimizer_hook(
+    keras: Any,
+    regularizer: Regularizer,
+    params: Mapping[str, Any],
+    spec: OptimizerSpec,
+    rate: float,
+    lr_schedule: str,
+    run: RunContext,
+) -> OptimizerSpec:
+    """`regularizer`'s optimizer hook on `spec`, called as the plugin API it was written for
+    expects (plugins.versions): under API 1 the rate is the protocol's number and the
+    protocol's schedule is applied to the number the hook leaves (a schedule of its own stays)."""
+    if not overrides(regularizer, "optimizer"):
+        return spec
+    if changed_since(regularizer, "optimizer") is None:
+        return invoke(regularizer.optimizer, params, spec, ctx=run)
+    warn_legacy(regularizer, "optimizer")
+    out = invoke(regularizer.optimizer, params, spec.with_kwargs(learning_rate=rate), ctx=run)
+    left = out.kwargs.get("learning_rate", rate)
+    if isinstance(left, int | float) and not isinstance(left, bool):
+        out = out.with_kwargs(
+            learning_rate=schedule(keras, lr_schedule, float(left), run.total_steps)
+        )
+    return out
 
 
 def optimizer_config(keras: Any, optimizer: Any) -> str:

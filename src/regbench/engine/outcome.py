@@ -1,10 +1,11 @@
 """What a finished training becomes: the one definition of a run's outcome, for every engine.
 
 An engine trains and reports what it saw, epoch by epoch, to a `Recorder`; this module turns
-that into the result row and the tidy epoch rows. The divergence rule, time to target, the epoch
-whose weights were kept (early stopping), which splits are evaluated, how a model is saved and
-what a failed or skipped run looks like are decided here and nowhere else, so two engines cannot
-drift apart on any of them (docs/faults.md and docs/study.md state the rules).
+that into the result row and the tidy epoch rows. The divergence verdict (its rule and its
+measurement: engine.divergence), time to target, the epoch or average whose weights the run
+ends with, which splits are evaluated, how a model is saved and what a failed or skipped run
+looks like are decided here and nowhere else, so two engines cannot drift apart on any of them
+(docs/faults.md and docs/study.md state the rules).
 """
 
 from __future__ import annotations
@@ -19,14 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from regbench.engine.divergence import diverged
 from regbench.engine.plan import RunSpec
 
 Progress = Callable[[dict[str, Any]], None]
-
-# A run diverged when its training loss, at any epoch end, is not finite or exceeds this many
-# times its initial loss: the loss of the freshly initialised model (penalties included) on the
-# fixed clean-data subset of its training images, measured before the first step.
-DIVERGENCE_FACTOR = 10.0
 
 
 @dataclass
@@ -47,21 +44,6 @@ class Scores:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def diverged(initial_loss: float | None, losses: Sequence[float]) -> str | None:
-    """Why a run counts as diverged, or None: its training loss at an epoch end is not finite,
-    or is over DIVERGENCE_FACTOR times its initial loss. A run that stays at chance has not
-    diverged: that is a result, and it is ranked like any other."""
-    for epoch, loss in enumerate(losses, start=1):
-        if not math.isfinite(loss):
-            return f"training loss became {loss} at epoch {epoch}"
-        if initial_loss is not None and loss > DIVERGENCE_FACTOR * initial_loss:
-            return (
-                f"training loss {loss:.3g} at epoch {epoch} is over {DIVERGENCE_FACTOR:g}x "
-                f"its initial {initial_loss:.3g}"
-            )
-    return None
 
 
 def reached(metric: str, value: float | None, goal: float) -> bool:
@@ -100,13 +82,20 @@ class Recorder:
         self.progress = progress
         self.log = log  # the run's TensorBoard log (engine.tensorboard.RunLog), if any
         self.initial_loss: float | None = None
+        self.classes: int | None = None  # the divergence rule's K
         self.logs: list[dict[str, float]] = []
         self.elapsed: list[float] = []
         self.kept_epoch: int | None = None  # the epoch whose weights the model ends with
+        # a weight average's (engine.averaging.finish): what the run ends with, and the
+        # validation scores of those weights, which no epoch's logs hold
+        self.final_weights: str | None = None
+        self.final_val: Scores | None = None
 
-    def start(self, initial: Scores | None) -> None:
-        """The fresh model's scores on the clean subset, before the first step."""
+    def start(self, initial: Scores | None, classes: int | None = None) -> None:
+        """The fresh model's scores on the clean subset, before the first step, and the
+        dataset's class count (engine.divergence judges the run by it)."""
         self.initial_loss = None if initial is None else float(initial.loss)
+        self.classes = classes
 
     def epoch_end(self, epoch: int, logs: Mapping[str, Any], elapsed: float) -> bool:
         """Record epoch `epoch` (1-based); True when training should stop (it diverged)."""
@@ -121,7 +110,7 @@ class Recorder:
         return self.diverged() is not None
 
     def diverged(self) -> str | None:
-        return diverged(self.initial_loss, [log.get("loss", 0.0) for log in self.logs])
+        return diverged(self.logs, self.classes)
 
     def epoch_rows(self) -> list[dict[str, Any]]:
         """The tidy rows: one per epoch, split and metric."""
@@ -164,7 +153,9 @@ def outcome(
 
     epochs_run = len(recorder.logs)
     kept = recorder.kept_epoch or epochs_run
-    last = recorder.logs[kept - 1] if kept else {}
+    last = dict(recorder.logs[kept - 1]) if kept else {}
+    if recorder.final_val is not None:
+        last.update(val_accuracy=recorder.final_val.accuracy, val_loss=recorder.final_val.loss)
     to_target = time_to_target(recorder.epoch_rows(), spec.protocol.target)
     out: dict[str, Any] = {
         **count_params(network),
@@ -172,6 +163,7 @@ def outcome(
         "n_val": n_val,
         "epochs_run": epochs_run,
         "kept_epoch": kept or None,
+        "final_weights": recorder.final_weights or (f"epoch {kept}" if kept else None),
         "initial_loss": recorder.initial_loss,
         "train_time_s": train_time,
         "images_per_s": n_train * epochs_run / train_time if train_time else None,

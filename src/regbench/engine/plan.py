@@ -7,10 +7,18 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from regbench.engine.canonical import (
+    DEFAULT_BACKEND,
+    combination_order,
+    stored_backend,
+    training_backend,
+)
+from regbench.engine.optimizers import canonical_optimizer_options
 from regbench.errors import CompositionConflict, RegbenchError
+from regbench.plugins.datasets import UNNAMED_SPLIT, check_options
 from regbench.plugins.manager import Registry
 
 JIT_CHOICES = ("auto", "on", "off")
@@ -39,6 +47,24 @@ class Protocol:
     precision: str = "float32"
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)  # momentum, nesterov, ...
     lr_schedule: str = "constant"  # or cosine, step, warmup_cosine (engine.optimizers)
+    # the Keras backend the run trains on; None: the one runs started here train on (RunSpec
+    # fills it in: engine.canonical.training_backend)
+    backend: str | None = None
+    # how the dataset splits train/validation/test (Dataset.split_scheme, set by make_plan);
+    # "unnamed" for runs from before schemes were named (the built-ins' test split then varied
+    # with the seed) and for a dataset that names none
+    split_scheme: str = UNNAMED_SPLIT
+
+    def __post_init__(self) -> None:
+        """Optimizer options in one spelling (typed, Keras's defaults left out, sorted), so
+        `momentum=0` and no option are one protocol; the dataset's options need the dataset
+        plugin and are made canonical by `make_plan`. Options that do not parse are kept as
+        given, for `engine.experiment.check_protocol` to refuse."""
+        try:
+            options = canonical_optimizer_options(self.optimizer, self.optimizer_options)
+        except RegbenchError:
+            return
+        object.__setattr__(self, "optimizer_options", options)
 
     @property
     def effective_learning_rate(self) -> float:
@@ -62,6 +88,8 @@ PROTOCOL_COLUMNS = (
     "lr_schedule",
     "precision",
     "engine",
+    "backend",
+    "split_scheme",
 )
 
 
@@ -80,7 +108,7 @@ class Execution:
     engine: str = "standard"
 
 
-IDENTITY_VERSION = 4  # bump (with a store migration) when `RunSpec.identity` changes shape
+IDENTITY_VERSION = 5  # bump (with a store migration) when `RunSpec.identity` changes shape
 # How the source hashes were made, recorded beside them (not part of the identity): "object",
 # each registered object's own code (plugins.provenance). A row with provenance but no scheme
 # was hashed the earlier way, every file of the registering package at once.
@@ -105,6 +133,15 @@ class RunSpec:
     provenance_scheme: str | None = PROVENANCE_SCHEME  # how its hashes were made; not identity
     skip: str | None = None  # why this cell is not trained (engine.applicability); not identity
 
+    def __post_init__(self) -> None:
+        """An unset backend is the one this run trains on when started here; the vmapped
+        engine's is JAX whatever was set (it is a JAX program)."""
+        backend = self.protocol.backend
+        if backend is None or self.execution.engine == "vmapped":
+            backend = training_backend(self.execution.engine)
+        if backend != self.protocol.backend:
+            object.__setattr__(self, "protocol", replace(self.protocol, backend=backend))
+
     def identity(self) -> dict[str, Any]:
         """What makes this run scientifically different from another: the model, the
         regularizer and its values, the data, the protocol, the seed, the stage and the
@@ -113,7 +150,13 @@ class RunSpec:
         del protocol["target"]  # a measurement of the history (engine.outcome), not the science
         protocol["learning_rate"] = self.protocol.effective_learning_rate
         protocol["dataset_options"] = dict(sorted(self.protocol.dataset_options.items()))
-        for key, default in (("optimizer_options", {}), ("lr_schedule", "constant")):
+        defaults = {
+            "optimizer_options": {},
+            "lr_schedule": "constant",
+            "backend": DEFAULT_BACKEND,
+            "split_scheme": UNNAMED_SPLIT,
+        }
+        for key, default in defaults.items():
             if protocol[key] == default:  # the defaults leave earlier identities unchanged
                 del protocol[key]
             elif key == "optimizer_options":
@@ -134,12 +177,12 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """Identity of the result: same hash, same run."""
-        return _digest(self.identity())
+        return digest(self.identity())
 
     @property
     def cell_hash(self) -> str:
         """Identity of the cell across seeds: the runs the leaderboard averages together."""
-        return _digest({k: v for k, v in self.identity().items() if k != "seed"})
+        return digest({k: v for k, v in self.identity().items() if k != "seed"})
 
     @property
     def run_id(self) -> str:
@@ -211,6 +254,8 @@ class RunSpec:
                 precision=str(value("precision", "float32")),
                 optimizer_options=decoded("optimizer_options"),
                 lr_schedule=str(value("lr_schedule", "constant")),
+                backend=str(value("backend", stored_backend(value("engine", "standard")))),
+                split_scheme=str(value("split_scheme", UNNAMED_SPLIT)),
             ),
             provenance={key: str(value(key)) for key in PROVENANCE if value(key) is not None},
             provenance_scheme=value("provenance_scheme"),  # None: hashed per package
@@ -224,9 +269,6 @@ class RunSpec:
 
 
 PROVENANCE = ("arch_source", "reg_source", "arch_source_hash", "reg_source_hash")
-PER_OBJECT_NOTE = (
-    "plugin provenance is now hashed per object, no longer per package: trained again once"
-)
 
 
 def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
@@ -242,73 +284,7 @@ def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
     }
 
 
-def provenance_parts(name: str, source: Any, digest: Any) -> list[tuple[str, str, str]]:
-    """(name, 'dist version', hash) per component of a recorded `name` (a combination `a+b`
-    has several), or the whole as one when the recorded values do not split alike (a row from
-    before each component was listed). A '+' inside a version (`1.0+local`) stays in it: every
-    component's source is 'dist version', with a space."""
-    names, sources = name.split("+"), _sources(source)
-    digests = str(digest or "").split("+")
-    if len(names) == len(sources) == len(digests):
-        return list(zip(names, sources, digests, strict=True))
-    return [(name, str(source or ""), str(digest or ""))]
-
-
-def _sources(recorded: Any) -> list[str]:
-    """A recorded source split into its components' 'dist version's."""
-    sources: list[str] = []
-    for piece in str(recorded or "").split("+"):
-        if sources and " " not in piece:
-            sources[-1] += f"+{piece}"
-        else:
-            sources.append(piece)
-    return sources
-
-
-def why_pending(spec: RunSpec, stored: Mapping[str, Any] | None) -> str:
-    """Why `spec` is to run although `stored`, a row of the same cell and seed trained with
-    other plugin versions or sources, exists: which plugin changed. Empty when nothing tells."""
-    if not stored:
-        return ""
-    if not any(stored.get(key) for key in PROVENANCE):
-        version = stored.get("regbench_version") or "an earlier regbench"
-        return f"trained by {version} before plugin provenance was recorded"
-    rehashed = bool(spec.provenance) and stored.get("provenance_scheme") != PROVENANCE_SCHEME
-    changes = [PER_OBJECT_NOTE] if rehashed else []
-    for key in PROVENANCE:
-        old, new = stored.get(key), spec.provenance.get(key)
-        if rehashed and key.endswith("_hash"):  # hashes of the two schemes never compare
-            continue
-        if rehashed and new is not None:  # the earlier scheme listed a distribution once
-            new = "+".join(dict.fromkeys(_sources(new)))
-        if old != new and isinstance(old, str) and old:
-            changes.append(f"{key.replace('_', ' ')} {old} -> {new}")
-    return "; ".join(changes)
-
-
-def stale_reasons(specs: Sequence[RunSpec], rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """config_hash -> why that spec is pending although the store holds a row of the same
-    science (arch, reg, values, seed, stage, protocol) from other plugin versions or sources;
-    of several such rows, the one trained last is compared."""
-    earlier: dict[str, Mapping[str, Any]] = {}
-    for row in sorted(rows, key=lambda row: str(row.get("started_at") or "")):
-        try:
-            earlier[_digest(_science(RunSpec.from_row(row)))] = row
-        except (KeyError, TypeError, ValueError):  # a row too old to say
-            continue
-    reasons = {}
-    for spec in specs:
-        found = earlier.get(_digest(_science(spec)))
-        if found is not None and found.get("config_hash") != spec.config_hash:
-            reasons[spec.config_hash] = why_pending(spec, found) or "its plugins changed"
-    return reasons
-
-
-def _science(spec: RunSpec) -> dict[str, Any]:
-    return {k: v for k, v in spec.identity().items() if k != "provenance"}
-
-
-def _digest(payload: Mapping[str, Any]) -> str:
+def digest(payload: Mapping[str, Any]) -> str:
     blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -323,14 +299,53 @@ def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> lis
             if name == "all":
                 names.extend(registry.names(kind))
                 continue
+            if kind == "regularizers" and "+" in name:
+                name = combination_name(registry, name)
             try:
                 names.append(registry.get(kind, name).name)
             except CompositionConflict:  # a cell of its own, skipped with the reason (make_plan)
-                parts = [registry.get(kind, part.strip()).name for part in name.split("+")]
-                names.append("+".join(parts))
+                names.append(name)
     if not names:
         raise RegbenchError(f"no {kind} chosen; name at least one, or 'all'")
     return list(dict.fromkeys(names))
+
+
+def combination_name(registry: Registry, name: str) -> str:
+    """`a+b` as the combination's cell is named: its components' canonical names in their one
+    order (`engine.canonical.combination_order`); a name registered whole stays as it is."""
+    if registry.aliases["regularizers"].get(name, name) in registry.entries["regularizers"]:
+        return name
+    parts = [registry.get("regularizers", part.strip()) for part in name.split("+")]
+    return "+".join(part.name for part in combination_order(parts))
+
+
+def _cell_name(registry: Registry, reg: str) -> str:
+    """`combination_name` of a name that may be one (values stored or given under another
+    order); a name it cannot read is left for the caller's own check to refuse."""
+    try:
+        return combination_name(registry, reg) if "+" in reg else reg
+    except RegbenchError:
+        return reg
+
+
+def current_protocol(registry: Registry, protocol: Protocol, engine: str) -> Protocol:
+    """`protocol` as runs started here train it: the dataset's options in its one spelling,
+    its split scheme, and the Keras backend of `engine`'s workers (a protocol asking for
+    another backend is refused: this process cannot train it)."""
+    dataset = registry.get("datasets", protocol.dataset)
+    check_options(dataset, protocol.dataset_options)
+    backend = training_backend(engine)
+    if protocol.backend not in (None, backend):
+        raise RegbenchError(
+            f"the protocol's backend is {protocol.backend}, but runs started here train on "
+            f"{backend}; set KERAS_BACKEND={protocol.backend}, or leave the backend unset"
+        )
+    return replace(
+        protocol,
+        dataset_options=dataset.canonical_options(protocol.dataset_options),
+        split_scheme=dataset.split_scheme,
+        backend=backend,
+    )
 
 
 def make_plan(
@@ -348,7 +363,8 @@ def make_plan(
 
     `protocol`, `execution` and `seeds` are trusted as `Experiment` validated them (a protocol
     from elsewhere goes through `engine.experiment.check_protocol` first); only what needs the
-    registry is checked here: names, the dataset's options, the regularizers' values.
+    registry is checked here: names, the dataset's options, the regularizers' values. Names
+    and options come out in their one spelling (`current_protocol`, `combination_name`).
 
     `applicability` decides here which cells are skipped (it may build models, so it imports
     Keras); without it the trainer decides, in the worker, where Keras is loaded anyway.
@@ -360,13 +376,11 @@ def make_plan(
     execution = execution or Execution()
     arch_names = expand_names("architectures", archs, registry)
     reg_names = expand_names("regularizers", regs, registry)
-    dataset = registry.get("datasets", protocol.dataset)
-    from regbench.plugins.datasets import check_options
-
-    check_options(dataset, protocol.dataset_options)
-    reg_params = dict(reg_params or {})
+    protocol = current_protocol(registry, protocol, execution.engine)
+    reg_params = {_cell_name(registry, reg): values for reg, values in (reg_params or {}).items()}
     for reg in reg_params:
         registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
+    tuned = {(arch, _cell_name(registry, reg)): v for (arch, reg), v in (tuned or {}).items()}
     from regbench.engine.applicability import why_not
 
     specs: dict[str, RunSpec] = {}  # by config hash: a value given twice is one cell

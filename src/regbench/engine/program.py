@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from regbench.engine.divergence import METRIC, crossentropy
+from regbench.engine.training import compiled_loss, functional_step
+
 EVAL_BATCH = 256
+FIGURES = ("loss", "accuracy", METRIC)  # what a program sums per member and batch
 
 
 def stack(variables_per_model: list[list[Any]]) -> list[Any]:
@@ -18,40 +22,33 @@ def stack(variables_per_model: list[list[Any]]) -> list[Any]:
     return [jnp.stack([v.value for v in group]) for group in zip(*variables_per_model, strict=True)]
 
 
-def _member_steps(keras, template: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def _member_steps(template: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """One member's train and evaluation steps, through its own compiled model's stateless API
-    (its architecture, regularizer and values), loss and optimizer."""
-    import jax
+    (its architecture, regularizer and values), loss and optimizer: the train step is
+    regbench's functional step (engine.training), the regularizer's own where it has one."""
     import jax.numpy as jnp
 
-    loss_fn = template.loss if callable(template.loss) else keras.losses.get(template.loss)
-    optimizer = template.optimizer
+    loss_fn = compiled_loss(template)
 
-    def forward(tv, ntv, x, y, training):
-        y_pred, ntv, losses = template.stateless_call(
-            tv, ntv, x, training=training, return_losses=True
-        )
-        loss = loss_fn(y, y_pred)
-        if losses:
-            loss = loss + sum(losses)
-        correct = jnp.sum(jnp.argmax(y_pred, axis=-1) == y)
-        return loss, (ntv, correct)
+    def figures(loss_sum, y, y_pred, mask):
+        """FIGURES of a batch: summed loss, correct count, summed crossentropy (the
+        divergence rule's, engine.divergence) over the rows where `mask` is 1."""
+        correct = jnp.sum((jnp.argmax(y_pred, axis=-1) == y) * mask)
+        entropy = jnp.sum(crossentropy(y, y_pred, y_pred.shape[-1]) * mask)
+        return jnp.stack([loss_sum, correct.astype(jnp.float32), entropy])
 
     def train_step(tv, ntv, ov, x, y):
-        grad = jax.value_and_grad(forward, has_aux=True)
-        (loss, (ntv, correct)), grads = grad(tv, ntv, x, y, True)
-        tv, ov = optimizer.stateless_apply(ov, grads, tv)
-        return tv, ntv, ov, loss, correct
+        (tv, ntv, ov), loss, y_pred, _ = functional_step(template, (tv, ntv, ov), x, y)
+        return tv, ntv, ov, figures(loss * x.shape[0], y, y_pred, jnp.ones(x.shape[0]))
 
     def eval_step(tv, ntv, x, y, mask):
-        """Summed loss and correct count over the rows where `mask` is 1 (the padding of a
-        last, partial batch is 0), so every evaluation batch has one shape."""
+        """FIGURES over the rows where `mask` is 1 (the padding of a last, partial batch is
+        0), so every evaluation batch has one shape."""
         y_pred, _, losses = template.stateless_call(tv, ntv, x, training=False, return_losses=True)
         total = loss_fn(y, y_pred, sample_weight=mask) * mask.shape[0]  # mean over the batch
         if losses:
             total = total + sum(losses) * jnp.sum(mask)
-        correct = jnp.sum((jnp.argmax(y_pred, axis=-1) == y) * mask)
-        return total, correct
+        return figures(total, y, y_pred, mask)
 
     return train_step, eval_step
 
@@ -67,7 +64,6 @@ class Program:
 
     def __init__(
         self,
-        keras,
         templates: Sequence[Any],
         data_of: Sequence[int] | None = None,
         scan: bool | None = None,
@@ -82,7 +78,7 @@ class Program:
         self.size = len(templates)
         self.vmap = vmap
         data_of = list(range(self.size)) if data_of is None else list(data_of)
-        members = [_member_steps(keras, template) for template in templates]
+        members = [_member_steps(template) for template in templates]
         # XLA's CPU backend runs convolutions inside a loop (scan, map) ~10x slower than the
         # same step called on its own: on CPU each step is one call, elsewhere a whole epoch is
         # one scan. Vmapping turns the members' convolutions into grouped ones, which are
@@ -98,8 +94,8 @@ class Program:
             train_vmapped, eval_vmapped = jax.vmap(members[0][0]), jax.vmap(members[0][1])
 
             def members_step(state, xs, ys):
-                tv, ntv, ov, loss, correct = train_vmapped(*state, jnp.stack(xs), jnp.stack(ys))
-                return (tv, ntv, ov), loss, correct
+                tv, ntv, ov, sums = train_vmapped(*state, jnp.stack(xs), jnp.stack(ys))
+                return (tv, ntv, ov), sums
 
             def members_eval(tv, ntv, xs, ys, mask):
                 weights = jnp.broadcast_to(mask, (self.size, *mask.shape))
@@ -112,27 +108,25 @@ class Program:
                     train(*(part[i] for part in state), xs[i], ys[i])
                     for i, (train, _) in enumerate(members)
                 ]
-                tv, ntv, ov, loss, correct = zip(*outs, strict=True)
-                return (tv, ntv, ov), jnp.stack(loss), jnp.stack(correct)
+                tv, ntv, ov, sums = zip(*outs, strict=True)
+                return (tv, ntv, ov), jnp.stack(sums)
 
             def members_eval(tv, ntv, xs, ys, mask):
                 outs = [
                     evaluate(tv[i], ntv[i], xs[i], ys[i], mask)
                     for i, (_, evaluate) in enumerate(members)
                 ]
-                total, correct = zip(*outs, strict=True)
-                return jnp.stack(total), jnp.stack(correct)
+                return jnp.stack(outs)
 
         def steps(state, x, y, batches):
             """Steps over `batches` (steps, members, batch) of row indices."""
 
             def body(carry, rows):
-                state, loss_sum, correct_sum = carry
-                state, loss, correct = members_step(state, take(x, rows), take(y, rows))
-                n = rows.shape[1]
-                return (state, loss_sum + loss * n, correct_sum + correct), None
+                state, sums = carry
+                state, more = members_step(state, take(x, rows), take(y, rows))
+                return (state, sums + more), None
 
-            start = (state, jnp.zeros(self.size, jnp.float32), jnp.zeros(self.size, jnp.int32))
+            start = (state, jnp.zeros((self.size, len(FIGURES)), jnp.float32))
             if self.scan:
                 carry = jax.lax.scan(body, start, batches, unroll=unroll)[0]
             else:
@@ -140,7 +134,7 @@ class Program:
             return carry
 
         def evaluate(tv, ntv, x, y, rows, mask):
-            """Summed loss and correct count over the rows (batch,) of every member's data."""
+            """FIGURES summed over the rows (batch,) of every member's data."""
             members_rows = jnp.broadcast_to(rows, (self.size, *rows.shape))
             return members_eval(tv, ntv, take(x, members_rows), take(y, members_rows), mask)
 
@@ -203,35 +197,35 @@ class Program:
         call = self._compiled.get(("train", rows.shape), self._steps)
         return call(state, x, y, jnp.asarray(rows))
 
-    def train_steps(self, state, x, y, batches):
+    def train_steps(self, state, x, y, batches) -> tuple[Any, np.ndarray]:
         """Train over `batches` (steps, members, batch): one call, or one call per step on
-        CPU. Returns the new state and each member's summed loss and correct count."""
+        CPU. Returns the new state and each member's FIGURES summed over the batches
+        (members, 3)."""
         if self.scan:
-            return self._train_call(state, x, y, batches)
-        loss_sum = correct_sum = 0
+            state, sums = self._train_call(state, x, y, batches)
+            return state, np.asarray(sums)
+        total = np.zeros((self.size, len(FIGURES)))
         for rows in batches:
-            state, loss, correct = self._train_call(state, x, y, rows[None])
-            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
-        return state, loss_sum, correct_sum
+            state, sums = self._train_call(state, x, y, rows[None])
+            total += np.asarray(sums)
+        return state, total
 
-    def evaluate(self, state, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """Mean loss and accuracy per member over the whole of its data in x, y (data, n, ...):
-        batches of EVAL_BATCH rows, the last one padded and masked."""
+    def evaluate(self, state, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean loss, accuracy and crossentropy per member over the whole of its data in x, y
+        (data, n, ...): batches of EVAL_BATCH rows, the last one padded and masked."""
         import jax.numpy as jnp
 
         call = self._compiled.get(("eval", x.shape), self._evaluate)
         n = x.shape[1]
-        loss_sum = np.zeros(self.size)
-        correct_sum = np.zeros(self.size)
+        total = np.zeros((self.size, len(FIGURES)))
         for start in range(0, n, EVAL_BATCH):
             rows = np.arange(start, start + EVAL_BATCH, dtype=np.int32)
             mask = (rows < n).astype(np.float32)
-            loss, correct = call(
-                state[0], state[1], x, y, jnp.asarray(np.minimum(rows, n - 1)), mask
+            total += np.asarray(
+                call(state[0], state[1], x, y, jnp.asarray(np.minimum(rows, n - 1)), mask)
             )
-            loss_sum += np.asarray(loss)
-            correct_sum += np.asarray(correct)
-        return loss_sum / n, correct_sum / n
+        loss, accuracy, entropy = (total / n).T
+        return loss, accuracy, entropy
 
 
 def in_batches(order: np.ndarray, batch: int) -> list[np.ndarray]:

@@ -1,9 +1,15 @@
 """TensorBoard logs of the grid: per-epoch scalars and an HParams summary for every run.
 
-Each run writes to `<root>/<run_id>/`, so `tensorboard --logdir <root>` lists the runs and its
-HParams dashboard shows the grid as a table (architecture, regularizer, each hyperparameter,
-against validation and test metrics). Events are written with TensorBoard's own writer and
-protos, never through a Keras backend, so the logs look the same under TensorFlow and JAX.
+Each run writes its per-epoch curves to `<root>/<run_id>/` and its results, the row's figures,
+to `<root>/<run_id>/kept/`, so `tensorboard --logdir <root>` lists the runs and its HParams
+dashboard shows the grid as a table (architecture, regularizer, each hyperparameter, against
+the run's figures). The HParams session is the `kept` folder, which holds only those figures:
+the dashboard shows a metric's last value in its session, so an early-stopped run's table
+reads its kept epoch (what the leaderboard ranks), never the last epoch it trained; the curves,
+outside the session, are not read as its metrics. A kept figure is logged at the kept epoch
+under the same tag as its curve, so the Scalars dashboard marks it on the curve. Events are
+written with TensorBoard's own writer and protos, never through a Keras backend, so the logs
+look the same under TensorFlow and JAX.
 """
 
 from __future__ import annotations
@@ -24,45 +30,48 @@ EPOCH_TAGS = {
     "val_accuracy": "val/accuracy",
     "val_loss": "val/loss",
 }
-# result row columns -> scalar tags written once at the end; with the last epoch's val/*
-# they are the HParams dashboard's metrics
+# result row columns -> scalar tags written once at the end, in the session (`kept/`): the
+# row's figures, the kept epoch's (or the restored weights'), and the HParams dashboard's metrics
 FINAL_TAGS = {
+    "val_accuracy": "val/accuracy",
+    "val_loss": "val/loss",
     "train_accuracy": "train/accuracy",
     "train_loss": "train/loss",
+    "train_accuracy_running": "train/accuracy_running",
     "test_accuracy": "test/accuracy",
     "test_loss": "test/loss",
 }
+KEPT = "kept"  # the run's subfolder that is its HParams session: its figures, no curve
 
 
 class RunLog:
-    """One run's event file. Anything left from an earlier try of the same run is removed,
-    so a rerun does not draw two curves on top of each other."""
+    """One run's event files: its curves, and its session with its figures (`KEPT`).
+    Anything left from an earlier try of the same run is removed, so a rerun does not draw
+    two curves on top of each other."""
 
     def __init__(self, root: Path, spec: RunSpec) -> None:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.folder = Path(root) / spec.run_id
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
+        (self.folder / KEPT).mkdir(parents=True)
         self.spec = spec
         self.started = time.time()
         self.writer = EventFileWriter(str(self.folder))
-        self.writer.add_event(self._event(_hparams_summary(spec, self.started), step=0))
+        self.session = EventFileWriter(str(self.folder / KEPT))
+        self.session.add_event(_event(_hparams_summary(spec, self.started), step=0))
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
-        from tensorboard.compat.proto import summary_pb2
-
-        summary = summary_pb2.Summary(
-            value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
-        )
-        self.writer.add_event(self._event(summary, step))
+        """Points of the run's curves."""
+        self.writer.add_event(_event(_scalars(values), step))
 
     def epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         """One epoch's metrics (every engine reports them through its `Recorder`)."""
         self.scalars(epoch, {EPOCH_TAGS[k]: float(v) for k, v in logs.items() if k in EPOCH_TAGS})
 
     def close(self, row: Mapping[str, Any]) -> None:
-        """The run's final metrics (its HParams metrics), then the end of its session."""
+        """The run's figures, as its results row has them (its HParams metrics), at the epoch
+        whose weights it kept, then the end of its session."""
         from tensorboard.plugins.hparams import summary
 
         values = {
@@ -70,20 +79,30 @@ class RunLog:
             for key, tag in FINAL_TAGS.items()
             if isinstance(row.get(key), int | float) and row[key] == row[key]
         }
-        step = max(int(row.get("epochs_run") or 0), 1)
+        step = max(int(row.get("kept_epoch") or row.get("epochs_run") or 0), 1)
         if values:
-            self.scalars(step, values)
+            self.session.add_event(_event(_scalars(values), step))
         status = "STATUS_SUCCESS" if row.get("status") == "ok" else "STATUS_FAILURE"
         end = summary.session_end_pb(_status(status), end_time_secs=int(time.time()))
-        self.writer.add_event(self._event(end, step))
+        self.session.add_event(_event(end, step))
+        self.session.close()
         self.writer.close()
 
-    def _event(self, summary: Any, step: int) -> Any:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
 
-        # the hparams helpers return TensorFlow's Summary class when TensorFlow is installed
-        plain = summary_pb2.Summary.FromString(summary.SerializeToString())
-        return event_pb2.Event(wall_time=time.time(), step=step, summary=plain)
+def _scalars(values: Mapping[str, float]) -> Any:
+    from tensorboard.compat.proto import summary_pb2
+
+    return summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+    )
+
+
+def _event(summary: Any, step: int) -> Any:
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    # the hparams helpers return TensorFlow's Summary class when TensorFlow is installed
+    plain = summary_pb2.Summary.FromString(summary.SerializeToString())
+    return event_pb2.Event(wall_time=time.time(), step=step, summary=plain)
 
 
 def open_log(spec: RunSpec) -> RunLog | None:

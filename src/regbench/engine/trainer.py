@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from regbench.engine import batches, clean_eval, optimizers, pipeline, tensorboard
+from regbench.engine import (
+    averaging,
+    clean_eval,
+    divergence,
+    optimizers,
+    pipeline,
+    tensorboard,
+    training,
+)
 from regbench.engine.context import run_context
 from regbench.engine.environment import environment
 from regbench.engine.models import build_model
@@ -31,6 +40,7 @@ from regbench.engine.outcome import (
     outcome,
     reads_test,
     skip_if_not_applicable,
+    skipped_result,
 )
 from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.plugins.architecture import Architecture
@@ -61,12 +71,13 @@ def build_and_compile(
     run = run or context_for(protocol, data, seed, "grid", len(data.x_train))
     keras.mixed_precision.set_global_policy(protocol.precision)
     model = build_model(arch, reg, params, data.input_shape, data.classes, seed=seed, run=run)
-    model = batches.wrap_for_batches(model, reg, params, run)
+    model = training.wrap(model, reg, params, run)
     loss, metrics = (
-        batches.soft_loss_and_metrics(keras)
+        training.soft_loss_and_metrics(keras)
         if reg.uses_batches
         else (keras.losses.SparseCategoricalCrossentropy(), ["accuracy"])
     )
+    metrics = [*metrics, divergence.metric(data.classes)]  # what the divergence rule reads
     model.compile(
         optimizer=optimizers.make_optimizer(
             keras,
@@ -124,6 +135,12 @@ def train_run(
     if skipped is not None:
         return skipped
     keras = import_keras()
+    try:
+        reason = training.cannot_train(registry().get("regularizers", spec.reg), keras)
+    except Exception:  # an unknown or broken plugin: training reports the real error
+        reason = None
+    if reason:
+        return skipped_result(replace(spec, skip=reason))
     row: dict[str, Any] = {**spec.row(), "started_at": now()}
     recorder = Recorder(spec, progress)
     try:
@@ -158,7 +175,7 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str,
         arch, reg, params, spec.protocol, data, spec.seed, spec.execution, run
     )
     x_clean, y_clean = clean_eval.subset(x_fit, y_fit)
-    recorder.start(scores(model, x_clean, y_clean, spec.protocol.batch_size))
+    recorder.start(scores(model, x_clean, y_clean, spec.protocol.batch_size), data.classes)
     own = run_callbacks(reg, params, run)
     feed = pipeline.resolve(spec.execution.pipeline, keras.backend.backend())
     row["pipeline"] = feed
@@ -178,13 +195,17 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str,
     eval_start = time.perf_counter()
     clean = test = None
     if evaluates(recorder):
+        network = training.deployable(model)
+        recorder.final_weights = averaging.finish(model, network, x_fit, spec.protocol.batch_size)
+        if recorder.final_weights == "average" and not final:
+            recorder.final_val = scores(model, data.x_val, data.y_val, spec.protocol.batch_size)
         clean = scores(model, x_clean, y_clean, spec.protocol.batch_size)
         if reads_test(spec):
             test = scores(model, data.x_test, data.y_test, spec.protocol.batch_size)
     out = outcome(
         spec,
         recorder,
-        network=batches.deployable(model),
+        network=training.deployable(model),
         optimizer=model.optimizer,
         train_time=train_time,
         n_train=len(x_fit),
@@ -194,7 +215,12 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str,
         models_dir=models_dir,
     )
     # one run, one program: the engines' times mean the same (engine.vmapped packs several)
-    return {**out, "eval_time_s": time.perf_counter() - eval_start, "program_runs": 1}
+    return {
+        **out,
+        "eval_time_s": time.perf_counter() - eval_start,
+        "program_runs": 1,
+        "passes_per_step": training.passes_per_step(model),
+    }
 
 
 def scores(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> Scores:

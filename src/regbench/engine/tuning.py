@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from regbench.engine import averaging, training
 from regbench.engine.plan import Execution, Protocol
 from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
 from regbench.errors import RegbenchError
@@ -260,7 +261,18 @@ def _hypermodel(
                 **kwargs,
             )
             self.fit_seconds = time.perf_counter() - start
-            return history
+            network = training.deployable(model)
+            if averaging.finish(model, network, data.x_train, protocol.batch_size) != "average":
+                return history
+            # a weight average is scored as the model it ends with, not by its epochs
+            found = model.evaluate(
+                data.x_val,
+                data.y_val,
+                batch_size=protocol.batch_size,
+                verbose=0,
+                return_dict=True,
+            )
+            return {OBJECTIVE: float(found["accuracy"]), "val_loss": float(found["loss"])}
 
     return HyperModel(name=f"{architecture.name}-{reg.name}")
 

@@ -10,20 +10,23 @@ data already on the device, with every program compiled at once in parallel befo
 epoch and kept in JAX's persistent cache. The protocol is the standard trainer's: the same
 compiled model, optimizer and loss, batch size, epochs, a shuffle per seed and epoch, the last
 partial batch trained; the same metrics and result rows, with `engine` = 'vmapped' and
-`program_runs` saying how many runs shared the program whose times the row records.
-Regularizer callbacks (a Keras fit loop feature) and batch rewrites (Mixup, CutMix: the
-standard trainer's soft-target wrapper) are refused with a reason."""
+`program_runs` saying how many runs shared the program whose times the row records. A
+regularizer's own training step (SAM, R-Drop) and weight average (SWA, EMA) run inside the
+program, as regbench's functional step (engine.training); regularizer callbacks (a Keras fit
+loop feature) and batch rewrites (Mixup, CutMix: the standard trainer's soft-target wrapper)
+make a skipped cell with the reason."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from regbench.engine import clean_eval, tensorboard
+from regbench.engine import averaging, clean_eval, tensorboard, training
 from regbench.engine.environment import environment
 from regbench.engine.outcome import (
     Progress,
@@ -37,14 +40,17 @@ from regbench.engine.outcome import (
     outcome,
     reads_test,
     skip_if_not_applicable,
+    skipped_result,
 )
 from regbench.engine.packing import pack_key
 from regbench.engine.plan import RunSpec
-from regbench.engine.program import Program, in_batches
-from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
+from regbench.engine.program import FIGURES, Program, in_batches
+from regbench.engine.trainer import build_and_compile, context_for
+from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
+from regbench.plugins.regularizer import overrides
 
 
 def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
@@ -59,12 +65,39 @@ def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
     if specs[0].protocol.precision != "float32":
         return f"the vmapped engine trains in float32 only; got {specs[0].protocol.precision}"
     for spec in specs:
-        if registry().get("regularizers", spec.reg).uses_batches:
-            return (
-                f"the vmapped engine cannot rewrite training batches ({spec.reg}); "
-                "use --engine standard"
-            )
+        reason = cannot_run(spec)
+        if reason:
+            return reason
     return None
+
+
+def cannot_run(spec: RunSpec) -> str | None:
+    """Why the vmapped engine cannot train this run's regularizer (its cell is then skipped
+    with the reason): batch rewrites and Keras callbacks are features of the standard engine."""
+    reg = registry().get("regularizers", spec.reg)
+    if reg.uses_batches:
+        return (
+            f"the vmapped engine cannot rewrite training batches ({spec.reg}); "
+            "use --engine standard"
+        )
+    try:
+        run = RunContext(epochs=spec.protocol.epochs, batch_size=spec.protocol.batch_size)
+        callbacks = overrides(reg, "callbacks") and invoke(
+            reg.callbacks, reg.resolve(spec.params), ctx=run
+        )
+    except Exception:  # a plugin that cannot even say: training reports the real error
+        return None
+    if callbacks:
+        return (
+            f"the vmapped engine cannot run {spec.reg}'s training callbacks (a Keras fit "
+            "feature); use --engine standard"
+        )
+    return None
+
+
+def _skip_if_cannot_run(spec: RunSpec) -> RunResult | None:
+    reason = cannot_run(spec)
+    return skipped_result(replace(spec, skip=reason)) if reason else None
 
 
 def train_pack(
@@ -77,7 +110,8 @@ def train_pack(
     for each of them instead of escaping. Cells not applicable are skipped, and a pack of
     several cells that fails as a whole (a plugin raising as its model is built) is trained
     again cell by cell, so one cell's failure is its own."""
-    skipped = [skip_if_not_applicable(s) for s in specs]  # here, so the parent never loads Keras
+    # here, so the parent never loads Keras
+    skipped = [skip_if_not_applicable(s) or _skip_if_cannot_run(s) for s in specs]
     todo = [s for s, result in zip(specs, skipped, strict=True) if result is None]
     results = _train_together(todo, load_data, models_dir, progress) if todo else []
     cells = {s.cell_hash: [m for m in todo if m.cell_hash == s.cell_hash] for s in todo}
@@ -153,9 +187,6 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     runs = [
         context_for(protocol, d, s.seed, s.stage, n_fit) for s, d in zip(specs, datas, strict=True)
     ]
-    for reg, values, run, spec in zip(regs, params, runs, specs, strict=True):
-        if run_callbacks(reg, values, run):
-            raise ValueError(f"the vmapped engine cannot run {spec.reg}'s training callbacks")
     models = [
         build_and_compile(arch, reg, values, protocol, d, s.seed, s.execution, run)
         for reg, values, s, d, run in zip(regs, params, specs, datas, runs, strict=True)
@@ -170,7 +201,7 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     x_val, y_val = stacked([d.x_val for d in unique]), stacked([d.y_val for d in unique], np.int32)
     clean = [clean_eval.subset(x, y) for x, y in fits]
     x_clean, y_clean = stacked([x for x, _ in clean]), stacked([y for _, y in clean], np.int32)
-    program = Program(keras, models, data_of)
+    program = Program(models, data_of)
     state = program.state(models)
     batch = protocol.batch_size
     shufflers = [np.random.default_rng(s.seed) for s in specs]
@@ -180,26 +211,20 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     program.prepare(state, x_fit, y_fit, program.step_shapes(n_fit, batch), x_eval, y_eval)
     compile_time = time.perf_counter() - compile_start
     initial = program.evaluate(state, x_clean, y_clean)
-    for recorder, loss, share in zip(recorders, *initial, strict=True):
-        recorder.start(Scores(float(loss), float(share)))
+    for recorder, loss, share, data in zip(recorders, *initial[:2], datas, strict=True):
+        recorder.start(Scores(float(loss), float(share)), data.classes)
     start = time.perf_counter()
     stopped = [False] * len(specs)
     for epoch in range(1, protocol.epochs + 1):
         order = np.stack([r.permutation(n_fit) for r in shufflers]).astype(np.int32)
-        loss_sum = np.zeros(len(specs))
-        correct_sum = np.zeros(len(specs))
+        sums = np.zeros((len(specs), len(FIGURES)))
         for batches in in_batches(order, batch):
-            state, loss, correct = program.train_steps(state, x_fit, y_fit, batches)
-            loss_sum += np.asarray(loss)
-            correct_sum += np.asarray(correct)
-        logs = [
-            {"loss": float(total / n_fit), "accuracy": float(right / n_fit)}
-            for total, right in zip(loss_sum, correct_sum, strict=True)
-        ]
+            state, more = program.train_steps(state, x_fit, y_fit, batches)
+            sums += more
+        logs = [dict(zip(FIGURES, (float(v) for v in row / n_fit), strict=True)) for row in sums]
         if not final:
-            vloss, vcorrect = program.evaluate(state, x_val, y_val)
-            for log, mean, share in zip(logs, vloss, vcorrect, strict=True):
-                log.update(val_loss=float(mean), val_accuracy=float(share))
+            for log, *figures in zip(logs, *program.evaluate(state, x_val, y_val), strict=True):
+                log.update({f"val_{k}": float(v) for k, v in zip(FIGURES, figures, strict=True)})
         elapsed = time.perf_counter() - start
         for i, (recorder, log) in enumerate(zip(recorders, logs, strict=True)):
             if not stopped[i]:  # a diverged member's later epochs are not its history
@@ -208,6 +233,21 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
             break
     train_time = time.perf_counter() - start
     eval_start = time.perf_counter()
+    for i, (model, recorder) in enumerate(zip(models, recorders, strict=True)):
+        _assign(model, *program.member(state, i))
+        if evaluates(recorder):
+            x_own = fits[data_of[i]][0]
+            recorder.final_weights = averaging.finish(
+                model, training.deployable(model), x_own, protocol.batch_size
+            )
+    averaged = [r.final_weights == "average" for r in recorders]
+    if any(averaged):  # the averaged members' weights, as the models now hold them
+        state = program.state(models)
+        if not final:
+            vloss, vcorrect, _ = program.evaluate(state, x_val, y_val)
+            for k, own in enumerate(averaged):
+                if own:
+                    recorders[k].final_val = Scores(float(vloss[k]), float(vcorrect[k]))
     clean_scores = program.evaluate(state, x_clean, y_clean)
     test_scores = None
     if any(reads_test(s) for s in specs):
@@ -216,12 +256,11 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     eval_time = time.perf_counter() - eval_start
     outs = []
     for i, (s, model, recorder) in enumerate(zip(specs, models, recorders, strict=True)):
-        _assign(model, *program.member(state, i))
         good = evaluates(recorder)
         out = outcome(
             s,
             recorder,
-            network=model,
+            network=training.deployable(model),
             optimizer=model.optimizer,
             train_time=train_time,
             n_train=n_fit,
@@ -239,6 +278,7 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
                 "eval_time_s": eval_time,
                 "compile_time_s": compile_time,
                 "program_runs": len(specs),
+                "passes_per_step": training.passes_per_step(model),
             }
         )
     return outs

@@ -20,6 +20,8 @@ EXCLUSIVE_HOOKS = {  # two components may not both do these: which one would win
     "batch": "rewrite training batches",
     "kernel_regularizer": "set the kernel regularizer",
     "merge_at": "merge residual branches",
+    "train_step": "train with their own step",
+    "average": "choose the weights the run ends with",
 }
 
 
@@ -105,6 +107,28 @@ class Composite(Regularizer):
         for c in self.components:
             optimizer = invoke(c.optimizer, self.own(c, params), optimizer, ctx=ctx)
         return optimizer
+
+    def train_step(
+        self, step: Any, images: Any, targets: Any, params: Mapping[str, Any], ctx: Any
+    ) -> None:
+        """The step of the one component that has one (composition allows at most one)."""
+        for c in self.components:
+            if c.uses_steps:
+                invoke(c.train_step, step, images, targets, self.own(c, params), ctx=ctx)
+                return
+        super().train_step(step, images, targets, params, ctx)
+
+    @property
+    def uses_steps(self) -> bool:
+        return any(c.uses_steps for c in self.components)
+
+    def average(self, params: Mapping[str, Any], ctx: Any = None) -> Any:
+        """The weight average of the one component that has one (at most one may)."""
+        for c in self.components:
+            found = invoke(c.average, self.own(c, params), ctx=ctx)
+            if found is not None:
+                return found
+        return None
 
     def callbacks(self, params: Mapping[str, Any], ctx: Any = None) -> list[Any]:
         return [

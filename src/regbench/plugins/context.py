@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
+
+
+class RunState(SimpleNamespace):
+    """One run's scratch space, shared by every hook of that run (`ctx.state`): what one hook
+    sets, the others see. Name attributes after your regularizer (components of a combination
+    share the run). `step` is the current training step's own space, emptied by regbench before
+    and after every step: a batch or train_step hook that draws per batch (manifold mixup's
+    lambda and mixing point) leaves its draws there for the run's layers, which read them in
+    the same compiled step, and nothing else (an evaluation, a later trace) ever sees them."""
+
+    def __init__(self) -> None:
+        super().__init__(step=SimpleNamespace())
+
+    def new_step(self) -> None:
+        """Empty the step's space (regbench calls it around every training step)."""
+        self.step = SimpleNamespace()
 
 
 @dataclass(frozen=True)
@@ -18,7 +35,8 @@ class RunContext:
     advances on every backend and engine, and a saved model carries it) that parameter counts
     leave out; each reading layer keeps its own, `ctx.progress.fresh()`, as each read counts a
     step. `learning_rate` is the rate the optimizer starts from (Keras's default filled in) and
-    `lr_schedule` the protocol's schedule, which the optimizer hook receives applied.
+    `lr_schedule` the protocol's schedule, which the optimizer hook receives applied. `state`
+    is the run's own `RunState`, one object handed to every hook of the run.
     """
 
     epochs: int = 1
@@ -32,6 +50,7 @@ class RunContext:
     stage: str = "grid"
     seed: int = 0
     progress: Any = None
+    state: RunState = field(default_factory=RunState, compare=False, repr=False)
 
     @property
     def total_steps(self) -> int:

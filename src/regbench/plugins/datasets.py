@@ -45,19 +45,38 @@ class Splits:
         return {"n_train": len(self.x_train), "n_val": len(self.x_val), "n_test": len(self.x_test)}
 
 
+UNNAMED_SPLIT = "unnamed"  # a dataset that names no split scheme, and runs from before schemes
+
+
 class Dataset:
     """A dataset plugin: `load` returns the splits for one seed.
 
     `options` holds `data_dir` and `cache_dir` (Path or None) and plugin-specific keys
     given on the command line as `--dataset-option key=value`.
+
+    The test split must be the same images for every seed, none of them in any seed's
+    training or validation data: seeds vary the train/validation split and the
+    initialisation only (`lab_split` and `pool_split` do this).
     """
 
     name: str = ""
     description: str = ""
     option_names: tuple[str, ...] = ()
+    # The name of how `load` splits the data, part of every run's identity: give a new name
+    # when the split changes, so runs of the old split are not taken for runs of the new.
+    split_scheme: str = UNNAMED_SPLIT
 
     def load(self, seed: int, options: Mapping[str, Any]) -> Splits:
         raise NotImplementedError
+
+    def canonical_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """`options` (command-line strings or TOML values) in the one spelling a run's
+        identity records: each parsed to its type, those equal to their default left out
+        (`native=false` and no option are one experiment), sorted by name; raises
+        RegbenchError for a value the dataset refuses. `load` must accept what this returns.
+        The default keeps the values as given (sorted): a plugin with typed options
+        overrides it."""
+        return {key: options[key] for key in sorted(options)}
 
     def input_shape(self, options: Mapping[str, Any]) -> tuple[int, int, int]:
         """The images' (height, width, channels); raises RegbenchError when the data is
@@ -97,6 +116,32 @@ def check_options(dataset: Dataset, options: Mapping[str, Any]) -> None:
         )
 
 
+SPLIT_SEED = 0  # the one seed that draws every test split: the same test images for all seeds
+SPLIT_SCHEME = "fixed-test"  # the scheme of `lab_split` and `pool_split` (Dataset.split_scheme)
+
+
+def lab_indices(
+    n_pool: int, n_held: int, seed: int, keep: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices of the lab's split: a seeded random `keep` share of
+    the pool (indices into it) for training; the held-out data (indices into it) halved into
+    validation and test once, the same way for every seed."""
+    train = np.random.default_rng(seed).permutation(n_pool)[: int(round(n_pool * keep))]
+    held = np.random.default_rng(SPLIT_SEED).permutation(n_held)
+    return train, held[: n_held // 2], held[n_held // 2 :]
+
+
+def pool_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices of one pool split 5/1/1: the test seventh drawn once,
+    the same for every seed; the rest split into training and validation by the seed."""
+    n_train = n * 5 // 7
+    n_test = n - n_train - (n - n_train) // 2
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    test, rest = order[:n_test], order[n_test:]
+    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
+    return rest[:n_train], rest[n_train:], test
+
+
 def lab_split(
     x_pool: np.ndarray,
     y_pool: np.ndarray,
@@ -106,15 +151,29 @@ def lab_split(
     class_names: tuple[str, ...],
     keep: float = 0.5,
 ) -> Splits:
-    """The lab's split: a seeded random `keep` share of the pool for training, held-out data
-    halved into validation and test. uint8 images are scaled to [0, 1]."""
-    rng = np.random.default_rng(seed)
-    train = rng.permutation(len(x_pool))[: int(round(len(x_pool) * keep))]
-    held = rng.permutation(len(x_held))
-    val, test = held[: len(held) // 2], held[len(held) // 2 :]
+    """The lab's split (`lab_indices`): a seeded `keep` share of the pool for training,
+    held-out data halved into validation and test. uint8 images are scaled to [0, 1]."""
+    train, val, test = lab_indices(len(x_pool), len(x_held), seed, keep)
+    return _splits((x_pool[train], y_pool[train]), (x_held, y_held), val, test, class_names)
+
+
+def pool_split(x: np.ndarray, y: np.ndarray, seed: int, class_names: tuple[str, ...]) -> Splits:
+    """One pool split 5/1/1 (`pool_indices`). uint8 images are scaled to [0, 1]."""
+    train, val, test = pool_indices(len(x), seed)
+    return _splits((x[train], y[train]), (x, y), val, test, class_names)
+
+
+def _splits(
+    train: tuple[np.ndarray, np.ndarray],
+    held: tuple[np.ndarray, np.ndarray],
+    val: np.ndarray,
+    test: np.ndarray,
+    class_names: tuple[str, ...],
+) -> Splits:
+    (x_train, y_train), (x_held, y_held) = train, held
     return Splits(
-        to_unit(x_pool[train]),
-        y_pool[train].astype(np.int64),
+        to_unit(x_train),
+        y_train.astype(np.int64),
         to_unit(x_held[val]),
         y_held[val].astype(np.int64),
         to_unit(x_held[test]),

@@ -19,6 +19,8 @@ import pluggy
 from regbench.errors import PluginError
 from regbench.plugins import hookspecs
 from regbench.plugins.provenance import declared_version, object_hash
+from regbench.plugins.regularizer import overrides
+from regbench.plugins.versions import api_version, notices
 from regbench.version import __version__
 
 BUILTINS = (
@@ -85,6 +87,9 @@ class Registry:
         default_factory=lambda: {k: {} for k in KINDS}
     )
     broken: list[Broken] = field(default_factory=list)
+    # objects written for an older plugin API, one line per changed hook they use
+    # (plugins.versions): they still work, the old way
+    deprecated: list[Broken] = field(default_factory=list)
     keras_hooks: list[tuple[str, Any]] = field(default_factory=list)
     keras_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: target, plugin
 
@@ -165,6 +170,10 @@ class Registry:
             raise TypeError(f"a registered {kind.rstrip('s')} needs a non-empty .name")
         if kind in PROVENANCE_KINDS:
             declared_version(obj)  # a malformed one breaks its plugin now, not a later plan
+        api_version(obj)  # so does an API this regbench does not have
+        if kind == "regularizers":
+            for line in notices(obj, lambda hook: overrides(obj, hook)):
+                self.deprecated.append(Broken(module, origin, line))
         existing = self._owner(kind, name)
         if existing is not None:
             self.clashes[kind].setdefault(name, [existing.origin]).append(origin)

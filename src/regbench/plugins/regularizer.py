@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from regbench.plugins.context import RunContext
 from regbench.plugins.hparams import HParam, resolve_hparams
 from regbench.plugins.points import NOISE, Point
+from regbench.plugins.steps import Step, WeightAverage
 
 if TYPE_CHECKING:
     from regbench.plugins.architecture import Architecture
@@ -45,6 +46,9 @@ class Regularizer:
     # Its declared version ("2"): recorded instead of a hash of its source, so its results go
     # stale when the author changes it, not on every edit (plugins.provenance).
     version: str | None = None
+    # The plugin API it was written for (regbench.api.API_VERSION; plugins.versions): hooks
+    # whose contract changed since are called the old way, with a deprecation warning.
+    api_version: int = 1
 
     def layers_at(self, point: Point, params: Mapping[str, Any]) -> list:
         """Keras layers to insert at `point` (only called where `point.accepts(self.family)`)."""
@@ -87,6 +91,22 @@ class Regularizer:
         """Keras callbacks to add to training."""
         return []
 
+    def train_step(
+        self, step: Step, images: Any, targets: Any, params: Mapping[str, Any], ctx: RunContext
+    ) -> None:
+        """One training step of one batch: evaluate `step.gradients(...)` as often as the
+        method needs, at whatever weights, and `step.apply(gradients)`. `targets` are what the
+        loss takes (class ids; soft targets after a `batch` hook). Written with keras.ops, so it
+        compiles with XLA on every backend and inside the vmapped engine's program. The step's
+        reported loss and accuracy are those of its first `gradients` call."""
+        loss, gradients = step.gradients(images, targets)
+        step.apply(gradients)
+
+    def average(self, params: Mapping[str, Any]) -> WeightAverage | None:
+        """The weights the run ends with: None keeps the last (or restored) ones; a
+        `WeightAverage` makes the run evaluated, scored and saved with the average."""
+        return None
+
     def refuse(self, architecture: Architecture, params: Mapping[str, Any]) -> str | None:
         """A reason this regularizer cannot be paired with `architecture`, or None. (A pairing
         where it would change nothing is detected without this: see engine.applicability.)"""
@@ -96,6 +116,11 @@ class Regularizer:
     def uses_batches(self) -> bool:
         """Whether it overrides `batch`, so training switches to soft targets."""
         return overrides(self, "batch")
+
+    @property
+    def uses_steps(self) -> bool:
+        """Whether it overrides `train_step`, so regbench's own step trains it."""
+        return overrides(self, "train_step")
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, float | int]:
         """Defaults overlaid with `overrides`, every value checked against its bounds."""

@@ -1,6 +1,7 @@
 """The figures of the leaderboard's cells: validation accuracy with its interval per cell, and
-against training time per run. Both show the leaderboard's figures under its names (see
-`figures` for the shared canvas and the learning curves)."""
+against training time per run. Both show the leaderboard's figures under its names, one
+protocol each, named in the title (see `figures` for the shared canvas and the learning
+curves)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from regbench.reporting.figures import cell_order, empty, new_figure, ok_grid
+from regbench.reporting.figures import (
+    cell_order,
+    empty,
+    new_figure,
+    ok_grid,
+    protocol_title,
+    titled,
+)
 from regbench.results.format import mean_and_ci
 
 if TYPE_CHECKING:
@@ -18,28 +26,37 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def ci_bar_figure(board: pd.DataFrame) -> Figure:
-    """Mean validation accuracy per cell, best on top (leaderboard order), every seed a dot.
+    """One protocol's ranking: mean validation accuracy per ranked cell, best on top
+    (leaderboard order), every seed a dot; the protocol in the title.
 
     Error bars are the 95% CI of the mean and only drawn where a cell has two seeds or more:
     one seed has no interval. Bars start at zero so lengths stay honest. Accuracy lies in
     [0, 1], so the drawn bars are clipped there (two seeds give very wide Student intervals);
-    the mean, CI and seed count are printed on the right as the leaderboard prints them.
+    the mean, CI and seed count are printed on the right as the leaderboard prints them. Cells
+    that lost seeds are not ranked: they are named under the axis, not drawn. A board of
+    several protocols is refused (ValueError): each is ranked apart.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    rows = board.reset_index(drop=True)
-    figure = new_figure((7.5, 1.2 + 0.3 * max(len(rows), 2)))
+    protocols = sorted(set(board["protocol"].dropna()))
+    if len(protocols) > 1:
+        raise ValueError(f"a board of {len(protocols)} protocols: draw each one's ranking apart")
+    ranked = board["ranked"].astype(bool)
+    rows, lost = board[ranked].reset_index(drop=True), board[~ranked]
+    figure = new_figure((7.5, 1.4 + 0.3 * max(len(rows), 2)))
     ax = figure.subplots()
     ax.set_label("ci")
+    title = titled("Validation accuracy per cell (ranked)", protocols[0] if protocols else "")
+    ax.set_title(title, fontsize=11)
+    unranked = [f"{_named(r)} {r.seeds}/{r.planned}" for r in lost.itertuples()]
+    note = f"not ranked, lost seeds: {'; '.join(unranked)}" if unranked else ""
     if rows.empty:
-        empty(ax, "no successful grid runs")
+        empty(ax, "no successful grid runs" if lost.empty else "no cell ranked: " + note)
         return figure
     _, regs = cell_order(rows)
     colors = _colors(regs)
-    labels = [
-        f"{r.arch} · {r.reg}" + (f" ({r.params})" if r.params else "") for r in rows.itertuples()
-    ]
+    labels = [_named(r) for r in rows.itertuples()]
     mean = rows["val_accuracy"]
     ci = pd.to_numeric(rows["val_ci95"], errors="coerce")  # NaN where n=1: no interval
     positions = list(range(len(rows)))[::-1]
@@ -92,7 +109,8 @@ def ci_bar_figure(board: pd.DataFrame) -> Figure:
     values.tick_params(length=0)
     ax.set_xlim(0, 1)
     ax.set_xlabel(
-        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1)",
+        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1)"
+        + (f"\n{note}" if note else ""),
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
@@ -113,13 +131,12 @@ def ci_bar_figure(board: pd.DataFrame) -> Figure:
         fontsize=8,
         frameon=False,
     )
-    ax.set_title("Validation accuracy per cell (ranked)", fontsize=11)
     return figure
 
 
-def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
+def accuracy_vs_time_figure(runs: pd.DataFrame, protocol: str | None = None) -> Figure:
     """Validation accuracy against train time (the leaderboard's `train_time_s`), one marker
-    per ok grid run.
+    per ok grid run of one protocol (named `protocol` in the title, see `protocol_title`).
 
     Colour is the regularizer and marker shape the architecture, so each cell is a unique pair
     and the cost of a regularizer (batch norm, dropout) shows as a shift to the right.
@@ -127,11 +144,14 @@ def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    title = "Validation accuracy against train time (one marker per run)"
+    title = protocol_title(title, runs, protocol)
     ok = ok_grid(runs)
     ok = ok[ok["val_accuracy"].notna() & ok["train_time_s"].notna()]
     figure = new_figure((6.5, 4.0))
     ax = figure.subplots()
     ax.set_label("scatter")
+    ax.set_title(title, fontsize=10)
     if ok.empty:
         empty(ax, "no successful grid runs")
         return figure
@@ -167,11 +187,15 @@ def accuracy_vs_time_figure(runs: pd.DataFrame) -> Figure:
     ax.set_xlabel("train time (s)")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
-    ax.set_title("Validation accuracy against train time (one marker per run)", fontsize=10)
     return figure
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _named(cell: Any) -> str:
+    """A board row's cell as the figure names it: `model1 · dropout (rate=0.1)`."""
+    return f"{cell.arch} · {cell.reg}" + (f" ({cell.params})" if cell.params else "")
 
 
 def _spread(center: float, count: int, width: float = 0.4) -> list[float]:

@@ -16,8 +16,9 @@ import pandas as pd
 
 from regbench.reporting import tables
 from regbench.reporting.figures import cell_order
-from regbench.reporting.gallery import Figure, Visualization
+from regbench.reporting.gallery import Figure, FigureSet, Visualization, run_protocols
 from regbench.reporting.tables import Ranking, Table, records, run_title
+from regbench.results.board_text import LOST_TITLE
 from regbench.results.format import MISSING, fmt, missing, params_label
 from regbench.results.leaderboard import LOST_NOTE, TIE_NOTE
 
@@ -87,7 +88,7 @@ class Report:
     baseline: str
     leaderboard: list[Ranking]  # one per protocol; none without an ok grid run
     marks: list[str]
-    overview: list[Figure]
+    overview: list[FigureSet]  # one per protocol, in the leaderboard's order
     curves_note: str
     lab_tables: list[LabTable]
     final: Table | None
@@ -99,6 +100,7 @@ class Report:
     trials: Table | None
     plugins: Table | None
     environment: Table
+    lost_title: str = LOST_TITLE  # the heading of a protocol's cells that lost seeds
 
 
 @dataclass
@@ -113,7 +115,7 @@ class Results:
     best: pd.DataFrame
     generated: str
     baseline: str
-    overview: list[Figure]
+    overview: list[FigureSet]
     per_run: dict[str, Figure]
     visualizations: list[Visualization]
     curves_note: str
@@ -161,21 +163,25 @@ def _any(board: pd.DataFrame, column: str) -> bool:
 
 
 def lab_tables(runs: pd.DataFrame, per_run: dict[str, Figure]) -> list[LabTable]:
-    """One table per architecture in natural order, its runs in the lab's order."""
+    """One table per architecture in natural order, its runs in the lab's order; each run's
+    title names its protocol where the experiment trained several."""
     grid = tables.grid_runs(runs)
     archs, _ = cell_order(grid)
+    protocols = run_protocols(runs)
     found = []
     for number, arch in enumerate(archs, start=1):
         mine = grid[grid["arch"] == arch]
-        rows = [_lab_run(r, per_run.get(r["run_id"])) for r in records(mine)]
+        rows = [
+            _lab_run(r, per_run.get(r["run_id"]), protocols.get(r["run_id"])) for r in records(mine)
+        ]
         found.append(LabTable(number, arch, rows, _variants(mine)))
     return found
 
 
-def _lab_run(run: dict[str, Any], figure: Figure | None) -> LabRun:
+def _lab_run(run: dict[str, Any], figure: Figure | None, protocol: str | None) -> LabRun:
     return LabRun(
         run_id=run["run_id"],
-        title=run_title(run),
+        title=run_title(run) + (f" · {protocol}" if protocol else ""),
         problem=tables.problem(run),
         train_minutes=fmt(tables.minutes(run["train_time_s"]), ".2f", MISSING),
         total_minutes=fmt(tables.minutes(run["total_time_s"]), ".2f", MISSING),

@@ -1,6 +1,11 @@
 """The report's learning curves: per run, per cell (the grid) and per metric a plugin logged;
 the canvas they and `board_figures` share.
 
+A figure of several runs draws one protocol's runs (as the leaderboard labels it), and names it
+in its title: runs of two protocols are never drawn in one axes, as they are never ranked in one
+table; the report draws each protocol's figures apart (`gallery`), and a figure function handed
+runs of several protocols refuses them.
+
 Every figure shows what the tables show under the same name: train accuracy is the clean
 end-of-training figure (`train_accuracy` in the runs table, measured at the kept epoch), marked
 beside the kept epoch's validation accuracy; Keras's per-epoch running training-mode curve is
@@ -23,7 +28,7 @@ import pandas as pd
 
 from regbench.errors import RegbenchError
 from regbench.results.format import missing, params_label
-from regbench.results.leaderboard import ranked
+from regbench.results.leaderboard import counted, protocol_labels
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -148,23 +153,43 @@ def final_figure(
     return _curves_figure(epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims)
 
 
-def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
+def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame, protocol: str | None = None) -> Figure:
     """Architectures as rows, regularizers as columns: mean accuracy curves across seeds per
     cell, and the leaderboard's means (clean train and validation accuracy) at the kept epoch.
 
     The shaded band and the marks' bars are the range across seeds, so a reader sees at once
     whether two cells differ by more than the seeds do. Only ok grid-stage runs count, as in
-    the leaderboard.
+    the leaderboard; `runs` are one protocol's, named `protocol` in the title (see
+    `protocol_title`).
     """
     title = "Mean accuracy per epoch across seeds (band, bar: range across seeds)"
-    return _cells_figure(runs, epochs, "accuracy", title)
+    return _cells_figure(runs, epochs, "accuracy", protocol_title(title, runs, protocol))
 
 
-def metric_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str) -> Figure:
+def metric_figure(
+    runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, protocol: str | None = None
+) -> Figure:
     """The grid figure of a metric a plugin logged: its mean per epoch across seeds per cell,
-    one line per key it was logged under (`name`, `val_name`)."""
+    one line per key it was logged under (`name`, `val_name`); one protocol's runs."""
     title = f"{metric}: mean per epoch across seeds (band: range across seeds)"
-    return _cells_figure(runs, epochs, metric, title)
+    return _cells_figure(runs, epochs, metric, protocol_title(title, runs, protocol))
+
+
+def protocol_title(title: str, runs: pd.DataFrame, protocol: str | None = None) -> str:
+    """`title`, then the protocol its runs were trained under: `protocol` (the label the
+    leaderboard gives it among the experiment's protocols), or the runs' own label. Runs of
+    several protocols are refused (ValueError): a figure draws one protocol's ok runs."""
+    labels = sorted(set(protocol_labels(ok_grid(runs)).dropna()))
+    if len(labels) > 1:
+        raise ValueError(
+            f"these runs hold {len(labels)} protocols ({'; '.join(labels)}): draw each apart"
+        )
+    return titled(title, protocol if protocol is not None else (labels[0] if labels else ""))
+
+
+def titled(title: str, protocol: str) -> str:
+    """A figure's title with the protocol it draws on a line of its own."""
+    return f"{title}\nprotocol: {protocol}" if protocol else title
 
 
 def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: str) -> Figure:
@@ -192,7 +217,8 @@ def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: 
     ]
     ends = END_COLUMNS.get(metric, {})
     handles += [_end_handle(s) for s in SPLITS if s in ends and _measured(ok, ends[s]).any()]
-    width, height = max(6.5, 1.0 + 2.5 * len(regs)), 1.3 + 1.9 * len(archs)
+    head = 0.3 + 0.25 * title.count("\n")  # the title's lines
+    width, height = max(6.5, 1.0 + 2.5 * len(regs)), 1.0 + head + 1.9 * len(archs)
     columns = min(len(handles), 4 if width >= 8 else 2) or 1
     legend = 0.25 * math.ceil(len(handles) / columns)
     # fixed margins in inches (labels left, title above, legend below): a constrained layout
@@ -202,7 +228,7 @@ def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: 
         left=0.75 / width,
         right=1 - 0.15 / width,
         bottom=(0.55 + legend) / (height + legend),
-        top=1 - 0.6 / (height + legend),
+        top=1 - (0.3 + head) / (height + legend),
     )
     axes = figure.subplots(len(archs), len(regs), sharex=True, sharey=True, squeeze=False)
     drawn = set(stats.index.droplevel("epoch"))
@@ -431,8 +457,8 @@ def empty(ax: Axes, message: str) -> None:
 
 
 def ok_grid(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs the leaderboard ranks (ok grid runs of the plugins' current versions)."""
-    return ranked(runs)
+    """The runs the leaderboard counts (ok grid runs of the plugins' current versions)."""
+    return counted(runs)
 
 
 def integer_epochs(ax: Axes) -> None:

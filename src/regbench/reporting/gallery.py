@@ -7,11 +7,13 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from regbench.reporting import board_figures, figures
 from regbench.reporting.tables import final_runs, grid_runs, records, run_title
+from regbench.results.leaderboard import protocol_labels
 
 VISUALIZE_DIR = ("figures", "visualize")  # where `regbench visualize` writes, per run id
 MAX_RUN_FIGURES = 48  # per-run curves drawn at most; every run's epochs stay in epochs.csv
@@ -45,35 +47,105 @@ class Visualization:
     figures: list[Figure]
 
 
+@dataclass
+class FigureSet:
+    """The overview figures of one protocol, drawn from its runs only, as its ranking is; the
+    protocol is the ranking's label ('' when the experiment has one protocol)."""
+
+    protocol: str
+    figures: list[Figure]
+
+
 OVERVIEW = {
     "grid": "Mean accuracy per epoch per cell (rows: architectures, columns: regularizers; "
     "band: range across seeds): validation and Keras's running train accuracy in training "
     "mode; the diamonds are the leaderboard's means at the kept epoch, clean train accuracy "
     "and validation accuracy (bars: range across seeds)",
-    "ci_bars": "Mean validation accuracy per cell: one dot per seed, 95% confidence interval of "
-    "the mean where a cell has two seeds or more",
+    "ci_bars": "Mean validation accuracy per ranked cell: one dot per seed, 95% confidence "
+    "interval of the mean where a cell has two seeds or more (a cell that lost seeds is not "
+    "ranked, and named under the axis)",
     "accuracy_vs_time": "Validation accuracy against train time, one marker per run",
 }
 METRIC = "{metric} as logged per epoch, mean per cell across seeds (band: range across seeds)"
+SLUG = 60  # characters of a protocol's label at most in a figure's file name
 
 
-def overview(runs: pd.DataFrame, epochs: pd.DataFrame, board: pd.DataFrame) -> list[Figure]:
-    """The grid, the CI bars, accuracy against time, then a grid per metric a plugin logged;
-    none without grid runs."""
+def overview(runs: pd.DataFrame, epochs: pd.DataFrame, board: pd.DataFrame) -> list[FigureSet]:
+    """Per protocol, in the leaderboard's order: the grid, the CI bars, accuracy against time,
+    then a grid per metric a plugin logged, each drawn from that protocol's runs and cells
+    only; none without grid runs. With several protocols, each figure's file name and
+    caption carry its protocol (`grid-epochs_10.png`)."""
     if grid_runs(runs).empty:
         return []
-    drawn = {
-        "grid": figures.grid_figure(runs, epochs),
-        "ci_bars": board_figures.ci_bar_figure(board),
-        "accuracy_vs_time": board_figures.accuracy_vs_time_figure(runs),
-    }
-    found = [Figure(n, OVERVIEW[n], figures.png_bytes(f)) for n, f in drawn.items()]
+    sets = []
+    for protocol, suffix, mine, cells in by_protocol(runs, board):
+        drawn = drawings(mine, epochs, cells, protocol)
+        found = [
+            Figure(name + suffix, _caption(caption, protocol, suffix), figures.png_bytes(drawing))
+            for name, caption, drawing in drawn
+        ]
+        sets.append(FigureSet(protocol if suffix else "", found))
+    return sets
+
+
+def by_protocol(
+    runs: pd.DataFrame, board: pd.DataFrame
+) -> list[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """Each ranked protocol's label, file-name suffix ('' when there is one), grid runs and
+    board cells, in the board's order: the ok runs are those its cells average (their
+    `run_ids`), the others those of its label that did not finish. Where no run finished,
+    each protocol trained (its figures say there is nothing to draw)."""
+    labels = protocol_labels(runs)
+    order = list(dict.fromkeys(board["protocol"] if len(board) else labels.dropna()))
+    suffixes: dict[str, str] = {}
+    for label in order:
+        slug = _file_name(label)[:SLUG] if len(order) > 1 else ""
+        while slug and f"-{slug}" in suffixes.values():  # two labels cut alike
+            slug += "_"
+        suffixes[label] = f"-{slug}" if slug else ""
+    found = []
+    for label in order:
+        cells = board[board["protocol"] == label]
+        averaged = {run_id for ids in cells["run_ids"] for run_id in ids}
+        mine = runs["run_id"].isin(averaged) | ((labels == label) & (runs["status"] != "ok"))
+        found.append((label, suffixes[label], runs[mine], cells))
+    return found
+
+
+def drawings(
+    runs: pd.DataFrame, epochs: pd.DataFrame, cells: pd.DataFrame, protocol: str
+) -> list[tuple[str, str, Any]]:
+    """One protocol's overview figures (name, caption, matplotlib Figure) from its grid runs
+    and its board cells: what `overview` renders, and what a test can look into."""
+    drawn = [
+        ("grid", OVERVIEW["grid"], figures.grid_figure(runs, epochs, protocol)),
+        ("ci_bars", OVERVIEW["ci_bars"], board_figures.ci_bar_figure(cells)),
+        (
+            "accuracy_vs_time",
+            OVERVIEW["accuracy_vs_time"],
+            board_figures.accuracy_vs_time_figure(runs, protocol),
+        ),
+    ]
     ok_epochs = epochs[epochs["run_id"].isin(figures.ok_grid(runs)["run_id"])]
     for metric in figures.plugin_metrics(ok_epochs):
-        drawing = figures.metric_figure(runs, epochs, metric)
-        name = _file_name(f"metric-{metric}")
-        found.append(Figure(name, METRIC.format(metric=metric), figures.png_bytes(drawing)))
-    return found
+        drawing = figures.metric_figure(runs, epochs, metric, protocol)
+        drawn.append((_file_name(f"metric-{metric}"), METRIC.format(metric=metric), drawing))
+    return drawn
+
+
+def is_overview(name: str) -> bool:
+    """Whether a file name under figures/ is one `overview` writes (`grid.png`,
+    `grid-epochs_10.png`, `metric-ece.png`): a report removes those it did not write again,
+    so a figure of an earlier report (all protocols in one, say) never lingers beside them."""
+    stem = name.removesuffix(".png")
+    return name.endswith(".png") and (
+        stem.startswith("metric-") or any(stem == n or stem.startswith(f"{n}-") for n in OVERVIEW)
+    )
+
+
+def _caption(caption: str, protocol: str, suffix: str) -> str:
+    """A figure's caption, naming its protocol where the experiment has several."""
+    return f"{caption}; protocol: {protocol}" if suffix else caption
 
 
 def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, Figure]:
@@ -82,11 +154,14 @@ def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, Figure]:
     # the runs of one architecture share their y axes, so their curves compare at a glance
     limits = {arch: figures.shared_limits(epochs, group) for arch, group in every.groupby("arch")}
     recorded = set(epochs["run_id"])
+    protocols = run_protocols(runs)
     found = {}
     for run in records(every):
         if run["run_id"] not in recorded:
             continue
         title, ylims = run_title(run), limits[run["arch"]]
+        if run["run_id"] in protocols:
+            title += f" · {protocols[run['run_id']]}"
         if run["stage"] == "final":
             title = f"final: {title}"
             caption = f"{title}: {_shown(epochs, run['run_id'])} per epoch (train only)"
@@ -96,6 +171,15 @@ def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, Figure]:
             figure = figures.accuracy_figure(epochs, run, title, ylims)
         found[run["run_id"]] = Figure(_file_name(run["run_id"]), caption, figures.png_bytes(figure))
     return found
+
+
+def run_protocols(runs: pd.DataFrame) -> dict[str, str]:
+    """Each grid run's protocol label by run id, where the experiment ranks several (a run's
+    title then names it); empty where it ranks one."""
+    labels = protocol_labels(runs).dropna()
+    if labels[runs.loc[labels.index, "status"] == "ok"].nunique() < 2:
+        return {}
+    return dict(zip(runs.loc[labels.index, "run_id"], labels, strict=True))
 
 
 def drawn(grid: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,8 @@ def write_report(folder: Path, out: Path | None = None, baseline: str = "none") 
 
     `out` defaults to the folder itself. Each cell is compared with the `baseline`
     regularizer's cell of its architecture. Returns the paths written under the keys "html",
-    "markdown" and "figures" (the folder of PNGs). Raises RegbenchError when the folder holds
+    "markdown" and "figures" (the folder of PNGs); the overview figures an earlier report left
+    there and this one does not draw are removed. Raises RegbenchError when the folder holds
     no results.
     """
     folder = Path(folder)
@@ -59,8 +60,13 @@ def write_report(folder: Path, out: Path | None = None, baseline: str = "none") 
     fig_dir = out / "figures"
     try:
         fig_dir.mkdir(parents=True, exist_ok=True)
-        for fig in [*report.overview, *per_run.values()]:
+        overview = [fig for group in report.overview for fig in group.figures]
+        for fig in [*overview, *per_run.values()]:
             _atomic_write(out / fig.file, fig.png)
+        written = {Path(fig.file).name for fig in overview}
+        for old in fig_dir.glob("*.png"):
+            if gallery.is_overview(old.name) and old.name not in written:
+                old.unlink(missing_ok=True)
         # undecodable bytes in a folder name become "?" rather than half a file
         _atomic_write(out / "report.html", render.to_html(report).encode("utf-8", "replace"))
         _atomic_write(out / "report.md", render.to_markdown(report).encode("utf-8", "replace"))

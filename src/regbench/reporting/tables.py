@@ -16,6 +16,7 @@ import pandas as pd
 from regbench.engine.plan import PROTOCOL_COLUMNS, PROVENANCE
 from regbench.reporting.figures import cell_order
 from regbench.results import stats
+from regbench.results.board_text import lost_text
 from regbench.results.format import MISSING, fmt, mean_and_ci, missing, params_label
 from regbench.results.leaderboard import failures
 
@@ -144,6 +145,9 @@ SHOWN = {
     "tuned",
     "seeds",
     "planned",  # in the seeds column, as ok/planned where they differ
+    "failed",  # a cell with lost seeds is in its protocol's lost table, which says how
+    "flag",
+    "lost_seeds",
     "val_accuracy",
     "val_ci95",
     "train_accuracy",
@@ -154,10 +158,13 @@ SHOWN = {
     *stats.COLUMNS,
 }
 # the cell's key, the running train accuracy (the clean one shows), the terminal's sparkline,
-# per-seed values (drawn in the CI figure), run ids (in the per-run tables) and every protocol
-# value (the header lists them; the ranking's heading names those that differ)
+# per-seed values (drawn in the CI figure), run ids (in the per-run tables), every protocol
+# value and the epochs (the header lists them; the ranking's heading names those that differ),
+# and whether the cell is ranked (which table it is in)
 NOT_SHOWN = {
     "cell",
+    "epochs",
+    "ranked",
     "train_accuracy_running",
     "val_curve",
     "val_by_seed",
@@ -169,24 +176,30 @@ NOT_SHOWN = {
 
 @dataclass
 class Ranking:
-    """The ranked cells of one protocol; `protocol` says what sets it apart from the others
-    ('' when the experiment has one protocol)."""
+    """The ranked cells of one protocol, and apart from them its cells that lost seeds (not
+    ranked: LOST_RULE); `protocol` says what sets it apart from the others. Either table is
+    None when the protocol has no such cell."""
 
     protocol: str
-    table: Table
+    table: Table | None
+    lost: Table | None = None
 
 
 def leaderboard(board: pd.DataFrame, baseline: str) -> list[Ranking]:
     """The ranked cells with their paired comparison, one ranking per protocol (ranks restart
     in each); columns the board gains show at the end under their own names. Test accuracy
     shows only where a cell has one (grid runs of older experiments): grid runs never read the
-    test split."""
-    columns: list[Column] = [
-        ("#", lambda r: text(r["rank"]) + ("=" if _yes(r.get("tied")) else "")),
+    test split. A protocol's cells that lost seeds follow in a table of their own: how each
+    seed ended and the mean of those that finished, with no rank and no comparison."""
+    names: list[Column] = [
         ("arch", lambda r: text(r["arch"])),
         ("reg", lambda r: text(r["reg"])),
         ("hyperparameters", _hyperparameters),
-        ("val acc ± 95% CI", lambda r: mean_and_ci(r["val_accuracy"], r["val_ci95"])),
+    ]
+    columns: list[Column] = [
+        ("#", lambda r: text(r["rank"]) + ("=" if _yes(r.get("tied")) else "")),
+        *names,
+        ("val acc ± 95% CI", _mean),
         ("seeds", _seeds),
         (f"vs {baseline} (paired, ± 95% CI)", _paired),
         ("verdict (Holm-adjusted p)", _verdict),
@@ -199,21 +212,42 @@ def leaderboard(board: pd.DataFrame, baseline: str) -> list[Ranking]:
     if not _any_value(board, "test_accuracy"):
         columns = [c for c in columns if not c[0].startswith("test acc")]
     columns += [_generic(c) for c in board.columns if c not in SHOWN | NOT_SHOWN]
-    headers = [header for header, _ in columns]
+    lost_columns: list[Column] = [
+        *names,
+        ("seeds", _seeds),
+        ("lost seeds", lambda r: lost_text(r["lost_seeds"])),
+        ("val acc ± 95% CI (finished seeds)", _mean),
+        ("train acc (clean)", lambda r: fmt(r["train_accuracy"], ".3f", MISSING)),
+        ("params", lambda r: fmt(r["total_params"], ",.0f", MISSING)),
+        ("train time (s)", lambda r: fmt(r["train_time_s"], ".1f", MISSING)),
+    ]
     groups = (
         [("", board)]
         if "protocol" not in board
         else board.groupby("protocol", sort=False, dropna=False)
     )
-    return [
-        Ranking(
-            "" if missing(label) else str(label),
-            Table(
-                headers, [[cell(r) for _, cell in columns] for r in records(group)], sortable=True
-            ),
+    found = []
+    for label, group in groups:
+        ranked = group["ranked"].astype(bool)
+        found.append(
+            Ranking(
+                "" if missing(label) else str(label),
+                _cells_table(group[ranked], columns, sortable=True),
+                _cells_table(group[~ranked], lost_columns, sortable=False),
+            )
         )
-        for label, group in groups
-    ]
+    return found
+
+
+def _cells_table(cells: pd.DataFrame, columns: list[Column], sortable: bool) -> Table | None:
+    if cells.empty:
+        return None
+    headers = [header for header, _ in columns]
+    return Table(headers, [[cell(r) for _, cell in columns] for r in records(cells)], sortable)
+
+
+def _mean(r: Row) -> str:
+    return mean_and_ci(r["val_accuracy"], r["val_ci95"])
 
 
 def _any_value(frame: pd.DataFrame, column: str) -> bool:
@@ -248,8 +282,11 @@ def _paired(r: Row) -> str:
 
 
 def _verdict(r: Row) -> str:
+    """The verdict with its Holm-adjusted p; an n/a says why (`n/a (n=1)`)."""
     if r["verdict"] == stats.NA and not missing(r["n_paired"]) and r["n_paired"] == 1:
         return "n/a (n=1)"
+    if r["verdict"] == stats.NA and not missing(r.get("why_na")):
+        return f"n/a ({r['why_na']})"
     return str(r["verdict"]) + ("" if missing(r["p_holm"]) else f" (p={r['p_holm']:.2g})")
 
 

@@ -6,7 +6,9 @@ side in one folder are never pooled, nor one picked for the others. What is the 
 each folder may differ between them (comparing 10 epochs with 20 is one use): each
 experiment's protocol is labelled, and each difference names the protocol columns it spans.
 Where two experiments trained the same seeds, the difference is paired per seed, as against a
-baseline within one experiment, and Holm-corrected across all the comparisons shown.
+baseline within one experiment, and Holm-corrected across all the comparisons shown. A cell
+that lost seeds in either experiment is shown (ok/planned, "!") but not compared, as the
+leaderboard neither ranks nor tests it (its LOST_RULE).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from regbench.errors import RegbenchError
 from regbench.results import protocols, stats
 from regbench.results.format import fmt, jsonable, mean_and_ci, number
-from regbench.results.leaderboard import table
+from regbench.results.leaderboard import LOST_NOTE, table
 from regbench.results.reader import load
 
 KEY = ["arch", "reg", "params", "protocol"]
@@ -56,23 +58,31 @@ def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
     keys = list(dict.fromkeys(k for board in boards.values() for k in board.index))
     first, *others = names
     results: dict[Any, stats.Paired] = {}
+    lost: dict[Any, str] = {}  # comparisons not made: a cell lost seeds
     for key in keys:
         base = boards[first].loc[key] if key in boards[first].index else None
         for name in others:
             if base is not None and key in boards[name].index:
                 other = boards[name].loc[key]
+                gone = [(n, row) for n, row in ((first, base), (name, other)) if not row["ranked"]]
+                if gone:
+                    lost[(key, name)] = "; ".join(f"{n} {row['flag']}" for n, row in gone)
+                    continue
                 results[(key, name)] = stats.paired(other["val_by_seed"], base["val_by_seed"])
     adjusted = stats.holm({k: r.p_value for k, r in results.items()})
+
+    def difference(key: tuple, name: str) -> dict[str, Any] | None:
+        if (key, name) in results:
+            return _difference(results[(key, name)], adjusted[(key, name)], boards, key, name)
+        if (key, name) in lost:
+            return _not_compared(lost[(key, name)], boards, key, name)
+        return None  # one of the two never trained the cell
+
     cells = []
     for key in keys:
         cell: dict[str, Any] = dict(zip(KEY, key, strict=True))
         cell["experiments"] = {name: _figures(boards[name], key) for name in names}
-        cell["differences"] = {
-            name: _difference(results[(key, name)], adjusted[(key, name)], boards, key, name)
-            if (key, name) in results
-            else None
-            for name in others
-        }
+        cell["differences"] = {name: difference(key, name) for name in others}
         cells.append(cell)
     return {
         "experiments": dict(zip(names, map(str, paths), strict=True)),
@@ -94,7 +104,10 @@ def _figures(board: pd.DataFrame, key: tuple) -> dict[str, Any] | None:
         return None
     row = board.loc[key]
     columns = ("val_accuracy", "val_ci95", "seeds", "planned", "failed", "test_accuracy", "gap")
-    return {c: jsonable(row[c]) for c in columns} | {"val_by_seed": row["val_by_seed"]}
+    return {c: jsonable(row[c]) for c in columns} | {
+        "val_by_seed": row["val_by_seed"],
+        "lost_seeds": row["lost_seeds"],
+    }
 
 
 def _difference(
@@ -104,8 +117,6 @@ def _difference(
     key: tuple,
     name: str,
 ) -> dict[str, Any]:
-    first = next(iter(boards))
-    ours, theirs = (boards[n].loc[key, "protocol_values"] for n in (name, first))
     return {
         "n_paired": result.n,
         "diff": result.diff,
@@ -114,8 +125,31 @@ def _difference(
         "p_holm": number(p_holm),
         "verdict": stats.verdict(result, p_holm),
         "why_na": stats.why_untested(result),
-        "protocol_differs": protocols.differing([ours, theirs]),
+        "protocol_differs": _spans(boards, key, name),
     }
+
+
+def _not_compared(
+    why: str, boards: dict[str, pd.DataFrame], key: tuple, name: str
+) -> dict[str, Any]:
+    """A difference not computed because a cell lost seeds (`why`: where, and how)."""
+    return {
+        "n_paired": None,
+        "diff": None,
+        "diff_ci95": None,
+        "p_value": None,
+        "p_holm": None,
+        "verdict": stats.NA,
+        "why_na": f"lost seeds ({why}): not compared",
+        "protocol_differs": _spans(boards, key, name),
+    }
+
+
+def _spans(boards: dict[str, pd.DataFrame], key: tuple, name: str) -> list[str]:
+    """The protocol columns on which experiment `name`'s cell differs from the first's."""
+    first = next(iter(boards))
+    ours, theirs = (boards[n].loc[key, "protocol_values"] for n in (name, first))
+    return protocols.differing([ours, theirs])
 
 
 def to_json(folders: Sequence[str | Path]) -> str:
@@ -162,6 +196,8 @@ def render(folders: Sequence[str | Path], console: Any) -> None:
     for row in rows:
         out.add_row(*row)
     console.print(out)
+    if any(f and f["failed"] for cell in result["cells"] for f in cell["experiments"].values()):
+        console.print(LOST_NOTE, markup=False, highlight=False)
     for name, folder in result["experiments"].items():
         protocol = result["protocols"][name]
         console.print(
@@ -185,8 +221,8 @@ def _figures_shown(figures: dict[str, Any] | None) -> str:
 def _shown(difference: dict[str, Any] | None) -> str:
     if difference is None:
         return "-"
-    if difference["n_paired"] == 0:
-        return "no shared seeds"
+    if difference["diff"] is None:  # no shared seeds, or a cell lost seeds
+        return difference["why_na"] or stats.NA
     text = mean_and_ci(difference["diff"], difference["diff_ci95"], "+")
     text += f" (n={difference['n_paired']})"
     verdict = difference["verdict"]

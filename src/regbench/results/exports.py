@@ -15,6 +15,7 @@ from typing import Any
 from regbench.results.migrations import EPOCH_COLUMNS, RUN_COLUMNS, TRIAL_COLUMNS
 
 CSV_TABLES = ("runs", "epochs", "trials")
+WHOLE_NUMBERS = [name for name, kind in RUN_COLUMNS.items() if kind.startswith("INTEGER")]
 log = logging.getLogger("regbench")
 
 
@@ -25,6 +26,9 @@ def export_csvs(db: sqlite3.Connection, folder: Path) -> None:
 
     for table in CSV_TABLES:
         frame = pd.read_sql_query(f"SELECT * FROM {table}", db)
+        if table == "runs":
+            for column in frame.columns.intersection(WHOLE_NUMBERS):
+                frame[column] = _whole(frame[column])
         target = Path(folder) / f"{table}.csv"
         if frame.empty and (table == "trials" or has_rows(target)):
             continue
@@ -33,6 +37,17 @@ def export_csvs(db: sqlite3.Connection, folder: Path) -> None:
         except OSError as exc:
             exc.filename = exc.filename or str(target)  # which export failed, for the message
             raise
+
+
+def _whole(column: Any) -> Any:
+    """An INTEGER column written as whole numbers (2, not 2.0 beside a NULL); left as it is
+    when it holds anything else (a damaged store's value is exported as stored)."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().sum() != column.notna().sum() or (numbers.dropna() % 1 != 0).any():
+        return column
+    return numbers.astype("Int64")
 
 
 def import_csv(db: sqlite3.Connection, folder: Path) -> int:

@@ -6,8 +6,14 @@ entry carries its protocol (`epochs`, and a `protocol` label naming the epochs a
 tells the groups apart, e.g. "epochs=10, lr_schedule=cosine").
 
 A cell is one configuration across seeds. It counts its planned seeds (every grid run of the
-cell, failed and diverged ones included, skipped ones not) beside the seeds that finished ok:
-its mean is over the latter, so a cell that lost a seed is flagged (`failed`, `flag`).
+cell, failed and diverged ones included, skipped ones not) beside the seeds that finished ok.
+
+Lost seeds (LOST_RULE): a cell with a seed that failed or diverged is not ranked (`rank` is
+missing, `ranked` false) and gets no verdict, nor does it serve as its architecture's baseline:
+its mean over the seeds that survived would read better than the cell is, since the seeds it
+lost are the ones that went worst. It is listed after the ranked cells of its protocol, with
+how each lost seed ended (`failed`, `flag`, `lost_seeds`), and its mean is over the seeds that
+finished. Rerunning the lost seeds (the same command) ranks it.
 
 Ties: cells whose mean validation accuracy is equal at the printed precision (3 decimals)
 share a rank (competition ranking: 1, 2, 2, 4), marked `tied` (shown "2=" in the table).
@@ -22,13 +28,20 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.engine.plan import PROVENANCE, provenance_parts
+from regbench.engine.plan import PROVENANCE
 from regbench.results import protocols, stats
+from regbench.results.board_text import (
+    COMPACT_DROPS,
+    built_by,
+    lost_table,
+    packed,
+    print_failures,
+    rank_text,
+    ranked_table,
+)
 from regbench.results.format import (
     as_printed,
-    fmt,
     jsonable,
-    mean_and_ci,
     missing,
     number,
     params_label,
@@ -36,7 +49,11 @@ from regbench.results.format import (
 
 SPARKS = "▁▂▃▄▅▆▇█"
 TIE_NOTE = "= tied: equal mean validation accuracy at the printed precision (3 decimals)"
-LOST_NOTE = "! a seed failed or diverged: the mean is over the seeds that finished (ok/planned)"
+LOST_RULE = (
+    "a cell that lost a seed (failed or diverged) is not ranked, gets no verdict and is no "
+    "baseline: its mean, over the seeds that finished (ok/planned), is shown apart"
+)
+LOST_NOTE = f"! {LOST_RULE}"
 SUPERSEDED_NOTE = (
     "{n} run(s) trained with an earlier version of their plugins are superseded by newer runs "
     "of the same cell: not shown (`regbench report` lists every plugin version used)"
@@ -77,6 +94,8 @@ COLUMNS = [
     "planned",
     "failed",
     "flag",
+    "ranked",
+    "lost_seeds",
     "val_accuracy",
     "val_ci95",
     "train_accuracy",
@@ -100,7 +119,8 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
     regularizer of its architecture and protocol.
 
     `seeds` counts the seeds that finished ok, `planned` every seed the grid ran (failed and
-    diverged included), `failed` those that did not finish and `flag` says how they ended.
+    diverged included), `failed` those that did not finish, `flag` says how they ended and
+    `lost_seeds` which ({seed: status}); a cell with any is not `ranked` (LOST_RULE).
     `train_accuracy` (and the gap) is the clean inference-mode figure where the run recorded
     it; `train_accuracy_running` is Keras's running training-mode figure.
     """
@@ -109,7 +129,6 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
         return pd.DataFrame(columns=COLUMNS)
     attempted["cell"] = _cells(attempted)
     ok = attempted[attempted["status"] == "ok"].drop_duplicates(["cell", "seed"], keep="last")
-    shown = protocols.differing(ok["_protocol"])
     if "train_accuracy_running" not in ok:
         ok = ok.assign(train_accuracy_running=float("nan"))
     curves = (
@@ -125,10 +144,11 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
         curve = curves.loc[cell].tolist() if cell in curves.index.get_level_values(0) else []
         tuned = sorted({k for t in group["tuned"].dropna() for k in json.loads(t or "[]")})
         group = group.sort_values("seed")
-        ended = lost.get(cell, Counter())
+        gone = lost.get(cell, {})
+        ended = Counter(gone.values())
         rows.append(
             {
-                "protocol": protocols.label(first["_protocol"], shown),
+                "protocol": first["_label"],
                 "epochs": first.get("epochs"),
                 "cell": cell,
                 "arch": first["arch"],
@@ -139,6 +159,8 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
                 "planned": len(group) + sum(ended.values()),
                 "failed": sum(ended.values()),
                 "flag": ", ".join(f"{n} {status}" for status, n in sorted(ended.items())),
+                "ranked": not gone,
+                "lost_seeds": gone,
                 "val_accuracy": group["val_accuracy"].mean(),
                 "val_ci95": ci95(group["val_accuracy"]),
                 "train_accuracy": group["train_accuracy"].mean(),
@@ -159,22 +181,37 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
             }
         )
     board = _ranked(pd.DataFrame(rows))
-    board = board.join(stats.versus_baseline(ok, baseline, attempted=attempted), on="cell")
+    lost_cells = {
+        cell: flag for cell, flag in zip(board["cell"], board["flag"], strict=True) if flag
+    }
+    versus = stats.versus_baseline(ok, baseline, attempted=attempted, lost=lost_cells)
+    board = board.join(versus, on="cell")
     board = board[COLUMNS].reset_index(drop=True)
+    board["rank"] = board["rank"].astype("Int64")  # missing for a cell that is not ranked
     board.attrs["superseded"] = old
     return board
 
 
-def ranked(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs the leaderboard ranks: ok grid runs, less those superseded by a newer version
-    of their plugins. Figures draw these, so they show what the table shows."""
+def counted(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the board's figures come from: ok grid runs, less those superseded by a newer
+    version of their plugins. Figures draw these, so they show what the table shows."""
     attempted, _ = _attempted(runs)
     return runs.loc[attempted.index[attempted["status"] == "ok"]]
 
 
+def protocol_labels(runs: pd.DataFrame) -> pd.Series:
+    """Each trained grid run's protocol as the board labels it (the heading of its table),
+    indexed like `runs`; runs the board leaves out (other stages, skipped, superseded) have
+    none. Figures split the runs by it, so each draws one protocol's runs, as a table does."""
+    attempted, _ = _attempted(runs)
+    found = attempted["_label"] if len(attempted) else pd.Series(dtype=object)
+    return found.reindex(runs.index)
+
+
 def _attempted(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Grid runs that were trained (not skipped), with their protocol and values label, less
-    the superseded ones; and how many those were."""
+    """Grid runs that were trained (not skipped), with their protocol, its label (what tells
+    it from the other protocols ranked) and their values label, less the superseded ones;
+    and how many those were."""
     grid = runs[runs["stage"].fillna("grid") == "grid"]
     attempted = grid[grid["status"] != "skipped"].copy()
     if attempted.empty:
@@ -182,7 +219,12 @@ def _attempted(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     attempted["_protocol"] = protocols.values(attempted, protocols.columns(attempted))
     attempted["params_label"] = attempted["params"].map(params_label)
     old = _superseded(attempted)
-    return attempted[~old], int(old.sum())
+    attempted = attempted[~old]
+    # what tells the ranked protocols apart (those with a run that finished, where any did)
+    ok = attempted["status"] == "ok"
+    shown = protocols.differing(attempted["_protocol"][ok if ok.any() else slice(None)])
+    attempted["_label"] = [protocols.label(p, shown) for p in attempted["_protocol"]]
+    return attempted, int(old.sum())
 
 
 def _superseded(attempted: pd.DataFrame) -> pd.Series:
@@ -221,35 +263,44 @@ def _cells(rows: pd.DataFrame) -> pd.Series:
     return cell_hash.fillna(fallback)
 
 
-def _lost_seeds(attempted: pd.DataFrame) -> dict[str, Counter]:
-    """cell -> how its seeds that never finished ok ended (failed: 1, diverged: 2, ...)."""
+def _lost_seeds(attempted: pd.DataFrame) -> dict[str, dict[int, str]]:
+    """cell -> its seeds that never finished ok and how each ended ({3: "diverged"})."""
     finished = attempted.assign(_ok=attempted["status"] == "ok")
     last = finished.sort_values("_ok", kind="stable").drop_duplicates(["cell", "seed"], keep="last")
-    bad = last[~last["_ok"]]
-    return {cell: Counter(map(str, g["status"])) for cell, g in bad.groupby("cell", sort=False)}
+    bad = last[~last["_ok"]].sort_values("seed", kind="stable")
+    return {
+        cell: {int(s): str(status) for s, status in zip(g["seed"], g["status"], strict=True)}
+        for cell, g in bad.groupby("cell", sort=False)
+    }
 
 
 def _ranked(board: pd.DataFrame) -> pd.DataFrame:
     """Protocol groups in order of appearance, each ranked by its mean at the printed
-    precision (best first; equal figures share a rank and are marked tied)."""
+    precision (best first; equal figures share a rank and are marked tied), then its cells
+    that lost seeds, unranked, in the order of their names (LOST_RULE)."""
     printed = board["val_accuracy"].map(as_printed)
-    board = board.assign(_printed=printed, _group=pd.factorize(board["protocol"])[0])
-    board = board.sort_values(
-        ["_group", "_printed", "val_accuracy"], ascending=[True, False, False], kind="stable"
+    order = board["arch"].astype(str) + "/" + board["reg"].astype(str) + "/" + board["params"]
+    board = board.assign(
+        _printed=printed,
+        _group=pd.factorize(board["protocol"])[0],
+        _lost=~board["ranked"],
+        _name=order.where(~board["ranked"], ""),
     )
-    by_group = board.groupby("_group")["_printed"]
-    board["rank"] = by_group.rank(method="min", ascending=False).astype(int)
-    board["tied"] = by_group.transform(lambda s: s.duplicated(keep=False))
+    board = board.sort_values(
+        ["_group", "_lost", "_name", "_printed", "val_accuracy"],
+        ascending=[True, True, True, False, False],
+        kind="stable",
+    )
+    by_group = board[board["ranked"]].groupby("_group")["_printed"]
+    board["rank"] = by_group.rank(method="min", ascending=False)  # NaN where not ranked
+    tied = by_group.transform(lambda s: s.duplicated(keep=False))
+    board["tied"] = tied.astype(bool).reindex(board.index, fill_value=False)
     return board
 
 
 def failures(runs: pd.DataFrame) -> pd.DataFrame:
     bad = runs[runs["status"] != "ok"]
     return bad[["run_id", "arch", "reg", "seed", "status", "error"]].reset_index(drop=True)
-
-
-# left out, and said so, when the whole table would not fit the terminal
-COMPACT_DROPS = ("train acc", "gap", "params", "train s", "val acc / epoch")
 
 
 def render(
@@ -270,15 +321,20 @@ def render(
     """
     board = table(runs, epochs, baseline)
     for label, group in board.groupby("protocol", sort=False):
-        out, width = _table(group, str(label), baseline, compact=False)
-        if width > console.width:
-            out, _ = _table(group, str(label), baseline, compact=True)
-            console.print(f"(narrow: {', '.join(COMPACT_DROPS)} left out)")
-        console.print(out)
+        ranked, lost = group[group["ranked"]], group[~group["ranked"]]
+        for part, builder in ((ranked, ranked_table), (lost, lost_table)):
+            if part.empty:
+                continue
+            out, width = builder(part, str(label), baseline, compact=False)
+            if width > console.width:
+                dropped = [c.header for c in out.columns if c.header in COMPACT_DROPS]
+                out, _ = builder(part, str(label), baseline, compact=True)
+                console.print(f"(narrow: {', '.join(map(str, dropped))} left out)")
+            console.print(out)
         if wide:
-            for row in group.itertuples():
-                rank = f"  {row.rank}{'=' if row.tied else ''}"
-                for line in _packed(f"{rank} built by", _built_by(row), console.width):
+            for row in (*ranked.itertuples(), *lost.itertuples()):
+                rank = f"  {rank_text(row)}"
+                for line in packed(f"{rank} built by", built_by(row), console.width):
                     console.print(line, markup=False, highlight=False, soft_wrap=True)
                 for run_id in row.run_ids:
                     console.print(f"{rank} {run_id}", markup=False, highlight=False, soft_wrap=True)
@@ -289,111 +345,7 @@ def render(
     if board.attrs.get("superseded"):
         note = SUPERSEDED_NOTE.format(n=board.attrs["superseded"])
         console.print(note, markup=False, highlight=False)
-    _print_failures(runs, console)
-
-
-def _table(board: pd.DataFrame, label: str, baseline: str, compact: bool) -> tuple[Any, int]:
-    """One protocol's ranking as a rich table, and the width it takes unwrapped."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    heading = f": {label}" if label else ""
-    out = Table(
-        title=escape(f"regbench leaderboard{heading} (ranked by validation accuracy)"),
-        title_justify="left",
-        padding=(0, 0 if compact else 1),
-    )
-
-    def whole(name: str, values: Any) -> dict[str, Any]:
-        return {"no_wrap": True, "min_width": max([len(name), *(len(v) for v in values)])}
-
-    number = {"no_wrap": True}  # a figure is never split across lines
-
-    columns: list[tuple[str, Any, dict[str, Any], Any]] = [
-        ("#", "right", number, lambda r: f"{r.rank}=" if r.tied else str(r.rank)),
-        ("arch", "left", whole("arch", board["arch"]), lambda r: escape(r.arch)),
-        ("reg", "left", whole("reg", board["reg"]), lambda r: escape(r.reg)),
-        ("hyperparameters", "left", whole("", _value_items(board)), _hyperparameters),
-        ("n", "right", {"no_wrap": True}, _seeds),
-        ("val acc ± 95% CI", "right", number, lambda r: mean_and_ci(r.val_accuracy, r.val_ci95)),
-        ("train acc", "right", number, lambda r: fmt(r.train_accuracy, ".3f")),
-        ("gap", "right", number, lambda r: fmt(r.gap, "+.3f")),
-        (f"vs {escape(baseline)}", "right", number, _difference),
-        ("verdict", "left", {}, _verdict),
-        ("params", "right", number, lambda r: f"{r.total_params:,}"),
-        ("train s", "right", number, lambda r: fmt(r.train_time_s, ".1f")),
-        ("val acc / epoch", "left", {}, lambda r: r.val_curve),
-    ]
-    if compact:
-        columns = [c for c in columns if c[0] not in COMPACT_DROPS]
-    for name, justify, options, _ in columns:
-        out.add_column(name, justify=justify, **options)
-    widths = [len(name) for name, *_ in columns]
-    for row in board.itertuples():
-        cells = [cell(row) for *_, cell in columns]
-        cells = [c.replace(" ± ", "±") if compact else c for c in cells]
-        lines = [max(len(line) for line in c.split("\n")) for c in cells]
-        widths = [max(pair) for pair in zip(widths, lines, strict=True)]
-        out.add_row(*cells)
-    # unwrapped: each column's widest line, its padding and a border
-    return out, sum(widths) + len(widths) * (1 if compact else 3) + 1
-
-
-def _built_by(row: Any) -> list[str]:
-    """A cell's architecture and regularizer with their distribution version and short hash,
-    one item each (`model1 (regbench 0.2.0, b9defec0),`), a combination's components joined
-    by "+"; none for runs that recorded no provenance."""
-    items: list[str] = []
-    for column in ("arch", "reg"):
-        source, digest = getattr(row, f"{column}_source"), getattr(row, f"{column}_source_hash")
-        if missing(source):
-            continue
-        parts = provenance_parts(getattr(row, column), source, digest)
-        if items:
-            items[-1] += ","
-        items += [
-            f"{name} ({dist}, {_short(code)})" + (" +" if i < len(parts) - 1 else "")
-            for i, (name, dist, code) in enumerate(parts)
-        ]
-    return items
-
-
-def _packed(head: str, items: list[str], width: int) -> list[str]:
-    """`head` and `items` as lines of at most `width` characters, broken between items only
-    (a version or hash is never split); continuation lines indented."""
-    if not items:
-        return []
-    lines, indent = [head], " " * 6
-    for item in items:
-        if len(lines[-1]) + 1 + len(item) > width and lines[-1].strip():
-            lines.append(indent)
-        lines[-1] += ("" if lines[-1] == indent else " ") + item
-    return lines
-
-
-def _short(digest: str) -> str:
-    """A source hash cut to 8 characters; a declared version (`v2`) and a combination's
-    hashes (`a+b`, not split alike) whole."""
-    return digest if digest.startswith("v") or "+" in digest else digest[:8] or "?"
-
-
-def _print_failures(runs: pd.DataFrame, console: Any) -> None:
-    bad = failures(runs)
-    skipped = bad[bad["status"] == "skipped"]
-    bad = bad[bad["status"] != "skipped"]
-    if len(bad):
-        console.print(f"[bold red]{len(bad)} run(s) not ok:[/]")
-        for row in bad.itertuples():
-            console.print(
-                f"  {row.run_id}  {row.status}: {row.error or ''}", markup=False, highlight=False
-            )
-    if len(skipped):
-        console.print(
-            f"{len(skipped)} cell(s) skipped: not applicable, or their regularizers conflict "
-            "(not ranked):"
-        )
-        for row in skipped.itertuples():
-            console.print(f"  {row.run_id}: {row.error or ''}", markup=False, highlight=False)
+    print_failures(failures(runs), console)
 
 
 def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> str:
@@ -414,42 +366,3 @@ def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") ->
         indent=2,
         ensure_ascii=False,
     )
-
-
-def _hyperparameters(row: Any) -> str:
-    from rich.markup import escape
-
-    return escape(row.params + (f" (tuned: {row.tuned})" if row.tuned else "") or "-")
-
-
-def _seeds(row: Any) -> str:
-    """Seeds that finished of those planned, marked "!" when some failed or diverged."""
-    return f"{row.seeds}/{row.planned}" + ("!" if row.failed else "")
-
-
-def _difference(row: Any) -> str:
-    """The mean paired difference from the baseline, with its interval where n > 1."""
-    if row.verdict == stats.BASELINE:
-        return "-"
-    if missing(row.diff):
-        return "n/a"
-    text = mean_and_ci(row.diff, row.diff_ci95, "+")
-    return text if row.n_paired == row.seeds else f"{text} (n={int(row.n_paired)})"
-
-
-def _verdict(row: Any) -> str:
-    """The verdict with its Holm-adjusted p; an n/a says why."""
-    from rich.markup import escape
-
-    if row.verdict == stats.NA:
-        return escape(row.why_na or stats.NA)
-    if row.verdict == stats.BASELINE or missing(row.p_holm):
-        return str(row.verdict)
-    short = {stats.SAME: "n.s."}.get(row.verdict, row.verdict)
-    return f"{short} p={row.p_holm:.2g}"
-
-
-def _value_items(board: pd.DataFrame) -> list[str]:
-    """Each `name=value` of the board's hyperparameters: the column is at least as wide as the
-    longest, so a value is never split (the column wraps between items only)."""
-    return [item for label in board["params"] for item in str(label).split(", ")]

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from regbench.results.frozen import identity_v3, identity_v4
+from regbench.results.frozen import identity_v3, identity_v4, identity_v5
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
@@ -72,6 +72,9 @@ RUN_COLUMNS: dict[str, str] = {
     "steps_per_execution": "INTEGER",
     "pipeline": "TEXT",
     "engine": "TEXT",
+    "split_scheme": "TEXT",
+    "passes_per_step": "INTEGER",
+    "final_weights": "TEXT",
     "model_path": "TEXT",
     "summary": "TEXT",
     "python_version": "TEXT",
@@ -156,20 +159,13 @@ def m002_identity_v2(db: sqlite3.Connection, folder: Path) -> None:
     """Recompute config_hash and cell_hash: execution options (jit, steps per execution,
     pipeline) left run identity. run_id stays: it is the key, and model files carry it.
     The identity is the frozen copy of IDENTITY_VERSION 3, never the engine's current one."""
-    db.row_factory = sqlite3.Row
-    try:
-        rows = [dict(row) for row in db.execute("SELECT * FROM runs")]
-    finally:
-        db.row_factory = None
-    for row in rows:
-        try:
-            hashes = (identity_v3.config_hash(row), identity_v3.cell_hash(row))
-        except (KeyError, TypeError, ValueError):  # a row too damaged to rebuild: keep it
-            continue
-        db.execute(
-            "UPDATE runs SET config_hash = ?, cell_hash = ? WHERE run_id = ?",
-            (*hashes, row["run_id"]),
-        )
+    _rewrite_runs(
+        db,
+        lambda row: {
+            "config_hash": identity_v3.config_hash(row),
+            "cell_hash": identity_v3.cell_hash(row),
+        },
+    )
 
 
 @migration
@@ -210,24 +206,14 @@ def m006_identity_v4(db: sqlite3.Connection, folder: Path) -> None:
     """Identity version 4 (results.frozen.identity_v4): the target left it, the learning rate
     is the one the optimizer started from (stored so too, so protocols compare), and a run of
     another engine than "standard" is a run of its own. run_id stays: it is the key."""
-    db.row_factory = sqlite3.Row
-    try:
-        rows = [dict(row) for row in db.execute("SELECT * FROM runs")]
-    finally:
-        db.row_factory = None
-    for row in rows:
-        try:
-            values = (
-                identity_v4.config_hash(row),
-                identity_v4.cell_hash(row),
-                identity_v4.learning_rate(row),
-            )
-        except (KeyError, TypeError, ValueError):  # a row too damaged to rebuild: keep it
-            continue
-        db.execute(
-            "UPDATE runs SET config_hash = ?, cell_hash = ?, learning_rate = ? WHERE run_id = ?",
-            (*values, row["run_id"]),
-        )
+    _rewrite_runs(
+        db,
+        lambda row: {
+            "config_hash": identity_v4.config_hash(row),
+            "cell_hash": identity_v4.cell_hash(row),
+            "learning_rate": identity_v4.learning_rate(row),
+        },
+    )
 
 
 @migration
@@ -238,6 +224,50 @@ def m007_provenance_scheme(db: sqlite3.Connection, folder: Path) -> None:
     runs the program that trained a run trained (`program_runs`: the vmapped engine packs
     several); unknown (NULL) for runs trained before."""
     _add_missing_columns(db, "runs", {"provenance_scheme": "TEXT", "program_runs": "INTEGER"})
+
+
+@migration
+def m008_identity_v5(db: sqlite3.Connection, folder: Path) -> None:
+    """Identity version 5 (results.frozen.identity_v5): the Keras backend is part of a run (a
+    row without one: TensorFlow, or JAX for the vmapped engine), and so is the dataset's split
+    scheme (`split_scheme`; NULL, "unnamed", for runs trained before: the built-in datasets'
+    test split then varied with the seed); options and combinations in one spelling, written
+    back so that protocols compare.
+    And two columns the engines fill: how many forward-backward passes a training step took
+    (`passes_per_step`; 1 for runs trained before) and which weights a run ended with
+    (`final_weights`; unknown, NULL, before). run_id stays: it is the key."""
+    columns = {"split_scheme": "TEXT", "passes_per_step": "INTEGER", "final_weights": "TEXT"}
+    _add_missing_columns(db, "runs", columns)
+    db.execute("UPDATE runs SET passes_per_step = 1 WHERE passes_per_step IS NULL")
+    _rewrite_runs(
+        db,
+        lambda row: {
+            **identity_v5.encoded(identity_v5.canonical(row)),
+            "config_hash": identity_v5.config_hash(row),
+            "cell_hash": identity_v5.cell_hash(row),
+        },
+    )
+
+
+def _rewrite_runs(
+    db: sqlite3.Connection, values_of: Callable[[dict[str, object]], Mapping[str, object]]
+) -> None:
+    """Set each run row's columns to `values_of(row)`; a row too damaged to rebuild (the
+    frozen identity raises KeyError, TypeError or ValueError on it) is kept as it is."""
+    db.row_factory = sqlite3.Row
+    try:
+        rows = [dict(row) for row in db.execute("SELECT * FROM runs")]
+    finally:
+        db.row_factory = None
+    for row in rows:
+        try:
+            values = values_of(row)
+        except (KeyError, TypeError, ValueError):
+            continue
+        db.execute(
+            f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE run_id = ?",
+            (*values.values(), row["run_id"]),
+        )
 
 
 def relative_model_path(folder: Path, stored: str) -> str:

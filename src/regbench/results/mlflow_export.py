@@ -5,6 +5,12 @@ whole protocol) becomes a parent run tagged `regbench.cell` and `regbench.protoc
 never pools two protocols; each regbench run becomes a child run of it (`mlflow.parentRunId`)
 tagged with its regbench run id, so exporting again adds only the runs that are new. A trained
 model is logged with MLflow's Keras flavour, loadable with `mlflow.keras.load_model`.
+
+A run's metrics under the runs table's names (`val_accuracy`, `train_accuracy`, ...) are its
+figures as the table has them, the kept epoch's for an early-stopped run, which is what
+MLflow shows as the run's value; its per-epoch curves are histories of their own under
+`epoch/` (`epoch/val_accuracy`, step = epoch), so the last epoch trained never reads as the
+run's figure.
 """
 
 from __future__ import annotations
@@ -39,22 +45,24 @@ ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 ARTIFACTS = "mlartifacts"  # beside a local SQLite store, as `mlflow server` names it
 CELL_PARAMS = ("arch", "reg", *(c for c in PROTOCOL_COLUMNS if c != "optimizer_options"))
-RUN_METRICS = {  # runs-table column -> MLflow metric key (per-run figures)
-    "train_accuracy": "train_accuracy",
-    "train_loss": "train_loss",
-    "val_accuracy": "kept_val_accuracy",  # at the kept epoch; `val_accuracy` is per epoch
-    "val_loss": "kept_val_loss",
-    "test_accuracy": "test_accuracy",
-    "test_loss": "test_loss",
-    "kept_epoch": "kept_epoch",
-    "initial_loss": "initial_loss",
-    "epochs_run": "epochs_run",
-    "train_time_s": "train_time_s",
-    "images_per_s": "images_per_s",
-    "total_params": "total_params",
-    "epochs_to_target": "epochs_to_target",
-    "seconds_to_target": "seconds_to_target",
-}
+RUN_METRICS = (  # runs-table columns logged under their own names: the run's figures
+    "val_accuracy",  # at the kept epoch, as the table has it
+    "val_loss",
+    "train_accuracy",
+    "train_loss",
+    "train_accuracy_running",
+    "test_accuracy",
+    "test_loss",
+    "kept_epoch",
+    "initial_loss",
+    "epochs_run",
+    "train_time_s",
+    "images_per_s",
+    "total_params",
+    "epochs_to_target",
+    "seconds_to_target",
+)
+EPOCH_PREFIX = "epoch/"  # the per-epoch histories: `epoch/val_accuracy`, step = epoch
 VERSION_TAGS = {
     "regbench_version": "regbench.version",
     "keras_version": "regbench.keras_version",
@@ -231,9 +239,10 @@ def _export_run(
         params = _cell_params(row) | {
             k: _text(row[k]) for k in ("seed", "stage") if _present(row.get(k))
         }
+        at_kept = int(row["kept_epoch"]) if _present(row.get("kept_epoch")) else 0
         metrics = [
-            Metric(key, float(row[column]), start or 0, 0)
-            for column, key in RUN_METRICS.items()
+            Metric(column, float(row[column]), start or 0, at_kept)
+            for column in RUN_METRICS
             if _present(row.get(column))
         ]
         for e in epochs.itertuples():
@@ -332,12 +341,12 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 def _epoch_key(split: str, metric: str) -> str:
-    """`val_accuracy`, `val_<plugin metric>`; the train split is Keras's running figure
-    (`train_accuracy_running`), the clean one being the per-run `train_accuracy`."""
+    """`epoch/val_accuracy`, `epoch/val_<plugin metric>`; the train split is Keras's running
+    figure (`epoch/train_accuracy_running`), the clean one being the per-run `train_accuracy`."""
     key = f"{split}_{metric}_running" if split == "train" else f"{split}_{metric}"
     key = re.sub(r"[^\w\-. /]", "_", key)
     # MLflow refuses a name that reads as another path (`val_/`, `val_a//b`, `val_./b`)
-    return key.replace("/", "_") if posixpath.normpath(key) != key else key
+    return EPOCH_PREFIX + (key.replace("/", "_") if posixpath.normpath(key) != key else key)
 
 
 def _decoded(value: Any) -> dict[str, Any]:

@@ -26,6 +26,8 @@ DEFAULTS = {
     "lr_schedule": "constant",
     "precision": "float32",
     "engine": "standard",
+    "backend": "tensorflow",  # store migration m008 fills it in; a CSV from before may lack it
+    "split_scheme": "unnamed",  # runs trained before the datasets named their split
 }
 JSON_COLUMNS = ("dataset_options", "optimizer_options")
 

@@ -7,6 +7,11 @@ because an experiment makes many comparisons at once. One shared seed gives a di
 interval and no p-value (None, JSON null). The same difference on every seed is certain as
 far as the seeds tell: t = +-inf and p = 0, or p = NaN (no difference) when every difference
 is 0, as ttest_rel has it. A baseline is matched on the whole protocol (PROTOCOL_COLUMNS).
+
+A cell that lost seeds (failed or diverged; the leaderboard's LOST_RULE) is neither tested nor
+a baseline: its surviving seeds are a selection of its best, so a paired test on them would
+favour it, and as a baseline it would favour itself against every cell compared with it. Its
+comparisons are n/a, `why_na` says so, and Holm's correction does not count them.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ def versus_baseline(
     metric: str = "val_accuracy",
     higher_is_better: bool = True,
     attempted: pd.DataFrame | None = None,
+    lost: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per cell (indexed by `cell`): its paired comparison with the `baseline`
     regularizer's cell of the same architecture and the same whole protocol, Holm-corrected
@@ -125,8 +131,10 @@ def versus_baseline(
 
     `runs` holds one row per (cell, seed) with columns cell, arch, reg, seed and `metric`.
     `attempted` (every grid run, whatever its status) tells a baseline never run in a protocol
-    from one that was run and did not finish.
+    from one that was run and did not finish. `lost` names the cells that lost seeds, with how
+    (`"1 diverged"`): they are not compared, nor compared against.
     """
+    lost = lost or {}
     present = protocols.columns(runs)
     keyed = runs.assign(_protocol=[protocols.key(v) for v in protocols.values(runs, present)])
     by_cell = {
@@ -139,20 +147,32 @@ def versus_baseline(
             baselines.setdefault((first["arch"], first["_protocol"]), []).append(cell)
     tried = _baseline_statuses(attempted, baseline, present)
     results: dict[str, tuple[str | None, Paired, str | None]] = {}
+    untested = Paired(0, None, None, None)
     for cell, (first, values) in by_cell.items():
         if first["reg"] == baseline:
+            continue
+        if cell in lost:
+            results[cell] = (None, untested, f"lost seeds ({lost[cell]}): not ranked")
             continue
         place = (first["arch"], first["_protocol"])
         candidates = baselines.get(place, [])
         if len(candidates) != 1:
             why = _why_no_baseline(baseline, len(candidates), tried.get(place))
-            results[cell] = (None, Paired(0, None, None, None), why)
+            results[cell] = (None, untested, why)
+            continue
+        if candidates[0] in lost:
+            why = f"{baseline} lost seeds ({lost[candidates[0]]}): no baseline"
+            results[cell] = (None, untested, why)
             continue
         result = paired(values, by_cell[candidates[0]][1])
         results[cell] = (candidates[0], result, why_untested(result))
     adjusted = holm({cell: r.p_value for cell, (_, r, _) in results.items()})
     rows = []
     for cell in by_cell:
+        if cell not in results and cell in lost:
+            why = f"lost seeds ({lost[cell]}): not ranked, no baseline"
+            rows.append({"cell": cell, "verdict": NA, "why_na": why})
+            continue
         if cell not in results:
             rows.append({"cell": cell, "verdict": BASELINE})
             continue

@@ -33,7 +33,8 @@ def final(
     """Retrain one cell on train+validation and read its test split once (the lab's last step).
 
     `folder` is the experiment folder. The cell is `arch` + `reg` (its finished run with the
-    best validation accuracy), or the leaderboard's best with `best=True`; it keeps that cell's
+    best validation accuracy), or the leaderboard's best with `best=True` (its first ranked cell:
+    one that lost seeds is not ranked, so never picked); it keeps that cell's
     protocol and hyperparameters, with `epochs` (default: the cell's own) and `seed` (one final
     run; the CLI's `--seeds` calls this once per seed). `data_dir` and `cache_dir` are where
     the data is, as for `run`; `observer` hears the run's progress. Returns the final run's
@@ -55,7 +56,13 @@ def final(
         board = leaderboard.table(results.runs, results.epochs)
         if board.empty:
             raise RegbenchError(f"best: {folder} has no finished grid runs to choose from")
-        source = finished_run(folder, cell=board.iloc[0]["cell"])
+        ranked = board[board["ranked"]]  # a cell that lost seeds is never the best
+        if ranked.empty:
+            raise RegbenchError(
+                f"best: every cell of {folder} lost seeds, so none is ranked; rerun the lost "
+                "seeds (the same `regbench run`), or name a cell (--arch and --reg)"
+            )
+        source = finished_run(folder, cell=ranked.iloc[0]["cell"])
     elif arch and reg:
         source = finished_run(folder, arch=arch, reg=reg)
     else:
@@ -127,6 +134,12 @@ def report(
     return write_report(Path(folder), Path(out) if out else None, baseline=baseline)
 
 
+SPLITS = {  # the data `visualize` may draw an image from
+    "validation": lambda data: (data.x_val, data.y_val),
+    "test": lambda data: (data.x_test, data.y_test),
+}
+
+
 def visualize(
     folder: str | Path,
     *,
@@ -135,6 +148,7 @@ def visualize(
     reg: str | None = None,
     image: str | Path | None = None,
     class_name: str | None = None,
+    split: str = "validation",
     visualizers: Sequence[str] = ("featuremaps", "filters", "gradcam"),
     layers: int = 4,
     out: str | Path | None = None,
@@ -142,8 +156,9 @@ def visualize(
     cache_dir: str | Path | None = None,
 ) -> list[Path]:
     """Draw what a trained run's model sees (feature maps, filters, Grad-CAM, ...); return the
-    files written. The image is `image`, or the run's first test image of `class_name`
-    (default: horse, the lab's photo)."""
+    files written. The image is `image`, or the first image of `class_name` (default: horse,
+    the lab's photo) in the run's `split`: "validation" by default, so that looking at a model
+    never shows its test images; "test" when asked."""
     from regbench.plugins.manager import registry
     from regbench.results.lookup import finished_run, open_model
 
@@ -152,6 +167,8 @@ def visualize(
         raise RegbenchError("name a run with --run RUN_ID, or a cell with --arch and --reg")
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise RegbenchError(f"layers must be at least 1; got {layers!r}")
+    if split not in SPLITS:
+        raise RegbenchError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     drawers = [registry().get("visualizers", name) for name in visualizers]
     if not drawers:
         raise RegbenchError("choose at least one visualizer")
@@ -164,16 +181,19 @@ def visualize(
         from regbench.plugins.visualizers import load_image
 
         if class_name is not None:
-            raise RegbenchError("--class picks a test image; it cannot go with --image")
+            raise RegbenchError("--class picks an image of the data; it cannot go with --image")
         picture, label = load_image(image, model.input_shape[1:]), None
     else:
+        images, labels = SPLITS[split](data)
         wanted = _class_index(class_name, data.class_names)
-        if wanted is not None and not (data.y_test == wanted).any():
+        if wanted is not None and not (labels == wanted).any():
             raise RegbenchError(
-                f"the test split has no image of class {data.class_names[wanted]!r}"
+                f"the {split} split has no image of class {data.class_names[wanted]!r}; "
+                f"choose another class, or the {'test' if split == 'validation' else 'validation'}"
+                " split"
             )
-        index = 0 if wanted is None else int((data.y_test == wanted).argmax())
-        picture, label = data.x_test[index], int(data.y_test[index])
+        index = 0 if wanted is None else int((labels == wanted).argmax())
+        picture, label = images[index], int(labels[index])
     out_dir = Path(out) if out else folder / "figures" / "visualize" / row["run_id"]
     written: list[Path] = []
     for drawer in drawers:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def plan(base: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
     """The runs of the experiment's grid and which of them its folder already holds, with the
     time its measured runs say the rest will take (`Plan.estimate`)."""
-    from regbench.engine.plan import stale_reasons
+    from regbench.engine.pending import stale_reasons
 
     experiment = settings_of(base, settings)
     specs = _specs(experiment, tuned)

@@ -6,13 +6,16 @@ rows; adds only the weights and losses it claims (the `adds_params`, `adds_losse
 `stochastic_inference` attributes of `regbench.api.Regularizer`); changes training where it
 claims to act and leaves inference alone where it claims to (`check_effects`); builds at its
 declared bounds and refuses values outside them with `RegbenchError`; rewrites batches into
-soft targets of the right shape (if it has a `batch` hook); trains on every architecture
-exactly as the trainer does, compiled with XLA unless `xla=False`; reloads the saved model in
-a fresh process; and its whole package imports no backend directly. `check_architecture(arch)`
-and `check_dataset(ds)` do the same for the other plugin kinds. Each check is also public, so
-a test can run one alone. `check_ramp(reg, arch)` checks that a regularizer whose layers
-read the run's progress behaves differently at its start and its end. Needs
-`regbench[test]` (hypothesis); plain `AssertionError`s, no pytest.
+soft targets of the right shape, mixing the targets as it mixes the images (if it has a
+`batch` hook); trains on every architecture exactly as the trainer does, compiled with XLA
+unless `xla=False`; reloads the saved model in a fresh process; and its whole package imports
+no backend directly. `check_architecture(arch)` and `check_dataset(ds)` do the same for the
+other plugin kinds. Each check is also public, so a test can run one alone. `check_ramp(reg,
+arch)` checks that a regularizer whose layers read the run's progress behaves differently at
+its start and its end. `check_step(reg, reference)` and `check_average(reg)` check the step
+and weights sides (a `train_step` against the update computed by hand; a `WeightAverage`
+against the average it declares, batch norm recalibrated). Needs `regbench[test]`
+(hypothesis); plain `AssertionError`s, no pytest.
 """
 
 from regbench.testing.architecture_kit import check_architecture
@@ -32,12 +35,14 @@ from regbench.testing.regularizer_kit import (
     check_regularizer,
     installed_architectures,
 )
+from regbench.testing.sides import check_average, check_step
 from regbench.testing.strategies import hparam_values, invalid_hparam_values
 from regbench.testing.training import check_training_contract
 
 __all__ = [
     "CLAIMS",
     "check_architecture",
+    "check_average",
     "check_backend_neutral",
     "check_batches",
     "check_bounds_build",
@@ -50,6 +55,7 @@ __all__ = [
     "check_refuses_out_of_bounds",
     "check_regularizer",
     "check_reloads_in_fresh_process",
+    "check_step",
     "check_training_contract",
     "hparam_values",
     "installed_architectures",

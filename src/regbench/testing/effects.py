@@ -10,7 +10,7 @@ batch before and after its rewrite; its loss, optimizer and callbacks against th
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -104,11 +104,17 @@ def _switchable(regularizer: Regularizer, groups: dict[tuple[str, str], _Group])
 
 
 def _check_layers(
-    model: Any, groups: list[_Group], x: np.ndarray, label: str, stochastic_inference: bool
+    model: Any,
+    groups: list[_Group],
+    x: np.ndarray,
+    label: str,
+    stochastic_inference: bool,
+    draws: Sequence[Callable[[], None]] = (lambda: None,),
 ) -> None:
-    """Each group's layers, switched on alone, change the training output, and leave the
-    inference output as it is when they claim to act in training only. Inference comes
-    first: a training call moves batch-norm statistics."""
+    """Each group's layers, switched on alone, change the training output (in one of the
+    `draws`: each sets a step's shared state as the engines do before a training forward
+    pass), and leave the inference output as it is when they claim to act in training only.
+    Inference comes first: a training call moves batch-norm statistics."""
     switches = [s for group in groups for s in group.switches]
 
     def output(group: _Group | None, training: bool) -> np.ndarray:
@@ -130,13 +136,38 @@ def _check_layers(
                 "(training=False) output; they must act in training only, or claim "
                 "stochastic_inference",
             )
-    plain = output(None, True)
     for group in groups:
+        changed = False
+        for draw in draws:
+            draw()
+            if not np.allclose(output(group, True), output(None, True), **SAME):
+                changed = True
+                break
         require(
-            not np.allclose(output(group, True), plain, **SAME),
+            changed,
             f"{label}: the {group.where} of {group.owner} change nothing in training: the output "
             "equals that of the same network without them",
         )
+
+
+def _step_draws(
+    regularizer: Regularizer, values: Mapping[str, Any], x: np.ndarray, classes: int, run: Any
+) -> list[Callable[[], None]]:
+    """Training steps as the engines begin them: a new step's state, then the batch hook (its
+    draw may be shared with the regularizer's layers, as manifold mixup's is). One plain step
+    for a regularizer without a batch hook."""
+    if not regularizer.uses_batches:
+        return [lambda: None]
+    keras = import_keras()
+    images_in = keras.ops.convert_to_tensor(x)
+    onehot = keras.ops.convert_to_tensor(np.eye(classes, dtype=np.float32)[labels(len(x), classes)])
+    seed = keras.random.SeedGenerator(0)
+
+    def draw() -> None:
+        run.state.new_step()
+        regularizer.batch(images_in, onehot, values, seed, run)
+
+    return [draw] * 8
 
 
 def _check_penalty(model: Any, label: str) -> None:
@@ -239,11 +270,12 @@ def check_effects(
     values = regularizer.resolve(params)
     groups: dict[tuple[str, str], _Group] = {}
     proxy = _switchable(regularizer, groups)
-    model = build(architecture, proxy, values, input_shape, classes, seed=0).model
+    run = run_context(input_shape, classes)
+    model = build(architecture, proxy, values, input_shape, classes, seed=0, run=run).model
     acting = [group for group in groups.values() if group.switches]
     x = images(8, input_shape)
-    _check_layers(model, acting, x, label, claimed["stochastic_inference"])
-    run = run_context(input_shape, classes)
+    draws = _step_draws(regularizer, values, x, classes, run)
+    _check_layers(model, acting, x, label, claimed["stochastic_inference"], draws)
     if invoke(regularizer.kernel_regularizer, values, ctx=run) is not None:
         _check_penalty(model, label)
     for part, own in _parts(regularizer, values):

@@ -201,6 +201,54 @@ def check_random_params(
     builds()
 
 
+SHIFT = 0.2  # added to one sample's pixels to see where they go (probe images in [0.25, 0.75))
+MIXED = 1e-3  # a pixel share and its label weight this far apart differ (float32: ~1e-6)
+
+
+def _check_label_mixing(
+    regularizer: Regularizer,
+    values: Mapping[str, Any],
+    input_shape: InputShape,
+    classes: int,
+    label: str,
+) -> None:
+    """Where a batch hook puts part of sample j's pixels into image i, image i's target gives
+    sample j's label that part. Shifting sample j's pixels by SHIFT, with the same draws,
+    moves image i by SHIFT times that part on average (a blend by its weight, a pasted box by
+    its area), so the shares are measured, not assumed. Weight on a label whose pixels are
+    absent (label smoothing) is not judged."""
+    keras = import_keras()
+    ops = keras.ops
+    n = min(4, classes)
+    x = 0.25 + 0.5 * images(n, input_shape)
+    onehot = np.eye(classes, dtype=np.float32)[:n]  # sample j has label j
+
+    def rewrite(batch: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        out = regularizer.batch(
+            ops.convert_to_tensor(batch),
+            ops.convert_to_tensor(onehot),
+            values,
+            keras.random.SeedGenerator(seed),
+            run_context(input_shape, classes),
+        )
+        new_x, new_y = (np.asarray(ops.convert_to_numpy(t), dtype=np.float64) for t in out)
+        return new_x, new_y
+
+    for seed in range(3):
+        plain, targets = rewrite(x, seed)
+        for j in range(n):
+            moved = x.copy()
+            moved[j] += SHIFT
+            shares = (rewrite(moved, seed)[0] - plain).reshape(n, -1).mean(axis=1) / SHIFT
+            for i in (i for i in range(n) if i != j and abs(shares[i]) > MIXED):
+                require(
+                    abs(targets[i, j] - shares[i]) <= MIXED,
+                    f"{label}: image {i} takes {shares[i]:.3f} of its pixels from sample {j}, "
+                    f"but its target gives sample {j}'s label {targets[i, j]:.3f}; mix the "
+                    "targets as the images are mixed",
+                )
+
+
 def check_batches(
     regularizer: Regularizer,
     params: Mapping[str, Any] | None = None,
@@ -209,7 +257,8 @@ def check_batches(
     classes: int = DEFAULT_CLASSES,
 ) -> None:
     """A `batch` hook (if any) returns images of the input's shape and finite soft targets:
-    rows of (batch, classes) non-negative numbers summing to 1."""
+    rows of (batch, classes) non-negative numbers summing to 1; and an image that takes part
+    of another sample's pixels gives that sample's label the same part of its target."""
     if not regularizer.uses_batches:
         return
     keras = import_keras()
@@ -229,6 +278,7 @@ def check_batches(
     require(new_images.shape == x.shape, f"{label}: images {new_images.shape}, not {x.shape}")
     require(bool(np.all(np.isfinite(new_images))), f"{label}: images have NaN or inf")
     check_rows(np.asarray(keras.ops.convert_to_numpy(targets)), 6, classes, f"{label} targets")
+    _check_label_mixing(regularizer, values, input_shape, classes, label)
 
 
 def check_regularizer(

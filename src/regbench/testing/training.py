@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from regbench.api import Architecture, OptimizerSpec, Regularizer, import_keras
-from regbench.engine.batches import deployable
 from regbench.engine.models import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE
+from regbench.engine.training import deployable
 from regbench.plugins.context import invoke
 from regbench.testing.fresh import check_reloads_in_fresh_process
 from regbench.testing.probes import (

@@ -6,7 +6,10 @@ Importing this module must stay cheap (no Keras): `regbench list` imports every 
 from regbench.api import hookimpl
 
 from regbench_extras.architectures import RESNET20, VGG_MINI
+from regbench_extras.averages import AVERAGING_REGULARIZERS
+from regbench_extras.mixing import MIXING_REGULARIZERS
 from regbench_extras.regularizers import REGULARIZERS
+from regbench_extras.steps import STEP_REGULARIZERS
 
 
 @hookimpl
@@ -17,7 +20,12 @@ def register_architectures(register):
 
 @hookimpl
 def register_regularizers(register):
-    for regularizer in REGULARIZERS:
+    for regularizer in (
+        *REGULARIZERS,
+        *STEP_REGULARIZERS,
+        *AVERAGING_REGULARIZERS,
+        *MIXING_REGULARIZERS,
+    ):
         register(regularizer())
 
 
@@ -27,3 +35,4 @@ def register_keras_objects():
     and losses so a saved model reloads in a fresh process."""
     import regbench_extras.layers  # noqa: F401  (registering is the import's effect)
     import regbench_extras.losses  # noqa: F401
+    import regbench_extras.mixing_layers  # noqa: F401

@@ -104,6 +104,7 @@ class WeightDecay(Regularizer):
     loss term does not interact with adaptive learning rates."""
 
     name = "weight_decay"
+    api_version = 2  # its optimizer hook takes the learning rate as the protocol's schedule
     description = "Decoupled weight decay in the optimizer (default 5e-4, common for CIFAR)"
     hparams = (
         HParam("decay", 5e-4, 1e-6, 1e-1, log=True, help="fraction of each weight removed/step"),
@@ -198,8 +199,10 @@ class Cutout(Regularizer):
 
 
 class DropBlock(Regularizer):
-    """DropBlock at feature-map points. The drop rate ramps linearly from 0 to `rate` over the
-    run, as the paper recommends: each layer counts the run's training steps itself."""
+    """DropBlock at feature-map points. `rate` is the share of units dropped, overlapping
+    blocks counted (the paper's gamma, which ignores them, drops as little as 0.7 of it). It
+    ramps linearly from 0 over the run, as the paper recommends: each layer counts the run's
+    training steps itself."""
 
     name = "dropblock"
     description = "Drop contiguous blocks of feature maps; rate ramps from 0 over the run"
