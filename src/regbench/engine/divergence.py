@@ -3,19 +3,18 @@
 Keras's training loss cannot judge divergence the same way everywhere: on TensorFlow a softmax
 output's crossentropy is computed from its logits (unbounded: 398 for a blown-up model1), on
 JAX from probabilities clipped at 1e-7 (at most 16.1 a sample), so one rule on the loss gave
-different verdicts for the same grid. regbench therefore
-measures the crossentropy itself, with one formula in keras.ops, in every engine's training
-step: the mean over the epoch's training batches of -sum_k y_k log max(p_k, tiny), where tiny
-is float32's smallest normal (targets one-hot, or soft for a batch regularizer; penalties
-excluded). Floored there rather than at Keras's 1e-7, a confidently wrong sample counts up to
-87.3, close to what its logits give, so a blown-up epoch reads as one on every backend. The
-rule on it needs no ratio to a start: a uniform guess over K classes scores ln K (where every
-fresh model starts), and a model 1.5 times worse than guessing, on average over a whole epoch,
-has diverged: its true classes get a probability of K^-1.5 (0.03 for ten classes). Measured on
-the learning-rate-3 grid (model1, none and l2, seeds 0-3, digits), the blown-up epochs scored
-7.6-33 on TensorFlow, 5.4-68 on JAX and 4.4-70 in the vmapped engine, against 3.45 for ten
-classes; their next epochs sat at chance (2.33), so a rule at 3 ln K (6.9) missed a third of
-them on JAX.
+different verdicts for the same grid. regbench therefore measures the crossentropy itself, with
+one formula in keras.ops, in every engine's training step: the mean over the epoch's training
+batches of -sum_k y_k log max(p_k, tiny), where tiny is float32's smallest normal (targets
+one-hot, or soft for a batch regularizer; penalties excluded). Floored there rather than at
+Keras's 1e-7, a confidently wrong sample counts up to 87.3, close to what its logits give, so a
+blown-up epoch reads as one on every backend. The rule on it needs no ratio to a start: a
+uniform guess over K classes scores ln K (where every fresh model starts), and a model 1.5
+times worse than guessing, on average over a whole epoch, has diverged: its true classes get a
+probability of K^-1.5 (0.03 for ten classes). Measured on the learning-rate-3 grid (model1,
+none and l2, seeds 0-3, digits), the blown-up epochs scored 7.6-33 on TensorFlow, 5.4-68 on JAX
+and 4.4-70 in the vmapped engine, against 3.45 for ten classes; their next epochs sat at chance
+(2.33), so a rule at 3 ln K (6.9) missed 2 of 8 on JAX and 3 of 8 in the vmapped engine.
 """
 
 from __future__ import annotations
