@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regbench.engine.plan import Execution, Protocol, RunSpec
-from regbench.results.frozen import identity_v3, identity_v4, identity_v5
+from regbench.results.frozen import identity_v3, identity_v4, identity_v5, identity_v6
 from regbench.results.migrations import MIGRATIONS, RUN_COLUMNS
 from regbench.results.store import DB_NAME, Store
 
@@ -82,6 +82,27 @@ def test_the_frozen_identity_v5_is_todays(protocol, engine, seed):
     assert identity_v5.config_hash(row) == run.config_hash
     assert identity_v5.cell_hash(row) == run.cell_hash
     assert RunSpec.from_row(row).config_hash == run.config_hash
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    protocol=protocols,
+    dataset=st.none()
+    | st.tuples(st.sampled_from(["regbench 0.3", "x 1+local"]), st.text("ab", min_size=1)),
+)
+def test_the_frozen_identity_v6_is_todays_and_v5_where_no_dataset_was_recorded(protocol, dataset):
+    """Identity v6 adds the dataset plugin's provenance: a row with it hashes as the engine
+    does; a row without (a store from before) hashes as v5 did, so m009 rehashes nothing."""
+    recorded = {"arch_source": "regbench 0.3", "arch_source_hash": "a1", "reg_source": "r 1"}
+    if dataset is not None:
+        recorded |= {"dataset_source": dataset[0], "dataset_source_hash": dataset[1]}
+    run = RunSpec(
+        arch="model2", reg="l2", params={}, seed=1, protocol=protocol, provenance=recorded
+    )
+    row = run.row()
+    assert identity_v6.config_hash(row) == run.config_hash == RunSpec.from_row(row).config_hash
+    assert identity_v6.cell_hash(row) == run.cell_hash
+    assert (identity_v5.config_hash(row) == run.config_hash) == (dataset is None)
 
 
 def test_the_backend_is_identity_tensorflow_hashes_stay():

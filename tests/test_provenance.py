@@ -77,9 +77,24 @@ PACKAGE = {
         def unused(x):
             return x
     """,
+    "data.py": """
+        from dataclasses import replace
+
+        from regbench.builtins.datasets import Synthetic
+
+
+        class Flipped(Synthetic):
+            name = "flipped"
+            description = "synthetic images, mirrored"
+
+            def load(self, seed, options):
+                splits = super().load(seed, options)
+                return replace(splits, x_train=splits.x_train[:, :, ::-1])
+    """,
     "plugin.py": """
         from regbench.api import hookimpl
 
+        from pairpkg.data import Flipped
         from pairpkg.regs import Alpha, Beta
 
 
@@ -87,6 +102,11 @@ PACKAGE = {
         def register_regularizers(register):
             register(Alpha())
             register(Beta())
+
+
+        @hookimpl
+        def register_datasets(register):
+            register(Flipped())
     """,
 }
 ENV = {"REGBENCH_LOAD_PLUGINS": DIST}
@@ -385,6 +405,26 @@ def test_plan_shows_only_the_edited_regularizers_cells_pending(cli_subprocess, s
     _, why = states["alpha+beta"]
     old, new = why.removeprefix("reg source hash ").split(" -> ")
     assert old.split("+")[1] == new.split("+")[1] and old.split("+")[0] != new.split("+")[0]
+
+
+@pytest.mark.slow
+def test_editing_a_dataset_plugin_requeues_its_runs(cli_subprocess, site, tmp_path):
+    """A dataset's code is part of its runs' identity, as an architecture's is: edit the
+    dataset (here how it mirrors the images) and `plan` shows its runs pending, saying why."""
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(TESTS)]), **ENV}
+    grid = ["--arch", "model1", "--reg", "none,alpha", "--dataset", "flipped", "--epochs", "1"]
+    grid += ["--dataset-option", "size=70", "--experiment", str(tmp_path / "exp")]
+    fake = ["--trainer", "fake_trainer:train", "--executor", "inprocess"]
+    done = cli_subprocess("run", *grid, *fake, env=env)
+    assert done.returncode == 0, done.stderr
+    planned = cli_subprocess("plan", *grid, "--json", env=env)
+    assert {run["state"] for run in json.loads(planned.stdout)["runs"]} == {"done"}
+    edit(site / "pairpkg" / "data.py", "[:, :, ::-1]", "[:, ::-1]")
+    planned = cli_subprocess("plan", *grid, "--json", env=env)
+    assert planned.returncode == 0, planned.stderr
+    runs = json.loads(planned.stdout)["runs"]
+    assert [run["state"] for run in runs] == ["pending", "pending"]
+    assert all(run["why"].startswith("dataset source hash ") for run in runs), runs
 
 
 def _board_runs() -> tuple[pd.DataFrame, pd.DataFrame]:

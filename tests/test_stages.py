@@ -179,3 +179,48 @@ def test_visualize_refuses_an_unknown_split(experiment):
 
     with pytest.raises(RegbenchError, match="split must be one of validation, test"):
         regbench.visualize(experiment, arch="model1", reg="none", split="train")
+
+
+class _Broken:
+    """A visualizer plugin whose `render` raises, and one that returns no list of paths."""
+
+    from regbench.api import hookimpl
+
+    @hookimpl
+    def register_visualizers(self, register):
+        from regbench.api import Visualizer
+
+        class Raises(Visualizer):
+            name, description = "raises", "raises as it draws"
+
+            def render(self, model, image, out_dir, options):
+                raise ZeroDivisionError("a bug in the plugin")
+
+        class Returns(Visualizer):
+            name, description = "returns", "returns a number"
+
+            def render(self, model, image, out_dir, options):
+                return 3
+
+        register(Raises())
+        register(Returns())
+
+
+@pytest.mark.parametrize(
+    "name, complaint",
+    [("raises", "ZeroDivisionError: a bug in the plugin"), ("returns", "TypeError: render")],
+)
+def test_a_failing_visualizer_is_one_line_naming_it(
+    experiment, monkeypatch, capsys, name, complaint
+):
+    """A visualizer plugin's bug is the plugin's, said in one line with exit 2 (no traceback)."""
+    from doubles import install
+
+    from regbench.plugins.manager import Origin
+
+    install(monkeypatch, _Broken(), Origin("broken-vis", "0.1"))
+    argv = ["visualize", "--experiment", str(experiment), "--arch", "model1", "--reg", "none"]
+    assert main([*argv, "--with", name]) == 2
+    err = capsys.readouterr().err
+    assert f"visualizer {name!r} (broken-vis 0.1) failed: {complaint}" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

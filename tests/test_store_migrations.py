@@ -327,17 +327,20 @@ class TinyData:
         register(Tiny())
 
 
-def test_after_the_upgrade_a_tensorflow_plan_finds_the_tensorflow_runs(tmp_path, monkeypatch, cli):
-    """Rows from before hold TensorFlow runs: an upgraded store's runs are done for a plan on
-    TensorFlow and pending, with the reason, for one on JAX. (On a dataset whose split did not
-    change: the built-ins' did, and plan says so.)"""
+def test_after_the_upgrade_a_plan_says_what_changed_since_the_runs(tmp_path, monkeypatch, cli):
+    """Rows from before hold TensorFlow runs that recorded no dataset provenance: after the
+    upgrade a plan on TensorFlow finds them pending for that reason only, one on JAX for that
+    and the backend. (On a dataset whose split did not change: the built-ins' did, and plan
+    says so.)"""
     from doubles import install
 
     from regbench.engine import canonical
+    from regbench.engine.pending import UNRECORDED_DATASET_NOTE
     from regbench.engine.plan import provenance
 
     registry = install(monkeypatch, TinyData())
-    recorded = provenance(registry, "model1", "l2+dropout")  # each component, in that order
+    recorded = provenance(registry, "model1", "l2+dropout", "tiny")  # each component, in order
+    recorded = {k: v for k, v in recorded.items() if not k.startswith("dataset_")}  # as v7 did
     rows = [
         v7_row(f"r{seed}", dataset="tiny", dataset_options={}, seed=seed, **recorded)
         for seed in (0, 1)
@@ -345,15 +348,18 @@ def test_after_the_upgrade_a_tensorflow_plan_finds_the_tensorflow_runs(tmp_path,
     store_at_v7(tmp_path / "exp", rows)
     args = ["plan", "--arch", "model1", "--reg", "dropout+l2", "--dataset", "tiny", "--seeds", "2"]
     args += ["--epochs", "1", "--experiment", str(tmp_path / "exp")]
+    backend_note = "trained on tensorflow; runs here train on jax"
     monkeypatch.setattr(canonical, "keras_backend", lambda: "tensorflow")  # as trained
-    tensorflow = cli(*args)
+    tensorflow = cli(*args, env={"COLUMNS": "240"})
     assert tensorflow.returncode == 0, tensorflow.stderr
-    assert "done 2, pending 0" in tensorflow.stdout
+    out = " ".join(tensorflow.stdout.split())
+    assert "done 0, pending 2" in out and out.count(UNRECORDED_DATASET_NOTE) == 2, out
+    assert backend_note not in out
     monkeypatch.setattr(canonical, "keras_backend", lambda: "jax")  # KERAS_BACKEND=jax
     jax = cli(*args, env={"COLUMNS": "240"})
     out = " ".join(jax.stdout.split())
     assert "done 0, pending 2" in out
-    assert out.count("trained on tensorflow; runs here train on jax") == 2
+    assert out.count(backend_note) == 2 and out.count(UNRECORDED_DATASET_NOTE) == 2
 
 
 def test_runs_of_the_earlier_split_are_pending_and_plan_says_why(tmp_path, cli):

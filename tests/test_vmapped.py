@@ -124,7 +124,65 @@ def test_the_vmapped_engine_refuses_a_batch_rewrite_rather_than_train_without_it
             return Swap() if name == "swap" else real.get(kind, name)
 
     monkeypatch.setattr(vmapped, "registry", WithSwap)
-    assert "rewrite training batches (swap)" in unsupported([_spec(reg="swap")], "jax")
+    assert "rewrite training batches, which swap needs" in unsupported([_spec(reg="swap")], "jax")
+
+
+def test_the_plan_skips_what_the_vmapped_engine_cannot_run_with_the_reason(monkeypatch):
+    """Each engine declares the sides it lacks (engine.engine_sides): on the vmapped engine a
+    batch rewrite or a callback regularizer is a skipped cell at plan time, with the reason;
+    the standard engine plans the same cells to train."""
+    from doubles import RegularizersPlugin, registry_with
+
+    from regbench.api import Regularizer
+    from regbench.engine.plan import make_plan
+
+    class Swap(Regularizer):
+        name = "swap"
+
+        def batch(self, images, targets, params, seed, ctx):
+            return images[::-1], targets[::-1]
+
+    class Calls(Regularizer):
+        name = "calls"
+
+        def callbacks(self, params):
+            return [object()]
+
+    class Quiet(Regularizer):  # overrides callbacks, but has none: nothing to refuse
+        name = "quiet"
+        hparams = ()
+
+        def callbacks(self, params):
+            return []
+
+        def loss(self, params, loss):
+            return loss * 2
+
+    registry = registry_with(RegularizersPlugin(Swap(), Calls(), Quiet()))
+    protocol = Protocol(dataset="digits", epochs=1)
+
+    def skips(engine):
+        specs = make_plan(
+            registry,
+            ["model1"],
+            ["swap", "calls", "quiet"],
+            [0],
+            protocol,
+            execution=Execution(engine=engine),
+        )
+        return {s.reg: s.skip for s in specs}
+
+    vmapped = skips("vmapped")
+    assert vmapped["swap"] == (
+        "the vmapped engine cannot rewrite training batches, which swap needs; "
+        "use --engine standard"
+    )
+    assert (
+        "cannot run training callbacks (a Keras fit feature), which calls needs"
+        in (vmapped["calls"])
+    )
+    assert vmapped["quiet"] is None
+    assert skips("standard") == {"swap": None, "calls": None, "quiet": None}
 
 
 # the figures compared: accuracies and losses, held-out and training, the last epoch's and the

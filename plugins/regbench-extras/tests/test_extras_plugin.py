@@ -25,6 +25,7 @@ NAMES = {
     "cutout",
     "dropblock",
     "stochastic_depth",
+    "spectral_norm",
     "sam",
     "asam",
     "rdrop",

@@ -159,12 +159,13 @@ def test_the_new_extras_conform(regularizer):
     check_regularizer(regularizer, architectures, input_shape=SMALL, max_examples=3)
 
 
-SIDES = "sam,swa,rdrop,manifold_mixup"
+SIDES = "sam,swa,rdrop,manifold_mixup,spectral_norm"
 
 
 def _grid(folder, backend, *extra):
-    """The four training-side extras on model1, one digits epoch, in a fresh process on
-    `backend`; each row's status, final weights and passes per step, by regularizer."""
+    """The training-side extras and the layer-wrapping one on model1, one digits epoch, in a
+    fresh process on `backend`; each row's status, final weights and passes per step, by
+    regularizer."""
     import csv
     import os
     import subprocess
@@ -192,6 +193,7 @@ WANTED = {
     "swa": ("ok", "average", "1"),
     "rdrop": ("ok", "epoch 1", "2"),
     "manifold_mixup": ("ok", "epoch 1", "1"),
+    "spectral_norm": ("ok", "epoch 1", "1"),
 }
 
 
@@ -213,5 +215,5 @@ def test_the_vmapped_engine_runs_the_steps_and_averages_and_skips_the_rest(tmp_p
     pytest.importorskip("jax")
     rows, out = _grid(tmp_path, "jax", "--engine", "vmapped")
     assert rows["sam"] == WANTED["sam"] and rows["rdrop"] == WANTED["rdrop"]
-    assert rows["swa"] == WANTED["swa"]
+    assert rows["swa"] == WANTED["swa"] and rows["spectral_norm"] == WANTED["spectral_norm"]
     assert rows["manifold_mixup"][0] == "skipped" and "manifold_mixup" in out

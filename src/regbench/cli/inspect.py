@@ -34,6 +34,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                         }
                         for h in getattr(e.obj, "hparams", ())
                     ],
+                    "source_hash": e.source_hash,
+                    **_dataset_fields(e.obj, kind),
                 }
                 for e in reg.entries[kind].values()
             ]
@@ -94,6 +96,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     for old in reg.deprecated:
         out.print(f"[yellow]deprecated[/] ({old.origin}): {old.error}", markup=True)
     return EXIT_OK
+
+
+def _dataset_fields(obj: Any, kind: str) -> dict[str, Any]:
+    """What `list --json` adds for a dataset: its `--dataset-option` names, its split scheme."""
+    if kind != "datasets":
+        return {}
+    return {
+        "options": list(getattr(obj, "option_names", ())),
+        "split_scheme": getattr(obj, "split_scheme", None),
+    }
 
 
 def _shape(text: str) -> tuple[int, int, int]:

@@ -1,10 +1,11 @@
 """Whether a regularizer can be, and is worth, training on an architecture.
 
 A cell is skipped (not trained, not ranked) when either side refuses the pairing, or when the
-regularizer would change nothing: it inserts no layer at the architecture's points and has no
-kernel regularizer, input layers, batch rewrite, loss, optimizer or callbacks of its own, so
-the run would be a copy of `none` with a rank of its own. A combination is skipped when one of
-its parts changes nothing (it would be a copy of the others).
+regularizer would change nothing: it inserts no layer at the architecture's points, wraps none
+of its layers and has no kernel regularizer, input layers, batch rewrite, loss, optimizer or
+callbacks of its own, so the run would be a copy of `none` with a rank of its own. A
+combination is skipped when one of its parts changes nothing (it would be a copy of the
+others).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _inert(
             where = f" (part of {regularizer.name})" if part is not regularizer else ""
             return (
                 f"{part.name}{where} changes nothing on {architecture.name}: no layer at its "
-                "points, no kernel, loss, optimizer, input, batch, callback, step or weights "
-                "change"
+                "points or wrapped, no kernel, loss, optimizer, input, batch, callback, step or "
+                "weights change"
             )
     return None
 
@@ -81,16 +82,16 @@ def changes_something(
     classes: int = DEFAULT_CLASSES,
 ) -> bool:
     """Whether training with `regularizer` differs from training without it: it acts beyond
-    the points (overrides a hook other than `layers_at` and `merge_at`), or the model built
-    with it has a layer at one of its points or merges. Only the second needs a build (and
-    Keras)."""
+    the points (overrides a hook other than `layers_at`, `merge_at` and `wrap_layer`), or the
+    model built with it has a layer at one of its points or merges, or a layer it wrapped. Only
+    the second needs a build (and Keras)."""
     if any(overrides(regularizer, hook) for hook in GLOBAL_HOOKS):
         return True
-    if not (overrides(regularizer, "layers_at") or overrides(regularizer, "merge_at")):
+    if not any(overrides(regularizer, hook) for hook in ("layers_at", "merge_at", "wrap_layer")):
         return False
     from regbench.plugins.building import build_network
 
     run = RunContext(classes=classes, input_shape=input_shape)
     values = regularizer.resolve(params)
     built = build_network(architecture, regularizer, values, input_shape, classes, run=run)
-    return any(item.layers for item in built.inserted)
+    return built.wrapped > 0 or any(item.layers for item in built.inserted)

@@ -40,6 +40,10 @@ def _sources(recorded: Any) -> list[str]:
     return sources
 
 
+UNRECORDED_DATASET_NOTE = (
+    "its dataset plugin's version and source were not recorded then: trained again once"
+)
+
 EARLIER_SPLIT_NOTE = (
     "trained on the dataset's earlier split, whose test images were other seeds' training and "
     "validation images: trained again once"
@@ -78,6 +82,8 @@ def _plugin_changes(spec: RunSpec, stored: Mapping[str, Any]) -> list[str]:
         return [f"trained by {version} before plugin provenance was recorded"]
     rehashed = bool(spec.provenance) and stored.get("provenance_scheme") != PROVENANCE_SCHEME
     changes = [PER_OBJECT_NOTE] if rehashed else []
+    if spec.provenance.get("dataset_source") and not stored.get("dataset_source"):
+        changes.append(UNRECORDED_DATASET_NOTE)
     for key in PROVENANCE:
         old, new = stored.get(key), spec.provenance.get(key)
         if rehashed and key.endswith("_hash"):  # hashes of the two schemes never compare

@@ -18,6 +18,7 @@ from regbench.engine.canonical import (
 )
 from regbench.engine.optimizers import canonical_optimizer_options
 from regbench.errors import CompositionConflict, RegbenchError
+from regbench.plugins.context import RunContext
 from regbench.plugins.datasets import UNNAMED_SPLIT, check_options
 from regbench.plugins.manager import Registry
 
@@ -108,7 +109,7 @@ class Execution:
     engine: str = "standard"
 
 
-IDENTITY_VERSION = 5  # bump (with a store migration) when `RunSpec.identity` changes shape
+IDENTITY_VERSION = 6  # bump (with a store migration) when `RunSpec.identity` changes shape
 # How the source hashes were made, recorded beside them (not part of the identity): "object",
 # each registered object's own code (plugins.provenance). A row with provenance but no scheme
 # was hashed the earlier way, every file of the registering package at once.
@@ -127,8 +128,9 @@ class RunSpec:
     execution: Execution = field(default_factory=Execution)
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
-    # where the architecture and regularizer come from: PROVENANCE keys to "dist version" and
-    # source hashes (engine.plan.provenance); part of the identity, so an upgrade shows
+    # where the architecture, regularizer and dataset come from: PROVENANCE keys to "dist
+    # version" and source hashes (engine.plan.provenance); part of the identity, so an upgrade
+    # shows
     provenance: Mapping[str, str] = field(default_factory=dict)
     provenance_scheme: str | None = PROVENANCE_SCHEME  # how its hashes were made; not identity
     skip: str | None = None  # why this cell is not trained (engine.applicability); not identity
@@ -268,19 +270,30 @@ class RunSpec:
         )
 
 
-PROVENANCE = ("arch_source", "reg_source", "arch_source_hash", "reg_source_hash")
+PROVENANCE = (
+    "arch_source",
+    "reg_source",
+    "arch_source_hash",
+    "reg_source_hash",
+    "dataset_source",
+    "dataset_source_hash",
+)
 
 
-def provenance(registry: Registry, arch: str, reg: str) -> dict[str, str]:
-    """Which distribution and version provide `arch` and `reg`, and each object's declared
-    version or source hash; a combination has one of each per component, joined by '+'."""
+def provenance(registry: Registry, arch: str, reg: str, dataset: str) -> dict[str, str]:
+    """Which distribution and version provide `arch`, `reg` and `dataset`, and each object's
+    declared version or source hash; a combination has one of each per component, joined by
+    '+'."""
     arch_source, arch_hash = registry.provenance("architectures", arch)
     reg_source, reg_hash = registry.provenance("regularizers", reg)
+    dataset_source, dataset_hash = registry.provenance("datasets", dataset)
     return {
         "arch_source": arch_source,
         "reg_source": reg_source,
         "arch_source_hash": arch_hash,
         "reg_source_hash": reg_hash,
+        "dataset_source": dataset_source,
+        "dataset_source_hash": dataset_hash,
     }
 
 
@@ -366,8 +379,10 @@ def make_plan(
     registry is checked here: names, the dataset's options, the regularizers' values. Names
     and options come out in their one spelling (`current_protocol`, `combination_name`).
 
-    `applicability` decides here which cells are skipped (it may build models, so it imports
-    Keras); without it the trainer decides, in the worker, where Keras is loaded anyway.
+    `applicability` decides here which cells are skipped: those that change nothing, and those
+    whose regularizer needs a side the engine lacks (engine.engine_sides); it may build models,
+    so it imports Keras. Without it the trainer decides, in the worker, where Keras is loaded
+    anyway.
 
     Explicit `reg_params` win over `tuned` values, which win over the plugin defaults. A list
     of values in `reg_params` sweeps: one cell per value (per combination across a
@@ -382,6 +397,9 @@ def make_plan(
         registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
     tuned = {(arch, _cell_name(registry, reg)): v for (arch, reg), v in (tuned or {}).items()}
     from regbench.engine.applicability import why_not
+    from regbench.engine.engine_sides import engine_cannot
+
+    run = RunContext(epochs=protocol.epochs, batch_size=protocol.batch_size)
 
     specs: dict[str, RunSpec] = {}  # by config hash: a value given twice is one cell
     for seed in seeds:
@@ -397,7 +415,7 @@ def make_plan(
                         seed=seed,
                         protocol=protocol,
                         execution=execution,
-                        provenance=provenance(registry, arch, reg),
+                        provenance=provenance(registry, arch, reg, protocol.dataset),
                         skip=str(conflict),
                     )
                     specs.setdefault(spec.config_hash, spec)
@@ -415,8 +433,13 @@ def make_plan(
                         tuned=tuned_keys,
                         protocol=protocol,
                         execution=execution,
-                        provenance=provenance(registry, arch, reg),
-                        skip=why_not(architecture, regularizer, params) if applicability else None,
+                        provenance=provenance(registry, arch, reg, protocol.dataset),
+                        skip=(
+                            why_not(architecture, regularizer, params)
+                            or engine_cannot(execution.engine, reg, regularizer, params, run)
+                        )
+                        if applicability
+                        else None,
                     )
                     specs.setdefault(spec.config_hash, spec)
     return list(specs.values())

@@ -220,6 +220,9 @@ def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str,
         "eval_time_s": time.perf_counter() - eval_start,
         "program_runs": 1,
         "passes_per_step": training.passes_per_step(model),
+        # what Keras compiled, not what was asked: it falls back without XLA, with a warning
+        # only, for a model with a layer XLA cannot compile (RandAugment)
+        "xla": bool(model.jit_compile),
     }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from regbench.engine import averaging, clean_eval, tensorboard, training
+from regbench.engine.engine_sides import engine_cannot
 from regbench.engine.environment import environment
 from regbench.engine.outcome import (
     Progress,
@@ -46,11 +47,10 @@ from regbench.engine.packing import pack_key
 from regbench.engine.plan import RunSpec
 from regbench.engine.program import FIGURES, Program, in_batches
 from regbench.engine.trainer import build_and_compile, context_for
-from regbench.plugins.context import RunContext, invoke
+from regbench.plugins.context import RunContext
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
-from regbench.plugins.regularizer import overrides
 
 
 def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
@@ -72,27 +72,11 @@ def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
 
 
 def cannot_run(spec: RunSpec) -> str | None:
-    """Why the vmapped engine cannot train this run's regularizer (its cell is then skipped
-    with the reason): batch rewrites and Keras callbacks are features of the standard engine."""
+    """Why the vmapped engine cannot train this run's regularizer (engine.engine_sides; its
+    cell is then skipped with the reason)."""
     reg = registry().get("regularizers", spec.reg)
-    if reg.uses_batches:
-        return (
-            f"the vmapped engine cannot rewrite training batches ({spec.reg}); "
-            "use --engine standard"
-        )
-    try:
-        run = RunContext(epochs=spec.protocol.epochs, batch_size=spec.protocol.batch_size)
-        callbacks = overrides(reg, "callbacks") and invoke(
-            reg.callbacks, reg.resolve(spec.params), ctx=run
-        )
-    except Exception:  # a plugin that cannot even say: training reports the real error
-        return None
-    if callbacks:
-        return (
-            f"the vmapped engine cannot run {spec.reg}'s training callbacks (a Keras fit "
-            "feature); use --engine standard"
-        )
-    return None
+    run = RunContext(epochs=spec.protocol.epochs, batch_size=spec.protocol.batch_size)
+    return engine_cannot("vmapped", spec.reg, reg, reg.resolve(spec.params), run)
 
 
 def _skip_if_cannot_run(spec: RunSpec) -> RunResult | None:
@@ -279,6 +263,7 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
                 "compile_time_s": compile_time,
                 "program_runs": len(specs),
                 "passes_per_step": training.passes_per_step(model),
+                "xla": True,  # one jax.jit program
             }
         )
     return outs

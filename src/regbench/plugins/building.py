@@ -52,20 +52,33 @@ class BuildContext:
         self.run = run or RunContext(classes=classes, input_shape=self.input_shape)
         self.kernel_regularizer = invoke(regularizer.kernel_regularizer, self.params, ctx=self.run)
         self.inserted: list[Inserted] = []
+        self.wrapped = 0  # layers the regularizer's `wrap_layer` replaced
 
     def conv(self, filters: int, kernel_size: int = 3, **kwargs: Any) -> Any:
-        """A fresh Conv2D (Keras's arguments) carrying the run's kernel regularizer."""
+        """A fresh Conv2D (Keras's arguments) carrying the run's kernel regularizer, as the
+        regularizer's `wrap_layer` gives it back."""
         kwargs.setdefault("kernel_regularizer", self.kernel_regularizer)
-        return self.keras.layers.Conv2D(filters, kernel_size, **kwargs)
+        return self._wrapped(self.keras.layers.Conv2D(filters, kernel_size, **kwargs), "conv")
 
     def dense(self, units: int, **kwargs: Any) -> Any:
-        """A fresh Dense layer (Keras's arguments) carrying the run's kernel regularizer."""
-        kwargs.setdefault("kernel_regularizer", self.kernel_regularizer)
-        return self.keras.layers.Dense(units, **kwargs)
+        """A fresh Dense layer (Keras's arguments) carrying the run's kernel regularizer, as
+        the regularizer's `wrap_layer` gives it back."""
+        return self._wrapped(self._dense(units, **kwargs), "dense")
 
     def classifier(self, x: Any) -> Any:
         """The softmax output over the run's classes (float32 even under mixed precision)."""
-        return self.dense(self.classes, activation="softmax", dtype="float32")(x)
+        layer = self._dense(self.classes, activation="softmax", dtype="float32")
+        return self._wrapped(layer, "classifier")(x)
+
+    def _dense(self, units: int, **kwargs: Any) -> Any:
+        kwargs.setdefault("kernel_regularizer", self.kernel_regularizer)
+        return self.keras.layers.Dense(units, **kwargs)
+
+    def _wrapped(self, layer: Any, kind: str) -> Any:
+        """`layer`, or what the regularizer's `wrap_layer` puts in its place (counted)."""
+        used = invoke(self.regularizer.wrap_layer, layer, kind, self.params, ctx=self.run)
+        self.wrapped += used is not layer
+        return used
 
     def point(
         self,
@@ -124,6 +137,7 @@ class Built:
     model: Any
     inserted: list[Inserted] = field(default_factory=list)
     input_layers: int = 0
+    wrapped: int = 0
 
     @property
     def points(self) -> tuple[Point, ...]:
@@ -163,7 +177,7 @@ def build_network(
     chain = model.layers[1:]
     if _is_chain(model):
         model = keras.Sequential([keras.Input(shape=tuple(input_shape)), *chain], name=name)
-    return Built(model, ctx.inserted, len(augment))
+    return Built(model, ctx.inserted, len(augment), ctx.wrapped)
 
 
 def _is_chain(model: Any) -> bool:
@@ -177,26 +191,36 @@ def _is_chain(model: Any) -> bool:
 
 
 def count_macs(model: Any) -> int:
-    """Multiply-accumulates per image of a built model's Conv2D and Dense layers."""
+    """Multiply-accumulates per image of a built model's Conv2D and Dense layers (wrapped
+    ones included)."""
     keras = import_keras()
     total = 0
-    for layer in _all_layers(model):
+    for layer, placed in _all_layers(model):
         if isinstance(layer, keras.layers.Conv2D):
             kh, kw = layer.kernel_size
-            in_channels = int(layer.input.shape[-1])
+            in_channels = int(placed.input.shape[-1])
             groups = max(1, int(getattr(layer, "groups", 1)))
-            outputs = math.prod(int(d) for d in layer.output.shape[1:])
+            outputs = math.prod(int(d) for d in placed.output.shape[1:])
             total += outputs * kh * kw * in_channels // groups
         elif isinstance(layer, keras.layers.Dense):
-            positions = math.prod(int(d) for d in layer.output.shape[1:-1])
-            total += positions * int(layer.input.shape[-1]) * layer.units
+            positions = math.prod(int(d) for d in placed.output.shape[1:-1])
+            total += positions * int(placed.input.shape[-1]) * layer.units
     return total
 
 
-def _all_layers(model: Any) -> list[Any]:
+def _all_layers(model: Any) -> list[tuple[Any, Any]]:
+    """(layer, placed) for every leaf layer of a model: `placed` is the layer in the model's
+    graph, the leaf itself or the wrapper (`wrap_layer`) around it, whose input and output
+    are the leaf's (a wrapped layer has no graph node of its own)."""
+    keras = import_keras()
     out = []
     for layer in model.layers:
-        out.extend(_all_layers(layer) if hasattr(layer, "layers") else [layer])
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+        elif isinstance(layer, keras.layers.Wrapper):
+            out.append((layer.layer, layer))
+        else:
+            out.append((layer, layer))
     return out
 
 
@@ -204,7 +228,7 @@ def count_regularized_kernels(model: Any) -> int:
     """How many kernels of a built model carry a kernel regularizer."""
     return sum(
         1
-        for layer in _all_layers(model)
+        for layer, _ in _all_layers(model)
         if getattr(layer, "kernel_regularizer", None) is not None
         and getattr(layer, "kernel", None) is not None
     )

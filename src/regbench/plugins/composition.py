@@ -20,6 +20,7 @@ EXCLUSIVE_HOOKS = {  # two components may not both do these: which one would win
     "batch": "rewrite training batches",
     "kernel_regularizer": "set the kernel regularizer",
     "merge_at": "merge residual branches",
+    "wrap_layer": "wrap the model's layers",
     "train_step": "train with their own step",
     "average": "choose the weights the run ends with",
 }
@@ -69,6 +70,13 @@ class Composite(Regularizer):
             if overrides(c, "merge_at") and point.accepts(c.family):
                 return invoke(c.merge_at, point, self.own(c, params), ctx=ctx)
         return None
+
+    def wrap_layer(self, layer: Any, kind: str, params: Mapping[str, Any], ctx: Any = None) -> Any:
+        """The wrap of the one component that has one (composition allows at most one)."""
+        for c in self.components:
+            if overrides(c, "wrap_layer"):
+                return invoke(c.wrap_layer, layer, kind, self.own(c, params), ctx=ctx)
+        return layer
 
     def kernel_regularizer(self, params: Mapping[str, Any], ctx: Any = None) -> Any:
         for c in self.components:

@@ -60,6 +60,13 @@ class Regularizer:
         `Add()`. Only called where `point.accepts(self.family)`."""
         return None
 
+    def wrap_layer(self, layer: Any, kind: str, params: Mapping[str, Any]) -> Any:
+        """The layer to use in place of one that `ctx.conv`, `ctx.dense` or `ctx.classifier`
+        made (`kind` "conv", "dense" or "classifier"): `layer` itself, or a Keras layer that
+        wraps it (a `keras.layers.Wrapper`: spectral or weight normalization). Called once per
+        layer, before the layer is built."""
+        return layer
+
     def kernel_regularizer(self, params: Mapping[str, Any]) -> Any:
         """A Keras regularizer for every Conv2D/Dense kernel, or None."""
         return None

@@ -45,6 +45,8 @@ RUN_COLUMNS: dict[str, str] = {
     "reg_source": "TEXT",
     "arch_source_hash": "TEXT",
     "reg_source_hash": "TEXT",
+    "dataset_source": "TEXT",
+    "dataset_source_hash": "TEXT",
     "provenance_scheme": "TEXT",
     "status": "TEXT",
     "error": "TEXT",
@@ -75,6 +77,7 @@ RUN_COLUMNS: dict[str, str] = {
     "split_scheme": "TEXT",
     "passes_per_step": "INTEGER",
     "final_weights": "TEXT",
+    "xla": "INTEGER",
     "model_path": "TEXT",
     "summary": "TEXT",
     "python_version": "TEXT",
@@ -247,6 +250,16 @@ def m008_identity_v5(db: sqlite3.Connection, folder: Path) -> None:
             "cell_hash": identity_v5.cell_hash(row),
         },
     )
+
+
+@migration
+def m009_identity_v6(db: sqlite3.Connection, folder: Path) -> None:
+    """Identity version 6 (results.frozen.identity_v6): where a run's dataset plugin comes
+    from (`dataset_source`, `dataset_source_hash`), as for architectures and regularizers. A
+    run from before recorded none, so its hash stays and it is trained again once; and whether
+    XLA compiled a run's training (`xla`: 1 or 0; unknown, NULL, before)."""
+    columns = {"dataset_source": "TEXT", "dataset_source_hash": "TEXT", "xla": "INTEGER"}
+    _add_missing_columns(db, "runs", columns)
 
 
 def _rewrite_runs(

@@ -195,20 +195,39 @@ def visualize(
         index = 0 if wanted is None else int((labels == wanted).argmax())
         picture, label = images[index], int(labels[index])
     out_dir = Path(out) if out else folder / "figures" / "visualize" / row["run_id"]
+    options = {
+        "layers": layers,
+        "class_names": data.class_names,
+        "label": label,
+        "title": f"{row['arch']} + {row['reg']}",
+    }
     written: list[Path] = []
-    for drawer in drawers:
-        written += drawer.render(
-            model,
-            picture,
-            out_dir / drawer.name,
-            {
-                "layers": layers,
-                "class_names": data.class_names,
-                "label": label,
-                "title": f"{row['arch']} + {row['reg']}",
-            },
-        )
+    for name, drawer in zip(visualizers, drawers, strict=True):
+        written += _drawn(name, drawer, model, picture, out_dir / drawer.name, options)
     return written
+
+
+def _drawn(
+    name: str, drawer: Any, model: Any, picture: Any, out_dir: Path, options: dict[str, Any]
+) -> list[Path]:
+    """What one visualizer wrote; a visualizer that raises, or returns anything but a list
+    of paths, is one line naming it and its distribution (the files drawn before it stay)."""
+    from regbench.plugins.manager import registry
+
+    try:
+        files = drawer.render(model, picture, out_dir, options)
+        if not isinstance(files, list | tuple) or not all(isinstance(f, str | Path) for f in files):
+            raise TypeError(f"render returned {type(files).__name__}, not a list of paths")
+    except RegbenchError:
+        raise
+    except Exception as exc:
+        origin, _ = registry().provenance("visualizers", name)
+        message = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise RegbenchError(
+            f"visualizer {name!r} ({origin}) failed: {type(exc).__name__}: {message}; "
+            "report it to the plugin's author, or leave it out of --visualizers"
+        ) from None
+    return [Path(f) for f in files]
 
 
 def _class_index(wanted: str | None, names: Sequence[str]) -> int | None:

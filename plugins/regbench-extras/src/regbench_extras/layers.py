@@ -2,8 +2,8 @@
 the plugin to register its Keras objects (before any build or load_model): this imports Keras.
 
 Everything is keras.ops / keras.random with a per-layer seed generator, so the layers run on
-every backend and compile with XLA. None of them has weights (DropBlock's step count, when it
-ramps, is state the model carries, not a weight).
+every backend and compile with XLA. None of them has trainable weights (DropBlock's step count,
+when it ramps, and spectral normalization's singular vector are state the model carries).
 """
 
 from __future__ import annotations
@@ -150,3 +150,59 @@ class DropPath(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def _unit(x: Any) -> Any:
+    """`x` scaled to unit length (a zero `x` stays zero)."""
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x)), 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="regbench_extras")
+class SpectralNormalized(keras.layers.SpectralNormalization):
+    """Keras's SpectralNormalization (Miyato et al. 2018) computed alike on every backend: the
+    wrapped Dense or Conv layer runs with its kernel divided by its largest singular value,
+    estimated by power iteration from the stored vector u, in training and in inference; only
+    training updates u. The kernel variable stays the raw, trained one.
+
+    Keras's own layer assigns the normalized kernel to the kernel variable as it trains:
+    TensorFlow then trains and infers with that, while JAX's stateless training drops the
+    assignment, so its model infers with the raw kernel: two different models on two backends.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        wraps = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D)
+        if not isinstance(self.layer, wraps):
+            raise ValueError(
+                f"SpectralNormalized wraps Dense and Conv layers; got {type(self.layer).__name__}"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        kernel, vector_u = self.normalized()
+        if training:
+            self.vector_u.assign(vector_u)
+        layer = self.layer
+        if isinstance(layer, keras.layers.Dense):
+            outputs = ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+            bias_shape: tuple[int, ...] = (layer.units,)
+        else:
+            outputs = layer.convolution_op(inputs, ops.cast(kernel, inputs.dtype))
+            last = layer.data_format == "channels_last"
+            ones = (1,) * (layer.rank + 1)
+            bias_shape = ones + (layer.filters,) if last else (1, layer.filters) + ones[1:]
+        if layer.bias is not None:
+            outputs = ops.add(outputs, ops.reshape(ops.cast(layer.bias, outputs.dtype), bias_shape))
+        if layer.activation is not None:
+            outputs = layer.activation(outputs)
+        return outputs
+
+    def normalized(self) -> tuple[Any, Any]:
+        """The kernel divided by its spectral norm, and the power iteration's new u."""
+        weights = ops.reshape(self.kernel, (-1, self.kernel_shape[-1]))
+        vector_u = self.vector_u
+        for _ in range(self.power_iterations):
+            vector_v = _unit(ops.matmul(vector_u, ops.transpose(weights)))
+            vector_u = _unit(ops.matmul(vector_v, weights))
+        vector_u, vector_v = ops.stop_gradient(vector_u), ops.stop_gradient(vector_v)
+        sigma = ops.matmul(ops.matmul(vector_v, weights), ops.transpose(vector_u))  # >= 0
+        return self.kernel / ops.maximum(sigma[0, 0], 1e-12), vector_u

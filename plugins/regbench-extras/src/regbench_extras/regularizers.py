@@ -240,6 +240,27 @@ class StochasticDepth(Regularizer):
         return [DropPath(params["rate"] * block / blocks)]
 
 
+class SpectralNorm(Regularizer):
+    """Spectral normalization (Miyato et al. 2018) of every conv and hidden dense kernel:
+    each runs divided by its largest singular value (one power iteration a step), which bounds
+    the layer's Lipschitz constant by 1. The classifier is left plain, so that the logits keep
+    the scale the softmax needs (normalizing it too caps every logit's spread)."""
+
+    name = "spectral_norm"
+    description = "Divide each conv/dense kernel by its spectral norm (power iteration)"
+    adds_params = True  # the power iteration's vector u per wrapped layer (not trained)
+    hparams = (
+        HParam("power_iterations", 1, 1, 5, integer=True, help="power-iteration steps a step"),
+    )
+
+    def wrap_layer(self, layer: Any, kind: str, params: Mapping[str, Any]) -> Any:
+        if kind == "classifier":
+            return layer
+        from regbench_extras.layers import SpectralNormalized
+
+        return SpectralNormalized(layer, power_iterations=int(params["power_iterations"]))
+
+
 REGULARIZERS = (
     SpatialDropout,
     GaussianNoise,
@@ -253,5 +274,6 @@ REGULARIZERS = (
     CutMix,
     Cutout,
     DropBlock,
+    SpectralNorm,
     StochasticDepth,
 )

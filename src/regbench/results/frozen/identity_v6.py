@@ -1,0 +1,36 @@
+"""Run identity as `engine.plan.RunSpec` computes it at IDENTITY_VERSION 6: frozen.
+
+Version 6 is version 5 with the dataset plugin's provenance (`dataset_source`,
+`dataset_source_hash`) in the run's provenance where the row recorded it. A row from before
+recorded none, so its version 6 identity is its version 5 one: m009 rehashes nothing, and such
+a row is trained again once because today's runs record their dataset. Never edit it: a later
+identity goes into a new frozen module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from regbench.results.frozen import identity_v3, identity_v5
+
+DATASET_PROVENANCE = ("dataset_source", "dataset_source_hash")
+
+
+def identity(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity dict of the run a stored row describes (raises as version 5 does)."""
+    found = identity_v5.identity(row)
+    provenance = dict(found["provenance"])
+    for key in DATASET_PROVENANCE:
+        value = row.get(key)
+        if value is not None and value == value:  # neither NULL nor NaN
+            provenance[key] = str(value)
+    return {**found, "provenance": dict(sorted(provenance.items()))}
+
+
+def config_hash(row: Mapping[str, Any]) -> str:
+    return identity_v3._digest(identity(row))
+
+
+def cell_hash(row: Mapping[str, Any]) -> str:
+    return identity_v3._digest({k: v for k, v in identity(row).items() if k != "seed"})
