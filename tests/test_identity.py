@@ -45,7 +45,7 @@ def test_another_engine_is_another_run():
     vmapped = replace(spec(), execution=Execution(engine="vmapped"))
     assert vmapped.config_hash != spec().config_hash
     assert vmapped.cell_hash != spec().cell_hash
-    faster = replace(spec(), execution=Execution(jit_compile="on", steps_per_execution=8))
+    faster = replace(spec(), execution=Execution(steps_per_execution=8, pipeline="arrays"))
     assert faster.config_hash == spec().config_hash  # speed options stay out
 
 
@@ -89,20 +89,32 @@ def test_the_frozen_identity_v5_is_todays(protocol, engine, seed):
     protocol=protocols,
     dataset=st.none()
     | st.tuples(st.sampled_from(["regbench 0.3", "x 1+local"]), st.text("ab", min_size=1)),
+    jit=st.sampled_from(["auto", "on", "off"]),
+    engine=st.sampled_from(["standard", "vmapped"]),
 )
-def test_the_frozen_identity_v6_is_todays_and_v5_where_no_dataset_was_recorded(protocol, dataset):
-    """Identity v6 adds the dataset plugin's provenance: a row with it hashes as the engine
-    does; a row without (a store from before) hashes as v5 did, so m009 rehashes nothing."""
+def test_the_frozen_identity_v6_is_todays_and_v5_where_nothing_new_was_recorded(
+    protocol, dataset, jit, engine
+):
+    """Identity v6 adds the dataset plugin's provenance and an explicit XLA setting: a row
+    with them hashes as the engine does; a row without (a store from before, or XLA left to
+    Keras) hashes as v5 did."""
     recorded = {"arch_source": "regbench 0.3", "arch_source_hash": "a1", "reg_source": "r 1"}
     if dataset is not None:
         recorded |= {"dataset_source": dataset[0], "dataset_source_hash": dataset[1]}
     run = RunSpec(
-        arch="model2", reg="l2", params={}, seed=1, protocol=protocol, provenance=recorded
+        arch="model2",
+        reg="l2",
+        params={},
+        seed=1,
+        protocol=protocol,
+        provenance=recorded,
+        execution=Execution(jit_compile=jit, engine=engine),
     )
     row = run.row()
     assert identity_v6.config_hash(row) == run.config_hash == RunSpec.from_row(row).config_hash
     assert identity_v6.cell_hash(row) == run.cell_hash
-    assert (identity_v5.config_hash(row) == run.config_hash) == (dataset is None)
+    unchanged = dataset is None and (jit == "auto" or engine == "vmapped")
+    assert (identity_v5.config_hash(row) == run.config_hash) == unchanged
 
 
 def test_the_backend_is_identity_tensorflow_hashes_stay():

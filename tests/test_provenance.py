@@ -26,7 +26,7 @@ from regbench.engine.plan import PROVENANCE_SCHEME, Protocol, RunSpec, make_plan
 from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.table import Classifier, Flatten
 from regbench.results import leaderboard
-from regbench.results.frozen import identity_v5
+from regbench.results.frozen import identity_v6
 from regbench.results.reader import load
 from regbench.results.store import DB_NAME, Store
 
@@ -375,8 +375,8 @@ def test_m007_adds_the_scheme_and_leaves_recorded_hashes_alone(tmp_path, registr
     assert (tmp_path / f"{DB_NAME}.bak-v6").exists()
     (row,) = load(tmp_path).runs.to_dict(orient="records")
     assert pd.isna(row["provenance_scheme"])  # unknown, hence the earlier, per-package hashes
-    # m008 then rehashes the row under identity v5, from its recorded provenance
-    assert row["config_hash"] == identity_v5.config_hash({**old, **row}) != old["config_hash"]
+    # m008 and m009 then rehash the row (identity v6), from its recorded provenance
+    assert row["config_hash"] == identity_v6.config_hash({**old, **row}) != old["config_hash"]
     assert row["reg_source_hash"] == "bbbbbbbbbbbb+bbbbbbbbbbbb"
     assert stale_reasons([spec], [row]) == {spec.config_hash: PER_OBJECT_NOTE}
 

@@ -183,7 +183,14 @@ def test_a_run_from_before_provenance_is_pending_and_plan_says_why(tmp_path, cap
     without them is trained again; plan names the reason instead of leaving it silent."""
     old_store(tmp_path)
     argv = ["plan", "--arch", "model1", "--reg", "dropout", "--seeds", "1,"]
-    argv += ["--param", "dropout.rate=0.2", "--jit-compile", "on", "--experiment", str(tmp_path)]
+    argv += [
+        "--param",
+        "dropout.rate=0.2",
+        "--jit-compile",
+        "off",  # as the stored run asked
+        "--experiment",
+        str(tmp_path),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     out = " ".join(capsys.readouterr().out.split())
     assert "done 0, pending 1" in out
@@ -369,3 +376,31 @@ def test_runs_of_the_earlier_split_are_pending_and_plan_says_why(tmp_path, cli):
     assert result.returncode == 0, result.stderr
     out = " ".join(result.stdout.split())
     assert "done 0, pending 1" in out and "earlier split" in out
+
+
+# ---------------------------------------------------------------- m009: identity version 6
+
+
+def test_m009_separates_runs_that_asked_for_xla_from_keras_choice(tmp_path):
+    """Two seeds of one cell stored before XLA was identity, one trained with `--jit-compile
+    on`: after the upgrade each row's hashes are those its own settings give today, so the two
+    are two cells (never pooled), and a vmapped row's request is recorded as what ran."""
+    rows = [
+        v7_row("auto", seed=0, jit_compile="auto"),
+        v7_row("on", seed=1, jit_compile="on"),
+        v7_row("packed", seed=2, jit_compile="on", engine="vmapped", backend="jax"),
+    ]
+    store_at_v7(tmp_path, rows)
+    Store(tmp_path).close()
+    runs = load(tmp_path).runs.set_index("run_id")
+    for run_id in ("auto", "on", "packed"):
+        row = runs.loc[run_id].to_dict()
+        today_spec = RunSpec.from_row(row)
+        assert (row["config_hash"], row["cell_hash"]) == (
+            today_spec.config_hash,
+            today_spec.cell_hash,
+        )
+    assert runs.loc["packed", "jit_compile"] == "auto"
+    auto, on = runs.loc["auto"], runs.loc["on"]
+    assert auto["cell_hash"] != on["cell_hash"]
+    assert RunSpec.from_row({**on.to_dict(), "seed": 0}).config_hash != auto["config_hash"]

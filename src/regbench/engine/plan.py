@@ -91,6 +91,7 @@ PROTOCOL_COLUMNS = (
     "engine",
     "backend",
     "split_scheme",
+    "jit_compile",
 )
 
 
@@ -99,7 +100,11 @@ class Execution:
     """How a run is executed: speed options that leave its results' meaning unchanged.
 
     Not part of a run's identity, so turning one on does not make finished runs pending; the
-    exception is `engine`: a run of another engine than "standard" is a run of its own.
+    exceptions are `engine` (a run of another engine than "standard" is a run of its own) and
+    an explicit `jit_compile` ("on" or "off"; XLA fuses and reorders the arithmetic and draws
+    other random streams, so a run with it is not the run without it; "auto", Keras's choice,
+    leaves identities as they were). The vmapped engine is one XLA program whatever is asked:
+    its runs record "auto".
     """
 
     jit_compile: str = "auto"
@@ -143,11 +148,13 @@ class RunSpec:
             backend = training_backend(self.execution.engine)
         if backend != self.protocol.backend:
             object.__setattr__(self, "protocol", replace(self.protocol, backend=backend))
+        if self.execution.engine == "vmapped" and self.execution.jit_compile != "auto":
+            object.__setattr__(self, "execution", replace(self.execution, jit_compile="auto"))
 
     def identity(self) -> dict[str, Any]:
         """What makes this run scientifically different from another: the model, the
-        regularizer and its values, the data, the protocol, the seed, the stage and the
-        plugins' versions and sources."""
+        regularizer and its values, the data, the protocol, the seed, the stage, the plugins'
+        versions and sources, and the engine and XLA setting when not the default."""
         protocol = asdict(self.protocol)
         del protocol["target"]  # a measurement of the history (engine.outcome), not the science
         protocol["learning_rate"] = self.protocol.effective_learning_rate
@@ -172,8 +179,10 @@ class RunSpec:
             "protocol": protocol,
             "provenance": dict(sorted(self.provenance.items())),
             # an engine other than Keras fit trains the same science, but not bit for bit: its
-            # runs are never pooled with the standard engine's
+            # runs are never pooled with the standard engine's; nor are runs that asked for XLA
+            # on or off with each other or with Keras's choice
             **({"engine": self.execution.engine} if self.execution.engine != "standard" else {}),
+            **({"jit_compile": jit} if (jit := self.execution.jit_compile) != "auto" else {}),
         }
 
     @property

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from regbench.results.frozen import identity_v3, identity_v4, identity_v5
+from regbench.results.frozen import identity_v3, identity_v4, identity_v5, identity_v6
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
@@ -255,11 +255,21 @@ def m008_identity_v5(db: sqlite3.Connection, folder: Path) -> None:
 @migration
 def m009_identity_v6(db: sqlite3.Connection, folder: Path) -> None:
     """Identity version 6 (results.frozen.identity_v6): where a run's dataset plugin comes
-    from (`dataset_source`, `dataset_source_hash`), as for architectures and regularizers. A
-    run from before recorded none, so its hash stays and it is trained again once; and whether
-    XLA compiled a run's training (`xla`: 1 or 0; unknown, NULL, before)."""
+    from (`dataset_source`, `dataset_source_hash`), as for architectures and regularizers (a
+    run from before recorded none, so it is trained again once), and an explicit XLA setting
+    (`jit_compile` "on" or "off"; the vmapped engine's runs record "auto": it is one XLA
+    program whatever was asked): the rows are rehashed. And whether XLA compiled a run's
+    training (`xla`: 1 or 0; unknown, NULL, before). run_id stays: it is the key."""
     columns = {"dataset_source": "TEXT", "dataset_source_hash": "TEXT", "xla": "INTEGER"}
     _add_missing_columns(db, "runs", columns)
+    db.execute("UPDATE runs SET jit_compile = 'auto' WHERE engine = 'vmapped'")
+    _rewrite_runs(
+        db,
+        lambda row: {
+            "config_hash": identity_v6.config_hash(row),
+            "cell_hash": identity_v6.cell_hash(row),
+        },
+    )
 
 
 def _rewrite_runs(
