@@ -33,7 +33,7 @@ def ranked_table(board: pd.DataFrame, label: str, baseline: str, compact: bool) 
         ("gap", "right", NUMBER, lambda r: fmt(r.gap, "+.3f")),
         (f"vs {escape(baseline)}", "right", NUMBER, _difference),
         ("verdict", "left", {}, _verdict),
-        ("params", "right", NUMBER, lambda r: f"{r.total_params:,}"),
+        ("params", "right", NUMBER, lambda r: fmt(r.total_params, ",.0f")),
         ("train s", "right", NUMBER, lambda r: fmt(r.train_time_s, ".1f")),
         ("val acc / epoch", "left", {}, lambda r: r.val_curve),
     ]
@@ -51,7 +51,7 @@ def lost_table(board: pd.DataFrame, label: str, baseline: str, compact: bool) ->
         ("lost seeds", "left", {}, lambda r: lost_text(r.lost_seeds)),
         ("val acc ± 95% CI", "right", NUMBER, lambda r: mean_and_ci(r.val_accuracy, r.val_ci95)),
         ("train acc", "right", NUMBER, lambda r: fmt(r.train_accuracy, ".3f")),
-        ("params", "right", NUMBER, lambda r: f"{r.total_params:,}"),
+        ("params", "right", NUMBER, lambda r: fmt(r.total_params, ",.0f")),
         ("train s", "right", NUMBER, lambda r: fmt(r.train_time_s, ".1f")),
     ]
     return _laid_out(board, title, columns, compact)

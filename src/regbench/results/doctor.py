@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def doctor(folder: Path) -> list[str]:
         if problem and os.path.lexists(path):
             salvaged = _salvage(path, folder) if problem != "not a file" else {}
             aside = _move_aside(path)
-            notes.append(f"{path} was {problem}: moved aside to {aside.name}")
+            notes.append(f"{path}: {problem}; moved it aside to {aside.name}")
         store = Store(folder)
         try:
             _restore(store.db, salvaged)
@@ -89,7 +89,7 @@ def _examine(path: Path, notes: list[str]) -> str | None:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             check_contents(db, path)
             if missing := missing_columns(db):
-                notes.append(f"repaired {path}: {columns_note(missing)} (added, values unknown)")
+                notes.append(f"repaired {path}: {columns_note(missing)} (added back)")
     except DamagedStore as exc:
         return "not a file" if exc.why in ("a folder", "not a regular file") else exc.why
     except sqlite3.DatabaseError as exc:
@@ -99,7 +99,10 @@ def _examine(path: Path, notes: list[str]) -> str | None:
 
 def _salvage(path: Path, folder: Path) -> Rows:
     """Every row still readable in a damaged store, upgraded to this version when it can be
-    (read from a private copy: the damaged files stay as they are)."""
+    (read from a private copy: the damaged files stay as they are). Rows are read by rowid
+    range, halving a range that meets a damaged page, so one bad page loses only its own
+    rows; they are copied into a store of the damaged one's version and schema, which the
+    migrations then upgrade (a row read but not upgraded would not match its run)."""
     rows: Rows = {}
     with tempfile.TemporaryDirectory(prefix="regbench-salvage-") as tmp:
         copy = Path(tmp) / DB_NAME
@@ -110,22 +113,55 @@ def _salvage(path: Path, folder: Path) -> Rows:
             handle.seek(92)
             handle.write(b"\xff\xff\xff\xff")
         memory = sqlite3.connect(":memory:")
-        try:
-            with closing(sqlite3.connect(copy)) as db:
-                db.backup(memory)
+        with closing(sqlite3.connect(copy)) as db:
+            version = _read_or(db, "PRAGMA user_version", 0)
+            for table in TABLES:
+                schema = _read_or(db, f"SELECT sql FROM sqlite_master WHERE name = '{table}'", None)
+                if schema:
+                    memory.execute(schema)
+                    readable = _readable(db, table, copy.stat().st_size)
+                    if readable:
+                        marks = ", ".join("?" * len(readable[0]))
+                        memory.executemany(f"INSERT INTO {table} VALUES ({marks})", readable)
+        memory.execute(f"PRAGMA user_version = {int(version)}")
+        memory.commit()
+        with suppress(sqlite3.Error):  # a row the migrations refuse: kept as it was read
             migrate(memory, folder)
-        except sqlite3.Error:
-            pass  # read what can be read as it is
         memory.row_factory = sqlite3.Row
         for table in TABLES:
-            rows[table] = []
             try:
-                for row in memory.execute(f"SELECT * FROM {table}"):
-                    rows[table].append(dict(row))
+                rows[table] = [dict(row) for row in memory.execute(f"SELECT * FROM {table}")]
             except sqlite3.Error:
-                continue  # the rows read before the damaged page are kept
+                rows[table] = []
         memory.close()
     return rows
+
+
+def _read_or(db: sqlite3.Connection, query: str, default: Any) -> Any:
+    """The first value `query` gives, or `default` where damage stops it."""
+    try:
+        found = db.execute(query).fetchone()
+    except sqlite3.Error:
+        return default
+    return default if found is None else found[0]
+
+
+def _readable(db: sqlite3.Connection, table: str, size: int) -> list[tuple[Any, ...]]:
+    """The rows of `table` that can be read, by rowid range; a range that meets a damaged
+    page is halved until the page's own rows are the only ones left out."""
+    top = _read_or(db, f"SELECT max(rowid) FROM {table}", None) or max(size // 16, 1)
+    found: list[tuple[Any, ...]] = []
+    ranges = [(lo, min(lo + 1023, top)) for lo in range(1, top + 1, 1024)]
+    while ranges:
+        lo, hi = ranges.pop()
+        try:
+            query = f"SELECT * FROM {table} WHERE rowid BETWEEN ? AND ?"
+            found += db.execute(query, (lo, hi)).fetchall()
+        except sqlite3.Error:
+            if lo < hi:
+                middle = (lo + hi) // 2
+                ranges += [(lo, middle), (middle + 1, hi)]
+    return found
 
 
 def _restore(db: sqlite3.Connection, rows: Rows) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -92,6 +93,27 @@ def import_csv(db: sqlite3.Connection, folder: Path) -> int:
     return len(missing)
 
 
+def fill_columns(db: sqlite3.Connection, folder: Path, columns: list[str]) -> int:
+    """Fill run `columns` that the store lost (a column dropped, then added back empty) from
+    runs.csv, where the store holds NULL and the CSV a value; the number of values filled.
+    Without this the next export would write the blanks over the only copy of them."""
+    runs = read_export(Path(folder) / "runs.csv", ("run_id",), keep=False)
+    wanted = [c for c in columns if runs is not None and c in runs.columns and c in RUN_COLUMNS]
+    if not wanted:
+        return 0
+    filled = 0
+    with db:
+        for row in runs.to_dict("records"):
+            for column in wanted:
+                value = _from_csv(row[column], RUN_COLUMNS[column])
+                if value is not None:
+                    filled += db.execute(
+                        f'UPDATE runs SET "{column}" = ? WHERE run_id = ? AND "{column}" IS NULL',
+                        (value, row["run_id"]),
+                    ).rowcount
+    return filled
+
+
 def csv_runs(folder: Path) -> list[dict[str, Any]]:
     """The runs runs.csv holds, as store rows (what a plan counts when the store is gone)."""
     runs = read_export(Path(folder) / "runs.csv", ("run_id", "config_hash"), keep=False)
@@ -106,25 +128,20 @@ def csv_runs(folder: Path) -> list[dict[str, Any]]:
 def read_export(path: Path, keys: tuple[str, ...], keep: bool = True) -> Any:
     """The rows of a CSV export that can be read (those with every column in `keys`), or
     None when it has none. A file with lines that cannot be read is renamed aside (`keep`),
-    said in one line, so that an export never overwrites it with fewer rows."""
-    import pandas as pd
-
+    said in one line, so that an export never overwrites it with fewer rows. Runs that a
+    stray quote swallowed into the row before them are read again from where they start
+    (`_swallowed`); only the row with the stray quote counts as unreadable."""
     if not has_rows(path):
         return None
-    bad: list[Any] = []
-    options = {"dtype": object, "keep_default_na": False, "na_values": [""]}
     try:
-        frame = pd.read_csv(path, **options)
-    except (ValueError, pd.errors.ParserError):
-        try:
-            frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, **options)
-        except (ValueError, pd.errors.ParserError):
-            frame, bad = pd.DataFrame(), [None]
+        text = path.read_text(errors="replace")
     except OSError as exc:
         log.warning("regbench: cannot read %s (%s); not restoring from it", path, exc.strerror)
         return None
+    frame, bad = _parsed(text)
+    frame, damaged = _swallowed(text, frame)
     whole = frame.dropna(subset=[k for k in keys if k in frame]) if keys[0] in frame else None
-    lost = len(bad) + len(frame) - (0 if whole is None else len(whole))
+    lost = len(bad) + damaged + len(frame) - (0 if whole is None else len(whole))
     if lost and keep:
         aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
         os.replace(path, aside)
@@ -137,6 +154,53 @@ def read_export(path: Path, keys: tuple[str, ...], keep: bool = True) -> Any:
             0 if whole is None else len(whole),
         )
     return None if whole is None or whole.empty else whole
+
+
+def _parsed(text: str) -> tuple[Any, list[Any]]:
+    """The rows pandas reads from CSV `text` (as text), and the lines it had to skip."""
+    import io
+
+    import pandas as pd
+
+    bad: list[Any] = []
+    options = {"dtype": object, "keep_default_na": False, "na_values": [""]}
+    try:
+        return pd.read_csv(io.StringIO(text), **options), bad
+    except (ValueError, pd.errors.ParserError):
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text), engine="python", on_bad_lines=bad.append, **options
+            )
+        except (ValueError, pd.errors.ParserError):
+            frame, bad = pd.DataFrame(), [None]
+    return frame, bad
+
+
+# a runs.csv line that starts a row: its run id (`model1-l2-s3-0123abcd`, `final-...`), a comma
+ROW_START = re.compile(r"^((?:final-)?[^,\"\n]+-s\d+-[0-9a-f]{8}),", re.MULTILINE)
+
+
+def _swallowed(text: str, frame: Any) -> tuple[Any, int]:
+    """`frame`, or, when a stray quote swallowed runs (an unbalanced `"` runs its cell on to
+    the next quote, over the lines of the runs after it), the runs read one by one from where
+    each run's line starts (its id), and the number of rows that still cannot be read."""
+    import pandas as pd
+
+    if "run_id" not in frame:
+        return frame, 0
+    found = list(ROW_START.finditer(text))
+    if {m.group(1) for m in found} <= set(frame["run_id"].dropna()):
+        return frame, 0
+    header = text[: text.index("\n") + 1]
+    ends = [m.start() for m in found[1:]] + [len(text)]
+    rows, dropped = [], 0
+    for start, end in zip(found, ends, strict=True):
+        one, bad = _parsed(header + text[start.start() : end])
+        if bad or len(one) != 1 or one["run_id"].iloc[0] != start.group(1):
+            dropped += 1
+        else:
+            rows.append(one)
+    return (pd.concat(rows, ignore_index=True) if rows else frame.iloc[:0]), dropped
 
 
 def _csv_epochs(path: Path, run_ids: set[str]) -> list[list[Any]]:

@@ -60,9 +60,12 @@ def number(value: Any) -> float | None:
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON values: NaN and pandas' NA become null, numpy scalars Python numbers."""
+    """Plain JSON values: NaN, infinities and pandas' NA become null (JSON has none of them),
+    numpy scalars Python numbers."""
     if missing(value):
         return None
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value

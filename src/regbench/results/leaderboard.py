@@ -167,7 +167,7 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
                 "train_accuracy_running": group["train_accuracy_running"].mean(),
                 "gap": (group["train_accuracy"] - group["val_accuracy"]).mean(),
                 "test_accuracy": group["test_accuracy"].mean(),
-                "total_params": int(group["total_params"].iloc[0]),
+                "total_params": _whole(group["total_params"].iloc[0]),
                 "train_time_s": group["train_time_s"].mean(),
                 "val_curve": sparkline(curve),
                 "val_by_seed": {
@@ -190,6 +190,11 @@ def table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> p
     board["rank"] = board["rank"].astype("Int64")  # missing for a cell that is not ranked
     board.attrs["superseded"] = old
     return board
+
+
+def _whole(value: Any) -> int | None:
+    """A count as a whole number; None where the store lost it (an older or damaged row)."""
+    return None if missing(value) else int(value)
 
 
 def counted(runs: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +272,7 @@ def _lost_seeds(attempted: pd.DataFrame) -> dict[str, dict[int, str]]:
     """cell -> its seeds that never finished ok and how each ended ({3: "diverged"})."""
     finished = attempted.assign(_ok=attempted["status"] == "ok")
     last = finished.sort_values("_ok", kind="stable").drop_duplicates(["cell", "seed"], keep="last")
-    bad = last[~last["_ok"]].sort_values("seed", kind="stable")
+    bad = last[~last["_ok"] & last["seed"].notna()].sort_values("seed", kind="stable")
     return {
         cell: {int(s): str(status) for s, status in zip(g["seed"], g["status"], strict=True)}
         for cell, g in bad.groupby("cell", sort=False)

@@ -316,6 +316,9 @@ def migrate(db: sqlite3.Connection, folder: Path) -> list[str]:
         return []
     db.execute("BEGIN IMMEDIATE")
     try:
+        if version:  # a store that lacks a table or column its version had (edited by hand,
+            # half copied) gets today's first, so no migration meets a column it needs missing
+            m001_tables(db, folder)
         for step in pending:
             step(db, folder)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -8,8 +8,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
+from regbench.results.migrations import RUN_COLUMNS
 from regbench.results.store import open_read_only
 
 
@@ -36,8 +38,45 @@ def load(folder: str | Path) -> Results:
     with closing(_connect(Path(folder))) as db:
         runs = pd.read_sql_query("SELECT * FROM runs ORDER BY started_at, run_id", db)
         epochs = pd.read_sql_query("SELECT * FROM epochs ORDER BY run_id, epoch", db)
-    runs["params"] = runs["params"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
-    return Results(runs, epochs)
+    runs["params"] = runs["params"].map(_decoded)
+    return Results(typed(runs), epochs)
+
+
+def _decoded(text: object) -> dict:
+    """A stored JSON object; anything else (damaged text, a number) is no values."""
+    try:
+        found = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+# the figures an `ok` row must hold to be ranked: a seed, and a finite accuracy in [0, 1]
+NEEDED = ("seed", "val_accuracy")
+
+
+def typed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with every number column as numbers: a cell that is not one (text written by
+    hand, a value lost to damage) or is infinite reads as missing. An `ok` row that lacks a
+    figure it is ranked by becomes `damaged`, with the reason, so that readers list it rather
+    than rank or crash on it."""
+    runs = runs.copy()
+    for column, kind in RUN_COLUMNS.items():
+        if column in runs and kind.split()[0] in ("REAL", "INTEGER"):
+            values = pd.to_numeric(runs[column], errors="coerce")
+            runs[column] = values.where(np.isfinite(values.astype(float)))
+    if "status" not in runs:
+        return runs
+    accuracy = runs.get("val_accuracy", pd.Series(np.nan, index=runs.index))
+    unreadable = {
+        "seed": runs.get("seed", pd.Series(np.nan, index=runs.index)).isna(),
+        "val_accuracy": accuracy.isna() | (accuracy < 0) | (accuracy > 1),
+    }
+    for column in NEEDED:
+        bad = (runs["status"] == "ok") & unreadable[column]
+        runs.loc[bad, "status"] = "damaged"
+        runs.loc[bad, "error"] = f"stored {column} is missing or not a number: not ranked"
+    return runs
 
 
 def load_trials(folder: str | Path) -> pd.DataFrame:

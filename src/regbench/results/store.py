@@ -90,7 +90,9 @@ def open_read_only(folder: Path) -> sqlite3.Connection:
     finally:
         db.close()
     migrate(memory, folder)
-    add_columns(memory, missing_columns(memory))
+    lacking = missing_columns(memory)
+    add_columns(memory, lacking)
+    exports.fill_columns(memory, Path(folder), list(lacking.get("runs", {})))
     return memory
 
 
@@ -207,10 +209,12 @@ class Store:
             applied = migrate(db, self.folder)
             if missing := missing_columns(db):
                 add_columns(db, missing)
+                filled = exports.fill_columns(db, self.folder, list(missing.get("runs", {})))
                 log.warning(
-                    "regbench: repaired %s: %s (added; their values are unknown)",
+                    "regbench: repaired %s: %s (added; %s)",
                     path,
                     columns_note(missing),
+                    f"{filled} value(s) restored from runs.csv" if filled else "values unknown",
                 )
             if existed and applied:
                 log.warning(
