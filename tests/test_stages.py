@@ -102,6 +102,24 @@ def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("odd", ["fifo-image", "figures-a-file"])
+def test_visualize_refuses_a_fifo_image_and_a_file_for_a_folder(experiment, cli, tmp_path, odd):
+    """Probes 10 and 11: `--image FIFO` used to hang, `--figures existing.png` to print a
+    NotADirectoryError; each is one line, exit 2, and nothing drawn."""
+    import os
+
+    base = ["visualize", "--experiment", str(experiment), "--arch", "model1", "--reg", "none"]
+    if odd == "fifo-image":
+        os.mkfifo(tmp_path / "pipe")
+        args, message = ["--image", str(tmp_path / "pipe")], "is not a regular file (a FIFO)"
+    else:
+        (tmp_path / "existing.png").write_bytes(b"")
+        args, message = ["--figures", str(tmp_path / "existing.png")], "cannot make the figures"
+    result = cli(*base, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, monkeypatch):
     from regbench.plugins.keras import import_keras
 
@@ -224,3 +242,19 @@ def test_a_failing_visualizer_is_one_line_naming_it(
     err = capsys.readouterr().err
     assert f"visualizer {name!r} (broken-vis 0.1) failed: {complaint}" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_lost_model_names_the_experiment_folder_from_anywhere(experiment, cli, tmp_path):
+    """Probe 14: with the models gone and the command run from another folder, the advice
+    named that folder (`--experiment /`) instead of the experiment."""
+    import shutil
+
+    copy = tmp_path / "exp"
+    shutil.copytree(experiment, copy, ignore=shutil.ignore_patterns(".regbench.lock"))
+    shutil.rmtree(copy / "models")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    argv = ["visualize", "--experiment", str(copy), "--arch", "model1", "--reg", "none"]
+    result = cli(*argv, cwd=elsewhere)
+    assert result.returncode == 2, result.stderr
+    assert f"--experiment {copy} " in result.stderr and "model is gone" in result.stderr

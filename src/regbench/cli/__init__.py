@@ -13,6 +13,7 @@ import threading
 import warnings
 
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, check_environment
+from regbench.cli.output import KeptOutput, lost_note
 from regbench.errors import STOP_REQUESTED, RegbenchError
 from regbench.version import __version__
 
@@ -421,13 +422,19 @@ def main(argv: list[str] | None = None) -> int:
     STOP_REQUESTED.clear()
     unraisable = sys.unraisablehook
     sys.unraisablehook = _keep_dropped_interrupts(unraisable)
+    stdout = sys.stdout
+    kept = KeptOutput(stdout)
+    sys.stdout = kept
     try:
         code = _command(argv)
     except KeyboardInterrupt:
         print("regbench: interrupted; rerun the same command to resume", file=sys.stderr)
         code = EXIT_INTERRUPTED
     finally:
+        sys.stdout = stdout
         sys.unraisablehook = unraisable
+        if note := lost_note(kept):
+            print(note, file=sys.stderr)
         if code != EXIT_INTERRUPTED:
             for stop, handler in previous.items():
                 signal.signal(stop, handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,7 @@ def check_environment() -> None:
         )
     for name in ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH"):
         value = os.environ.get(name)
-        if value is not None and not value.strip().isdigit():
+        if value is not None and not re.fullmatch(r"[0-9]+", value.strip()):  # not "²"
             raise RegbenchError(f"{name}={value!r} must be a whole number; or unset it")
 
 

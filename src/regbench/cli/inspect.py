@@ -158,29 +158,44 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# classes beyond which `describe` estimates the model's size before building it
+# classes and pixels beyond which `describe` estimates the model's size before building it
 MANY_CLASSES = 1000
+MANY_PIXELS = 512 * 512
 
 
 def _check_fits(
     arch: Any, reg: Any, values: Any, shape: tuple[int, int, int], classes: int
 ) -> None:
     """Refuse a model too large for memory before building it. Its size grows linearly with
-    its classes (the head): two small builds give that growth."""
+    its classes (the head) and, through the layers after a flatten, with its input's area:
+    two small builds give each growth."""
     if classes < 1:
         raise RegbenchError(f"--classes must be at least 1; got {classes}")
-    if classes <= MANY_CLASSES:
-        return
     from regbench.builtins.datasets import check_fits
     from regbench.engine.models import build_model
 
-    small = [build_model(arch, reg, values, shape, n, seed=0).count_params() for n in (2, 3)]
-    params = small[0] + (classes - 2) * (small[1] - small[0])
-    check_fits(
-        params * 4 * 2,  # float32 weights, and as much again while they are initialised
-        f"--classes {classes}: {arch.name} with about {params:,} parameters",
-        "choose fewer classes",
-    )
+    def params(height: int, width: int, n: int) -> int:
+        return build_model(arch, reg, values, (height, width, shape[2]), n, seed=0).count_params()
+
+    height, width, channels = shape
+    if height * width > MANY_PIXELS:
+        image = f"--input-shape {height},{width},{channels}"
+        check_fits(height * width * channels * 4, f"{image}: one image", "choose a smaller input")
+        base, twice = params(32, 32, 2), params(64, 64, 2)
+        grown = base + (height * width - 32 * 32) * (twice - base) / (64 * 64 - 32 * 32)
+        check_fits(
+            grown * 4 * 2,
+            f"{image}: {arch.name} with about {grown:,.0f} parameters",
+            "choose a smaller input",
+        )
+    if classes > MANY_CLASSES:
+        small = [params(*shape[:2], n) for n in (2, 3)]
+        total = small[0] + (classes - 2) * (small[1] - small[0])
+        check_fits(
+            total * 4 * 2,  # float32 weights, and as much again while they are initialised
+            f"--classes {classes}: {arch.name} with about {total:,} parameters",
+            "choose fewer classes",
+        )
 
 
 def _own_params(items: list[str], reg_name: str) -> dict[str, str]:

@@ -31,6 +31,7 @@ from regbench.engine.plan import (
 )
 from regbench.errors import RegbenchError
 from regbench.plugins.datasets import parse_flag
+from regbench.plugins.files import CONFIG_LIMIT, expanded, read_regular
 
 EXECUTORS = ("local", "inprocess", "ray")
 
@@ -383,9 +384,7 @@ def _sweep(value: Any, label: str) -> Any:
 
 
 def _path(value: Any, label: str) -> Path:
-    if isinstance(value, Path):
-        return value.expanduser()
-    return Path(_text(value, label)).expanduser()
+    return expanded(value if isinstance(value, Path) else _text(value, label), label)
 
 
 def _existing(value: Any, label: str) -> Path:
@@ -461,18 +460,13 @@ def packaged_experiments() -> list[str]:
 
 def load_config(name_or_path: str) -> dict[str, Any]:
     """Read an experiment file (a path, or the name of one shipped with regbench) as a dict."""
-    path = Path(name_or_path).expanduser()
+    path = expanded(name_or_path, "config")
     if not path.exists() and name_or_path in packaged_experiments():
         data = (resources.files("regbench") / "experiments" / f"{name_or_path}.toml").read_bytes()
     else:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            shipped = ", ".join(packaged_experiments())
-            raise RegbenchError(
-                f"cannot read config {name_or_path}: {exc.strerror or exc}; give a TOML file "
-                f"or one of the shipped experiments ({shipped})"
-            ) from None
+        shipped = ", ".join(packaged_experiments())
+        advice = f"give a TOML file or one of the shipped experiments ({shipped})"
+        data = read_regular(path, "config", CONFIG_LIMIT, advice)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from regbench.errors import RegbenchError
+from regbench.plugins.files import expanded
 
 log = logging.getLogger("regbench")
 
@@ -197,7 +198,7 @@ def default_cache_dir() -> Path:
         return Path.home() / ".cache" / "regbench"
     if not chosen.strip():
         raise RegbenchError("REGBENCH_CACHE is set but empty; unset it or name a folder")
-    return Path(chosen).expanduser()
+    return expanded(chosen, "REGBENCH_CACHE")
 
 
 def cached_arrays(
@@ -226,7 +227,11 @@ def cached_arrays(
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array, allow_pickle=False)
-        done = {"key": key, "arrays": sorted(arrays)}
+        done = {
+            "key": key,
+            "arrays": sorted(arrays),
+            "shapes": {name: [list(a.shape), a.dtype.str] for name, a in arrays.items()},
+        }
         (staging / "done").write_text(json.dumps(done, sort_keys=True, default=str))
         try:
             staging.rename(folder)
@@ -249,9 +254,16 @@ def _read_cache(folder: Path) -> dict[str, np.ndarray]:
     if isinstance(expected, list) and sorted(arrays) != sorted(expected):
         missing = sorted(set(expected) - set(arrays))
         raise ValueError(f"missing {', '.join(missing) or 'arrays'}")
+    shapes = done.get("shapes") if isinstance(done, dict) else None
     for name, array in arrays.items():
         if array.dtype.kind not in "biufU":  # numbers, and text such as class names
             raise ValueError(f"{name}.npy holds {array.dtype} values")
+        if isinstance(shapes, dict) and shapes.get(name) != [list(array.shape), array.dtype.str]:
+            raise ValueError(f"{name}.npy is {array.shape} {array.dtype}, not what was cached")
+    for part in ("", "_train", "_val", "_test"):  # images and labels (a cache from before
+        x, y = arrays.get(f"x{part}"), arrays.get(f"y{part}")  # shapes were recorded too)
+        if x is not None and y is not None and (x.ndim != 4 or y.ndim != 1 or len(x) != len(y)):
+            raise ValueError(f"x{part}.npy {x.shape} does not match y{part}.npy {y.shape}")
     return arrays
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from regbench.errors import RegbenchError
+from regbench.plugins.files import IMAGE_LIMIT, check_regular
 from regbench.plugins.keras import import_keras
 
 DEFAULT_LAYERS = 4
@@ -70,6 +71,7 @@ def load_image(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
     if channels not in modes:
         raise RegbenchError(f"cannot feed an image to a model with {channels} input channels")
     path = Path(path)
+    check_regular(path, "image", IMAGE_LIMIT, "give an image file")
     try:
         with warnings.catch_warnings():  # a picture past Pillow's pixel limit is refused
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -25,6 +25,7 @@ from regbench.results.migrations import SCHEMA_VERSION, TABLES, migrate, table_c
 from regbench.results.store import DB_NAME, Store
 
 Rows = dict[str, list[dict[str, Any]]]
+NOT_FILES = ("a folder", "not a regular file", "a link to nothing")  # moved aside, not read
 
 
 def doctor(folder: Path) -> list[str]:
@@ -91,7 +92,7 @@ def _examine(path: Path, notes: list[str]) -> str | None:
             if missing := missing_columns(db):
                 notes.append(f"repaired {path}: {columns_note(missing)} (added back)")
     except DamagedStore as exc:
-        return "not a file" if exc.why in ("a folder", "not a regular file") else exc.why
+        return "not a file" if exc.why in NOT_FILES else exc.why
     except sqlite3.DatabaseError as exc:
         return str(exc)
     return None

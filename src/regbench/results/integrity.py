@@ -51,10 +51,15 @@ def check_file(path: Path) -> str:
     it so, and SQLite reads the pages from the WAL."""
     try:
         kind = path.stat().st_mode
+    except FileNotFoundError:
+        if not path.is_symlink():
+            raise RegbenchError(f"cannot read {path}: No such file or directory") from None
+        kind = 0  # a link to nothing: not a store, and doctor moves it aside like one
     except OSError as exc:
         raise RegbenchError(f"cannot read {path}: {exc.strerror}") from None
     if not stat.S_ISREG(kind):
         what = "a folder" if stat.S_ISDIR(kind) else "not a regular file"
+        what = "a link to nothing" if kind == 0 else what
         raise DamagedStore(
             f"{path} is {what}, not a results store; `regbench doctor {path.parent}` moves it "
             "aside and rebuilds the store from the CSV exports",

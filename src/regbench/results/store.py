@@ -196,7 +196,7 @@ class Store:
 
     def _open_writer(self) -> sqlite3.Connection:
         path = self.folder / DB_NAME
-        existed = path.exists() and check_file(path) != "empty"
+        existed = os.path.lexists(path) and check_file(path) != "empty"
         db = sqlite3.connect(path, timeout=30)
         try:
             if existed and wal_frames(path):  # a checkpoint a full disk cut short: finish it

@@ -176,7 +176,7 @@ def visualize(
     row = finished_run(folder, run, arch, reg)
     options = json.loads(row["dataset_options"] or "{}")
     data = load_data(experiment, row["dataset"], options, int(row["seed"]))
-    model = open_model(row)
+    model = open_model(row, folder)
     if image is not None:
         from regbench.plugins.visualizers import load_image
 
@@ -195,6 +195,13 @@ def visualize(
         index = 0 if wanted is None else int((labels == wanted).argmax())
         picture, label = images[index], int(labels[index])
     out_dir = Path(out) if out else folder / "figures" / "visualize" / row["run_id"]
+    try:  # before any visualizer runs: a folder that cannot be made is not a plugin's fault
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RegbenchError(
+            f"cannot make the figures folder {out_dir}: {exc.strerror or exc}; name a folder "
+            "with --figures"
+        ) from None
     options = {
         "layers": layers,
         "class_names": data.class_names,
@@ -235,6 +242,6 @@ def _class_index(wanted: str | None, names: Sequence[str]) -> int | None:
         return list(names).index("horse") if "horse" in names else None  # the lab's photo
     if wanted in names:
         return list(names).index(wanted)
-    if wanted.isdigit() and int(wanted) < len(names):
+    if wanted.isdecimal() and int(wanted) < len(names):
         return int(wanted)
     raise RegbenchError(f"--class {wanted!r} is not a class of this dataset ({', '.join(names)})")
