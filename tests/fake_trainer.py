@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import faultplan
 
-from regbench.engine.outcome import RunResult, failure, save_model
+from regbench.engine.outcome import TRAINING, RunResult, failure, save_model
 
 
 def train(spec, load_data, models_dir, progress):
@@ -24,6 +24,7 @@ def train(spec, load_data, models_dir, progress):
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("FAKE_DIE_MID_MESSAGE_ON") == f"{spec.arch}/{spec.reg}":
         _die_mid_message()
+    progress({"run_id": spec.run_id, "event": TRAINING})  # as a real trainer does
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
     if log := os.environ.get("FAKE_LOG"):
         with open(log, "a") as handle:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from regbench.cli import main
 from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
+from regbench.engine.outcome import TRAINING
 from regbench.engine.plan import Protocol, RunSpec
 from regbench.results import exports
 from regbench.results import store as store_module
@@ -150,7 +151,14 @@ def test_a_failing_csv_export_removes_its_temporary_file(tmp_path, monkeypatch, 
 
 
 def train_or_hang(spec, load_data, models_dir, progress):
-    """The fake trainer, except that l2 runs hang (a plugin callback that sleeps)."""
+    """The fake trainer, except that l2 runs hang once training started (a plugin callback
+    that sleeps), and dropout runs warm up for 5 s (a loaded machine importing Keras) before
+    they train; FAKE_WARM_UP_HANG: every run hangs before it trains."""
+    if os.environ.get("FAKE_WARM_UP_HANG"):
+        time.sleep(600)
+    if spec.reg == "dropout":
+        time.sleep(5)
+    progress({"run_id": spec.run_id, "event": TRAINING})
     if spec.reg == "l2":
         time.sleep(600)
     return fake_trainer.train(spec, load_data, models_dir, progress)
@@ -158,10 +166,12 @@ def train_or_hang(spec, load_data, models_dir, progress):
 
 @pytest.mark.slow
 def test_a_run_past_the_timeout_is_killed_and_recorded_and_the_grid_goes_on():
+    """The run timeout counts from the run's training start (probe 15: a healthy 4.7 s run
+    timed out at 25 s on a loaded machine): a 5 s warm-up under a 3 s timeout is not one."""
     specs = [
         RunSpec(arch=a, reg=r, params={}, seed=0, protocol=Protocol(dataset="synthetic"))
         for a in ("model1", "model2")
-        for r in ("none", "l2")
+        for r in ("none", "l2", "dropout")
     ]
     results = []
     options = ExecutorOptions(
@@ -176,9 +186,30 @@ def test_a_run_past_the_timeout_is_killed_and_recorded_and_the_grid_goes_on():
         ("model2", "none"): "ok",
         ("model1", "l2"): "timeout",
         ("model2", "l2"): "timeout",
+        ("model1", "dropout"): "ok",
+        ("model2", "dropout"): "ok",
     }
     timed_out = next(r.row for r in results if r.row["status"] == "timeout")
     assert "3 s" in timed_out["error"]
+
+
+@pytest.mark.slow
+def test_a_run_that_never_starts_training_times_out_after_the_warm_up_allowance(monkeypatch):
+    from regbench.engine import executor
+
+    monkeypatch.setattr(executor, "WARM_UP_S", 2.0)
+    monkeypatch.setenv("FAKE_WARM_UP_HANG", "1")
+    spec = RunSpec(
+        arch="model1", reg="none", params={}, seed=0, protocol=Protocol(dataset="synthetic")
+    )
+    results = []
+    options = ExecutorOptions(
+        trainer="test_faults:train_or_hang", devices=[], workers=1, run_timeout=1
+    )
+    start = time.monotonic()
+    run_with_workers([spec], options, Hooks(on_result=results.append))
+    assert time.monotonic() - start < 60
+    assert [r.row["status"] for r in results] == ["timeout"]
 
 
 def _start(folder: Path, log: Path, sleep: str) -> subprocess.Popen:

@@ -24,7 +24,7 @@ from typing import Any
 
 from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.experiment import DEFAULT_TRAINER
-from regbench.engine.outcome import RunResult, now, skipped_result
+from regbench.engine.outcome import TRAINING, RunResult, now, skipped_result
 from regbench.engine.packing import ACCELERATOR_PACK, packs
 from regbench.engine.plan import RunSpec
 from regbench.engine.worker import DataCache, Setup, resolve_trainer, train_task
@@ -35,6 +35,9 @@ MAX_MEMORY_GROWTH = 0.06
 # this long: a fresh worker costs ~5 s (TensorFlow import, data load) on 2 cores, 2 threads save
 # ~35% of a run (benchmarks/RESULTS.md), so shorter runs would lose more than they gain.
 TAIL_RESTART_MIN_S = 30.0
+# What a run that has not started training yet may take beyond its run timeout: importing
+# Keras, loading its data, building and compiling its model (tens of seconds on a loaded machine)
+WARM_UP_S = 300.0
 
 
 @dataclass
@@ -79,6 +82,11 @@ def failed_result(spec: RunSpec, error: str, worker: str = "", status: str = "fa
     )
 
 
+def _epochs(hooks: Hooks) -> Callable[[dict[str, Any]], None]:
+    """The progress hook, given epochs only (not the event that training started)."""
+    return lambda info: None if info.get("event") == TRAINING else hooks.on_progress(info)
+
+
 def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Hooks) -> None:
     """One run after another in this process (debugging, and the baseline for benchmarks)."""
     train = resolve_trainer(options.trainer)
@@ -86,7 +94,7 @@ def run_in_process(specs: Sequence[RunSpec], options: ExecutorOptions, hooks: Ho
     for task in group_tasks(_record_skipped(specs, hooks), pack_size(options)):
         for spec in task:
             hooks.on_start(spec.run_id, "main")
-        for result in train_task(task, train, data, options.models_dir, hooks.on_progress):
+        for result in train_task(task, train, data, options.models_dir, _epochs(hooks)):
             result.row["worker"] = "main"
             hooks.on_result(result)
 
@@ -137,6 +145,7 @@ class _Worker:
         self.task: list[RunSpec] | None = None  # the runs it is training, until each reports
         self.sent_at = 0.0  # when it was given its task
         self.ready_at: float | None = None  # when it had started (its trainer imported)
+        self.training_at: float | None = None  # when its run's training started
         self.threads = int(env.get("TF_NUM_INTRAOP_THREADS", 0))  # 0: a GPU worker
         self.first_rss: int | None = None  # bytes, after its first run
         self.rss: int | None = None  # bytes, after its latest run
@@ -194,7 +203,7 @@ class _Worker:
             self.inbox.send(message)
 
     def send(self, task: list[RunSpec]) -> None:
-        self.task, self.sent_at = list(task), time.monotonic()
+        self.task, self.sent_at, self.training_at = list(task), time.monotonic(), None
         self.post(task)
 
     def end(self, timeout: float | None = None) -> None:
@@ -359,6 +368,8 @@ def _worn(worker: _Worker, options: ExecutorOptions) -> bool:
 def _handle(kind: str, worker: _Worker, payload: Any, hooks: Hooks) -> None:
     if kind == "ready":
         worker.ready_at = time.monotonic()
+    elif kind == "training":
+        worker.training_at = time.monotonic()
     elif kind == "start":
         hooks.on_start(payload, worker.id)
     elif kind == "memory":
@@ -393,16 +404,21 @@ def _recycle(
 
 def _stop_overdue(workers, timeout: float | None, hooks: Hooks) -> None:
     """Kill the worker of a run past `timeout` and record the run `timeout`; the dead worker
-    is replaced like any other, and the grid goes on. The time counts from when the run was
-    sent or the worker had started, whichever is later: a worker's start (Python, imports;
-    slow on a loaded machine) is not the run's."""
+    is replaced like any other, and the grid goes on. The time counts from the run's training
+    start: a worker's start (Python, imports) and a run's warm-up (Keras, its data, building
+    and compiling the model; slow on a loaded machine) are not the run's. A run that has not
+    started training gets WARM_UP_S more, from when it was sent or its worker had started."""
     if timeout is None:
         return
     now = time.monotonic()
     for worker in workers:
         if worker.task is None or worker.ready_at is None:
             continue
-        if now - max(worker.sent_at, worker.ready_at) > timeout:
+        if worker.training_at is not None:
+            overdue = now - worker.training_at > timeout
+        else:
+            overdue = now - max(worker.sent_at, worker.ready_at) > timeout + WARM_UP_S
+        if overdue:
             task, worker.task = worker.task, None
             worker.process.kill()
             worker.process.wait()

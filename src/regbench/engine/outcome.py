@@ -24,6 +24,7 @@ from regbench.engine.divergence import diverged
 from regbench.engine.plan import RunSpec
 
 Progress = Callable[[dict[str, Any]], None]
+TRAINING = "training"  # the progress event a run sends as its first step starts (not an epoch)
 
 
 @dataclass
@@ -96,6 +97,8 @@ class Recorder:
         dataset's class count (engine.divergence judges the run by it)."""
         self.initial_loss = None if initial is None else float(initial.loss)
         self.classes = classes
+        if self.progress:  # the run's training starts now: its run timeout counts from here
+            self.progress({"run_id": self.spec.run_id, "event": TRAINING})
 
     def epoch_end(self, epoch: int, logs: Mapping[str, Any], elapsed: float) -> bool:
         """Record epoch `epoch` (1-based); True when training should stop (it diverged)."""

@@ -13,10 +13,13 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -171,7 +174,9 @@ class Store:
         self.writable = create
         self.export_every = EXPORT_EVERY_S if export_every is None else export_every
         self._exported_at, self._export_cost = 0.0, 0.0
-        self._dirty = False
+        # a writer exports once at least: a closing export an earlier process could not finish
+        # (killed in it) is redone, so the CSVs never stay behind the store
+        self._dirty = create
         if not create:
             self.db = open_read_only(self.folder)
             return
@@ -249,7 +254,8 @@ class Store:
             return
         try:
             if self._dirty:
-                self.export()
+                with stops_deferred():  # Ctrl-C or SIGTERM now would leave the CSVs stale
+                    self.export()
             self.db.execute("PRAGMA journal_mode=DELETE")
         except sqlite3.Error:
             pass  # the data is committed; only the tidy-up failed
@@ -416,6 +422,31 @@ class Store:
             raise write_error(Path(exc.filename or self.folder), exc) from None
         self._exported_at, self._dirty = time.monotonic(), False
         self._export_cost = self._exported_at - started
+
+
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver the first that came, to the
+    handler there was (the CLI's raises KeyboardInterrupt): a stop that lands in the closing
+    export takes effect once the export is whole. Main thread only (where signals land)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = {s: signal.getsignal(s) for s in STOPS}
+    held = {s: h for s, h in held.items() if h not in (signal.SIG_IGN, None)}
+    for stop in held:
+        signal.signal(stop, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for stop, handler in held.items():
+            signal.signal(stop, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
+STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _commit_run(db: sqlite3.Connection, values: Mapping[str, Any], epochs: list[list]) -> None:
