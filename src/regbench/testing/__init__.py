@@ -14,12 +14,19 @@ other plugin kinds. Each check is also public, so a test can run one alone. `che
 arch)` checks that a regularizer whose layers read the run's progress behaves differently at
 its start and its end. `check_step(reg, reference)` and `check_average(reg)` check the step
 and weights sides (a `train_step` against the update computed by hand; a `WeightAverage`
-against the average it declares, batch norm recalibrated). Needs `regbench[test]`
+against the average it declares, batch norm recalibrated). `check_on_backends(reg)` runs the
+training contract in a fresh process on each installed Keras backend (TensorFlow, JAX), so a
+plugin that works only on its author's backend fails naming the other. `check_visualizer(vis)`
+renders one image on small models of every installed architecture (colour, and grey and not
+square) and checks the PNG paths it returns lie in the output folder, that a second call
+works and that the model's weights are untouched. A batch regularizer's `loss` hook gets
+`CategoricalCrossentropy()` and soft targets, as the trainer gives it. Needs `regbench[test]`
 (hypothesis); plain `AssertionError`s, no pytest.
 """
 
 from regbench.testing.architecture_kit import check_architecture
 from regbench.testing.backend_neutral import check_backend_neutral
+from regbench.testing.backends import check_on_backends
 from regbench.testing.dataset_kit import check_dataset
 from regbench.testing.effects import check_effects
 from regbench.testing.fresh import check_reloads_in_fresh_process
@@ -38,6 +45,7 @@ from regbench.testing.regularizer_kit import (
 from regbench.testing.sides import check_average, check_step
 from regbench.testing.strategies import hparam_values, invalid_hparam_values
 from regbench.testing.training import check_training_contract
+from regbench.testing.visualizer_kit import check_visualizer
 
 __all__ = [
     "CLAIMS",
@@ -50,6 +58,7 @@ __all__ = [
     "check_declaration",
     "check_effects",
     "check_model",
+    "check_on_backends",
     "check_ramp",
     "check_random_params",
     "check_refuses_out_of_bounds",
@@ -57,6 +66,7 @@ __all__ = [
     "check_reloads_in_fresh_process",
     "check_step",
     "check_training_contract",
+    "check_visualizer",
     "hparam_values",
     "installed_architectures",
     "invalid_hparam_values",

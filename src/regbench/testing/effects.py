@@ -31,7 +31,7 @@ from regbench.testing.probes import (
     resolve_claims,
     run_context,
 )
-from regbench.testing.training import check_hooks
+from regbench.testing.training import check_hooks, loss_targets, plain_loss
 
 SAME: dict[str, Any] = {"rtol": 1e-5, "atol": 1e-6}  # outputs closer than this count as unchanged
 
@@ -229,8 +229,10 @@ def _check_hooks(
         y = labels(4, classes)
         logits = np.random.default_rng(0).normal(size=(4, classes))
         p = (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(np.float32)
-        plain = keras.losses.SparseCategoricalCrossentropy()
-        ours, theirs = (float(np.mean(keras.ops.convert_to_numpy(f(y, p)))) for f in (loss, plain))
+        plain, targets = plain_loss(part), loss_targets(part, y, classes)
+        ours, theirs = (
+            float(np.mean(keras.ops.convert_to_numpy(f(targets, p)))) for f in (loss, plain)
+        )
         require(
             not np.isclose(ours, theirs, **SAME),
             f"{name}: its loss equals the plain crossentropy ({ours:g}); it changes nothing",

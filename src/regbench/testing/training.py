@@ -26,6 +26,29 @@ from regbench.testing.probes import (
 )
 
 
+def plain_loss(regularizer: Regularizer) -> Any:
+    """The loss the trainer hands the `loss` hook: crossentropy on soft targets for a batch
+    regularizer (its batches carry one-hot or mixed rows), on class ids otherwise."""
+    losses = import_keras().losses
+    if regularizer.uses_batches:
+        return losses.CategoricalCrossentropy()
+    return losses.SparseCategoricalCrossentropy()
+
+
+def loss_targets(regularizer: Regularizer, y: np.ndarray, classes: int) -> np.ndarray:
+    """What the compiled loss sees for class ids `y`: the ids themselves, or for a batch
+    regularizer soft rows, each one-hot row mixed a quarter with its neighbour's as a batch
+    hook mixes them."""
+    if not regularizer.uses_batches:
+        return y
+    onehot = np.eye(classes, dtype=np.float32)[y]
+    return 0.75 * onehot + 0.25 * np.roll(onehot, 1, axis=0)
+
+
+def _targets_kind(regularizer: Regularizer) -> str:
+    return "soft target rows" if regularizer.uses_batches else "sparse integer labels"
+
+
 def check_hooks(
     regularizer: Regularizer, values: Mapping[str, Any], input_shape: InputShape, classes: int
 ) -> tuple[Any, Any, list[Any]]:
@@ -33,19 +56,21 @@ def check_hooks(
     keras = import_keras()
     label = regularizer.name
     run = run_context(input_shape, classes)
-    loss = invoke(regularizer.loss, values, keras.losses.SparseCategoricalCrossentropy(), ctx=run)
+    loss = invoke(regularizer.loss, values, plain_loss(regularizer), ctx=run)
     y = labels(4, classes)
     probabilities = np.full((4, classes), 0.5 / (classes - 1), dtype=np.float32)
     probabilities[np.arange(4), y] = 0.5
+    kind = _targets_kind(regularizer)
     try:
-        value = np.asarray(keras.ops.convert_to_numpy(loss(y, probabilities)))
+        targets = loss_targets(regularizer, y, classes)
+        value = np.asarray(keras.ops.convert_to_numpy(loss(targets, probabilities)))
     except Exception as exc:  # shape and dtype errors differ by backend; the cause does not
         raise AssertionError(
-            f"{label}: the loss fails on sparse integer labels and probabilities ({exc})"
+            f"{label}: the loss fails on {kind} and probabilities ({exc})"
         ) from exc
     require(  # a Loss object reduces; a plain loss function may return one value per sample
         value.shape in ((), (4,)),
-        f"{label}: the loss of 4 sparse labels has shape {value.shape}, not () or (4,)",
+        f"{label}: the loss of 4 {kind} has shape {value.shape}, not () or (4,)",
     )
     require(bool(np.all(np.isfinite(value))), f"{label}: the loss of a 50% prediction is {value}")
 
