@@ -4,7 +4,9 @@ REGBENCH_TEST_FAULTS names them: a comma list of SITE:ERRNO[@N], e.g. `store:ENO
 third write at that site in a process, and every one after it, fails with that errno (a disk
 that is full stays full). Sites: `store` (SQLite writes to results.sqlite), `csv` (the CSV
 exports), `logs` (files under a `logs` folder), `lock` (opening `.regbench.lock`) and `model`
-(the fake trainer's model saves, in the workers). `install()` patches the process it runs in;
+(the fake trainer's model saves, in the workers). REGBENCH_TEST_EXPORT_PAUSE=SECONDS:MARKER makes
+every CSV export touch MARKER and pause before it replaces its file, so a test can stop the
+command while it exports. `install()` patches the process it runs in;
 `python -m faultrun ARGS` is `regbench ARGS` with it installed. Nothing here is in regbench.
 """
 
@@ -15,6 +17,7 @@ import errno
 import io
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 SITES = ("store", "csv", "logs", "lock", "model")
@@ -66,9 +69,12 @@ class _Connection(sqlite3.Connection):
 
 
 def install() -> None:
-    """Patch this process's write sites (a no-op without REGBENCH_TEST_FAULTS)."""
-    if not plan():
+    """Patch this process's write sites (a no-op without REGBENCH_TEST_FAULTS or
+    REGBENCH_TEST_EXPORT_PAUSE)."""
+    pause = os.environ.get("REGBENCH_TEST_EXPORT_PAUSE", "")
+    if not plan() and not pause:
         return
+    seconds, _, marker = pause.partition(":")
     connect, replace, os_open, opener = sqlite3.connect, os.replace, os.open, builtins.open
 
     def faulty_connect(database, *args, **kwargs):
@@ -79,6 +85,9 @@ def install() -> None:
     def faulty_replace(src, dst, *args, **kwargs):
         if str(dst).endswith(".csv"):
             check("csv", dst)
+            if marker:
+                Path(marker).touch()
+                time.sleep(float(seconds))
         return replace(src, dst, *args, **kwargs)
 
     def faulty_os_open(path, flags, *args, **kwargs):

@@ -289,3 +289,60 @@ def test_a_user_who_allows_file_stores_gets_one(tmp_path, monkeypatch):
     assert mlflow_export.export(folder, target).tracking_uri == target
     assert any((tmp_path / "mlruns").glob("*/meta.yaml"))
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+KILLED_MID_EXPORT = """
+import os, signal, sys
+from regbench.results import mlflow_export
+
+def killed(*args, **kwargs):  # the export dies as kill -9 makes it: between two runs' writes
+    os.kill(os.getpid(), signal.SIGKILL)
+
+mlflow_export._log_model = killed
+mlflow_export.export(sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_a_run_left_running_by_a_killed_export_is_redone(tmp_path, mlflow_db, reader):
+    """Probe 7: kill -9 mid-export left a RUNNING run without its model, which the next
+    export counted as already there."""
+    import subprocess
+
+    folder = experiment(tmp_path / "exp")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_EXPORT, str(folder), mlflow_db], timeout=300
+    )
+    assert killed.returncode == -9
+    cut = reader(mlflow_db, "exp")
+    assert "RUNNING" in set(cut.loc[cut["tags.regbench.run_id"].notna(), "status"])
+    done = mlflow_export.export(folder, mlflow_db)
+    assert done.redone == 1 and (done.added, done.already_there) == (2, 0)
+    runs = reader(mlflow_db, "exp")
+    children = runs[runs["tags.regbench.run_id"].notna()]
+    assert sorted(children["status"]) == ["FAILED", "FINISHED"]
+    assert len(children) == 2 and children["tags.regbench.run_id"].is_unique
+    ok = children[children["status"] == "FINISHED"].iloc[0]
+    assert ok["metrics.val_accuracy"] == pytest.approx(0.5)
+    assert runs["tags.mlflow.parentRunId"].dropna().nunique() == 1
+
+
+def test_a_run_a_live_export_is_writing_is_left_to_it(tmp_path, mlflow_db, mlflow):
+    """Only an exporter that is gone leaves a run to redo: one still at work (here a live
+    process on this host) keeps it, and the run counts as there."""
+    import subprocess
+
+    folder = experiment(tmp_path / "exp", seeds=((1, "diverged"),))
+    client = mlflow.tracking.MlflowClient(tracking_uri=mlflow_db)
+    experiment_id = client.create_experiment("exp")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            tags = {
+                mlflow_export.RUN_TAG: "model1-dropout-s1-aaaa",
+                mlflow_export.EXPORTER_TAG: f"{os.uname().nodename}:{other.pid}",
+            }
+            client.create_run(experiment_id, tags=tags)
+            done = mlflow_export.export(folder, mlflow_db)
+        finally:
+            other.kill()
+    assert (done.added, done.already_there, done.redone) == (0, 1, 0)

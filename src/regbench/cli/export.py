@@ -20,9 +20,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**vars(done), "models_missing": missing})
         return EXIT_OK
+    redone = (
+        f", {done.redone} left unfinished by an export cut short, redone" if done.redone else ""
+    )
     say(
         f"exported {done.added} run(s) to MLflow experiment {done.experiment_id} at "
-        f"{done.tracking_uri} ({done.already_there} already there)"
+        f"{done.tracking_uri} ({done.already_there} already there{redone})"
     )
     if missing:
         warn(

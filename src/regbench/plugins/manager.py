@@ -1,7 +1,8 @@
 """The plugin manager: built-ins first, then each `regbench` entry point on its own.
 
-A plugin that fails to import, names a hook that does not exist, or raises while registering is
-recorded with its error; the others still load. Two plugins claiming one name make that name
+A plugin that fails to import, names a hook that does not exist, or raises while registering (any
+BaseException, `sys.exit` and `os._exit` included: plugins.guard) is recorded with its error;
+the others still load. Two plugins claiming one name make that name
 unusable with an error naming both distributions.
 """
 
@@ -18,6 +19,7 @@ import pluggy
 
 from regbench.errors import PluginError
 from regbench.plugins import hookspecs
+from regbench.plugins.guard import Guard, describe, guarded
 from regbench.plugins.provenance import declared_version, object_hash
 from regbench.plugins.regularizer import overrides
 from regbench.plugins.versions import api_version, notices
@@ -110,8 +112,16 @@ class Registry:
             return self.combination(name)
         if name not in self.entries[kind]:
             valid = ", ".join(self.names(kind)) or "none installed"
-            raise PluginError(f"unknown {singular} {name!r}; choose from: {valid}")
+            raise PluginError(f"unknown {singular} {name!r}; choose from: {valid}{self._failed()}")
         return self.entries[kind][name].obj
+
+    def _failed(self) -> str:
+        """For a name not found: the plugins that failed to load, which may have held it."""
+        if not self.broken:
+            return ""
+        who = ", ".join(f"{b.plugin} ({b.error})" for b in self.broken[:3])
+        more = f" and {len(self.broken) - 3} more" if len(self.broken) > 3 else ""
+        return f" (failed to load: {who}{more}; `regbench list` shows them)"
 
     def combination(self, name: str) -> Any:
         """`a+b` as one Composite regularizer of the registered `a` and `b`."""
@@ -139,17 +149,19 @@ class Registry:
         by name (Keras is imported by now); a failing one is recorded as broken, the others
         still run. Each runs once: the lists are emptied."""
         hooks, self.keras_hooks = self.keras_hooks, []
-        for plugin, function in hooks:
-            try:
-                function()
-            except (Exception, SystemExit) as exc:
-                self.broken.append(Broken(plugin, Origin("?", "?"), _describe_error(exc)))
         names, self.keras_names = self.keras_names, {}
-        for name, (target, plugin) in names.items():
-            try:
-                _register_keras_name(name, target)
-            except (Exception, SystemExit) as exc:
-                self.broken.append(Broken(plugin, Origin("?", "?"), _describe_error(exc)))
+        calls = [(plugin, function) for plugin, function in hooks] + [
+            (plugin, lambda n=name, t=target: _register_keras_name(n, t))
+            for name, (target, plugin) in names.items()
+        ]
+        with guarded() as guard:
+            for plugin, call in calls:
+                try:
+                    call()
+                except BaseException as exc:
+                    if not guard.own(exc):
+                        raise
+                    self.broken.append(Broken(plugin, Origin("?", "?"), describe(exc)))
 
     def _add_keras_name(self, name: str, target: str, plugin: str) -> None:
         package, _, short = name.partition(">")
@@ -194,12 +206,13 @@ def _allowed() -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
-def _describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-
-
 def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Registry:
     """Load built-ins, installed entry points and `extra_plugins` (for in-process use and tests)."""
+    with guarded() as guard:
+        return _build(extra_plugins, guard)
+
+
+def _build(extra_plugins: tuple[tuple[Any, Origin], ...], guard: Guard) -> Registry:
     pm = pluggy.PluginManager("regbench")
     pm.add_hookspecs(hookspecs)
     registry = Registry()
@@ -224,10 +237,12 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
         try:
             pm.register(load(), name=name)
             pm.check_pending()
-        except (Exception, SystemExit) as exc:  # a broken plugin is reported, never fatal
+        except BaseException as exc:  # a broken plugin is reported, never fatal
+            if not guard.own(exc):
+                raise
             if pm.has_plugin(name):
                 pm.unregister(name=name)
-            registry.broken.append(Broken(name, origin, _describe_error(exc)))
+            registry.broken.append(Broken(name, origin, describe(exc)))
             continue
         origins[name] = origin
 
@@ -240,8 +255,10 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
                 impl.function(
                     register=lambda obj, k=kind, o=origin, m=module: registry._add(k, obj, o, m)
                 )
-            except (Exception, SystemExit) as exc:
-                registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
+            except BaseException as exc:
+                if not guard.own(exc):
+                    raise
+                registry.broken.append(Broken(impl.plugin_name, origin, describe(exc)))
     registry.keras_hooks = [
         (impl.plugin_name, impl.function) for impl in pm.hook.register_keras_objects.get_hookimpls()
     ]
@@ -252,9 +269,11 @@ def build_registry(extra_plugins: tuple[tuple[Any, Origin], ...] = ()) -> Regist
                     name, target, p
                 )
             )
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if not guard.own(exc):
+                raise
             origin = origins[impl.plugin_name]
-            registry.broken.append(Broken(impl.plugin_name, origin, _describe_error(exc)))
+            registry.broken.append(Broken(impl.plugin_name, origin, describe(exc)))
     return registry
 
 

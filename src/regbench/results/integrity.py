@@ -26,6 +26,10 @@ from regbench.results.migrations import (
     table_columns,
 )
 
+# free bytes under which an I/O error is the disk being full: SQLite reports a full disk as
+# "disk I/O error" where the -shm or -wal cannot grow, and a failed ROLLBACK hides the cause
+LOW_SPACE = 1 << 20
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 WAL_HEADER = 32  # bytes: a -wal file longer than this holds frames SQLite may read
 # the columns each table has at SCHEMA_VERSION, with the type a missing one is added with
 EXPECTED_COLUMNS = {
@@ -152,6 +156,12 @@ def check_contents(db: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+def blank(db: sqlite3.Connection) -> bool:
+    """A store without a single table: its creation was cut short (a full disk) before the
+    first one, so it holds nothing to upgrade, back up or keep."""
+    return db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
 def damaged(path: Path, why: str) -> RegbenchError:
     return DamagedStore(
         f"{path} is damaged ({why}); `regbench doctor {path.parent}` moves it aside and "
@@ -177,9 +187,36 @@ def unsaved_model(row: dict[str, Any]) -> RegbenchError | None:
     return write_error(Path(unsaved["path"]), cause, row["run_id"])
 
 
+def disk_full(path: Path, exc: BaseException) -> bool:
+    """Whether `exc`, met writing at `path`, is the disk (or a quota) being full: ENOSPC or
+    EDQUOT from the OS, SQLITE_FULL, or any I/O error of SQLite's with under LOW_SPACE left."""
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return True
+    if not isinstance(exc, sqlite3.Error | OSError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        return True
+    io_error = code == sqlite3.SQLITE_IOERR or getattr(exc, "errno", None) == errno.EIO
+    return io_error and free_bytes(path) < LOW_SPACE
+
+
+def free_bytes(path: Path) -> float:
+    """The bytes an unprivileged writer may still use where `path` lies (its nearest folder
+    that exists); infinity when that cannot be told."""
+    folder = Path(path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        found = os.statvfs(folder)
+    except OSError:
+        return float("inf")
+    return float(found.f_bavail * found.f_frsize)
+
+
 def write_error(path: Path, exc: BaseException, run_id: str | None = None) -> RegbenchError:
     text = str(exc)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in text:
+    if disk_full(path, exc):
         why = "the disk is full; free some space"
     elif isinstance(exc, PermissionError) or "readonly" in text or "permission" in text:
         why = "permission denied; make the folder writable"

@@ -324,6 +324,7 @@ def migrate(db: sqlite3.Connection, folder: Path) -> list[str]:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite ends a transaction itself on a full disk: the cause stays
+            db.execute("ROLLBACK")
         raise
     return [step.__name__ for step in pending]

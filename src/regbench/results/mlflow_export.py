@@ -3,8 +3,10 @@
 MLflow is an optional extra (`pip install 'regbench[mlflow]'`). Each cell (its values and its
 whole protocol) becomes a parent run tagged `regbench.cell` and `regbench.protocol`, so grouping
 never pools two protocols; each regbench run becomes a child run of it (`mlflow.parentRunId`)
-tagged with its regbench run id, so exporting again adds only the runs that are new. A trained
-model is logged with MLflow's Keras flavour, loadable with `mlflow.keras.load_model`.
+tagged with its regbench run id, so exporting again adds only the runs that are new. A run an
+export left unfinished (the exporter killed: MLflow still says RUNNING) is deleted and exported
+again, unless the exporter that tagged it is alive on this host. A trained model is logged with
+MLflow's Keras flavour, loadable with `mlflow.keras.load_model`.
 
 A run's metrics under the runs table's names (`val_accuracy`, `train_accuracy`, ...) are its
 figures as the table has them, the kept epoch's for an early-stopped run, which is what
@@ -22,6 +24,7 @@ import math
 import os
 import posixpath
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +44,8 @@ from regbench.results.reader import load
 RUN_TAG = "regbench.run_id"
 CELL_TAG = "regbench.cell"
 PROTOCOL_TAG = "regbench.protocol"
+EXPORTER_TAG = "regbench.exporter"  # host:pid of the export that created the run
+UNFINISHED = ("RUNNING", "SCHEDULED")  # what MLflow says of a run no one terminated
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 ARTIFACTS = "mlartifacts"  # beside a local SQLite store, as `mlflow server` names it
@@ -77,6 +82,7 @@ class Exported:
     tracking_uri: str
     added: int
     already_there: int
+    redone: int = 0  # runs a cut-short export left unfinished, deleted and exported again
 
 
 def export(
@@ -108,7 +114,9 @@ def export(
                     name, artifact_location=(artifacts / name).as_uri() if artifacts else None
                 )
             )
-            done, parents = _existing(client, experiment_id)
+            done, parents, unfinished = _existing(client, experiment_id)
+            for run_id in unfinished:
+                client.delete_run(run_id)
             rows = [{**r, "cell": _cell(r)} for r in runs.to_dict(orient="records")]
             new = [r for r in rows if r["run_id"] not in done]
             for row in new:
@@ -131,7 +139,7 @@ def export(
             f"MLflow refused the export to {uri}: {message}; choose a store with "
             "--tracking-uri (e.g. sqlite:///mlflow.db, a folder, or http://HOST:5000)"
         ) from None
-    return Exported(experiment_id, uri, len(new), len(runs) - len(new))
+    return Exported(experiment_id, uri, len(new), len(runs) - len(new), len(unfinished))
 
 
 def tracking_store(uri: str) -> tuple[str, Path | None]:
@@ -185,22 +193,46 @@ def _tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None: MLflow's default
 
 
-def _existing(client: Any, experiment_id: str) -> tuple[set[str], dict[str, str]]:
-    """The regbench run ids already exported, and the parent run of each cell seen."""
+def _existing(client: Any, experiment_id: str) -> tuple[set[str], dict[str, str], list[str]]:
+    """The regbench run ids already exported, the parent run of each cell seen, and the
+    MLflow ids of the child runs a cut-short export left unfinished (to be redone)."""
     ids: set[str] = set()
     parents: dict[str, str] = {}
+    unfinished: list[str] = []
     token = None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
         for run in page:
             tags = run.data.tags
-            if RUN_TAG in tags:
+            if RUN_TAG not in tags:
+                if CELL_TAG in tags:
+                    parents.setdefault(tags[CELL_TAG], run.info.run_id)
+            elif run.info.status in UNFINISHED and not _exporter_alive(tags.get(EXPORTER_TAG)):
+                unfinished.append(run.info.run_id)
+            else:
                 ids.add(tags[RUN_TAG])
-            elif CELL_TAG in tags:
-                parents.setdefault(tags[CELL_TAG], run.info.run_id)
         token = page.token
         if not token:
-            return ids, parents
+            return ids, parents, unfinished
+
+
+def _exporter() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _exporter_alive(tag: str | None) -> bool:
+    """Whether the export that tagged a run is still at work: a live process on this host.
+    Another host's export cannot be asked, so its unfinished run counts as cut short."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _parent(client: Any, experiment_id: str, row: dict[str, Any]) -> str:
@@ -304,6 +336,7 @@ def _run_tags(row: dict[str, Any], parent: str) -> dict[str, str]:
         CELL_TAG: row["cell"],
         PROTOCOL_TAG: _protocol_label(row),
         "regbench.status": str(row.get("status")),
+        EXPORTER_TAG: _exporter(),
     }
     tags |= {tag: str(row[c]) for c, tag in VERSION_TAGS.items() if _present(row.get(c))}
     if _present(row.get("git_revision")):

@@ -28,6 +28,7 @@ from regbench.errors import RegbenchError
 from regbench.results import exports, lock
 from regbench.results.integrity import (
     add_columns,
+    blank,
     check_contents,
     check_file,
     columns_note,
@@ -81,6 +82,10 @@ def open_read_only(folder: Path) -> sqlite3.Connection:
         raise RegbenchError(f"{path} is empty: it holds no results{hint}")
     db = _reader(path)
     version = check_contents(db, path)
+    if blank(db):
+        db.close()
+        hint = rebuild_hint(folder)
+        raise RegbenchError(f"{path} is empty: it holds no results{hint}")
     try:
         missing = missing_columns(db)
     except sqlite3.Error as exc:
@@ -112,10 +117,10 @@ def _reader(path: Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(uri, uri=True, timeout=30)
         db.execute("PRAGMA schema_version").fetchone()  # the first read meets a crash's leftovers
-    except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_READONLY:
-            raise damaged(path, str(exc)) from None
-        return _recovered_in_memory(path)  # a writer was killed mid-transaction
+    except sqlite3.Error:
+        # a writer killed mid-transaction, or a -shm a full disk cut short (an I/O error):
+        # a private copy without the -shm recovers; a damaged file fails there too, and says so
+        return _recovered_in_memory(path)
     return db
 
 
@@ -207,6 +212,7 @@ class Store:
             if existed and wal_frames(path):  # a checkpoint a full disk cut short: finish it
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             version = check_contents(db, path) if existed else 0
+            existed = existed and not blank(db)  # a creation a full disk cut short is new
             if existed and version < SCHEMA_VERSION:
                 _backup(db, path.with_name(f"{DB_NAME}.bak-v{version}"))
             db.execute("PRAGMA journal_mode=WAL")
