@@ -47,15 +47,19 @@ def experiment(folder: Path, cells: dict[tuple[str, str], list[float]], **protoc
     return folder
 
 
+SHORT = [0.20, 0.25, 0.15, 0.22, 0.18, 0.21]
+LONG = [0.40, 0.46, 0.33, 0.41, 0.37, 0.41]  # above SHORT on every seed: 6 seeds, a verdict
+
+
 @pytest.fixture
 def two(tmp_path):
     a = experiment(
         tmp_path / "short",
-        {("model1", "none"): [0.20, 0.25, 0.15], ("model1", "dropout"): [0.30, 0.31, 0.28]},
+        {("model1", "none"): SHORT, ("model1", "dropout"): [0.30, 0.31, 0.28]},
     )
     b = experiment(
         tmp_path / "long",
-        {("model1", "none"): [0.40, 0.46, 0.33], ("model2", "none"): [0.5]},
+        {("model1", "none"): LONG, ("model2", "none"): [0.5]},
     )
     return a, b
 
@@ -65,11 +69,16 @@ def test_cells_side_by_side_with_paired_differences(two):
     assert list(result["experiments"]) == ["short", "long"]
     cells = {(c["arch"], c["reg"]): c for c in result["cells"]}
     none = cells[("model1", "none")]
-    assert none["experiments"]["short"]["seeds"] == 3
-    assert none["experiments"]["long"]["val_by_seed"] == {0: 0.40, 1: 0.46, 2: 0.33}
+    assert none["experiments"]["short"]["seeds"] == 6
+    assert none["experiments"]["long"]["val_by_seed"] == dict(enumerate(LONG))
     diff = none["differences"]["long"]
-    assert diff["n_paired"] == 3 and diff["diff"] == pytest.approx(0.19667, abs=1e-4)
-    assert diff["verdict"] == "better" and diff["p_value"] < 0.05
+    assert diff["n_paired"] == 6 and diff["diff"] == pytest.approx(0.195, abs=1e-4)
+    assert diff["verdict"] == "better" and diff["p_value"] == 2 / 2**6 and diff["p_t"] < 0.05
+    from scipy.stats import mannwhitneyu  # P(long > short) over every pair of seeds
+
+    expected = mannwhitneyu(LONG, SHORT).statistic / (len(LONG) * len(SHORT))
+    assert diff["p_improvement"]["estimate"] == pytest.approx(expected)
+    assert diff["p_improvement"]["low"] <= expected <= diff["p_improvement"]["high"]
     assert cells[("model1", "dropout")]["experiments"]["long"] is None
     assert cells[("model1", "dropout")]["differences"]["long"] is None
     assert cells[("model2", "none")]["experiments"]["short"] is None
@@ -82,7 +91,7 @@ def test_json_and_table_from_the_command_line(two, capsys):
     buffer = io.StringIO()
     compare.render(two, Console(file=buffer, width=80, no_color=True))
     text = buffer.getvalue()
-    assert "+0.197" in text and "better" in text and "long − short" in text
+    assert "+0.195" in text and "better" in text and "long − short" in text
     assert "dropout" in text and "model2" in text
 
 
@@ -136,12 +145,13 @@ def test_a_cell_that_lost_seeds_shows_as_ok_of_planned_and_is_not_compared(tmp_p
     """Its survivors would read better than the cell is (the leaderboard's LOST_RULE): no
     difference, no verdict, and no place in Holm's count."""
     a = experiment(tmp_path / "a", {("model1", "none"): [0.2, None, 0.15]})
-    b = experiment(tmp_path / "b", {("model1", "none"): [0.3, 0.35, 0.25]})
-    c = experiment(tmp_path / "c", {("model1", "none"): [0.31, 0.37, 0.26]})
+    b = experiment(tmp_path / "b", {("model1", "none"): [0.3, 0.35, 0.25, 0.3, 0.3, 0.3]})
+    c = experiment(tmp_path / "c", {("model1", "none"): [0.31, 0.37, 0.26, 0.29, 0.32, 0.33]})
     for later in ([a, b], [b, a]):
         (cell,) = compare.compare(later)["cells"]
         figures = cell["experiments"]["a"]
         assert (figures["seeds"], figures["planned"], figures["failed"]) == (2, 3, 1)
+        assert cell["experiments"]["b" if "b" in cell["experiments"] else "a"]["seeds"] >= 2
         assert figures["lost_seeds"] == {1: "diverged"}
         (difference,) = cell["differences"].values()
         assert difference["diff"] is None and difference["p_value"] is None
@@ -153,19 +163,32 @@ def test_a_cell_that_lost_seeds_shows_as_ok_of_planned_and_is_not_compared(tmp_p
     buffer = io.StringIO()
     compare.render([a, b], Console(file=buffer, width=160, no_color=True))
     text = buffer.getvalue()
-    assert "(2/3!)" in text and "(3/3)" in text and "not compared" in text
+    assert "(2/3!)" in text and "(6/6)" in text and "not compared" in text
     assert LOST_NOTE in " ".join(text.split())
 
 
 def test_no_difference_on_any_seed_is_not_significant_and_valid_json(tmp_path):
-    a = experiment(tmp_path / "a", {("model1", "none"): [0.5, 0.625, 0.75]})
-    b = experiment(tmp_path / "b", {("model1", "none"): [0.5, 0.625, 0.75]})
-    c = experiment(tmp_path / "c", {("model1", "none"): [0.625, 0.75, 0.875]})
+    values = [0.125 + s / 16 for s in range(7)]  # 7 seeds: 2/2^7 survives Holm's 2 comparisons
+    a = experiment(tmp_path / "a", {("model1", "none"): values})
+    b = experiment(tmp_path / "b", {("model1", "none"): values})
+    c = experiment(tmp_path / "c", {("model1", "none"): [v + 0.125 for v in values]})
     payload = json.loads(compare.to_json([a, b, c]), parse_constant=pytest.fail)  # no NaN
     differences = payload["cells"][0]["differences"]
     assert differences["b"]["verdict"] == "no significant difference"
-    assert differences["b"]["p_value"] is None and differences["b"]["diff"] == 0
-    assert differences["c"]["verdict"] == "better" and differences["c"]["p_value"] == 0
+    assert differences["b"]["p_value"] == 1.0 and differences["b"]["diff"] == 0
+    assert differences["b"]["p_t"] is None  # the t-test's NaN: no spread, no difference
+    assert differences["c"]["verdict"] == "better" and differences["c"]["p_value"] == 2 / 2**7
+    assert differences["c"]["p_t"] == 0
+
+
+def test_two_seeds_compare_as_underpowered(tmp_path):
+    a = experiment(tmp_path / "a", {("model1", "none"): [0.2, 0.3]})
+    b = experiment(tmp_path / "b", {("model1", "none"): [0.5, 0.6]})
+    difference = compare.compare([a, b])["cells"][0]["differences"]["b"]
+    assert difference["verdict"] == "underpowered" and difference["p_holm"] is None
+    buffer = io.StringIO()
+    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    assert "2 seeds: underpowered" in buffer.getvalue()
 
 
 def test_at_80_columns_no_figure_or_value_is_split(tmp_path, cli):

@@ -141,7 +141,7 @@ def test_the_report_shows_a_lost_cell_apart_unranked_and_untested(tmp_path):
     (ranking,) = rankings_of(paths["html"])  # the one sortable table: the ranking
     assert [(r[0], r[2]) for r in ranking["rows"]] == [("1", "l2"), ("2", "none")]
     page = html.unescape(paths["html"].read_text(encoding="utf-8"))
-    board = page.split('<h2 id="figures">')[0]
+    board = page.split('<h2 id="across">')[0]  # the leaderboard, before the answer across
     lost = board.split(f"<h4>{board_text.LOST_TITLE.capitalize()}</h4>")[1]
     assert "dropout" in lost and "3/6!" in lost and "seeds 1, 3, 5 diverged" in lost
     assert "better" not in lost and leaderboard.LOST_NOTE in page

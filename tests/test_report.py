@@ -329,7 +329,7 @@ def test_a_lab_sized_report_renders_in_seconds(tmp_path):
     paths = write_report(folder, tmp_path / "out")
     elapsed = time.perf_counter() - start
     assert elapsed < 20, f"report took {elapsed:.1f} s"
-    assert len(list(paths["figures"].glob("*.png"))) == 3 + 24 + 1
+    assert len(list(paths["figures"].glob("*.png"))) == 4 + 24 + 1  # cd.png: the ranking
 
 
 # ---------------------------------------------------------------- figures

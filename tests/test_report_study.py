@@ -204,7 +204,13 @@ def test_the_leaderboard_sorts_when_its_headings_are_clicked(tmp_path):
     assert vals == sorted(vals, reverse=True)
     vals = [float(v.split()[0]) for v in result["val acc second click"]]
     assert vals == sorted(vals)
-    assert result["reg second click"] == sorted(result["reg second click"])
+    assert result["reg first click"] == sorted(result["reg first click"])  # text: from A
+    assert result["reg second click"] == sorted(result["reg second click"], reverse=True)
+    assert result["sorted by"] == ["seeds", "ascending"]  # aria-sort: the last one clicked, twice
+    assert result["rank at start"] == "ascending"  # the table arrives sorted by rank
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "table.sortable td { white-space: nowrap; }" in page  # `0.625 ± 0.025` on one line
+    assert 'th[aria-sort="ascending"]::after' in page  # and the sorted column shows an arrow
     assert result["seeds first click"] == ["2", "2", "2", "2", "1"]
 
 
@@ -243,7 +249,10 @@ def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monk
     paths = write_report(fake_experiment(tmp_path, seeds=(0,), extras=False))  # a figure a run
     text = paths["html"].read_text(encoding="utf-8")
     board, drawn = text.split('<h2 id="figures">')
+    board, summary = board.split('<h2 id="across">')
     assert re.findall(r"<h3>Protocol: (.*?)</h3>", board) == ["optimizer=sgd", "optimizer=adam"]
+    # the answer across architectures, per protocol too
+    assert re.findall(r"<h3>Protocol: (.*?)</h3>", summary) == ["optimizer=sgd", "optimizer=adam"]
     # the figures follow the board's protocols: the runs its cells average
     assert re.findall(r"<h3>Protocol: (.*?)</h3>", drawn) == ["optimizer=sgd", "optimizer=adam"]
     assert (paths["figures"] / "grid-optimizer_adam.png").is_file()

@@ -1,4 +1,5 @@
-"""Paired statistics against the baseline: differences, intervals, t-tests, Holm, verdicts."""
+"""Paired statistics against the baseline: differences, intervals, the exact sign-flip test
+(the verdict's), the t-test, Holm, and the verdicts, underpowered ones included."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 from scipy import stats as scipy_stats
 
-from regbench.results import leaderboard, stats
+from regbench.results import grid_stats, leaderboard, stats
 
 
 def runs_of(values: dict[tuple[str, str], list[float]], **extra) -> pd.DataFrame:
@@ -57,7 +58,8 @@ def test_paired_matches_scipy_and_the_t_interval():
     diffs = [a[s] - b[s] for s in a]
     assert result.n == 4 and result.diff == pytest.approx(sum(diffs) / 4)
     expected = scipy_stats.ttest_rel(list(a.values()), list(b.values())).pvalue
-    assert result.p_value == pytest.approx(expected)
+    assert result.p_t == pytest.approx(expected)
+    assert result.p_value == 2 / 2**4  # every difference positive: the exact test's floor
     sd = pd.Series(diffs).std(ddof=1)
     assert result.ci95 == pytest.approx(scipy_stats.t.ppf(0.975, 3) * sd / 2)
 
@@ -75,40 +77,65 @@ def test_one_shared_seed_has_a_difference_but_no_interval_or_p():
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
-def test_the_same_difference_on_every_seed_is_certain_as_ttest_rel_has_it():
-    # +0.125 on every seed (exact in binary): zero spread, t = inf and p = 0, as scipy gives
+def test_the_same_difference_on_every_seed_is_not_certain_from_a_few_seeds():
+    # +0.125 on every seed (exact in binary): zero spread, t = inf and p_t = 0 as ttest_rel has
+    # it, but the exact test's p is 2 / 2**n: 3 seeds are underpowered, 6 are better
     a, b = {0: 0.5, 1: 0.625, 2: 0.75}, {0: 0.375, 1: 0.5, 2: 0.625}
     result = stats.paired(a, b)
     expected = scipy_stats.ttest_rel(list(a.values()), list(b.values()))
-    assert (result.t, result.p_value) == (expected.statistic, expected.pvalue) == (math.inf, 0)
-    assert result.diff == 0.125 and result.ci95 == 0.0
-    assert stats.verdict(result, stats.holm({"x": result.p_value})["x"]) == stats.BETTER
-    backward = stats.paired(b, a)
-    assert backward.t == -math.inf and stats.verdict(backward, 0.0) == stats.WORSE
+    assert (result.t, result.p_t) == (expected.statistic, expected.pvalue) == (math.inf, 0)
+    assert result.diff == 0.125 and result.ci95 == 0.0 and result.p_value == 0.25
+    assert stats.verdict(result, stats.holm({"x": stats.tested(result)})["x"]) == (
+        stats.UNDERPOWERED
+    )
+    assert stats.why_untested(result) == "3 seeds: underpowered"
+    six = stats.paired({s: 0.25 + s / 16 for s in range(6)}, {s: 0.125 + s / 16 for s in range(6)})
+    assert six.p_value == 2 / 2**6 and stats.why_untested(six) is None
+    assert stats.verdict(six, stats.holm({"x": stats.tested(six)})["x"]) == stats.BETTER
+    backward = stats.paired(
+        {s: 0.125 + s / 16 for s in range(6)}, {s: 0.25 + s / 16 for s in range(6)}
+    )
+    assert backward.t == -math.inf and stats.verdict(backward, backward.p_value) == stats.WORSE
 
 
 def test_no_difference_on_any_seed_is_no_significant_difference():
-    result = stats.paired({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.5, 1: 0.6, 2: 0.7})
-    expected = scipy_stats.ttest_rel([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert math.isnan(result.p_value) and math.isnan(expected.pvalue)
+    values = {s: 0.5 + s / 10 for s in range(6)}
+    result = stats.paired(values, dict(values))
+    expected = scipy_stats.ttest_rel(list(values.values()), list(values.values()))
+    assert math.isnan(result.p_t) and math.isnan(expected.pvalue)
     assert math.isnan(result.t) and result.diff == 0.0 and result.ci95 == 0.0
-    adjusted = stats.holm({"same": result.p_value, "other": 0.01})
-    assert math.isnan(adjusted["same"]) and adjusted["other"] == 0.01  # not a comparison
+    assert result.p_value == 1.0  # every sign pattern sums to 0: as extreme as the observed
+    adjusted = stats.holm({"same": stats.tested(result), "other": 0.01})
+    assert adjusted == {"same": 1.0, "other": 0.02}  # a comparison Holm counts
     assert stats.verdict(result, adjusted["same"]) == stats.SAME
 
 
-def test_a_constant_improvement_is_better_on_the_leaderboard():
-    runs = runs_of(
-        {("model1", "none"): [0.5, 0.625, 0.75], ("model1", "dropout"): [0.625, 0.75, 0.875]}
-    )
+def test_a_constant_improvement_is_better_on_the_leaderboard_from_six_seeds():
+    base = [0.25 + s / 16 for s in range(6)]
+    runs = runs_of({("model1", "none"): base, ("model1", "dropout"): [v + 0.125 for v in base]})
     payload = json.loads(leaderboard.to_json(runs, NO_EPOCHS), parse_constant=pytest.fail)
     dropout = next(r for r in payload["leaderboard"] if r["reg"] == "dropout")
-    assert dropout["verdict"] == "better" and dropout["p_value"] == 0.0
-    assert dropout["diff"] == 0.125 and dropout["diff_ci95"] == 0.0 and dropout["why_na"] is None
-    same = runs_of({("model1", "none"): [0.5, 0.6], ("model1", "l2"): [0.5, 0.6]})
-    payload = json.loads(leaderboard.to_json(same, NO_EPOCHS), parse_constant=pytest.fail)
-    l2 = next(r for r in payload["leaderboard"] if r["reg"] == "l2")
-    assert l2["verdict"] == "no significant difference" and l2["p_value"] is None
+    assert dropout["verdict"] == "better" and dropout["p_value"] == 2 / 2**6
+    assert dropout["p_t"] == 0.0 and dropout["why_na"] is None
+    assert dropout["diff"] == 0.125 and dropout["diff_ci95"] == 0.0
+
+
+def test_two_seeds_are_underpowered_not_better():
+    """The issue's example: both seeds +0.327 (84/257 validation images) read `better p=0`
+    from the t-test; the exact test's smallest p with 2 pairs is 0.5."""
+    runs = runs_of(
+        {("model3", "none"): [0.1, 0.2], ("model3", "batchnorm"): [0.1 + 84 / 257, 0.2 + 84 / 257]}
+    )
+    payload = json.loads(leaderboard.to_json(runs, NO_EPOCHS), parse_constant=pytest.fail)
+    bn = next(r for r in payload["leaderboard"] if r["reg"] == "batchnorm")
+    assert bn["verdict"] == "underpowered" and bn["p_value"] == 0.5 and bn["p_holm"] is None
+    assert bn["why_na"] == "2 seeds: underpowered"
+    buffer = io.StringIO()
+    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    text = buffer.getvalue()
+    assert "2 seeds: underpowered" in text and "better" not in text
+    assert "fewer than 6 shared seeds" in text  # the note under the table says why
+    assert "with the 1 comparisons here, Holm's correction needs 6 seeds" in " ".join(text.split())
 
 
 seed_values = st.lists(
@@ -119,13 +146,14 @@ seed_values = st.lists(
 @given(seed_values, st.sampled_from([0.0, 0.125, -0.25, 0.1]))
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
 def test_paired_is_ttest_rel(values, shift):
-    """t, p and the interval as scipy.stats.ttest_rel gives them, degenerate spreads included:
-    some draws share one difference on every seed (`shift`), or have no difference at all."""
+    """t, p_t and the interval as scipy.stats.ttest_rel gives them, degenerate spreads included:
+    some draws share one difference on every seed (`shift`), or have no difference at all; the
+    verdict from the exact sign-flip p, or underpowered below 6 seeds."""
     a = {seed: x for seed, (x, _, _) in enumerate(values)}
     b = {seed: (a[seed] - shift if kind == 0 else y) for seed, (_, y, kind) in enumerate(values)}
     result = stats.paired(a, b)
     expected = scipy_stats.ttest_rel(list(a.values()), list(b.values()))
-    for ours, theirs in ((result.t, expected.statistic), (result.p_value, expected.pvalue)):
+    for ours, theirs in ((result.t, expected.statistic), (result.p_t, expected.pvalue)):
         if math.isnan(theirs) or math.isinf(theirs):
             assert ours is not None and (ours == theirs or math.isnan(ours) == math.isnan(theirs))
         else:
@@ -133,10 +161,12 @@ def test_paired_is_ttest_rel(values, shift):
     low, high = expected.confidence_interval()
     if math.isfinite(low) and math.isfinite(high):
         assert result.ci95 == pytest.approx((high - low) / 2, rel=1e-9, abs=1e-12)
-    p_holm = stats.holm({"x": result.p_value})["x"]
-    if math.isnan(expected.pvalue):
-        assert stats.verdict(result, p_holm) == stats.SAME
-    elif expected.pvalue < stats.ALPHA:
+    diffs = [a[s] - b[s] for s in sorted(a)]
+    assert result.p_value == grid_stats.sign_flip_p(diffs)
+    p_holm = stats.holm({"x": stats.tested(result)})["x"]
+    if len(values) < 6:
+        assert stats.verdict(result, p_holm) == stats.UNDERPOWERED and p_holm is None
+    elif result.p_value < stats.ALPHA:
         assert stats.verdict(result, p_holm) == (stats.BETTER if result.diff > 0 else stats.WORSE)
     else:
         assert stats.verdict(result, p_holm) == stats.SAME
@@ -167,10 +197,10 @@ def test_holm_never_lowers_keeps_order_and_caps_at_one(p_values):
 def test_a_clear_improvement_is_better_and_noise_is_not_significant():
     runs = runs_of(
         {
-            ("model1", "none"): [0.20, 0.25, 0.15, 0.23],
-            ("model1", "batchnorm"): [0.30, 0.36, 0.24, 0.33],  # about +0.10 on every seed
-            ("model1", "dropout"): [0.25, 0.18, 0.22, 0.17],  # up and down
-            ("model1", "l2"): [0.10, 0.16, 0.04, 0.12],  # about -0.10 on every seed
+            ("model1", "none"): [0.20, 0.25, 0.15, 0.23, 0.21, 0.19, 0.22],
+            ("model1", "batchnorm"): [0.30, 0.36, 0.24, 0.33, 0.30, 0.29, 0.33],  # about +0.10
+            ("model1", "dropout"): [0.25, 0.18, 0.22, 0.17, 0.20, 0.21, 0.22],  # up and down
+            ("model1", "l2"): [0.10, 0.16, 0.04, 0.12, 0.11, 0.08, 0.12],  # about -0.10
         }
     )
     board = leaderboard.table(runs, NO_EPOCHS).set_index("reg")
@@ -190,8 +220,8 @@ def test_the_issue_example_is_not_significant():
     )
     board = leaderboard.table(runs, NO_EPOCHS)
     top = board.iloc[0]
-    assert top["reg"] == "batchnorm" and top["verdict"] == "no significant difference"
-    assert top["p_value"] > 0.05
+    assert top["reg"] == "batchnorm" and top["verdict"] == "underpowered"
+    assert top["p_value"] > 0.05 and top["p_t"] > 0.05
 
 
 def test_one_seed_gives_null_interval_and_p_in_json():
@@ -212,23 +242,28 @@ def test_one_seed_gives_null_interval_and_p_in_json():
 
 
 def test_json_carries_the_statistics_for_several_seeds():
+    none = [0.2, 0.25, 0.15, 0.22, 0.18, 0.21]
     runs = runs_of(
-        {("model1", "none"): [0.2, 0.25, 0.15], ("model1", "batchnorm"): [0.3, 0.36, 0.24]}
+        {
+            ("model1", "none"): none,
+            ("model1", "batchnorm"): [v + 0.1 + s / 100 for s, v in enumerate(none)],
+        }
     )
     rows = {r["reg"]: r for r in json.loads(leaderboard.to_json(runs, NO_EPOCHS))["leaderboard"]}
     bn = rows["batchnorm"]
-    assert bn["verdict"] == "better" and 0 < bn["p_value"] < 0.05
+    assert bn["verdict"] == "better" and bn["p_value"] == 2 / 2**6 and 0 < bn["p_t"] < 0.05
     assert bn["p_holm"] == pytest.approx(bn["p_value"])  # one comparison: nothing to correct
-    assert bn["diff"] == pytest.approx(0.1, abs=1e-9) and bn["diff_ci95"] > 0
+    assert bn["diff"] == pytest.approx(0.125, abs=1e-9) and bn["diff_ci95"] > 0
     assert math.isfinite(bn["val_ci95"])
 
 
 def test_the_baseline_can_be_chosen():
     runs = runs_of(
         {
-            ("model1", "none"): [0.20, 0.25, 0.15],
-            ("model1", "dropout"): [0.30, 0.36, 0.24],
-            ("model1", "batchnorm"): [0.10, 0.15, 0.05],
+            # 7 seeds: the exact test's 2/2^7, times Holm's 2 comparisons, is below 0.05
+            ("model1", "none"): [0.20, 0.25, 0.15, 0.22, 0.18, 0.21, 0.19],
+            ("model1", "dropout"): [0.30, 0.36, 0.24, 0.33, 0.27, 0.30, 0.31],
+            ("model1", "batchnorm"): [0.10, 0.15, 0.05, 0.12, 0.08, 0.10, 0.09],
         }
     )
     board = leaderboard.table(runs, NO_EPOCHS, baseline="dropout").set_index("reg")
@@ -287,13 +322,13 @@ def test_swapping_the_sides_flips_the_difference_and_keeps_the_test(pairs):
     if forward.diff is not None:
         assert forward.diff == pytest.approx(-backward.diff, abs=1e-12)
     assert forward.ci95 == backward.ci95 or forward.ci95 == pytest.approx(backward.ci95)
-    if forward.p_value is not None and not math.isnan(forward.p_value):
-        assert 0 <= forward.p_value <= 1
-        assert forward.p_value == pytest.approx(backward.p_value)
+    if forward.p_value is not None:
+        assert 0 < forward.p_value <= 1 and forward.p_value == backward.p_value
+    if forward.p_t is not None and not math.isnan(forward.p_t):  # the t-test and its interval
+        assert 0 <= forward.p_t <= 1
+        assert forward.p_t == pytest.approx(backward.p_t)
         low, high = forward.diff - forward.ci95, forward.diff + forward.ci95
-        assert (forward.p_value < 0.05) == (not low <= 0 <= high) or abs(
-            forward.p_value - 0.05
-        ) < 1e-6
+        assert (forward.p_t < 0.05) == (not low <= 0 <= high) or abs(forward.p_t - 0.05) < 1e-6
 
 
 @given(
@@ -391,3 +426,26 @@ def test_every_n_a_says_why():
     text = buffer.getvalue()
     for reason in ("n=1: one shared seed", "no shared seeds", "none not run: 2 diverged"):
         assert reason in text
+
+
+def test_an_interval_past_what_an_accuracy_can_be_is_shown_within_it():
+    """Two seeds' t interval (t = 12.7) on an accuracy: `0.595 ± 2.175` claimed values no
+    accuracy has; the part within [0, 1] is what the data allow."""
+    from regbench.results.format import DIFFERENCE, mean_and_ci
+
+    assert mean_and_ci(0.595, 2.175) == "0.595 [0.000, 1.000]"
+    assert mean_and_ci(0.95, 0.08) == "0.950 [0.870, 1.000]"
+    assert mean_and_ci(0.5, 0.1) == "0.500 ± 0.100" and mean_and_ci(0.5, None) == "0.500"
+    assert mean_and_ci(0.15, 2.5, "+", DIFFERENCE) == "+0.150 [-1.000, +1.000]"
+
+
+@given(st.floats(0, 1), st.floats(0, 10))
+def test_a_shown_interval_never_leaves_the_unit_range(mean, ci):
+    from regbench.results.format import mean_and_ci
+
+    text = mean_and_ci(mean, ci)
+    if "[" in text:
+        low, high = (float(x) for x in text.split("[")[1].rstrip("]").split(","))
+        assert 0 <= low <= round(mean, 3) <= high <= 1
+    else:
+        assert mean - ci >= 0 and mean + ci <= 1

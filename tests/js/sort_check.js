@@ -9,7 +9,7 @@ const table = dom.window.document.querySelector("table.sortable");
 const heads = Array.from(table.tHead.rows[0].cells);
 const column = (name) => heads.findIndex((c) => c.textContent.startsWith(name));
 const values = (i) => Array.from(table.tBodies[0].rows).map((r) => r.cells[i].textContent);
-const out = { errors };
+const out = { errors, "rank at start": heads[0].getAttribute("aria-sort") };
 for (const name of ["reg", "val acc", "seeds"]) {
   const i = column(name);
   heads[i].click();
@@ -17,4 +17,6 @@ for (const name of ["reg", "val acc", "seeds"]) {
   heads[i].click();
   out[`${name} second click`] = values(i);
 }
+const sorted = heads.filter((h) => h.getAttribute("aria-sort") !== "none");
+out["sorted by"] = sorted.length === 1 ? [sorted[0].textContent.split(" ")[0], sorted[0].getAttribute("aria-sort")] : sorted.map((h) => h.textContent);
 console.log(JSON.stringify(out));

@@ -323,6 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline", default="none", help="the regularizer cells are compared with (default none)"
     )
     p.add_argument("--wide", action="store_true", help="also show each cell's run ids")
+    p.add_argument(
+        "--by",
+        choices=("cell", "reg"),
+        default="cell",
+        help="cell: each cell ranked (default); reg: each regularizer across architectures "
+        "(pooled effect, helps/hurts, all-against-all ranking, seeds needed)",
+    )
+    p.add_argument(
+        "--detect",
+        type=float,
+        default=0.01,
+        metavar="DIFF",
+        help="--by reg: the difference in accuracy the seeds-needed column is for (default 0.01)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func="leaderboard")
 

@@ -181,6 +181,23 @@ def _plan_json(plan) -> dict[str, Any]:
     }
 
 
+def _by_reg(results: Any, against: str, args: argparse.Namespace) -> int:
+    """`leaderboard --by reg`: each regularizer across architectures (results.across)."""
+    from regbench.results import across, across_text
+
+    if not 0 < args.detect < 1:
+        raise RegbenchError(
+            f"--detect {args.detect:g}: give the difference in accuracy to detect, between 0 "
+            "and 1 (e.g. 0.01 for one point)"
+        )
+    summaries = results.across(baseline=against, detect=args.detect)
+    if args.json:
+        print_json({"by_reg": across.to_jsonable(summaries)})
+        return EXIT_OK
+    across_text.render(summaries, console())
+    return EXIT_OK
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import regbench
     from regbench.results import leaderboard
@@ -200,6 +217,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             compare.render(folders, console())
         return EXIT_OK
     results = regbench.load(folders[0])
+    if args.by == "reg":
+        return _by_reg(results, against, args)
     if args.json:
         print(leaderboard.to_json(results.runs, results.epochs, baseline=against))
         return EXIT_OK

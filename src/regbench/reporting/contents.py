@@ -8,16 +8,18 @@ and model summary per run), the final-stage runs, what it was measured on.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from regbench.reporting import tables
+from regbench.reporting import across_section, tables
+from regbench.reporting.across_section import AcrossSection
 from regbench.reporting.figures import cell_order
 from regbench.reporting.gallery import Figure, FigureSet, Visualization, run_protocols
 from regbench.reporting.tables import Ranking, Table, records, run_title
+from regbench.results.across import Summary as AcrossSummary
 from regbench.results.board_text import LOST_TITLE
 from regbench.results.format import MISSING, fmt, missing, params_label
 from regbench.results.leaderboard import LOST_NOTE, TIE_NOTE
@@ -88,6 +90,8 @@ class Report:
     baseline: str
     leaderboard: list[Ranking]  # one per protocol; none without an ok grid run
     marks: list[str]
+    across: list[AcrossSection]  # one per protocol: each regularizer across architectures
+    across_note: str
     overview: list[FigureSet]  # one per protocol, in the leaderboard's order
     curves_note: str
     lab_tables: list[LabTable]
@@ -119,6 +123,7 @@ class Results:
     per_run: dict[str, Figure]
     visualizations: list[Visualization]
     curves_note: str
+    across: list[AcrossSummary] = field(default_factory=list)
 
 
 def build(results: Results) -> Report:
@@ -136,6 +141,8 @@ def build(results: Results) -> Report:
         if len(results.board)
         else [],
         marks=[note for column, note in MARKS.items() if _any(results.board, column)],
+        across=across_section.sections(results.across),
+        across_note=across_section.note(results.across),
         overview=results.overview,
         curves_note=results.curves_note,
         lab_tables=lab_tables(runs, results.per_run),

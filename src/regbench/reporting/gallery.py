@@ -13,6 +13,7 @@ import pandas as pd
 
 from regbench.reporting import board_figures, figures
 from regbench.reporting.tables import final_runs, grid_runs, records, run_title
+from regbench.results import across
 from regbench.results.leaderboard import protocol_labels
 
 VISUALIZE_DIR = ("figures", "visualize")  # where `regbench visualize` writes, per run id
@@ -65,6 +66,9 @@ OVERVIEW = {
     "interval of the mean where a cell has two seeds or more (a cell that lost seeds is not "
     "ranked, and named under the axis)",
     "accuracy_vs_time": "Validation accuracy against train time, one marker per run",
+    "cd": "Critical-difference diagram: every regularizer's mean rank (1 = best) over the "
+    "blocks (architecture × seed) in which all of them finished; a bar joins those whose mean "
+    "ranks differ by less than the Nemenyi critical difference (not told apart at α = 0.05)",
 }
 METRIC = "{metric} as logged per epoch, mean per cell across seeds (band: range across seeds)"
 SLUG = 60  # characters of a protocol's label at most in a figure's file name
@@ -126,11 +130,25 @@ def drawings(
             board_figures.accuracy_vs_time_figure(runs, protocol),
         ),
     ]
+    ranked = across.ranking(cells) if len(cells) else None
+    if ranked is not None and not ranked.why_not:
+        drawn.append(("cd", OVERVIEW["cd"], _cd_drawing(ranked, protocol)))
     ok_epochs = epochs[epochs["run_id"].isin(figures.ok_grid(runs)["run_id"])]
     for metric in figures.plugin_metrics(ok_epochs):
         drawing = figures.metric_figure(runs, epochs, metric, protocol)
         drawn.append((_file_name(f"metric-{metric}"), METRIC.format(metric=metric), drawing))
     return drawn
+
+
+def _cd_drawing(ranked: across.Ranking, protocol: str) -> Any:
+    from regbench.reporting.cd_diagram import cd_figure
+
+    caption = (
+        f"Friedman p = {ranked.p_value:.2g} · Nemenyi, α = 0.05 · {ranked.blocks} blocks "
+        "(architecture × seed)"
+    )
+    title = "Regularizers ranked" + (f" · protocol: {protocol}" if protocol else "")
+    return cd_figure(ranked.mean_ranks, ranked.critical_difference or 0.0, title, caption)
 
 
 def is_overview(name: str) -> bool:

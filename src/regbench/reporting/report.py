@@ -19,6 +19,7 @@ import pandas as pd
 
 from regbench.errors import RegbenchError
 from regbench.reporting import contents, gallery, render
+from regbench.results.across import summarize
 from regbench.results.leaderboard import table
 from regbench.results.reader import load, load_best, load_trials
 
@@ -55,6 +56,7 @@ def write_report(folder: Path, out: Path | None = None, baseline: str = "none") 
             per_run=per_run,
             visualizations=gallery.visualized(folder, out),
             curves_note=gallery.curves_note(runs),
+            across=summarize(board, baseline),
         )
     )
     fig_dir = out / "figures"

@@ -17,7 +17,7 @@ from regbench.engine.plan import PROTOCOL_COLUMNS, PROVENANCE
 from regbench.reporting.figures import cell_order
 from regbench.results import stats
 from regbench.results.board_text import lost_text
-from regbench.results.format import MISSING, fmt, mean_and_ci, missing, params_label
+from regbench.results.format import DIFFERENCE, MISSING, fmt, mean_and_ci, missing, params_label
 from regbench.results.leaderboard import failures
 
 ENVIRONMENT = {
@@ -278,7 +278,7 @@ def _hyperparameters(r: Row) -> str:
 def _paired(r: Row) -> str:
     if r["verdict"] == stats.BASELINE or missing(r["diff"]):
         return MISSING
-    return f"{mean_and_ci(r['diff'], r['diff_ci95'], '+')} (n={r['n_paired']})"
+    return f"{mean_and_ci(r['diff'], r['diff_ci95'], '+', DIFFERENCE)} (n={r['n_paired']})"
 
 
 def _verdict(r: Row) -> str:
@@ -287,6 +287,8 @@ def _verdict(r: Row) -> str:
         return "n/a (n=1)"
     if r["verdict"] == stats.NA and not missing(r.get("why_na")):
         return f"n/a ({r['why_na']})"
+    if r["verdict"] == stats.UNDERPOWERED:
+        return str(r.get("why_na") or r["verdict"])
     return str(r["verdict"]) + ("" if missing(r["p_holm"]) else f" (p={r['p_holm']:.2g})")
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from regbench.engine.pending import provenance_parts
 from regbench.results import stats
-from regbench.results.format import fmt, mean_and_ci, missing
+from regbench.results.format import DIFFERENCE, fmt, mean_and_ci, missing
 
 LOST_TITLE = "lost seeds: not ranked, no verdict"
 
@@ -32,7 +32,7 @@ def ranked_table(board: pd.DataFrame, label: str, baseline: str, compact: bool) 
         ("train acc", "right", NUMBER, lambda r: fmt(r.train_accuracy, ".3f")),
         ("gap", "right", NUMBER, lambda r: fmt(r.gap, "+.3f")),
         (f"vs {escape(baseline)}", "right", NUMBER, _difference),
-        ("verdict", "left", {}, _verdict),
+        ("verdict", "left", _whole_words(board, _verdict), _verdict),
         ("params", "right", NUMBER, lambda r: fmt(r.total_params, ",.0f")),
         ("train s", "right", NUMBER, lambda r: fmt(r.train_time_s, ".1f")),
         ("val acc / epoch", "left", {}, lambda r: r.val_curve),
@@ -58,6 +58,12 @@ def lost_table(board: pd.DataFrame, label: str, baseline: str, compact: bool) ->
 
 
 NUMBER = {"no_wrap": True}  # a figure is never split across lines
+
+
+def _whole_words(board: pd.DataFrame, cell: Any) -> dict[str, Any]:
+    """A wrapping column at least as wide as its longest word, so none is cut."""
+    words = [len(word) for row in board.itertuples() for word in cell(row).split()]
+    return {"min_width": max(words, default=1)}
 
 
 def _names(board: pd.DataFrame) -> list[tuple[str, Any, dict[str, Any], Any]]:
@@ -193,7 +199,7 @@ def _difference(row: Any) -> str:
         return "-"
     if missing(row.diff):
         return "n/a"
-    text = mean_and_ci(row.diff, row.diff_ci95, "+")
+    text = mean_and_ci(row.diff, row.diff_ci95, "+", DIFFERENCE)
     return text if row.n_paired == row.seeds else f"{text} (n={int(row.n_paired)})"
 
 
@@ -201,8 +207,8 @@ def _verdict(row: Any) -> str:
     """The verdict with its Holm-adjusted p; an n/a says why."""
     from rich.markup import escape
 
-    if row.verdict == stats.NA:
-        return escape(row.why_na or stats.NA)
+    if row.verdict in stats.UNTESTED:
+        return escape(row.why_na or row.verdict)
     if row.verdict == stats.BASELINE or missing(row.p_holm):
         return str(row.verdict)
     short = {stats.SAME: "n.s."}.get(row.verdict, row.verdict)

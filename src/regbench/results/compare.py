@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.results import protocols, stats
-from regbench.results.format import fmt, jsonable, mean_and_ci, number
+from regbench.results import grid_stats, protocols, stats
+from regbench.results.format import DIFFERENCE, fmt, jsonable, mean_and_ci, number
 from regbench.results.leaderboard import LOST_NOTE, table
 from regbench.results.reader import load
 
@@ -58,6 +58,7 @@ def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
     keys = list(dict.fromkeys(k for board in boards.values() for k in board.index))
     first, *others = names
     results: dict[Any, stats.Paired] = {}
+    improvement: dict[Any, dict[str, float | None] | None] = {}
     lost: dict[Any, str] = {}  # comparisons not made: a cell lost seeds
     for key in keys:
         base = boards[first].loc[key] if key in boards[first].index else None
@@ -69,11 +70,13 @@ def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
                     lost[(key, name)] = "; ".join(f"{n} {row['flag']}" for n, row in gone)
                     continue
                 results[(key, name)] = stats.paired(other["val_by_seed"], base["val_by_seed"])
-    adjusted = stats.holm({k: r.p_value for k, r in results.items()})
+                improvement[(key, name)] = _improvement(other["val_by_seed"], base["val_by_seed"])
+    adjusted = stats.holm({k: stats.tested(r) for k, r in results.items()})
 
     def difference(key: tuple, name: str) -> dict[str, Any] | None:
         if (key, name) in results:
-            return _difference(results[(key, name)], adjusted[(key, name)], boards, key, name)
+            found = _difference(results[(key, name)], adjusted[(key, name)], boards, key, name)
+            return {**found, "p_improvement": improvement[(key, name)]}
         if (key, name) in lost:
             return _not_compared(lost[(key, name)], boards, key, name)
         return None  # one of the two never trained the cell
@@ -123,10 +126,22 @@ def _difference(
         "diff_ci95": result.ci95,
         "p_value": number(result.p_value),
         "p_holm": number(p_holm),
+        "p_t": number(result.p_t),
         "verdict": stats.verdict(result, p_holm),
         "why_na": stats.why_untested(result),
         "protocol_differs": _spans(boards, key, name),
     }
+
+
+def _improvement(a: Any, b: Any) -> dict[str, float | None] | None:
+    """P(a > b) over every seed of one against every seed of the other (ties half), with its
+    bootstrap interval (results.grid_stats); None without finite seeds on both sides."""
+    xs = [float(v) for v in (a or {}).values() if number(v) is not None]
+    ys = [float(v) for v in (b or {}).values() if number(v) is not None]
+    if not xs or not ys:
+        return None
+    found = grid_stats.probability_of_improvement([xs], [ys])
+    return {"estimate": found.estimate, "low": found.low, "high": found.high}
 
 
 def _not_compared(
@@ -139,8 +154,10 @@ def _not_compared(
         "diff_ci95": None,
         "p_value": None,
         "p_holm": None,
+        "p_t": None,
         "verdict": stats.NA,
         "why_na": f"lost seeds ({why}): not compared",
+        "p_improvement": None,
         "protocol_differs": _spans(boards, key, name),
     }
 
@@ -223,10 +240,12 @@ def _shown(difference: dict[str, Any] | None) -> str:
         return "-"
     if difference["diff"] is None:  # no shared seeds, or a cell lost seeds
         return difference["why_na"] or stats.NA
-    text = mean_and_ci(difference["diff"], difference["diff_ci95"], "+")
+    text = mean_and_ci(difference["diff"], difference["diff_ci95"], "+", DIFFERENCE)
     text += f" (n={difference['n_paired']})"
     verdict = difference["verdict"]
-    if verdict != stats.NA:
+    if verdict == stats.UNDERPOWERED:
+        text += f" {difference['why_na']}"
+    elif verdict != stats.NA:
         short = {stats.SAME: "n.s."}.get(verdict, verdict)
         p_holm = difference["p_holm"]  # None for n.s. where every difference is 0
         text += f" {short}" + ("" if p_holm is None else f" p={fmt(p_holm, '.2g')}")

@@ -32,10 +32,24 @@ def fmt(value: Any, spec: str, missing: str = "-") -> str:
     return format(0.0, spec) if float(text.replace(",", "")) == 0 else text
 
 
-def mean_and_ci(mean: float, ci: float | None, sign: str = "") -> str:
-    """`0.620 ± 0.050`; one seed has no interval, so only the mean shows."""
+ACCURACY = (0.0, 1.0)  # where a mean accuracy, and so its interval, can lie
+DIFFERENCE = (-1.0, 1.0)  # ... a difference of two accuracies
+
+
+def mean_and_ci(
+    mean: float, ci: float | None, sign: str = "", bounds: tuple[float, float] = ACCURACY
+) -> str:
+    """`0.620 ± 0.050`; one seed has no interval, so only the mean shows. An interval that
+    runs past what the figure can be (two seeds' t interval, `0.595 ± 2.175` on an accuracy)
+    is shown as its part within `bounds`: `0.595 [0.000, 1.000]`."""
     text = fmt(mean, f"{sign}.{DECIMALS}f")
-    return text if missing(ci) else f"{text} ± {ci:.{DECIMALS}f}"
+    if missing(ci):
+        return text
+    low, high = bounds
+    if missing(mean) or low <= mean - ci and mean + ci <= high:
+        return f"{text} ± {ci:.{DECIMALS}f}"
+    spec = f"{sign}.{DECIMALS}f"
+    return f"{text} [{max(low, mean - ci):{spec}}, {min(high, mean + ci):{spec}}]"
 
 
 def as_printed(value: Any) -> float:

@@ -54,6 +54,11 @@ LOST_RULE = (
     "baseline: its mean, over the seeds that finished (ok/planned), is shown apart"
 )
 LOST_NOTE = f"! {LOST_RULE}"
+UNDERPOWERED_NOTE = (
+    "underpowered: with fewer than {fewest} shared seeds no difference can reach p < {alpha:g} "
+    "by the exact sign-flip test (its smallest p with n seeds is 2/2^n: 0.5 at 2); with the "
+    "{m} comparisons here, Holm's correction needs {holm} seeds for a verdict"
+)
 SUPERSEDED_NOTE = (
     "{n} run(s) trained with an earlier version of their plugins are superseded by newer runs "
     "of the same cell: not shown (`regbench report` lists every plugin version used)"
@@ -347,6 +352,12 @@ def render(
         console.print(TIE_NOTE, markup=False, highlight=False)
     if (board["failed"] > 0).any():
         console.print(LOST_NOTE, markup=False, highlight=False)
+    if (board["verdict"] == stats.UNDERPOWERED).any():
+        m = int((pd.to_numeric(board["n_paired"], errors="coerce") >= 2).sum())
+        note = UNDERPOWERED_NOTE.format(
+            fewest=stats.fewest_tested(), alpha=stats.ALPHA, m=m, holm=stats.fewest_tested(m)
+        )
+        console.print(note, markup=False, highlight=False)
     if board.attrs.get("superseded"):
         note = SUPERSEDED_NOTE.format(n=board.attrs["superseded"])
         console.print(note, markup=False, highlight=False)

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,14 @@ class Results(NamedTuple):
         from regbench.results.leaderboard import table
 
         return table(self.runs, self.epochs)
+
+    def across(self, baseline: str = "none", detect: float = 0.01) -> list[Any]:
+        """Each regularizer across architectures, one summary per protocol (results.across):
+        effects, pooled effect, helps/hurts, the ranking of all against all, seeds needed."""
+        from regbench.results.across import summarize
+        from regbench.results.leaderboard import table
+
+        return summarize(table(self.runs, self.epochs, baseline), baseline, detect)
 
 
 def _connect(folder: Path) -> sqlite3.Connection:

@@ -1,17 +1,21 @@
 """Paired statistics: is a cell really better than its architecture's baseline?
 
 Two cells trained on the same seed see the same data split and initialisation stream, so the
-per-seed difference removes most of the seed-to-seed noise: a paired t-test on the shared
-seeds (`scipy.stats.ttest_rel`, computed as it does), its 95% interval, and Holm's correction
-because an experiment makes many comparisons at once. One shared seed gives a difference but no
-interval and no p-value (None, JSON null). The same difference on every seed is certain as
-far as the seeds tell: t = +-inf and p = 0, or p = NaN (no difference) when every difference
-is 0, as ttest_rel has it. A baseline is matched on the whole protocol (PROTOCOL_COLUMNS).
+per-seed difference removes most of the seed-to-seed noise. The verdict's test is the exact
+sign-flip permutation test of the mean difference (results.grid_stats.sign_flip_p: it assumes
+only that, without an effect, a difference is as likely positive as negative), Holm-corrected
+because an experiment makes many comparisons at once. It cannot claim certainty from a few
+seeds: its smallest p with n pairs is 2 / 2**n, so below 6 shared seeds (0.0625 at 5) no
+difference can reach p < 0.05, and the verdict says `underpowered` instead of testing. Its 95%
+interval is the paired t interval; the paired t-test's own p (`scipy.stats.ttest_rel`,
+computed as it does) is kept as `p_t`. One shared seed gives a difference but no interval and
+no test (None, JSON null). A baseline is matched on the whole protocol (PROTOCOL_COLUMNS).
 
 A cell that lost seeds (failed or diverged; the leaderboard's LOST_RULE) is neither tested nor
 a baseline: its surviving seeds are a selection of its best, so a paired test on them would
 favour it, and as a baseline it would favour itself against every cell compared with it. Its
-comparisons are n/a, `why_na` says so, and Holm's correction does not count them.
+comparisons are n/a, `why_na` says so, and Holm's correction does not count them, nor the
+underpowered ones (whether a comparison is tested depends on its seed count alone).
 """
 
 from __future__ import annotations
@@ -27,36 +31,57 @@ import numpy as np
 import pandas as pd
 
 from regbench.results import protocols
+from regbench.results.grid_stats import sign_flip_p, smallest_p
 
 ALPHA = 0.05
-BETTER, WORSE, SAME, NA, BASELINE = (
+BETTER, WORSE, SAME, NA, BASELINE, UNDERPOWERED = (
     "better",
     "worse",
     "no significant difference",
     "n/a",
     "baseline",
+    "underpowered",
 )
-COLUMNS = ("baseline", "n_paired", "diff", "diff_ci95", "p_value", "p_holm", "verdict", "why_na")
+UNTESTED = (NA, UNDERPOWERED)  # verdicts without a test, `why_na` saying why
+COLUMNS = (
+    "baseline",
+    "n_paired",
+    "diff",
+    "diff_ci95",
+    "p_value",
+    "p_holm",
+    "p_t",
+    "verdict",
+    "why_na",
+)
 
 
 @dataclass(frozen=True)
 class Paired:
-    """The mean of `a - b` over shared seeds; `ci95` is the half-width of its t interval and
-    `t` the paired t statistic (None below two seeds, as are `ci95` and `p_value`)."""
+    """The mean of `a - b` over shared seeds; `ci95` is the half-width of its t interval,
+    `p_value` the exact sign-flip test's, `t` and `p_t` the paired t-test's (None below two
+    seeds, as are `ci95` and `p_value`)."""
 
     n: int
     diff: float | None
     ci95: float | None
     p_value: float | None
     t: float | None = None
+    p_t: float | None = None
+
+    @property
+    def powered(self) -> bool:
+        """Whether the exact test can reach p < ALPHA with this many pairs (6 or more)."""
+        return self.n >= 2 and smallest_p(self.n) < ALPHA
 
 
 def paired(a: Mapping[int, float], b: Mapping[int, float]) -> Paired:
     """Paired difference of two cells' per-seed values over the seeds both have (NaN dropped).
 
-    n=0: nothing; n=1: the difference alone; n>=2: `scipy.stats.ttest_rel`'s t and p, computed
-    in its order of operations (numpy's mean, the mean squared deviation times n/(n-1)), so a
-    zero spread gives its t=+-inf, p=0, or t=p=NaN when every difference is 0.
+    n=0: nothing; n=1: the difference alone; n>=2: the exact sign-flip p, and
+    `scipy.stats.ttest_rel`'s t and p computed in its order of operations (numpy's mean, the
+    mean squared deviation times n/(n-1)), so a zero spread gives its t=+-inf, p_t=0, or
+    t=p_t=NaN when every difference is 0 (whose sign-flip p is 1).
     """
     seeds = sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
     diffs = np.array([float(a[s]) - float(b[s]) for s in seeds], dtype=np.float64)
@@ -66,14 +91,15 @@ def paired(a: Mapping[int, float], b: Mapping[int, float]) -> Paired:
     mean = float(np.mean(diffs))
     if n == 1:
         return Paired(1, mean, None, None)
+    exact = sign_flip_p(diffs.tolist())
     variance = float(np.mean((diffs - mean) ** 2) * (n / (n - 1)))
     error = math.sqrt(variance / n)
     if error == 0:  # the same difference on every seed
         t = math.copysign(math.inf, mean) if mean else math.nan
-        return Paired(n, mean, 0.0, 0.0 if mean else math.nan, t)
+        return Paired(n, mean, 0.0, exact, t, 0.0 if mean else math.nan)
     t = mean / error
     half = t_quantile(1 - ALPHA / 2, n - 1) * error
-    return Paired(n, mean, half, t_two_sided_p(t, n - 1), t)
+    return Paired(n, mean, half, exact, t, t_two_sided_p(t, n - 1))
 
 
 # Student's t from scipy.special: scipy.stats would add a second to every command that ranks.
@@ -108,9 +134,14 @@ def holm(p_values: Mapping[Any, float | None]) -> dict[Any, float | None]:
 
 
 def verdict(result: Paired, p_holm: float | None, higher_is_better: bool = True) -> str:
-    """better / worse (p_holm < ALPHA), no significant difference (also when ttest_rel's p is
-    NaN: every difference 0), or n/a where no test exists (below two shared seeds)."""
-    if result.diff is None or result.n < 2 or p_holm is None:
+    """better / worse (p_holm < ALPHA), no significant difference, underpowered (too few
+    shared seeds for the exact test ever to reach ALPHA), or n/a where no test exists (below
+    two shared seeds)."""
+    if result.diff is None or result.n < 2:
+        return NA
+    if not result.powered:
+        return UNDERPOWERED
+    if p_holm is None:
         return NA
     if math.isnan(p_holm) or p_holm >= ALPHA:
         return SAME
@@ -166,7 +197,7 @@ def versus_baseline(
             continue
         result = paired(values, by_cell[candidates[0]][1])
         results[cell] = (candidates[0], result, why_untested(result))
-    adjusted = holm({cell: r.p_value for cell, (_, r, _) in results.items()})
+    adjusted = holm({cell: tested(r) for cell, (_, r, _) in results.items()})
     rows = []
     for cell in by_cell:
         if cell not in results and cell in lost:
@@ -186,6 +217,7 @@ def versus_baseline(
                 "diff_ci95": r.ci95,
                 "p_value": r.p_value,
                 "p_holm": adjusted[cell],
+                "p_t": r.p_t,
                 "verdict": verdict(r, adjusted[cell], higher_is_better),
                 "why_na": reason,
             }
@@ -217,8 +249,22 @@ def _why_no_baseline(baseline: str, cells: int, statuses: Counter | None) -> str
     return f"{baseline} not run: {ended}" if ended else f"{baseline} not run"
 
 
+def fewest_tested(comparisons: int = 1) -> int:
+    """The fewest shared seeds whose exact test can reach p < ALPHA (6 at 0.05), or, among
+    `comparisons` Holm-corrected ones, whose smallest p times their number can (9 for 9)."""
+    return next(n for n in range(2, 64) if max(comparisons, 1) * smallest_p(n) < ALPHA)
+
+
+def tested(result: Paired) -> float | None:
+    """The p-value Holm's correction counts: None for a comparison that makes no test."""
+    return result.p_value if result.powered else None
+
+
 def why_untested(result: Paired) -> str | None:
-    """Why a paired comparison has no test (below two shared seeds); None when it has one."""
+    """Why a paired comparison has no test (below two shared seeds, or too few for the exact
+    test to reach ALPHA); None when it has one."""
+    if result.n >= 2 and not result.powered:
+        return f"{result.n} seeds: underpowered"
     return {0: "no shared seeds", 1: "n=1: one shared seed"}.get(result.n)
 
 
