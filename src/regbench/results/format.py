@@ -43,7 +43,7 @@ def mean_and_ci(
     runs past what the figure can be (two seeds' t interval, `0.595 ± 2.175` on an accuracy)
     is shown as its part within `bounds`: `0.595 [0.000, 1.000]`."""
     text = fmt(mean, f"{sign}.{DECIMALS}f")
-    if missing(ci):
+    if ci is None or missing(ci):
         return text
     low, high = bounds
     if missing(mean) or low <= mean - ci and mean + ci <= high:
