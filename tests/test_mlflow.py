@@ -119,6 +119,10 @@ def test_a_cell_is_a_parent_run_and_its_seeds_are_child_runs(tmp_path, mlflow_db
     assert "lr_schedule=cosine" in parent["tags.regbench.protocol"]
     assert parent["params.learning_rate"] == "0.05" and parent["params.dropout.rate"] == "0.3"
     assert set(children["tags.mlflow.parentRunId"]) == {parent["run_id"]}
+    # the cell's figures on its parent, so MLflow's list sorts cells: one ok seed of two
+    assert parent["metrics.val_accuracy_mean"] == pytest.approx(0.5)
+    assert (parent["metrics.seeds_ok"], parent["metrics.seeds_planned"]) == (1, 2)
+    assert parent["metrics.seeds_lost"] == 1 and "metrics.val_accuracy_ci95" not in parent
     ok, failed = children.loc["model1-dropout-s0-aaaa"], children.loc["model1-dropout-s1-aaaa"]
     assert ok["status"] == "FINISHED" and failed["status"] == "FAILED"
     assert failed["tags.regbench.error"] == "loss became nan at epoch 2"
@@ -170,9 +174,12 @@ def test_exporting_again_adds_only_new_runs_under_the_same_parent(tmp_path, mlfl
     assert (third.added, third.already_there) == (1, 2)
     runs = reader(uri, "exp")
     assert len(runs) == 4 and runs["tags.mlflow.parentRunId"].dropna().nunique() == 1
+    parent = runs[runs["tags.regbench.run_id"].isna()].iloc[0]  # its figures: the later ones
+    assert (parent["metrics.seeds_ok"], parent["metrics.seeds_planned"]) == (2, 3)
+    assert parent["metrics.val_accuracy_ci95"] == 0.0  # two ok seeds, both 0.5
 
 
-def test_a_folder_means_a_sqlite_store_in_it_read_back_as_is(tmp_path, reader):
+def test_a_folder_means_a_sqlite_store_in_it_read_back_as_is(tmp_path, reader, capsys):
     """MLflow 3 opens file stores only with MLFLOW_ALLOW_FILE_STORE=true; a folder gets a
     SQLite store that any reader opens without it. Its file URI names the same store (checked
     without making a second one: MLflow takes seconds to create a database)."""
@@ -180,8 +187,11 @@ def test_a_folder_means_a_sqlite_store_in_it_read_back_as_is(tmp_path, reader):
     target = tmp_path / "mlruns"
     store = f"sqlite:///{target / 'mlflow.db'}"
     assert mlflow_export.tracking_store(target.as_uri()) == (store, target / "mlartifacts")
+    assert main(["export", str(folder), "--to", "mlflow", "--tracking-uri", str(target)]) == 0
+    said = " ".join(capsys.readouterr().out.split())  # never silently: the line says where
+    assert f"{target} is written as the SQLite store {store}" in said
     done = mlflow_export.export(folder, str(target))
-    assert done.added == 2 and "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    assert done.already_there == 2 and "MLFLOW_ALLOW_FILE_STORE" not in os.environ
     assert done.tracking_uri == store
     assert len(reader(done.tracking_uri, "exp")) == 3
     assert not any(target.glob("*/meta.yaml"))

@@ -358,7 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_folder_argument(p, "export")
     p.add_argument("--to", choices=("mlflow",), default="mlflow", help="target (default mlflow)")
     p.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, e.g. ./mlruns)"
+        "--tracking-uri",
+        help="MLflow tracking URI: http://HOST:5000, sqlite:///FILE, or a folder or file:DIR "
+        "(a SQLite store DIR/mlflow.db, as MLflow 3 keeps file stores off); default "
+        "MLFLOW_TRACKING_URI, else MLflow's own default (./mlflow.db)",
     )
     p.add_argument(
         "--mlflow-experiment", help="MLflow experiment name (default: the folder's name)"

@@ -27,6 +27,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"exported {done.added} run(s) to MLflow experiment {done.experiment_id} at "
         f"{done.tracking_uri} ({done.already_there} already there{redone})"
     )
+    if args.tracking_uri and done.tracking_uri != args.tracking_uri:
+        say(
+            f"({args.tracking_uri} is written as the SQLite store {done.tracking_uri}: MLflow 3 "
+            f"opens a file store only with {mlflow_export.ALLOW_FILE_STORE}=true)"
+        )
     if missing:
         warn(
             f"{len(missing)} run(s) saved a model that is no longer in {folder}/models, so "
