@@ -189,7 +189,7 @@ def test_plan_estimates_the_time_left_from_measured_epochs(cli, tmp_path):
 def test_final_progress_is_labelled_final():
     from rich.console import Console
 
-    from regbench.cli.progress import GridProgress
+    from regbench.study.progress import GridProgress
 
     shown = GridProgress(Console(force_terminal=True, width=80), label="final")
     shown.begin(1, 0, Path("exp"))

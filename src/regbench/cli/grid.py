@@ -43,10 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     import warnings
 
     import regbench
-    from regbench.cli.progress import GridProgress
     from regbench.engine.outcome import now
     from regbench.results.utilisation import busy
     from regbench.study import FailedRuns
+    from regbench.study.progress import GridProgress
 
     chosen = experiment(args)
     if args.dry_run:

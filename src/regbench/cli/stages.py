@@ -72,7 +72,7 @@ def cmd_final(args: argparse.Namespace) -> int:
     once per seed."""
     import regbench
     from regbench.cli.common import console
-    from regbench.cli.progress import GridProgress
+    from regbench.study.progress import GridProgress
 
     if not args.best and not (args.arch and args.reg):
         raise RegbenchError("choose the cell with --arch and --reg, or take the best with --best")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from regbench.engine.experiment import Experiment
 from regbench.errors import RegbenchError
+from regbench.study.progress import auto_progress
 from regbench.study.settings import (
     FailedRuns,
     Interrupted,
@@ -125,9 +126,14 @@ def run(
     tuner: str = "random",
     max_trials: int = 10,
     observer: Observer | None = None,
+    progress: bool | None = None,
     **settings: Any,
 ) -> Results:
     """Train every run of the grid that its folder does not hold yet; return the grid's results.
+
+    `observer` hears each run start, each epoch end and each run end; without one, `progress`
+    shows them on stderr (True), never (False), or where someone watches (None: stderr a
+    terminal, or a notebook).
 
     `force` retrains finished runs; `tune` runs the tuning stage first and trains with its
     values (as `tuned` does with an earlier stage's). Failed runs are rows with a status and
@@ -149,7 +155,8 @@ def run(
     check_data(specs, experiment)
     store = Store(experiment.folder)  # takes the folder's lock; upgrades or rebuilds the store
     try:
-        _execute(specs, store, options, experiment, force, observer or Observer())
+        shown = observer or auto_progress(progress) or Observer()
+        _execute(specs, store, options, experiment, force, shown)
     finally:
         store.close()
     results = load(experiment.folder, only=specs)
