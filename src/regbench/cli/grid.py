@@ -27,10 +27,20 @@ NEEDS_EXTRA = {
 }
 
 
+def protocol_given(args: argparse.Namespace) -> set[str]:
+    """The protocol settings the command line chose (all of them with --config: the file
+    says what it trains under); `--tuned` takes the others from the tuning stage."""
+    from regbench.study.tuning import TUNED_SETTINGS
+
+    if getattr(args, "config", None):
+        return set(TUNED_SETTINGS)
+    return {name for name in TUNED_SETTINGS if getattr(args, name, None) is not None}
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     import regbench
 
-    planned = regbench.plan(experiment(args), tuned=args.tuned)
+    planned = regbench.plan(experiment(args), tuned=args.tuned, protocol_given=protocol_given(args))
     if args.json:
         print_json(_plan_json(planned))
     else:
@@ -65,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 force=args.force,
                 tuned=args.tuned or args.tune,
                 observer=GridProgress(console(stderr=args.json)),
+                protocol_given=protocol_given(args),
             )
     except regbench.Interrupted as stop:
         say(

@@ -106,6 +106,8 @@ TRIAL_COLUMNS = (
 )
 BEST_COLUMNS = {"arch": "TEXT", "reg": "TEXT", "values": "TEXT", "score": "REAL"}
 BEST_COLUMNS |= {"search_hash": "TEXT", "dataset": "TEXT"}
+TUNED_UNDER = {"protocol": "TEXT", "seed": "INTEGER"}  # m010: what the values were tuned under
+BEST_COLUMNS |= TUNED_UNDER
 TABLES = ("runs", "epochs", "trials", "best_values")
 
 CREATE_TABLES = (
@@ -270,6 +272,14 @@ def m009_identity_v6(db: sqlite3.Connection, folder: Path) -> None:
             "cell_hash": identity_v6.cell_hash(row),
         },
     )
+
+
+@migration
+def m010_tuned_under(db: sqlite3.Connection, folder: Path) -> None:
+    """Tuned values keep what they were tuned under: the training protocol (JSON of its
+    settings) and the seed whose split scored the trials, so `run --tuned` trains them as
+    tuned and says when a grid seed is that one. Values tuned before: both unknown (NULL)."""
+    _add_missing_columns(db, "best_values", {"protocol": "TEXT", "seed": "INTEGER"})
 
 
 def _rewrite_runs(

@@ -383,12 +383,16 @@ class Store:
         score: float,
         search_hash: str,
         dataset: str = "",
+        protocol: Mapping[str, Any] | None = None,
+        seed: int | None = None,
     ) -> None:
+        """The best values of a cell, with the protocol (its settings) and the seed they were
+        tuned under."""
         try:
             with self.db:
                 self.db.execute(
                     'INSERT OR REPLACE INTO best_values (arch, reg, "values", score, '
-                    "search_hash, dataset) VALUES (?,?,?,?,?,?)",
+                    "search_hash, dataset, protocol, seed) VALUES (?,?,?,?,?,?,?,?)",
                     (
                         arch,
                         reg,
@@ -396,6 +400,8 @@ class Store:
                         score,
                         search_hash,
                         dataset,
+                        None if protocol is None else json.dumps(dict(protocol), sort_keys=True),
+                        seed,
                     ),
                 )
         except sqlite3.Error as exc:
@@ -410,6 +416,23 @@ class Store:
             for arch, reg, values, tuned_on in rows
             if dataset is None or tuned_on == dataset
         }
+
+    def tuned_under(
+        self, dataset: str | None = None
+    ) -> dict[tuple[str, str], tuple[dict[str, Any] | None, int | None]]:
+        """Per (arch, reg): the protocol settings and the seed its values were tuned under
+        (None, None for values tuned before regbench recorded them)."""
+        rows = self.db.execute("SELECT arch, reg, protocol, seed, dataset FROM best_values")
+        found = {}
+        for arch, reg, protocol, seed, tuned_on in rows:
+            if dataset is not None and tuned_on != dataset:
+                continue
+            try:
+                settings = json.loads(protocol) if isinstance(protocol, str) else None
+            except ValueError:
+                settings = None
+            found[(arch, reg)] = (settings if isinstance(settings, dict) else None, seed)
+        return found
 
     # ------------------------------------------------------------ exports
 

@@ -17,6 +17,7 @@ from regbench.study.settings import (
     Observer,
     Plan,
     PlannedRun,
+    TunedProtocol,
     check_data,
     load_options,
 )
@@ -24,6 +25,7 @@ from regbench.study.tuning import tune
 
 __all__ = [
     "FailedRuns",
+    "TunedProtocol",
     "Interrupted",
     "Observer",
     "Plan",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from regbench.study.settings import (
     settings_of,
     with_settings,
 )
-from regbench.study.tuning import search
+from regbench.study.tuning import TUNED_SETTINGS, search, tuned_settings
 
 if TYPE_CHECKING:
     from regbench.engine.plan import RunSpec
@@ -31,12 +32,22 @@ if TYPE_CHECKING:
 
 
 @with_settings
-def plan(base: Experiment | None = None, /, *, tuned: bool = False, **settings: Any) -> Plan:
+def plan(
+    base: Experiment | None = None,
+    /,
+    *,
+    tuned: bool = False,
+    protocol_given: Collection[str] | None = None,
+    **settings: Any,
+) -> Plan:
     """The runs of the experiment's grid and which of them its folder already holds, with the
-    time its measured runs say the rest will take (`Plan.estimate`)."""
+    time its measured runs say the rest will take (`Plan.estimate`); with `tuned`, under the
+    protocol `run` would train them under (see `run`)."""
     from regbench.engine.pending import stale_reasons
 
     experiment = settings_of(base, settings)
+    if tuned:
+        experiment, _ = as_tuned(experiment, _told(base, settings, protocol_given))
     specs = _specs(experiment, tuned)
     rows = _stored_rows(experiment.folder)
     statuses = {row["config_hash"]: row["status"] for row in rows}
@@ -97,6 +108,72 @@ def _stored_rows(folder: Path) -> list[dict[str, Any]]:
     return stored_runs(folder)
 
 
+def _told(
+    base: Experiment | None, settings: Mapping[str, Any], given: Collection[str] | None
+) -> set[str]:
+    """The protocol settings the caller chose: `given`, else the keywords given, or every
+    one of a `base` experiment."""
+    if given is not None:
+        return set(given)
+    return set(TUNED_SETTINGS) if base is not None else set(settings)
+
+
+def as_tuned(experiment: Experiment, told: set[str]) -> tuple[Experiment, list[str]]:
+    """The experiment with the protocol its grid's values were tuned under, in the settings
+    not `told`, and the lines that say what it trains under; unchanged where the values'
+    protocol is unknown (tuned by an earlier regbench) or differs between cells."""
+    from dataclasses import replace
+
+    from regbench.results.store import DB_NAME, Store
+
+    if not (experiment.folder / DB_NAME).exists():
+        return experiment, []  # tuned_values says there is nothing tuned
+    store = Store(experiment.folder, create=False)
+    try:
+        under = store.tuned_under(experiment.dataset)
+    finally:
+        store.close()
+    mine = {k: v for k, v in under.items() if k[0] in experiment.arch and k[1] in experiment.reg}
+    notes = []
+    seeds = sorted({seed for _, seed in mine.values() if seed in experiment.seeds})
+    if seeds:
+        notes.append(
+            f"tuned: seed {', '.join(map(str, seeds))} scored the tuning trials, so its runs "
+            "confirm the values on the split that chose them (not an independent check)"
+        )
+    recorded = {json.dumps(p, sort_keys=True) for p, _ in mine.values() if p is not None}
+    if len(recorded) != 1:
+        if len(recorded) > 1:
+            notes.append(
+                "tuned: the cells were tuned under different protocols; training all "
+                "under this run's"
+            )
+        return experiment, notes
+    tuned = json.loads(recorded.pop())
+    current = json.loads(json.dumps(tuned_settings(experiment)))
+    differ = [k for k in TUNED_SETTINGS if k in tuned and tuned[k] != current[k]]
+    adopt = [k for k in differ if k not in told]
+    kept = [k for k in differ if k in told]
+    if adopt:
+        checked = Experiment.create(**{k: tuned[k] for k in adopt})
+        experiment = replace(experiment, **{k: getattr(checked, k) for k in adopt})
+        flags = ", ".join("--" + k.replace("_", "-") for k in adopt)
+        notes.append(
+            f"tuned: training as the values were tuned, {_settings(tuned, adopt)} (not "
+            f"{_settings(current, adopt)}); choose another with {flags}"
+        )
+    if kept:
+        notes.append(
+            f"tuned: the values were tuned under {_settings(tuned, kept)}; training under "
+            f"{_settings(current, kept)}, as given"
+        )
+    return experiment, notes
+
+
+def _settings(values: Mapping[str, Any], names: Sequence[str]) -> str:
+    return ", ".join(f"{name}={json.dumps(values[name])}" for name in names)
+
+
 def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
     """The tuning stage's best values in `folder`, for runs on `dataset`."""
     from regbench.results.store import DB_NAME, Store
@@ -127,6 +204,7 @@ def run(
     max_trials: int = 10,
     observer: Observer | None = None,
     progress: bool | None = None,
+    protocol_given: Collection[str] | None = None,
     **settings: Any,
 ) -> Results:
     """Train every run of the grid that its folder does not hold yet; return the grid's results.
@@ -135,15 +213,24 @@ def run(
     shows them on stderr (True), never (False), or where someone watches (None: stderr a
     terminal, or a notebook).
 
+    With `tuned`, the protocol settings the caller did not give (`protocol_given`; by default
+    the keywords given, or every setting of a `base` experiment) are those the values were
+    tuned under, and the observer's `note` says so, as it says when a given one differs.
+
     `force` retrains finished runs; `tune` runs the tuning stage first and trains with its
     values (as `tuned` does with an earlier stage's). Failed runs are rows with a status and
     an error, not exceptions; when there are any, a `FailedRuns` warning says how many.
     Raises `Interrupted` on Ctrl-C, after keeping every finished run.
     """
     experiment = settings_of(base, settings)
+    shown = observer or auto_progress(progress) or Observer()
     if tune:
         search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
         tuned = True
+    if tuned:
+        experiment, notes = as_tuned(experiment, _told(base, settings, protocol_given))
+        for note in notes:
+            shown.note(note)
     # the workers decide applicability as they build, so this process never loads Keras
     specs = _specs(experiment, tuned, applicability=False)
     from regbench.engine import executor as ex
@@ -155,7 +242,6 @@ def run(
     check_data(specs, experiment)
     store = Store(experiment.folder)  # takes the folder's lock; upgrades or rebuilds the store
     try:
-        shown = observer or auto_progress(progress) or Observer()
         _execute(specs, store, options, experiment, force, shown)
     finally:
         store.close()

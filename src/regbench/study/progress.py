@@ -72,6 +72,9 @@ class GridProgress(Observer):
         else:
             self._line(f"[{self._started}/{self.total}] {run_id}: started on {worker}")
 
+    def note(self, text: str) -> None:
+        self._line(text)
+
     def update(self, info: dict[str, Any]) -> None:
         run_id = info.get("run_id", "")
         epoch, epochs = int(info.get("epoch") or 0), int(info.get("epochs") or 0)

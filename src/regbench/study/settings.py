@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -34,6 +35,16 @@ class Observer:
 
     def end(self) -> None:
         """Training stopped (finished, failed or interrupted)."""
+
+    def note(self, text: str) -> None:
+        """A line the caller should read before training (e.g. what `tuned` trains under);
+        by default a `TunedProtocol` warning."""
+        warnings.warn(text, TunedProtocol, stacklevel=3)  # note, run, the caller
+
+
+class TunedProtocol(UserWarning):
+    """`run(tuned=True)` trains values under the protocol they were tuned under, or says
+    that it does not (the caller chose another), or that a grid seed is the tuning seed."""
 
 
 class FailedRuns(UserWarning):

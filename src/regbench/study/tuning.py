@@ -93,7 +93,9 @@ def search(
                 on_trial=_recording(store.record_trial, on_trial, cell.arch, cell.reg),
                 execution=experiment.execution,
                 executions_per_trial=seeds_per_trial,
-                on_best=_recording(lambda b: _record_best(store, b), on_best, cell.arch, cell.reg),
+                on_best=_recording(
+                    lambda b: _record_best(store, b, experiment, seed), on_best, cell.arch, cell.reg
+                ),
             )
             found[(cell.arch, cell.reg)] = dict(best or {})
     finally:
@@ -118,7 +120,7 @@ def _recording(
     return heard
 
 
-def _record_best(store: Store, best: dict[str, Any]) -> None:
+def _record_best(store: Store, best: dict[str, Any], experiment: Experiment, seed: int) -> None:
     store.record_best(
         best["arch"],
         best["reg"],
@@ -126,4 +128,32 @@ def _record_best(store: Store, best: dict[str, Any]) -> None:
         best["score"],
         best["search_hash"],
         dataset=best["dataset"],
+        protocol=tuned_settings(experiment),
+        seed=seed,
     )
+
+
+# the settings of a protocol that `run --tuned` trains as they were tuned (the dataset is
+# matched already: values are looked up per dataset)
+TUNED_SETTINGS = (
+    "dataset_options",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "optimizer_options",
+    "learning_rate",
+    "lr_schedule",
+    "target",
+    "precision",
+)
+
+
+def tuned_settings(experiment: Experiment) -> dict[str, Any]:
+    """The protocol settings an experiment tunes under, as JSON-ready values."""
+    found = {}
+    for name in TUNED_SETTINGS:
+        value = getattr(experiment, name)
+        found[name] = dict(value) if name.endswith("_options") else value
+    if found["target"] is not None:
+        found["target"] = list(found["target"])
+    return found
