@@ -449,3 +449,23 @@ def test_a_shown_interval_never_leaves_the_unit_range(mean, ci):
         assert 0 <= low <= round(mean, 3) <= high <= 1
     else:
         assert mean - ci >= 0 and mean + ci <= 1
+
+
+def test_eighty_columns_keep_a_tuned_cells_rank_seeds_and_verdict_whole():
+    """A tuned cell's `rate=0.120928 (tuned: rate)` used to take the width the verdict needed:
+    `#` blank, `1…` for n, the verdict cut off at the edge."""
+    runs = runs_of({("model3", "none"): [0.2, 0.25], ("model3", "dropout"): [0.22, 0.21]})
+    tuned = runs["reg"] == "dropout"
+    runs.loc[tuned, "params"] = '{"rate": 0.120928}'
+    runs.loc[tuned, "tuned"] = '["rate"]'
+    buffer = io.StringIO()
+    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=80, no_color=True))
+    text = buffer.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in text
+    rows = [line for line in lines if line.count("│") == 7]  # every column there, none cut
+    dropout = next(line for line in rows if "dropout" in line)
+    assert dropout.startswith("2│") and "2/2" in dropout and "rate=0.120928" in dropout
+    assert "-0.010±0.381" in dropout and "2 seeds:" in dropout
+    assert any(line.rstrip().endswith("│underpowered") for line in rows)
+    assert "(tuned: rate)" in text

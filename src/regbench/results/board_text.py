@@ -58,6 +58,7 @@ def lost_table(board: pd.DataFrame, label: str, baseline: str, compact: bool) ->
 
 
 NUMBER = {"no_wrap": True}  # a figure is never split across lines
+NARROW_HEADERS = {"hyperparameters": "hyper-\nparameters"}  # a narrow table's headings
 
 
 def _whole_words(board: pd.DataFrame, cell: Any) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def _names(board: pd.DataFrame) -> list[tuple[str, Any, dict[str, Any], Any]]:
     return [
         ("arch", "left", whole("arch", board["arch"]), lambda r: escape(r.arch)),
         ("reg", "left", whole("reg", board["reg"]), lambda r: escape(r.reg)),
-        ("hyperparameters", "left", whole("", _value_items(board)), _hyperparameters),
+        # wraps between its items (and before "(tuned: ...)"), never inside a value
+        ("hyperparameters", "left", _items(_value_items(board)), _hyperparameters),
     ]
 
 
@@ -91,20 +93,39 @@ def _laid_out(
     from rich.markup import escape
     from rich.table import Table
 
-    out = Table(title=escape(title), title_justify="left", padding=(0, 0 if compact else 1))
+    out = Table(
+        title=escape(title),
+        title_justify="left",
+        padding=(0, 0 if compact else 1),
+        show_edge=not compact,  # narrow: two more characters for the figures
+    )
     if compact:
         columns = [c for c in columns if c[0] not in COMPACT_DROPS]
+        columns = [(NARROW_HEADERS.get(c[0], c[0]), *c[1:]) for c in columns]
     for name, justify, options, _ in columns:
+        if compact and not options.get("no_wrap") and "min_width" in options:
+            # narrow: a wrapping column no wider than its longest word, which rich's own
+            # shrinking does not always reach (a table a column too wide is cut at the edge)
+            options = {**options, "max_width": options["min_width"]}
         out.add_column(name, justify=justify, **options)
-    widths = [len(name) for name, *_ in columns]
+    widths = [max(map(len, name.split("\n"))) for name, *_ in columns]
     for row in board.itertuples():
         cells = [cell(row) for *_, cell in columns]
-        cells = [c.replace(" ± ", "±") if compact else c for c in cells]
+        if compact:  # figures without their spaces: `0.215±0.064`, `0.225[0.000,0.543]`
+            cells = [
+                _tight(c) if options is NUMBER else c
+                for c, (_, _, options, _) in zip(cells, columns, strict=True)
+            ]
         lines = [max(len(line) for line in c.split("\n")) for c in cells]
         widths = [max(pair) for pair in zip(widths, lines, strict=True)]
         out.add_row(*cells)
-    # unwrapped: each column's widest line, its padding and a border
-    return out, sum(widths) + len(widths) * (1 if compact else 3) + 1
+    # unwrapped: each column's widest line, its padding and a border (none at the edges
+    # when narrow)
+    return out, sum(widths) + (len(widths) - 1 if compact else len(widths) * 3 + 1)
+
+
+def _tight(text: str) -> str:
+    return text.replace(" ± ", "±").replace(" [", "[").replace(", ", ",")
 
 
 def lost_text(lost: Any) -> str:
@@ -213,6 +234,11 @@ def _verdict(row: Any) -> str:
         return str(row.verdict)
     short = {stats.SAME: "n.s."}.get(row.verdict, row.verdict)
     return f"{short} p={row.p_holm:.2g}"
+
+
+def _items(items: list[str]) -> dict[str, Any]:
+    """A column as wide as its longest item at least, wrapping between items."""
+    return {"min_width": max([len("parameters"), *(len(i) for i in items)])}
 
 
 def _value_items(board: pd.DataFrame) -> list[str]:
