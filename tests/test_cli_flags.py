@@ -136,6 +136,55 @@ def test_final_refuses_seed_and_seeds_together(cli):
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
 
 
+# ---------------------------------------------------------------- one vocabulary
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "tune", "final"])
+def test_seeds_are_spelled_one_way_in_every_command(command):
+    text = _help(command)
+    assert "--seeds" in text and "--seed " not in text and "--seed\n" not in text
+
+
+@pytest.mark.parametrize("command", ["visualize", "report"])
+def test_output_folders_are_spelled_one_way(command):
+    text = _help(command)
+    assert "--output-dir" in text
+    assert "--figures" not in text and "--report-dir" not in text
+
+
+def _help(command: str) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (["visualize", "--figures", "F"], "--figures is deprecated; use --output-dir"),
+        (["report", "--report-dir", "F"], "--report-dir is deprecated; use --output-dir"),
+    ],
+)
+def test_an_old_spelling_still_works_and_says_the_new_one(old, new, capsys):
+    from regbench.cli.stages import _output
+
+    args = build_parser().parse_args(old)
+    flag = old[1]
+    assert _output(args, flag) == "F"
+    assert new in capsys.readouterr().err
+
+
+def test_final_seed_still_works_and_says_seeds(capsys):
+    from regbench.cli.stages import _seeds
+
+    assert _seeds(build_parser().parse_args(["final", "--best", "--seed", "4"])) == (4,)
+    assert "--seed is deprecated; use --seeds 4," in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- 80 and 120 columns
 
 SWEEP = ["--arch", "model1,model3", "--reg", "none,l2,dropout+batchnorm"]

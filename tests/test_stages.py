@@ -37,7 +37,7 @@ def test_visualize_a_cell_writes_every_figure(experiment, tmp_path, cli):
         "batchnorm",
         "--experiment",
         str(experiment),
-        "--figures",
+        "--output-dir",
         str(out),
         "--class",
         "3",
@@ -76,7 +76,7 @@ def test_visualize_a_run_with_an_image_file(experiment, tmp_path, cli):
         "featuremaps",
         "--layers",
         "2",
-        "--figures",
+        "--output-dir",
         str(tmp_path / "o"),
     )
     assert result.returncode == 0, result.stderr
@@ -114,7 +114,7 @@ def test_visualize_refuses_a_fifo_image_and_a_file_for_a_folder(experiment, cli,
         args, message = ["--image", str(tmp_path / "pipe")], "is not a regular file (a FIFO)"
     else:
         (tmp_path / "existing.png").write_bytes(b"")
-        args, message = ["--figures", str(tmp_path / "existing.png")], "cannot make the figures"
+        args, message = ["--output-dir", str(tmp_path / "existing.png")], "cannot make the figures"
     result = cli(*base, *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -277,9 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         "`regbench list` shows the installed ones)",
     )
     p.add_argument(
-        "--figures", help="folder for the figures (default DIR/figures/visualize/RUN_ID)"
+        "--output-dir",
+        metavar="FOLDER",
+        help="folder for the figures (default DIR/figures/visualize/RUN_ID)",
     )
-    p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)  # 0.1's --figures
+    # the spellings before --output-dir, each still taken with a deprecation line
+    p.add_argument("--figures", dest="old_figures", help=argparse.SUPPRESS)
+    p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)
     _add_json(p, "the files written")
     p.set_defaults(func="visualize")
 
@@ -294,9 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="as for run: a count (3: seeds 0, 1, 2) or a list like 1,2,3; one final run "
         "each (default: seed 0)",
     )
-    seeds.add_argument(
-        "--seed", type=int, metavar="N", help="one final run with seed N (as --seeds N,)"
-    )
+    seeds.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # --seeds N, now
     _add_stage_options(p)
     _add_json(p, "the final runs' rows")
     p.set_defaults(func="final")
@@ -304,9 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="HTML and Markdown report of an experiment, with figures")
     _add_folder_argument(p, "report")
     p.add_argument(
-        "--report-dir", help="folder for report.html, report.md and figures/ (default: DIR)"
+        "--output-dir",
+        metavar="FOLDER",
+        help="folder for report.html, report.md and figures/ (default: DIR)",
     )
-    p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)  # 0.1's --report-dir
+    # the spellings before --output-dir, each still taken with a deprecation line
+    p.add_argument("--report-dir", dest="old_report_dir", help=argparse.SUPPRESS)
+    p.add_argument("--out", dest="old_output", help=argparse.SUPPRESS)
     p.add_argument(
         "--baseline", default="none", help="the regularizer cells are compared with (default none)"
     )

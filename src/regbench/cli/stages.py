@@ -26,11 +26,18 @@ def _folder(args: argparse.Namespace, positional: str | None = None) -> Path:
     return Path(chosen) if chosen is not None else Path("reports") / args.dataset
 
 
-def _output(args: argparse.Namespace, flag: str) -> str | None:
-    """The output folder option, or its 0.1 spelling `--out`."""
-    if args.old_output is not None:
-        warn(f"--out is deprecated here; use {flag}")
-    return getattr(args, flag.lstrip("-").replace("-", "_")) or args.old_output
+def _output(args: argparse.Namespace, old: str) -> str | None:
+    """`--output-dir`, or an earlier spelling of it (`old`, or 0.1's `--out`) with a
+    deprecation line."""
+    for flag, value in (
+        (old, getattr(args, "old_" + old.lstrip("-").replace("-", "_"))),
+        ("--out", args.old_output),
+    ):
+        if value is not None:
+            warn(f"{flag} is deprecated; use --output-dir (it is the same folder)")
+            if args.output_dir is None:
+                return str(value)
+    return args.output_dir
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
@@ -63,6 +70,7 @@ def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
     from regbench.engine.experiment import Experiment
 
     if args.seed is not None:
+        warn(f"--seed is deprecated; use --seeds {args.seed}, (a list of one seed)")
         return (args.seed,)
     return Experiment.create(seeds=args.seeds).seeds
 

@@ -200,7 +200,7 @@ def visualize(
     except OSError as exc:
         raise RegbenchError(
             f"cannot make the figures folder {out_dir}: {exc.strerror or exc}; name a folder "
-            "with --figures"
+            "with --output-dir (out= in Python)"
         ) from None
     options = {
         "layers": layers,
