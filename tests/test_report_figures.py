@@ -307,3 +307,55 @@ def test_fmt_says_missing_as_asked(value, spec, missing):
     else:
         assert text == fmt(value, spec)  # a value prints the same whatever `missing` says
         assert float(text.replace(",", "")) != 0 or not text.startswith("-")
+
+
+def test_a_regularizers_colour_is_its_own_in_every_report():
+    """batchnorm was green in one report and red in another: colours came from each report's
+    own list of regularizers."""
+    from regbench.reporting import board_figures
+
+    one = board_figures._colors(["none", "batchnorm"])
+    other = board_figures._colors(["dropout", "mixup", "batchnorm", "l2", "none"])
+    assert one["batchnorm"] == other["batchnorm"] == board_figures.LAB_COLORS["batchnorm"]
+    assert board_figures.reg_color("mixup") == board_figures.reg_color("mixup")
+    assert board_figures.reg_color("mixup") not in board_figures.LAB_COLORS.values()
+
+
+def test_an_interval_past_the_axis_is_cut_with_an_arrowhead():
+    import pandas as pd
+
+    from regbench.reporting import board_figures
+
+    board = pd.DataFrame(
+        [
+            {
+                "arch": "model1",
+                "reg": "none",
+                "params": "",
+                "val_accuracy": 0.1,
+                "val_ci95": 0.5,
+                "val_by_seed": {0: 0.0, 1: 0.2},
+                "seeds": 2,
+                "planned": 2,
+                "ranked": True,
+                "protocol": "",
+                "failed": 0,
+            },
+            {
+                "arch": "model1",
+                "reg": "l2",
+                "params": "",
+                "val_accuracy": 0.5,
+                "val_ci95": 0.1,
+                "val_by_seed": {0: 0.45, 1: 0.55},
+                "seeds": 2,
+                "planned": 2,
+                "ranked": True,
+                "protocol": "",
+                "failed": 0,
+            },
+        ]
+    )
+    (ax,) = [a for a in board_figures.ci_bar_figure(board).axes if a.get_label() == "ci"]
+    cut = [c for c in ax.collections if c.get_label() == "_interval cut at the axis"]
+    assert len(cut) == 1 and cut[0].get_offsets()[0][0] == 0.0  # none's: 0.1 - 0.5 < 0

@@ -5,6 +5,7 @@ curves)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -81,6 +82,21 @@ def ci_bar_figure(board: pd.DataFrame) -> Figure:
             capsize=3,
             label="95% CI",
         )
+        # an interval that runs past 0 or 1 (two seeds' t interval) is cut at the axis, and
+        # an arrowhead there says it was
+        for bound, past, marker in ((0.0, m - c < 0, "<"), (1.0, m + c > 1, ">")):
+            if past.any():
+                at = [p for p, cut in zip(where, past, strict=True) if cut]
+                ax.scatter(
+                    [bound] * len(at),
+                    at,
+                    marker=marker,
+                    s=30,
+                    color="black",
+                    zorder=4,
+                    clip_on=False,
+                    label="_interval cut at the axis",
+                )
     seeds_x, seeds_y = [], []
     for position, values in zip(positions, rows["val_by_seed"], strict=True):
         points = [v for v in (values or {}).values() if v is not None]
@@ -109,7 +125,8 @@ def ci_bar_figure(board: pd.DataFrame) -> Figure:
     values.tick_params(length=0)
     ax.set_xlim(0, 1)
     ax.set_xlabel(
-        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1)"
+        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1, "
+        "an arrowhead where it runs past 0 or 1)"
         + (f"\n{note}" if note else ""),
         fontsize=9,
     )
@@ -205,8 +222,37 @@ def _spread(center: float, count: int, width: float = 0.4) -> list[float]:
     return [center - width / 2 + width * i / (count - 1) for i in range(count)]
 
 
-def _colors(names: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
+# a regularizer's colour is its own in every figure and every report: the lab's four fixed,
+# any other from its name (never from its place in one report's list)
+LAB_COLORS = {"none": "#7f7f7f", "l2": "#1f77b4", "dropout": "#ff7f0e", "batchnorm": "#2ca02c"}
+OTHER_COLORS = (
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+    "#393b79",
+)  # tab10's and tab20's others, the lab's four left out
 
-    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
-    return {n: palette[i % len(palette)] for i, n in enumerate(names)}
+
+def reg_color(name: str) -> str:
+    """The colour of regularizer `name`: the same in every report (a stable hash of the name
+    for those beyond the lab's four; two of them may share one)."""
+    if name in LAB_COLORS:
+        return LAB_COLORS[name]
+    digest = hashlib.sha256(name.encode()).digest()
+    return OTHER_COLORS[int.from_bytes(digest[:4], "big") % len(OTHER_COLORS)]
+
+
+def _colors(names: list[str]) -> dict[str, Any]:
+    return {n: reg_color(n) for n in names}

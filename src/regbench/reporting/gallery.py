@@ -63,8 +63,9 @@ OVERVIEW = {
     "mode; the diamonds are the leaderboard's means at the kept epoch, clean train accuracy "
     "and validation accuracy (bars: range across seeds)",
     "ci_bars": "Mean validation accuracy per ranked cell: one dot per seed, 95% confidence "
-    "interval of the mean where a cell has two seeds or more (a cell that lost seeds is not "
-    "ranked, and named under the axis)",
+    "interval of the mean where a cell has two seeds or more, cut at 0 or 1 with an arrowhead "
+    "(a cell that lost seeds is not ranked, and named under the axis); each regularizer keeps "
+    "its colour in every report",
     "accuracy_vs_time": "Validation accuracy against train time, one marker per run",
     "cd": "Critical-difference diagram: every regularizer's mean rank (1 = best) over the "
     "blocks (architecture × seed) in which all of them finished; a bar joins those whose mean "
