@@ -367,3 +367,45 @@ def test_load_image_refuses_missing_and_unreadable_files(tmp_path):
     with pytest.raises(RegbenchError) as info:
         load_image(truncated, (32, 32, 3))
     assert "\n" not in str(info.value)
+
+
+def test_layers_are_named_by_their_place_not_keras_global_counters():
+    """The third model a process builds names its first convolution `conv2d_2`: figures say
+    `conv2d_1`, its place among the model's Conv2D layers; a name the architecture chose
+    stays."""
+    from regbench.builtins.visualizers import display_name
+    from regbench.plugins.keras import import_keras
+
+    keras = import_keras()
+    for _ in range(3):
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8, 3)),
+                keras.layers.Conv2D(2, 3),
+                keras.layers.Conv2D(2, 3),
+                keras.layers.BatchNormalization(),
+                keras.layers.Conv2D(2, 3, name="stem"),
+            ]
+        )
+    names = [display_name(model, layer) for layer in model.layers]
+    assert names == ["conv2d_1", "conv2d_2", "batch_normalization_1", "stem"]
+
+
+def test_gradcam_names_the_true_class_beside_the_predicted_one():
+    import numpy as np
+
+    from regbench.builtins.visualizers import gradcam_figure
+
+    figure = gradcam_figure(
+        np.zeros((8, 8, 3)),
+        np.zeros((8, 8)),
+        layer_name="conv2d_1",
+        layer_shape=(4, 4),
+        probs=np.array([0.2, 0.8]),
+        predicted=1,
+        target=1,
+        class_names=["cat", "dog"],
+        true=0,
+    )
+    title = figure._suptitle.get_text()
+    assert "true 'cat' · predicted 'dog' with p = 80.0% (wrong)" in title

@@ -222,6 +222,22 @@ def featuremap_figure(
     return figure
 
 
+def display_name(model: Any, layer: Any) -> str:
+    """A layer's name as a figure shows it: its own name when the architecture gave one, or
+    else (Keras's `conv2d_2`, numbered across every model the process built) its type and its
+    place among the model's layers of that type: `conv2d_1` for the first Conv2D."""
+    import re
+
+    auto = re.fullmatch(r"(.+?)(?:_\d+)?", layer.name)
+    snake = re.sub(r"\W+", "", type(layer).__name__)  # as Keras names a layer it is not told
+    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", snake)
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
+    if auto is None or auto.group(1) != snake:
+        return str(layer.name)
+    same = [other for other in model.layers if type(other) is type(layer)]
+    return f"{snake}_{same.index(layer) + 1}"
+
+
 class FeatureMaps(Visualizer):
     """The lab's feature maps: one PNG per layer. Options: layers, title, dpi."""
 
@@ -239,16 +255,17 @@ class FeatureMaps(Visualizer):
         total = len(model.layers)
         paths = []
         for index, (layer, output) in enumerate(outputs, start=1):
+            shown = display_name(model, layer)
             figure = featuremap_figure(
                 image,
                 to_numpy(output)[0],
-                layer_name=layer.name,
+                layer_name=shown,
                 layer_type=type(layer).__name__,
                 position=f"{index}/{total}",
                 title=_prefix(options),
             )
             paths.append(
-                save_png(figure, Path(out_dir) / f"featuremaps_{index:02d}_{layer.name}.png", dpi)
+                save_png(figure, Path(out_dir) / f"featuremaps_{index:02d}_{shown}.png", dpi)
             )
         return paths
 
@@ -369,7 +386,7 @@ class Filters(Visualizer):
                     f"kernel_channel={options['kernel_channel']!r} must be 'mean' or an index"
                 )
         figure = filters_figure(
-            [(layer.name, to_numpy(layer.kernel)) for layer in convs],
+            [(display_name(model, layer), to_numpy(layer.kernel)) for layer in convs],
             count=_options_int(options, "filters", DEFAULT_FILTERS),
             channel=channel,
             shared_scale=_options_flag(options, "shared_scale"),
@@ -392,8 +409,11 @@ def gradcam_figure(
     target: int,
     class_names: Sequence[str] | None = None,
     title: str = "",
+    true: int | None = None,
 ):
-    """Input, Grad-CAM heatmap and overlay in a row (axes labelled input/heatmap/overlay)."""
+    """Input, Grad-CAM heatmap and overlay in a row (axes labelled input/heatmap/overlay);
+    the title names the true class where it is known (`true`), the predicted one, and the
+    class explained when it is another."""
     image = check_image(image)
     aspect = min(1.6, max(0.35, image.shape[0] / image.shape[1]))
     figure = agg_figure((11.0, 1.2 + 3.1 * aspect))
@@ -430,13 +450,17 @@ def gradcam_figure(
             f"explaining '{class_name(target, class_names)}' "
             f"(p = {float(probs[target]):.1%}); {line}"
         )
+    if true is not None:
+        verdict = "right" if true == predicted else "wrong"
+        line = f"true '{class_name(true, class_names)}' · {line} ({verdict})"
     figure.suptitle(f"{title}Grad-CAM on {layer_name}\n{line}", fontsize=11)
     return figure
 
 
 class GradCam(Visualizer):
     """Where the last conv layer sees evidence for a class: one PNG. Options: label (the class
-    to explain; default the predicted one), class_names, title, dpi."""
+    to explain; default the predicted one), true_label (the image's class, named in the
+    title), class_names, title, dpi."""
 
     name = "gradcam"
     aliases = ("grad-cam",)
@@ -454,13 +478,14 @@ class GradCam(Visualizer):
         figure = gradcam_figure(
             check_image(image),
             result["heatmap"],
-            layer_name=result["layer"],
+            layer_name=display_name(model, model.get_layer(result["layer"])),
             layer_shape=result["coarse"].shape,
             probs=result["probs"],
             predicted=result["predicted"],
             target=result["target"],
             class_names=options.get("class_names"),
             title=_prefix(options),
+            true=_whole(options.get("true_label")),
         )
         return [save_png(figure, Path(out_dir) / "gradcam.png", _dpi(options))]
 

@@ -206,6 +206,7 @@ def visualize(
         "layers": layers,
         "class_names": data.class_names,
         "label": label,
+        "true_label": label,  # the picked image's class (None for --image): figures name it
         "title": f"{row['arch']} + {row['reg']}",
     }
     written: list[Path] = []
