@@ -352,13 +352,22 @@ def test_accuracy_figure_has_train_and_validation_accuracy_and_loss(results):
 def test_final_figure_has_only_train_curves_and_the_test_accuracy_in_its_title(results):
     runs, epochs = results
     figure = figures.final_figure(epochs, FINAL_ID, FINAL_TEST)
-    assert lines(figure.axes[0]) == ["train (running, training mode)"]
+    assert lines(figure.axes[0]) == ["train (running, training mode)", figures.TEST_LABEL]
     assert f"test accuracy {FINAL_TEST:.4f}" in figure.get_suptitle()
     # given the run's row, it reads the test accuracy there and marks the clean train figure
     (row,) = runs[runs["run_id"] == FINAL_ID].to_dict("records")
     figure = figures.final_figure(epochs, row)
     assert f"test accuracy {FINAL_TEST:.4f}" in figure.get_suptitle()
-    assert lines(figure.axes[0]) == ["train (running, training mode)", figures.END_LABELS["train"]]
+    assert lines(figure.axes[0]) == [
+        "train (running, training mode)",
+        figures.END_LABELS["train"],
+        figures.TEST_LABEL,
+    ]
+    # and the one test evaluation is drawn too, a star after the last epoch
+    stars = [line for line in figure.axes[0].lines if line.get_marker() == "*"]
+    assert len(stars) == 1 and stars[0].get_ydata()[0] == pytest.approx(FINAL_TEST)
+    low, high = figure.axes[0].get_ylim()
+    assert low < FINAL_TEST < high
 
 
 def test_a_run_without_epochs_cannot_be_plotted(results):

@@ -48,6 +48,7 @@ END_COLUMNS = {
 END_LABELS = {"train": "train (clean, kept weights)", "val": "validation (kept weights)"}
 END_DODGE = {"train": -3.5, "val": 3.5}  # points apart, so two equal figures both show
 KEPT_LABEL = "kept epoch (best weights restored)"
+TEST_LABEL = "test (evaluated once, after training)"
 SETTING_STYLES = ("-", "--", ":", "-.")
 LAB_REGS = ("none", "l2", "dropout", "batchnorm")
 
@@ -144,13 +145,43 @@ def final_figure(
 ) -> Figure:
     """The lab's Figure 1: a final-stage run trains on train+validation, so only train curves.
 
-    The one test evaluation goes into the title, since there is no validation curve to read.
+    The one test evaluation goes into the title, and is drawn as a star after the last epoch
+    on the accuracy and loss panels (its loss too, where the run recorded it), outside the
+    curves' own range if need be.
     """
     row = _row(run)
     if missing(test_accuracy):
         test_accuracy = row.get("test_accuracy")
     test = "not evaluated" if missing(test_accuracy) else f"{test_accuracy:.4f}"
-    return _curves_figure(epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims)
+    figure = _curves_figure(epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims)
+    last = int(epochs.loc[epochs["run_id"] == row["run_id"], "epoch"].max())
+    for ax in figure.axes:
+        value = {"accuracy": test_accuracy, "loss": row.get("test_loss")}.get(ax.get_label())
+        if missing(value):
+            continue
+        ax.plot(
+            [last],
+            [value],
+            marker="*",
+            markersize=11,
+            color="tab:red",
+            linestyle="",
+            label=TEST_LABEL,
+        )
+        ax.annotate(
+            f"test {value:.3f}",
+            (last, value),
+            textcoords="offset points",
+            xytext=(-6, 6),
+            ha="right",
+            fontsize=7,
+            color="tab:red",
+        )
+        low, high = ax.get_ylim()
+        ax.set_ylim(
+            min(low, value - 0.02 * abs(high - low)), max(high, value + 0.02 * abs(high - low))
+        )
+    return figure
 
 
 def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame, protocol: str | None = None) -> Figure:

@@ -170,15 +170,20 @@ def _caption(caption: str, protocol: str, suffix: str) -> str:
 def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> dict[str, Figure]:
     """Each drawn run's curves (see `drawn`) and every final run's, by run id."""
     every = pd.concat([drawn(grid_runs(runs)), final_runs(runs)])
-    # the runs of one architecture share their y axes, so their curves compare at a glance
-    limits = {arch: figures.shared_limits(epochs, group) for arch, group in every.groupby("arch")}
+    # the finished runs of one architecture share their y axes, so their curves compare at a
+    # glance; a run that failed or diverged (a loss of 20) keeps scales of its own
+    finished = every[every["status"] == "ok"]
+    limits = {
+        arch: figures.shared_limits(epochs, group) for arch, group in finished.groupby("arch")
+    }
     recorded = set(epochs["run_id"])
     protocols = run_protocols(runs)
     found = {}
     for run in records(every):
         if run["run_id"] not in recorded:
             continue
-        title, ylims = run_title(run), limits[run["arch"]]
+        title = run_title(run)
+        ylims = limits.get(run["arch"]) if run["status"] == "ok" else None
         if run["run_id"] in protocols:
             title += f" · {protocols[run['run_id']]}"
         if run["stage"] == "final":
