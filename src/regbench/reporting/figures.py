@@ -156,9 +156,10 @@ def final_figure(
     figure = _curves_figure(epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims)
     last = int(epochs.loc[epochs["run_id"] == row["run_id"], "epoch"].max())
     for ax in figure.axes:
-        value = {"accuracy": test_accuracy, "loss": row.get("test_loss")}.get(ax.get_label())
-        if missing(value):
+        found = {"accuracy": test_accuracy, "loss": row.get("test_loss")}.get(str(ax.get_label()))
+        if found is None or missing(found):
             continue
+        value = float(found)
         ax.plot(
             [last],
             [value],
