@@ -125,8 +125,9 @@ def ci_bar_figure(board: pd.DataFrame) -> Figure:
     values.tick_params(length=0)
     ax.set_xlim(0, 1)
     ax.set_xlabel(
-        "validation accuracy (mean across seeds; dots: seeds; bars: 95% CI where n > 1, "
-        "an arrowhead where it runs past 0 or 1)" + (f"\n{note}" if note else ""),
+        "validation accuracy (mean across seeds; dots: seeds;\n"
+        "bars: 95% CI where n > 1, an arrowhead where it runs past 0 or 1)"
+        + (f"\n{note}" if note else ""),
         fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
