@@ -153,36 +153,11 @@ def final_figure(
     if missing(test_accuracy):
         test_accuracy = row.get("test_accuracy")
     test = "not evaluated" if missing(test_accuracy) else f"{test_accuracy:.4f}"
-    figure = _curves_figure(epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims)
-    last = int(epochs.loc[epochs["run_id"] == row["run_id"], "epoch"].max())
-    for ax in figure.axes:
-        found = {"accuracy": test_accuracy, "loss": row.get("test_loss")}.get(str(ax.get_label()))
-        if found is None or missing(found):
-            continue
-        value = float(found)
-        ax.plot(
-            [last],
-            [value],
-            marker="*",
-            markersize=11,
-            color="tab:red",
-            linestyle="",
-            label=TEST_LABEL,
-        )
-        ax.annotate(
-            f"test {value:.3f}",
-            (last, value),
-            textcoords="offset points",
-            xytext=(-6, 6),
-            ha="right",
-            fontsize=7,
-            color="tab:red",
-        )
-        low, high = ax.get_ylim()
-        ax.set_ylim(
-            min(low, value - 0.02 * abs(high - low)), max(high, value + 0.02 * abs(high - low))
-        )
-    return figure
+    tested = {"accuracy": test_accuracy, "loss": row.get("test_loss")}
+    marks = {k: float(v) for k, v in tested.items() if v is not None and not missing(v)}
+    return _curves_figure(
+        epochs, row, f"{title or row['run_id']}: test accuracy {test}", ylims, marks
+    )
 
 
 def grid_figure(runs: pd.DataFrame, epochs: pd.DataFrame, protocol: str | None = None) -> Figure:
@@ -330,11 +305,15 @@ def _draw_cell(
 
 
 def _curves_figure(
-    epochs: pd.DataFrame, run: Mapping[str, Any], title: str, ylims: Limits | None = None
+    epochs: pd.DataFrame,
+    run: Mapping[str, Any],
+    title: str,
+    ylims: Limits | None = None,
+    tests: Mapping[str, float] | None = None,
 ) -> Figure:
     """One panel per metric the run logged (accuracy, loss, then plugins'), a line per split,
     the row's end-of-training figures at the kept epoch, and that epoch where it is not the
-    last."""
+    last; `tests` (a final run's test figures, by metric) as a star after the last epoch."""
     mine = epochs[epochs["run_id"] == run["run_id"]]
     if mine.empty:
         raise RegbenchError(f"run {run['run_id']} recorded no epochs to plot")
@@ -376,6 +355,8 @@ def _curves_figure(
             ax.axvline(kept, color="gray", linestyle=":", linewidth=1, label=KEPT_LABEL)
         if ylims and metric in ylims:
             ax.set_ylim(*ylims[metric])
+        if tests and metric in tests:
+            _test_mark(ax, last, tests[metric])
         ax.set_xlabel("epoch", fontsize=9)
         ax.set_ylabel(metric, fontsize=9)
         ax.tick_params(labelsize=8)
@@ -395,6 +376,25 @@ def _curves_figure(
     )
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def _test_mark(ax: Axes, epoch: int, value: float) -> None:
+    """The one test evaluation, a star after the last epoch, the axis widened to hold it."""
+    ax.plot(
+        [epoch], [value], marker="*", markersize=11, color="tab:red", linestyle="", label=TEST_LABEL
+    )
+    ax.annotate(
+        f"test {value:.3f}",
+        (epoch, value),
+        textcoords="offset points",
+        xytext=(-6, 6),
+        ha="right",
+        fontsize=7,
+        color="tab:red",
+    )
+    low, high = ax.get_ylim()
+    pad = 0.02 * abs(high - low)
+    ax.set_ylim(min(low, value - pad), max(high, value + pad))
 
 
 def _end_style(split: str, ax: Axes | None = None) -> dict[str, Any]:
