@@ -149,7 +149,7 @@ def _regularizer(
     effects: dict[str, Effect] = {}
     diffs: dict[str, list[float]] = {}
     mine: list[list[float]] = []
-    theirs: list[list[float]] = []
+    against: list[tuple[list[float], list[float]]] = []  # (its seeds, the baseline's) by arch
     for _, row in rows.iterrows():
         values = _values(row["val_by_seed"])
         mine.append(list(values.values()))
@@ -160,7 +160,8 @@ def _regularizer(
         base_values = _values(by_cell.loc[base, "val_by_seed"])
         shared = sorted(set(values) & set(base_values))
         diffs[row["arch"]] = [values[s] - base_values[s] for s in shared]
-        theirs.append(list(base_values.values()))
+        if values and base_values:
+            against.append((list(values.values()), list(base_values.values())))
         effects[row["arch"]] = _effect(row, diffs[row["arch"]], detect)
     paired = {arch: d for arch, d in diffs.items() if d}
     verdicts = [e.verdict for e in effects.values()]
@@ -172,7 +173,7 @@ def _regularizer(
         hurts=verdicts.count(stats.WORSE),
         tested=sum(v in (stats.BETTER, stats.WORSE, stats.SAME) for v in verdicts),
         iqm=grid_stats.iqm_interval(mine) if any(mine) else None,
-        improvement=_improvement(rows, by_cell),
+        improvement=_improvement(against),
     )
 
 
@@ -190,19 +191,12 @@ def _effect(row: Any, diffs: list[float], detect: float) -> Effect:
     )
 
 
-def _improvement(rows: pd.DataFrame, by_cell: pd.DataFrame) -> grid_stats.Interval | None:
+def _improvement(against: list[tuple[list[float], list[float]]]) -> grid_stats.Interval | None:
     """P(reg > baseline): per architecture, every seed of one against every seed of the
     other (ties count half), averaged over the architectures that have both."""
-    xs, ys = [], []
-    for _, row in rows.iterrows():
-        base = row.get("baseline")
-        if isinstance(base, str) and base in by_cell.index:
-            xs.append(list(_values(row["val_by_seed"]).values()))
-            ys.append(list(_values(by_cell.loc[base, "val_by_seed"]).values()))
-    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x and y]
-    if not pairs:
+    if not against:
         return None
-    return grid_stats.probability_of_improvement([x for x, _ in pairs], [y for _, y in pairs])
+    return grid_stats.probability_of_improvement([x for x, _ in against], [y for _, y in against])
 
 
 def _ranking(named: pd.DataFrame) -> Ranking:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from regbench.engine.experiment import Experiment
+from regbench.engine.plan import Protocol
 from regbench.errors import RegbenchError
 from regbench.study.settings import check_data, load_data, settings_of, with_settings
 
@@ -133,18 +135,12 @@ def _record_best(store: Store, best: dict[str, Any], experiment: Experiment, see
     )
 
 
-# the settings of a protocol that `run --tuned` trains as they were tuned (the dataset is
-# matched already: values are looked up per dataset)
-TUNED_SETTINGS = (
-    "dataset_options",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "optimizer_options",
-    "learning_rate",
-    "lr_schedule",
-    "target",
-    "precision",
+# the settings of a protocol that `run --tuned` trains as they were tuned: the Experiment's
+# settings that make up a Protocol, but the dataset (values are looked up per dataset already)
+TUNED_SETTINGS = tuple(
+    f.name
+    for f in fields(Protocol)
+    if f.name != "dataset" and f.name in {g.name for g in fields(Experiment)}
 )
 
 
