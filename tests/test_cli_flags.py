@@ -152,6 +152,28 @@ def test_output_folders_are_spelled_one_way(command):
     assert "--figures" not in text and "--report-dir" not in text
 
 
+@pytest.mark.parametrize(
+    ("flags", "commands"),
+    [
+        (("--executor", "--workers"), ("run", "tune")),  # where runs or searches train
+        (("--baseline",), ("run", "plan", "tune", "leaderboard", "report", "compare")),
+        (("--dataset", "--data-dir", "--cache-dir"), ("run", "plan", "tune", "visualize", "final")),
+    ],
+)
+def test_a_setting_has_one_flag_in_every_command_it_acts_in(flags, commands):
+    options = options_by_command(build_parser())
+    for command in commands:
+        assert set(flags) <= set(options[command]), command
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "tune", "visualize", "final"])
+def test_dataset_names_the_dataset_plugin_in_every_command(command):
+    """`--dataset` picks the dataset everywhere (in visualize and final: the runs trained on
+    it), never only a default folder."""
+    text = " ".join(_help(command).split())
+    assert re.search(r"--dataset DATASET\s+(dataset plugin)", text), text
+
+
 def _help(command: str) -> str:
     import contextlib
     import io

@@ -206,3 +206,21 @@ def test_at_80_columns_no_figure_or_value_is_split(tmp_path, cli):
     text = buffer.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "strength=0.0602797" in text and "…" not in text
+
+
+def test_baseline_compares_each_experiments_cells_within_it(tmp_path, capsys):
+    better = [v + 0.1 for v in SHORT]  # above `none` on every one of 6 seeds
+    a = experiment(tmp_path / "a", {("model1", "none"): SHORT, ("model1", "l2"): better})
+    b = experiment(tmp_path / "b", {("model1", "none"): LONG, ("model1", "l2"): LONG})
+    result = compare.compare([a, b], baseline="none")
+    assert result["baseline"] == "none"
+    l2 = next(c for c in result["cells"] if c["reg"] == "l2")
+    assert l2["experiments"]["a"]["vs_baseline"]["verdict"] == "better"
+    assert l2["experiments"]["a"]["vs_baseline"]["diff"] == pytest.approx(0.1)
+    assert l2["experiments"]["b"]["vs_baseline"]["diff"] == pytest.approx(0.0)
+    assert "vs_baseline" not in compare.compare([a, b])["cells"][0]["experiments"]["a"]
+    assert main(["compare", str(a), str(b), "--baseline", "none"]) == 0
+    text = capsys.readouterr().out
+    assert "a vs none" in text and "+0.100" in text and "better" in text
+    assert main(["compare", str(a), str(b), "--baseline", "nosuchreg"]) == 2
+    assert "--baseline" in capsys.readouterr().err

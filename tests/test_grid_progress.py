@@ -92,3 +92,19 @@ def test_a_redirected_run_says_each_run_started_before_any_ends(tmp_path):
     )
     assert first_start < first_end
     assert any(": epoch 1/" in line and "· ETA " in line for line in lines), lines
+
+
+def test_cells_timed_before_give_an_estimate_before_any_run_starts(tmp_path, cli):
+    """Runs of cells already timed: the ETA is known before the first epoch ends, from the
+    seconds per epoch their earlier runs took."""
+    base = ["run", "--arch", "model1", "--reg", "none,l2", "--dataset", "digits"]
+    base += ["--epochs", "1", "--trainer", "fake_trainer:train", "--executor", "inprocess"]
+    base += ["--experiment", str(tmp_path / "exp")]
+    first = cli(*base, "--seeds", "1", env={"FAKE_SLEEP": "0.05"})
+    assert first.returncode == 0, first.stderr
+    assert "estimate:" not in first.stdout  # nothing timed yet
+    again = cli(*base, "--seeds", "2")
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    estimate = next(i for i, line in enumerate(lines) if line.startswith("estimate: about "))
+    assert estimate < next(i for i, line in enumerate(lines) if ": started on " in line)

@@ -166,7 +166,7 @@ def test_final_best_never_picks_a_cell_that_lost_seeds(tmp_path, monkeypatch):
     folder = folder_of(tmp_path, VALUES)
     picked = []
 
-    def finished_run(folder, run_id=None, arch=None, reg=None, cell=None):
+    def finished_run(folder, run_id=None, arch=None, reg=None, cell=None, dataset=None):
         picked.append(cell)
         raise KeyboardInterrupt  # stop before training: the pick is what is tested
 

@@ -458,8 +458,19 @@ def test_grid_figure_tells_hyperparameter_settings_of_one_cell_apart(tmp_path):
         "validation rate=0.1",
         "validation rate=0.3",
     ]
-    # the cell's legend names each setting's line style
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["rate=0.1", "rate=0.3"]
+    # the column's key names each setting's line style and end-mark shape, above the cell
+    key = ax.get_legend()
+    assert [t.get_text() for t in key.get_texts()] == ["rate=0.1", "rate=0.3"]
+    assert [h.get_marker() for h in key.legend_handles] == ["D", "s"]
+    figure = ax.figure
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    assert key.get_window_extent(renderer).y0 >= ax.get_window_extent(renderer).y1 - 1
+    title = ax.title.get_window_extent(renderer)
+    assert title.y0 >= key.get_window_extent(renderer).y1 - 1  # the title above the key
+    marks = {bars.get_label(): bars.lines[0].get_marker() for bars in ax.containers}
+    assert marks["validation (kept weights) rate=0.1"] == "D"
+    assert marks["validation (kept weights) rate=0.3"] == "s"
     png = figures.png_bytes(figures.grid_figure(runs, epochs))
     (tmp_path / "grid.png").write_bytes(png)
     png_is_drawn(tmp_path / "grid.png")

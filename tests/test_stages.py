@@ -94,6 +94,10 @@ def test_visualize_a_run_with_an_image_file(experiment, tmp_path, cli):
             "unknown visualizer 'heatmap'",
         ),
         (["--arch", "model1"], "name a run with --run"),
+        (
+            ["--arch", "model1", "--reg", "none", "--dataset", "digits"],
+            "--dataset digits: no run in",
+        ),
     ],
 )
 def test_visualize_bad_input_is_one_line(experiment, cli, args, message):
@@ -132,7 +136,8 @@ def test_final_best_trains_on_train_and_validation_and_tests_once(experiment, mo
         return evaluate(self, x, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "evaluate", counting)
-    assert main(["final", "--best", "--epochs", "2", "--experiment", str(experiment)]) == 0
+    argv = ["final", "--best", "--epochs", "2", "--dataset", "synthetic"]
+    assert main([*argv, "--experiment", str(experiment)]) == 0
     runs, epochs = load(experiment)
     grid = runs[runs["stage"] == "grid"]
     final = runs[runs["stage"] == "final"].iloc[0]
@@ -158,6 +163,7 @@ def test_final_refuses_bad_input_before_writing(experiment, cli):
         (["--epochs", "0"], "epochs must be between 1 and"),
         (["--seed", "-3"], "each seed must be between 0 and"),
         (["--data-dir", "/nonexistent"], "data_dir /nonexistent does not"),
+        (["--dataset", "digits"], "(its datasets: synthetic)"),
     ):
         result = cli("final", "--best", "--experiment", str(experiment), *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr

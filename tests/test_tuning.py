@@ -182,7 +182,9 @@ def test_search_hash_is_stable_and_changes_with_the_search():
 
 
 def test_unknown_tuner_and_empty_budget_are_refused(tmp_path, digits):
-    with pytest.raises(RegbenchError, match="unknown tuner 'grid'; choose from: random"):
+    with pytest.raises(
+        RegbenchError, match="tuner must be one of random, bayesian, hyperband; got 'grid'"
+    ):
         search(tmp_path, digits, reg="dropout", tuner="grid")
     with pytest.raises(RegbenchError, match="at least 1"):
         search(tmp_path, digits, reg="dropout", max_trials=0)

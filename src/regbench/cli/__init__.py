@@ -147,13 +147,19 @@ def _add_tuner_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", help="worker processes on CPU (default: one per core, at most 4)")
+
+
 def _add_stage_options(p: argparse.ArgumentParser) -> None:
     """Where a finished experiment and its data are (visualize, final)."""
     p.add_argument(
         "--experiment", metavar="DIR", help="experiment folder (default reports/<dataset>)"
     )
     p.add_argument(
-        "--dataset", default="cifar10", help="names the default experiment folder (default cifar10)"
+        "--dataset",
+        help="dataset plugin, as for run: only runs trained on it are used (default: any), "
+        "and the folder defaults to reports/<dataset> (reports/cifar10 without it)",
     )
     p.add_argument("--data-dir", help="CIFAR-10 location, as for `run`")
     p.add_argument("--cache-dir", help="dataset cache, as for `run`")
@@ -215,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a worker process with a fresh one after N runs, bounding memory creep "
         "(default: only once its memory grew 6%% past its size after its first run)",
     )
-    p.add_argument("--workers", help="worker processes on CPU (default: one per core, at most 4)")
+    _add_workers(p)
     p.add_argument(
         "--run-timeout",
         metavar="SECONDS",
@@ -236,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="keras-tuner search of the regularizers' hyperparameters")
     _add_run_options(p)
     _add_tuner_options(p)
+    p.add_argument(
+        "--executor",
+        choices=("inprocess", "local"),
+        help="local (default: each cell's search in a worker process, several at once) or "
+        "inprocess (the cells one after another here)",
+    )
+    _add_workers(p)
     _add_json(p, "the best values (trials go to stderr)")
     p.set_defaults(func="tune")
 
@@ -356,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="an experiment folder; repeat it (or give DIR DIR ...) to compare 2 or more",
+    )
+    p.add_argument(
+        "--baseline",
+        help="also compare each experiment's cells with this regularizer, as the leaderboard "
+        "does (default: experiments compared with the first only)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func="compare")

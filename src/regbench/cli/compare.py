@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from regbench.cli.common import EXIT_OK, console
+from regbench.cli.common import EXIT_OK, baseline, console
 from regbench.errors import RegbenchError
 
 
@@ -17,8 +17,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "compare needs two or more experiment folders: "
             "regbench compare --experiment DIR --experiment DIR (or DIR DIR)"
         )
+    against = None if args.baseline is None else baseline(args.baseline)
     if args.json:
-        print(compare.to_json(folders))
+        print(compare.to_json(folders, against))
     else:
-        compare.render(folders, console())
+        compare.render(folders, console(), against)
     return EXIT_OK

@@ -23,7 +23,7 @@ from regbench.errors import RegbenchError
 def _folder(args: argparse.Namespace, positional: str | None = None) -> Path:
     """The experiment folder, defaulting as `run` does: reports/<dataset>."""
     chosen = experiment_folder(args, positional)
-    return Path(chosen) if chosen is not None else Path("reports") / args.dataset
+    return Path(chosen) if chosen is not None else Path("reports") / (args.dataset or "cifar10")
 
 
 def _output(args: argparse.Namespace, old: str) -> str | None:
@@ -56,6 +56,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         out=_output(args, "--figures"),
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
+        dataset=args.dataset,
     )
     if args.json:
         print_json({"files": written})
@@ -99,6 +100,7 @@ def cmd_final(args: argparse.Namespace) -> int:
                     data_dir=args.data_dir,
                     cache_dir=args.cache_dir,
                     observer=GridProgress(console(stderr=args.json), label="final"),
+                    dataset=args.dataset,
                 )
             )
         except regbench.Interrupted:

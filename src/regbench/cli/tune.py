@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from typing import Any
 
 from regbench.cli.common import EXIT_OK, duration, experiment, print_json, say
@@ -20,8 +21,11 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
     import regbench
 
     chosen = experiment(args)
+    if chosen.executor == "ray":  # `run --tune --executor ray`: the searches in local workers
+        chosen = replace(chosen, executor="local")
     eta = TrialClock(_cells_to_tune(chosen) * args.max_trials)
     started: dict[tuple[str, str], float] = {}
+    took: dict[tuple[str, str], float] = {}  # seconds each cell's search took
 
     def on_cell(arch: str, reg: str) -> None:
         started[(arch, reg)] = time.perf_counter()
@@ -36,12 +40,13 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
         score = "" if trial["score"] is None else f" val_accuracy {trial['score']:.4f}"
         error = f" {trial['error']}" if trial.get("error") else ""
         say(
-            f"  trial {trial['trial_id']}: {trial['status']}{score} [{values}]{error} "
-            f"({eta.tick()})",
+            f"  {arch} + {reg} trial {trial['trial_id']}: {trial['status']}{score} "
+            f"[{values}]{error} ({eta.tick()})",
             stderr=quiet,
         )
 
     def on_best(arch: str, reg: str, best: dict[str, Any]) -> None:
+        took[(arch, reg)] = time.perf_counter() - started[(arch, reg)]
         if best["tied"]:
             say(
                 f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "
@@ -58,7 +63,6 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
         on_cell=on_cell,
         on_best=on_best,
     )
-    took = {cell: time.perf_counter() - at for cell, at in started.items()}
     if as_json:
         print_json(
             {
@@ -72,7 +76,7 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
         return EXIT_OK
     for (arch, reg), best in found.items():
         values = ", ".join(f"{k}={v:.4g}" for k, v in best.items())
-        say(f"best {arch} + {reg}: {values} ({took[(arch, reg)]:.1f} s)", stderr=quiet)
+        say(f"best {arch} + {reg}: {values} ({took.get((arch, reg), 0.0):.1f} s)", stderr=quiet)
     if not found:
         say("nothing to tune: the chosen regularizers declare no hyperparameters", stderr=quiet)
     return EXIT_OK

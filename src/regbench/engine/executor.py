@@ -176,9 +176,9 @@ class _Worker:
                 parent=os.getpid(),
                 sys_path=list(sys.path),
                 trainer=options.trainer,
-                data_dir=_absolute(options.data_dir),
-                cache_dir=_absolute(options.cache_dir),
-                models_dir=_absolute(options.models_dir),
+                data_dir=absolute(options.data_dir),
+                cache_dir=absolute(options.cache_dir),
+                models_dir=absolute(options.models_dir),
             )
         )
 
@@ -223,7 +223,7 @@ class _Worker:
 _STARTED: set[subprocess.Popen] = set()
 
 
-def _absolute(path: Path | None) -> Path | None:
+def absolute(path: Path | None) -> Path | None:
     """A path that means the same in a worker whatever its working folder."""
     return None if path is None else Path(path).absolute()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from regbench.engine.divergence import diverged
 from regbench.engine.plan import RunSpec
+from regbench.plugins.files import replaced
 
 Progress = Callable[[dict[str, Any]], None]
 TRAINING = "training"  # the progress event a run sends as its first step starts (not an epoch)
@@ -216,14 +217,10 @@ def save_model(network: Any, models_dir: Path, run_id: str) -> str:
     """Save atomically (a failed save, disk full, leaves no file behind); the path relative to
     the experiment folder, so the folder works from any current directory and when moved."""
     path = models_dir / f"{run_id}.keras"
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
-        try:
+        with replaced(path, ".tmp.keras") as tmp:
             network.save(tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
     except Exception as exc:
         if (cause := _write_fault(exc)) is not None:
             raise ModelNotSaved(path, cause) from exc

@@ -12,6 +12,7 @@ from pathlib import Path
 from regbench.engine.executor import ExecutorOptions, Hooks, failed_result
 from regbench.engine.plan import RunSpec
 from regbench.errors import RegbenchError
+from regbench.plugins.files import replaced
 
 _DATA = None  # one DataCache per Ray worker process, reused across the tasks it runs
 
@@ -47,12 +48,8 @@ def _receive_model(result, model: bytes | None, models_dir: Path | None) -> None
         return
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / Path(result.row["model_path"]).name
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
+    with replaced(path, ".tmp.keras") as tmp:
         tmp.write_bytes(model)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     result.row["model_path"] = f"{models_dir.name}/{path.name}"
 
 

@@ -62,6 +62,15 @@ def search_hash(
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def check_search(tuner: str, max_trials: Any, executions_per_trial: Any = 1) -> None:
+    """Refuse a tuner regbench does not know and budgets that would search nothing."""
+    if tuner not in TUNERS:
+        raise RegbenchError(f"tuner must be one of {', '.join(TUNERS)}; got {tuner!r}")
+    for name, value in (("max_trials", max_trials), ("seeds_per_trial", executions_per_trial)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RegbenchError(f"{name} must be at least 1; got {value!r}")
+
+
 def run_search(
     *,
     arch: str,
@@ -87,17 +96,12 @@ def run_search(
     hears the choice with what the store's best_values table keeps (arch, reg, values, score,
     search_hash, dataset). Raises RegbenchError for an unknown tuner or when every trial failed.
     """
-    if tuner not in TUNERS:
-        raise RegbenchError(f"unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}")
-    if max_trials < 1:
-        raise RegbenchError(f"--max-trials must be at least 1; got {max_trials}")
+    check_search(tuner, max_trials, executions_per_trial)
     architecture: Architecture = registry().get("architectures", arch)
     regularizer: Regularizer = registry().get("regularizers", reg)
     if not regularizer.hparams:
         return None
     arch, reg = architecture.name, regularizer.name  # aliases name the same search
-    if executions_per_trial < 1:
-        raise RegbenchError(f"executions_per_trial must be at least 1; got {executions_per_trial}")
     digest = search_hash(
         arch, reg, list(regularizer.hparams), protocol, tuner, max_trials, seed
     ) + ("" if executions_per_trial == 1 else f"-x{executions_per_trial}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from regbench.engine.plan import RunSpec
+    from regbench.engine.plan import Protocol, RunSpec
     from regbench.plugins.datasets import Splits
 
 
@@ -55,22 +55,25 @@ class DataCache:
         self._loaded: dict[str, Splits] = {}
 
     def get(self, spec: RunSpec) -> Splits:
-        from regbench.plugins.manager import registry
-
         protocol = spec.protocol
         key = f"{protocol.dataset}|{sorted(protocol.dataset_options.items())}|{spec.seed}"
-        if key not in self._loaded:
-            dataset = registry().get("datasets", protocol.dataset)
-            options = {
-                **protocol.dataset_options,
-                "data_dir": self.data_dir,
-                "cache_dir": self.cache_dir,
-            }
-            self._loaded = {key: dataset.load(spec.seed, options)}  # keep one: memory stays flat
+        if key not in self._loaded:  # keep one: memory stays flat
+            self._loaded = {key: load_splits(protocol, spec.seed, self.data_dir, self.cache_dir)}
         return self._loaded[key]
 
 
-def _exit_when_orphaned(parent: int) -> None:
+def load_splits(
+    protocol: Protocol, seed: int, data_dir: Path | None, cache_dir: Path | None
+) -> Splits:
+    """The protocol's dataset, split for `seed`, read from `data_dir` through `cache_dir`."""
+    from regbench.plugins.manager import registry
+
+    dataset = registry().get("datasets", protocol.dataset)
+    options = {**protocol.dataset_options, "data_dir": data_dir, "cache_dir": cache_dir}
+    return dataset.load(seed, options)
+
+
+def exit_when_orphaned(parent: int) -> None:
     """Die with the parent: a killed scheduler must leave no worker behind."""
     while True:
         if os.getppid() != parent:
@@ -95,7 +98,7 @@ def serve(tasks_fd: int, reports_fd: int) -> None:
 def worker_main(setup: Setup, inbox: Connection, outbox: Connection) -> None:
     """Serve tasks from `inbox` until it yields None (or the parent is gone); report
     ('ready'|'start'|'progress'|'memory'|'result', payload) on `outbox`, its own pipe."""
-    threading.Thread(target=_exit_when_orphaned, args=(setup.parent,), daemon=True).start()
+    threading.Thread(target=exit_when_orphaned, args=(setup.parent,), daemon=True).start()
     train = resolve_trainer(setup.trainer)
     data = DataCache(setup.data_dir, setup.cache_dir)
     sending = threading.Lock()  # a plugin may report progress from a thread of its own

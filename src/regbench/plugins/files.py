@@ -1,11 +1,15 @@
 """Paths and files from the user, checked before use: `~user` that names no user, and what
 is not a regular file (a FIFO would hang a read, /dev/zero would fill memory), are one
-clear line instead of a traceback or a hang."""
+clear line instead of a traceback or a hang. And files regbench writes, written whole or not
+at all (`replaced`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from regbench.errors import RegbenchError
@@ -69,3 +73,28 @@ def _kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a folder" if stat.S_ISDIR(mode) else "not a file"
+
+
+@contextlib.contextmanager
+def replaced(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary file beside `path` to write, renamed over `path` once the block ends: a
+    reader sees the old file or the new one, never half of one, and a failed write leaves no
+    temporary behind (one a kill leaves is named `.<name>.<random><suffix>`, for doctor to
+    find). The file gets the mode `open` would give it: 0o666 less the umask."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def new_file_mode() -> int:
+    """What the umask allows a new file (0o666 less the umask), as `open` would create it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -49,7 +49,8 @@ END_LABELS = {"train": "train (clean, kept weights)", "val": "validation (kept w
 END_DODGE = {"train": -3.5, "val": 3.5}  # points apart, so two equal figures both show
 KEPT_LABEL = "kept epoch (best weights restored)"
 TEST_LABEL = "test (evaluated once, after training)"
-SETTING_STYLES = ("-", "--", ":", "-.")
+# a hyperparameter setting's look in a sweep: its curves' line style and its end marks' shape
+SETTING_STYLES = (("-", "D"), ("--", "s"), (":", "^"), ("-.", "v"), ((0, (5, 1, 1, 1)), "o"))
 LAB_REGS = ("none", "l2", "dropout", "batchnorm")
 
 Run = str | Mapping[str, Any]  # a run id, or the run's row of the runs table
@@ -224,7 +225,10 @@ def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: 
     ]
     ends = END_COLUMNS.get(metric, {})
     handles += [_end_handle(s) for s in SPLITS if s in ends and _measured(ok, ends[s]).any()]
-    head = 0.3 + 0.25 * title.count("\n")  # the title's lines
+    looks = {reg: _setting_looks(ok[ok["reg"] == reg]) for reg in regs}
+    keyed = max((len(k) for k in looks.values() if len(k) > 1), default=0)
+    key = 0.16 * math.ceil(keyed / 2)  # inches of the sweep keys above the top row
+    head = 0.3 + 0.25 * title.count("\n") + key  # the title's lines and the keys
     width, height = max(6.5, 1.0 + 2.5 * len(regs)), 1.0 + head + 1.9 * len(archs)
     columns = min(len(handles), 4 if width >= 8 else 2) or 1
     legend = 0.25 * math.ceil(len(handles) / columns)
@@ -244,13 +248,15 @@ def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: 
             ax = axes[i][j]
             ax.set_label(f"cell:{arch}:{reg}")
             cell = ok[(ok["arch"] == arch) & (ok["reg"] == reg)]
-            _draw_cell(ax, cell, metric, stats, drawn)
+            _draw_cell(ax, cell, metric, stats, drawn, looks[reg])
             if cell.empty:
                 note(ax, "no ok runs")
             elif not ax.lines:
                 note(ax, f"no {metric} logged")
             if i == 0:
-                ax.set_title(reg, fontsize=10)
+                ax.set_title(reg, fontsize=10, pad=6 + 72 * key)
+                if len(looks[reg]) > 1:
+                    _sweep_key(ax, looks[reg])
             if j == 0:
                 ax.set_ylabel(f"{arch}\n{metric}", fontsize=9)
             if i == len(archs) - 1:
@@ -263,18 +269,56 @@ def _cells_figure(runs: pd.DataFrame, epochs: pd.DataFrame, metric: str, title: 
     return figure
 
 
-def _draw_cell(
-    ax: Axes, cell: pd.DataFrame, metric: str, stats: pd.DataFrame, drawn: set[tuple]
-) -> None:
-    """One cell's mean curve per hyperparameter setting and split (band: range across seeds)
-    and its end-of-training marks; a line style per setting, named in the cell's legend."""
+def _setting_looks(runs: pd.DataFrame) -> dict[str, tuple[Any, str]]:
+    """Each hyperparameter setting of a column's runs and its (line style, end-mark shape),
+    the same in every architecture's cell of that column."""
+    settings = dict.fromkeys(runs["setting"]) if len(runs) else {}
+    return {s: SETTING_STYLES[k % len(SETTING_STYLES)] for k, s in enumerate(settings)}
+
+
+def _sweep_key(ax: Axes, looks: Mapping[str, tuple[Any, str]]) -> None:
+    """A sweep's settings, named above the column's top cell (never over its curves)."""
     from matplotlib.lines import Line2D
 
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="gray",
+            linestyle=style,
+            marker=shape,
+            markersize=5,
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label=setting or "default",
+        )
+        for setting, (style, shape) in looks.items()
+    ]
+    ax.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=min(len(handles), 2),
+        fontsize=7,
+        frameon=False,
+        borderaxespad=0.2,
+        handlelength=2.6,
+    )
+
+
+def _draw_cell(
+    ax: Axes,
+    cell: pd.DataFrame,
+    metric: str,
+    stats: pd.DataFrame,
+    drawn: set[tuple],
+    looks: Mapping[str, tuple[Any, str]],
+) -> None:
+    """One cell's mean curve per hyperparameter setting and split (band: range across seeds)
+    and its end-of-training marks, each setting in its column's `looks`."""
     labels, colors = split_labels(metric), split_colors(metric)
-    styles = []
-    for k, (setting, seeds) in enumerate(cell.groupby("setting", sort=False)):
-        style = SETTING_STYLES[k % len(SETTING_STYLES)]
-        styles.append(Line2D([], [], color="gray", linestyle=style, label=setting or "default"))  # type: ignore[arg-type]
+    for setting, seeds in cell.groupby("setting", sort=False):
+        style, shape = looks[setting]
         for split in SPLITS:
             key = (seeds["arch"].iloc[0], seeds["reg"].iloc[0], setting, split)
             if key not in drawn:
@@ -283,7 +327,7 @@ def _draw_cell(
             ax.plot(
                 curve.index,
                 curve["mean"],
-                style,
+                linestyle=style,
                 color=colors[split],
                 marker="o",
                 markersize=2.5,
@@ -299,9 +343,7 @@ def _draw_cell(
                     alpha=0.15,
                     linewidth=0,
                 )
-        _end_marks(ax, metric, seeds, setting)
-    if len(styles) > 1:
-        ax.legend(handles=styles, fontsize=6, loc="lower right")
+        _end_marks(ax, metric, seeds, setting, shape if len(looks) > 1 else "D")
 
 
 def _curves_figure(
@@ -426,9 +468,10 @@ def _end_handle(split: str) -> Any:
     return Line2D([], [], **_end_style(split), label=END_LABELS[split])
 
 
-def _end_marks(ax: Axes, metric: str, seeds: pd.DataFrame, setting: str) -> None:
+def _end_marks(ax: Axes, metric: str, seeds: pd.DataFrame, setting: str, shape: str = "D") -> None:
     """The mean end-of-training figures of a setting's seeds (what the leaderboard averages)
-    at their mean kept epoch, each bar the range across seeds."""
+    at their mean kept epoch, each bar the range across seeds; `shape` tells a sweep's
+    settings apart (a diamond where there is one)."""
     for split, column in END_COLUMNS.get(metric, {}).items():
         found = _measured(seeds, column)
         if not found.any():
@@ -437,7 +480,7 @@ def _end_marks(ax: Axes, metric: str, seeds: pd.DataFrame, setting: str) -> None
         x = sum(_end_epoch(r, 1) for r in measured.to_dict("records")) / len(measured)
         mean = float(values.mean())
         spread = [[mean - values.min()], [values.max() - mean]]
-        style = {**_end_style(split, ax), "ecolor": "black", "elinewidth": 0.8}
+        style = {**_end_style(split, ax), "marker": shape, "ecolor": "black", "elinewidth": 0.8}
         ax.errorbar(
             [x], [mean], yerr=spread, **style, label=f"{END_LABELS[split]} {setting}".strip()
         )

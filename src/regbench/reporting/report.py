@@ -8,9 +8,7 @@ model (`contents`) laid out by templates (`render`).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from regbench.errors import RegbenchError
+from regbench.plugins.files import replaced
 from regbench.reporting import contents, gallery, render
 from regbench.results.across import summarize
 from regbench.results.leaderboard import table
@@ -86,20 +85,5 @@ def _tuning(loader: Callable[[Path], pd.DataFrame], folder: Path) -> pd.DataFram
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename: a reader sees the old file or the new
-    one, never a half-written one; a failed write leaves no temporary behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with replaced(path) as tmp:
+        tmp.write_bytes(data)

@@ -31,8 +31,8 @@ def ranked_table(board: pd.DataFrame, label: str, baseline: str, compact: bool) 
         ("val acc ± 95% CI", "right", NUMBER, lambda r: mean_and_ci(r.val_accuracy, r.val_ci95)),
         ("train acc", "right", NUMBER, lambda r: fmt(r.train_accuracy, ".3f")),
         ("gap", "right", NUMBER, lambda r: fmt(r.gap, "+.3f")),
-        (f"vs {escape(baseline)}", "right", NUMBER, _difference),
-        ("verdict", "left", _whole_words(board, _verdict), _verdict),
+        (f"vs {escape(baseline)}", "right", NUMBER, difference_text),
+        ("verdict", "left", _whole_words(board, verdict_text), verdict_text),
         ("params", "right", NUMBER, lambda r: fmt(r.total_params, ",.0f")),
         ("train s", "right", NUMBER, lambda r: fmt(r.train_time_s, ".1f")),
         ("val acc / epoch", "left", {}, lambda r: r.val_curve),
@@ -214,7 +214,7 @@ def _seeds(row: Any) -> str:
     return f"{row.seeds}/{row.planned}" + ("!" if row.failed else "")
 
 
-def _difference(row: Any) -> str:
+def difference_text(row: Any) -> str:
     """The mean paired difference from the baseline, with its interval where n > 1."""
     if row.verdict == stats.BASELINE:
         return "-"
@@ -224,7 +224,7 @@ def _difference(row: Any) -> str:
     return text if row.n_paired == row.seeds else f"{text} (n={int(row.n_paired)})"
 
 
-def _verdict(row: Any) -> str:
+def verdict_text(row: Any) -> str:
     """The verdict with its Holm-adjusted p; an n/a says why."""
     from rich.markup import escape
 

@@ -8,7 +8,9 @@ experiment's protocol is labelled, and each difference names the protocol column
 Where two experiments trained the same seeds, the difference is paired per seed, as against a
 baseline within one experiment, and Holm-corrected across all the comparisons shown. A cell
 that lost seeds in either experiment is shown (ok/planned, "!") but not compared, as the
-leaderboard neither ranks nor tests it (its LOST_RULE).
+leaderboard neither ranks nor tests it (its LOST_RULE). With a `baseline` regularizer, each
+experiment's cells also carry their comparison with it inside that experiment, as the
+leaderboard's `vs` and verdict columns give it (Holm-corrected within the experiment).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
 from regbench.errors import RegbenchError
-from regbench.results import grid_stats, protocols, stats
+from regbench.results import board_text, grid_stats, protocols, stats
 from regbench.results.format import DIFFERENCE, fmt, jsonable, mean_and_ci, number
 from regbench.results.leaderboard import LOST_NOTE, table
 from regbench.results.reader import load
@@ -35,14 +38,19 @@ def labels(folders: Sequence[str | Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(f) for f in folders]
 
 
-def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
+def compare(folders: Sequence[str | Path], baseline: str | None = None) -> dict[str, Any]:
     """Every cell of any of the experiments, with each experiment's figures, its protocol,
-    and the paired difference of each later experiment from the first."""
+    and the paired difference of each later experiment from the first; with `baseline` (a
+    regularizer), each experiment's figures also hold `vs_baseline`, its cell against that
+    regularizer of its architecture within the experiment."""
     paths = [Path(f) for f in folders]
     if len(paths) < 2:
         raise RegbenchError("compare needs at least two experiment folders")
     names = labels(paths)
-    boards = {name: table(*load(folder)) for name, folder in zip(names, paths, strict=True)}
+    boards = {
+        name: table(*load(folder), baseline=baseline or "none")
+        for name, folder in zip(names, paths, strict=True)
+    }
     within = sorted(
         {c for board in boards.values() for c in protocols.differing(board["protocol_values"])},
         key=list(protocols.PROTOCOL_COLUMNS).index,
@@ -84,11 +92,12 @@ def compare(folders: Sequence[str | Path]) -> dict[str, Any]:
     cells = []
     for key in keys:
         cell: dict[str, Any] = dict(zip(KEY, key, strict=True))
-        cell["experiments"] = {name: _figures(boards[name], key) for name in names}
+        cell["experiments"] = {name: _figures(boards[name], key, baseline) for name in names}
         cell["differences"] = {name: difference(key, name) for name in others}
         cells.append(cell)
     return {
         "experiments": dict(zip(names, map(str, paths), strict=True)),
+        "baseline": baseline,
         "protocols": {name: _protocol(boards[name], told) for name in names},
         "cells": cells,
     }
@@ -101,16 +110,19 @@ def _protocol(board: pd.DataFrame, told: list[str]) -> str:
     return protocols.label(board["protocol_values"].iloc[0], told, always=())
 
 
-def _figures(board: pd.DataFrame, key: tuple) -> dict[str, Any] | None:
+def _figures(board: pd.DataFrame, key: tuple, baseline: str | None) -> dict[str, Any] | None:
     """One experiment's figures of a cell, or None when it did not train that cell."""
     if key not in board.index:
         return None
     row = board.loc[key]
     columns = ("val_accuracy", "val_ci95", "seeds", "planned", "failed", "test_accuracy", "gap")
-    return {c: jsonable(row[c]) for c in columns} | {
+    found = {c: jsonable(row[c]) for c in columns} | {
         "val_by_seed": row["val_by_seed"],
         "lost_seeds": row["lost_seeds"],
     }
+    if baseline is not None:
+        found["vs_baseline"] = {c: jsonable(row[c]) for c in stats.COLUMNS}
+    return found
 
 
 def _difference(
@@ -169,23 +181,26 @@ def _spans(boards: dict[str, pd.DataFrame], key: tuple, name: str) -> list[str]:
     return protocols.differing([ours, theirs])
 
 
-def to_json(folders: Sequence[str | Path]) -> str:
-    return json.dumps(compare(folders), indent=2, ensure_ascii=False)
+def to_json(folders: Sequence[str | Path], baseline: str | None = None) -> str:
+    return json.dumps(compare(folders, baseline), indent=2, ensure_ascii=False)
 
 
-def render(folders: Sequence[str | Path], console: Any) -> None:
+def render(folders: Sequence[str | Path], console: Any, baseline: str | None = None) -> None:
     """The comparison as a rich table: one row per cell (and protocol, where a folder holds
-    several), one column per experiment, then the difference of each later experiment from
-    the first; each experiment's protocol below."""
+    several), one column per experiment (and its cells against `baseline`, when given),
+    then the difference of each later experiment from the first; each experiment's protocol
+    below."""
     from rich.markup import escape
     from rich.table import Table
 
-    result = compare(folders)
+    result = compare(folders, baseline)
     names = list(result["experiments"])
     first = names[0]
     several = any(cell["protocol"] for cell in result["cells"])
     headers = ["arch", "reg", "hyperparameters", *(["protocol"] if several else [])]
     headers += [f"{escape(name)} val acc (n)" for name in names]
+    if baseline is not None:
+        headers += [f"{escape(name)} vs {escape(baseline)}" for name in names]
     headers += [f"{escape(name)} − {escape(first)}" for name in names[1:]]
     rows = []
     for cell in result["cells"]:
@@ -193,6 +208,8 @@ def render(folders: Sequence[str | Path], console: Any) -> None:
         if several:
             row.append(escape(cell["protocol"]))
         row += [_figures_shown(cell["experiments"][name]) for name in names]
+        if baseline is not None:
+            row += [_against_baseline(cell["experiments"][name]) for name in names]
         row += [_shown(cell["differences"][name]) for name in names[1:]]
         rows.append(row)
     # lines break between words only: each column is as wide as its longest word (a number,
@@ -233,6 +250,17 @@ def _figures_shown(figures: dict[str, Any] | None) -> str:
         f"{mean_and_ci(figures['val_accuracy'], figures['val_ci95'])}"
         f" ({figures['seeds']}/{figures['planned']}{lost})"
     )
+
+
+def _against_baseline(figures: dict[str, Any] | None) -> str:
+    """A cell against the baseline inside its experiment, as the leaderboard's `vs` and
+    verdict columns read."""
+    if figures is None:
+        return "-"
+    row = SimpleNamespace(**figures["vs_baseline"], seeds=figures["seeds"])
+    if row.verdict == stats.BASELINE:
+        return "baseline"
+    return f"{board_text.difference_text(row)} {board_text.verdict_text(row)}"
 
 
 def _shown(difference: dict[str, Any] | None) -> str:

@@ -21,7 +21,7 @@ from regbench.results.integrity import (
     missing_columns,
     wal_frames,
 )
-from regbench.results.migrations import SCHEMA_VERSION, TABLES, migrate, table_columns
+from regbench.results.migrations import SCHEMA_VERSION, TABLES, migrate, quoted, table_columns
 from regbench.results.store import DB_NAME, Store
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -52,13 +52,10 @@ def doctor(folder: Path) -> list[str]:
             salvaged = _salvage(path, folder) if problem != "not a file" else {}
             aside = _move_aside(path)
             notes.append(f"{path}: {problem}; moved it aside to {aside.name}")
-        store = Store(folder)
-        try:
+        with Store(folder) as store:
             _restore(store.db, salvaged)
             held = {r[0] for r in store.db.execute("SELECT run_id FROM runs")}
             store.export()
-        finally:
-            store.close()
         known = {r["run_id"] for r in salvaged.get("runs", [])} | _csv_ids(folder)
         if known - held:  # cannot happen unless an insert was refused: say so, keep all
             raise RegbenchError(
@@ -172,9 +169,8 @@ def _restore(db: sqlite3.Connection, rows: Rows) -> None:
             columns = set(table_columns(db, table))
             for row in found:
                 names = [name for name in row if name in columns]
-                quoted = ", ".join(f'"{n}"' for n in names)
                 db.execute(
-                    f"INSERT OR IGNORE INTO {table} ({quoted}) "
+                    f"INSERT OR IGNORE INTO {table} ({', '.join(quoted(names))}) "
                     f"VALUES ({', '.join('?' * len(names))})",
                     [row[n] for n in names],
                 )

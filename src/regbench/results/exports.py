@@ -8,12 +8,12 @@ import math
 import os
 import re
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from regbench.results.migrations import EPOCH_COLUMNS, RUN_COLUMNS, TRIAL_COLUMNS
+from regbench.plugins.files import replaced
+from regbench.results.migrations import EPOCH_COLUMNS, RUN_COLUMNS, TRIAL_COLUMNS, quoted
 
 CSV_TABLES = ("runs", "epochs", "trials")
 WHOLE_NUMBERS = [name for name, kind in RUN_COLUMNS.items() if kind.startswith("INTEGER")]
@@ -80,7 +80,7 @@ def import_csv(db: sqlite3.Connection, folder: Path) -> int:
         if trials is not None:
             names = [c for c in TRIAL_COLUMNS if c in trials.columns]
             db.executemany(
-                f"INSERT OR IGNORE INTO trials ({', '.join(_quoted(names))}) "
+                f"INSERT OR IGNORE INTO trials ({', '.join(quoted(names))}) "
                 f"VALUES ({', '.join('?' * len(names))})",
                 [
                     [
@@ -240,26 +240,8 @@ def has_rows(path: Path) -> bool:
         return False
 
 
-def _quoted(names: list[str]) -> list[str]:
-    return [f'"{n}"' for n in names]
-
-
-def _file_mode() -> int:
-    """What the umask allows a new file (0o666 less the umask), as `open` would create it."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def atomic_csv(frame: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced(path) as tmp, open(tmp, "w", newline="") as handle:
+        frame.to_csv(handle, index=False)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -31,18 +31,24 @@ def finished_run(
     arch: str | None = None,
     reg: str | None = None,
     cell: str | None = None,
+    dataset: str | None = None,
 ) -> pd.Series:
     """The run named `run_id`, or the best-validated ok grid run of a cell (by its hash, as
-    the leaderboard groups them) or of (arch, reg). Its `model_path` is resolved against
-    `folder`."""
-    row = _find(folder, run_id, arch, reg, cell).copy()
+    the leaderboard groups them) or of (arch, reg); with `dataset`, one trained on that
+    dataset only. Its `model_path` is resolved against `folder`."""
+    row = _find(folder, run_id, arch, reg, cell, dataset).copy()
     resolved = model_file(folder, row.get("model_path"))
     row["model_path"] = None if resolved is None else str(resolved)
     return row
 
 
-def _find(folder, run_id, arch, reg, cell) -> pd.Series:
+def _find(folder, run_id, arch, reg, cell, dataset) -> pd.Series:
     runs = load(folder).runs
+    if dataset is not None:
+        every, runs = runs, of_dataset(runs, dataset, folder)
+        if run_id and run_id not in set(runs["run_id"]) and run_id in set(every["run_id"]):
+            trained = every.loc[every["run_id"] == run_id, "dataset"].iloc[0]
+            raise RegbenchError(f"--dataset {dataset}: run {run_id} was trained on {trained}")
     if run_id:
         match = runs[runs["run_id"] == run_id]
         if match.empty:
@@ -67,6 +73,18 @@ def _find(folder, run_id, arch, reg, cell) -> pd.Series:
             f"`regbench run --arch {arch} --reg {reg} --experiment {shlex.quote(str(folder))}`"
         )
     return finished.sort_values("val_accuracy", ascending=False).iloc[0]
+
+
+def of_dataset(runs: pd.DataFrame, dataset: str, folder: Path) -> pd.DataFrame:
+    """The runs trained on `dataset`; none is one line naming the datasets there are."""
+    mine = runs[runs["dataset"] == dataset]
+    if mine.empty:
+        there = ", ".join(sorted(runs["dataset"].dropna().astype(str).unique())) or "none"
+        raise RegbenchError(
+            f"--dataset {dataset}: no run in {folder} trained on it (its datasets: {there}); "
+            "name one of those, or leave --dataset out"
+        )
+    return mine
 
 
 def open_model(row: pd.Series, folder: Path | None = None) -> Any:

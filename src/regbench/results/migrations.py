@@ -11,7 +11,7 @@ that may change later (the engine's run identity): it runs a frozen copy (result
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from regbench.results.frozen import identity_v3, identity_v4, identity_v5, identity_v6
@@ -109,6 +109,12 @@ BEST_COLUMNS |= {"search_hash": "TEXT", "dataset": "TEXT"}
 TUNED_UNDER = {"protocol": "TEXT", "seed": "INTEGER"}  # m010: what the values were tuned under
 BEST_COLUMNS |= TUNED_UNDER
 TABLES = ("runs", "epochs", "trials", "best_values")
+
+
+def quoted(names: Iterable[str]) -> list[str]:
+    """Column names quoted for SQL (`values` is a keyword)."""
+    return [f'"{n}"' for n in names]
+
 
 CREATE_TABLES = (
     f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{k} {v}' for k, v in RUN_COLUMNS.items())})",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from regbench.errors import RegbenchError
+from regbench.plugins.files import replaced
 from regbench.results import exports, lock
 from regbench.results.integrity import (
     add_columns,
@@ -49,6 +50,7 @@ from regbench.results.migrations import (
     SCHEMA_VERSION,
     TRIAL_COLUMNS,
     migrate,
+    quoted,
     relative_model_path,
 )
 
@@ -367,7 +369,7 @@ class Store:
         try:
             with self.db:
                 self.db.execute(
-                    f"INSERT OR REPLACE INTO trials ({', '.join(_quoted(TRIAL_COLUMNS))}) "
+                    f"INSERT OR REPLACE INTO trials ({', '.join(quoted(TRIAL_COLUMNS))}) "
                     f"VALUES ({', '.join('?' * len(TRIAL_COLUMNS))})",
                     [_cell(trial.get(k)) for k in TRIAL_COLUMNS],
                 )
@@ -496,17 +498,12 @@ def _backup(db: sqlite3.Connection, target: Path) -> None:
     """A consistent copy of the store before it is upgraded (an existing one is kept)."""
     if target.exists():
         return
-    tmp = target.with_name(f".{target.name}.tmp")
-    copy = sqlite3.connect(tmp)
-    try:
-        db.backup(copy)
-    finally:
-        copy.close()
-    os.replace(tmp, target)
-
-
-def _quoted(names: Iterable[str]) -> list[str]:
-    return [f'"{n}"' for n in names]
+    with replaced(target) as tmp:
+        copy = sqlite3.connect(tmp)
+        try:
+            db.backup(copy)
+        finally:
+            copy.close()
 
 
 def _cell(value: Any) -> Any:

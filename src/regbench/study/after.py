@@ -7,16 +7,19 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regbench.engine.experiment import Experiment
 from regbench.errors import RegbenchError
-from regbench.study.grid import executor_options, load
-from regbench.study.settings import Interrupted, Observer, check_data, load_data
-
-if TYPE_CHECKING:
-    pass
-
+from regbench.study.grid import load
+from regbench.study.recording import Recorder
+from regbench.study.settings import (
+    Interrupted,
+    Observer,
+    check_data,
+    executor_options,
+    load_data,
+)
 
 def final(
     folder: str | Path,
@@ -29,6 +32,7 @@ def final(
     data_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     observer: Observer | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Retrain one cell on train+validation and read its test split once (the lab's last step).
 
@@ -36,15 +40,16 @@ def final(
     best validation accuracy), or the leaderboard's best with `best=True` (its first ranked cell:
     one that lost seeds is not ranked, so never picked); it keeps that cell's
     protocol and hyperparameters, with `epochs` (default: the cell's own) and `seed` (one final
-    run; the CLI's `--seeds` calls this once per seed). `data_dir` and `cache_dir` are where
-    the data is, as for `run`; `observer` hears the run's progress. Returns the final run's
+    run; the CLI's `--seeds` calls this once per seed). `dataset` keeps to the runs trained
+    on it (a folder may hold several); `data_dir` and `cache_dir` are where the data is, as
+    for `run`; `observer` hears the run's progress. Returns the final run's
     results row (its `status` says whether it finished ok; `figure`, its training curves).
     """
     from regbench.engine.executor import Hooks, run_in_process
     from regbench.engine.experiment import check_protocol
     from regbench.engine.plan import RunSpec
     from regbench.results import leaderboard
-    from regbench.results.lookup import finished_run
+    from regbench.results.lookup import finished_run, of_dataset
     from regbench.results.store import Store
 
     folder = Path(folder)
@@ -53,7 +58,8 @@ def final(
     )
     if best:
         results = load(folder)
-        board = leaderboard.table(results.runs, results.epochs)
+        runs = results.runs if dataset is None else of_dataset(results.runs, dataset, folder)
+        board = leaderboard.table(runs, results.epochs)
         if board.empty:
             raise RegbenchError(f"best: {folder} has no finished grid runs to choose from")
         ranked = board[board["ranked"]]  # a cell that lost seeds is never the best
@@ -62,9 +68,9 @@ def final(
                 f"best: every cell of {folder} lost seeds, so none is ranked; rerun the lost "
                 "seeds (the same `regbench run`), or name a cell (--arch and --reg)"
             )
-        source = finished_run(folder, cell=ranked.iloc[0]["cell"])
+        source = finished_run(folder, cell=ranked.iloc[0]["cell"], dataset=dataset)
     elif arch and reg:
-        source = finished_run(folder, arch=arch, reg=reg)
+        source = finished_run(folder, arch=arch, reg=reg, dataset=dataset)
     else:
         raise RegbenchError("choose the cell with arch and reg, or take the best with best=True")
     cell = RunSpec.from_row(source)
@@ -78,34 +84,21 @@ def final(
     check_protocol(spec.protocol, spec.execution)
     check_data([spec], experiment)
     observer = observer or Observer()
-    rows: list[dict[str, Any]] = []
-    store = Store(folder)
-    try:
-        from regbench.results.integrity import unsaved_model
-
-        def on_result(result: Any) -> None:
-            result.row.pop("traceback", None)
-            if unsaved := unsaved_model(result.row):
-                raise unsaved
-            store.record_run(result.row, result.epochs)
-            rows.append(result.row)
-            observer.finished(result.row)
-
+    with Store(folder) as store:
+        record = Recorder(store, observer)
         options = replace(executor_options(experiment), models_dir=folder / "models")
         observer.begin(1, 0, folder)
         try:
             run_in_process(
                 [spec],
                 options,
-                Hooks(on_result=on_result, on_start=observer.started, on_progress=observer.update),
+                Hooks(on_result=record, on_start=observer.started, on_progress=observer.update),
             )
         except KeyboardInterrupt:
             raise Interrupted(folder, 0) from None
         finally:
             observer.end()
-    finally:
-        store.close()
-    row = rows[0]
+    row = record.rows[0]
     if row["status"] == "ok":
         row["figure"] = str(_final_figure(folder, row))
         if (folder / "report.html").exists():  # keep an existing report up to date
@@ -154,11 +147,13 @@ def visualize(
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    dataset: str | None = None,
 ) -> list[Path]:
     """Draw what a trained run's model sees (feature maps, filters, Grad-CAM, ...); return the
     files written. The image is `image`, or the first image of `class_name` (default: horse,
     the lab's photo) in the run's `split`: "validation" by default, so that looking at a model
-    never shows its test images; "test" when asked."""
+    never shows its test images; "test" when asked. `dataset` keeps to the runs trained on
+    it, as for `final`."""
     from regbench.plugins.manager import registry
     from regbench.results.lookup import finished_run, open_model
 
@@ -173,7 +168,7 @@ def visualize(
     if not drawers:
         raise RegbenchError("choose at least one visualizer")
     experiment = Experiment.create(data_dir=data_dir, cache_dir=cache_dir)
-    row = finished_run(folder, run, arch, reg)
+    row = finished_run(folder, run, arch, reg, dataset=dataset)
     options = json.loads(row["dataset_options"] or "{}")
     data = load_data(experiment, row["dataset"], options, int(row["seed"]))
     model = open_model(row, folder)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from regbench.engine.experiment import Experiment
 from regbench.errors import RegbenchError
 from regbench.study.progress import auto_progress
+from regbench.study.recording import Recorder
 from regbench.study.settings import (
     FailedRuns,
     Interrupted,
@@ -18,7 +19,7 @@ from regbench.study.settings import (
     Plan,
     PlannedRun,
     check_data,
-    load_options,
+    executor_options,
     measured,
     settings_of,
     with_settings,
@@ -128,11 +129,8 @@ def as_tuned(experiment: Experiment, told: set[str]) -> tuple[Experiment, list[s
 
     if not (experiment.folder / DB_NAME).exists():
         return experiment, []  # tuned_values says there is nothing tuned
-    store = Store(experiment.folder, create=False)
-    try:
+    with Store(experiment.folder, create=False) as store:
         under = store.tuned_under(experiment.dataset)
-    finally:
-        store.close()
     mine = {k: v for k, v in under.items() if k[0] in experiment.arch and k[1] in experiment.reg}
     notes = []
     seeds = sorted({seed for _, seed in mine.values() if seed in experiment.seeds})
@@ -180,11 +178,8 @@ def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, 
 
     values = {}
     if (folder / DB_NAME).exists():
-        store = Store(folder, create=False)
-        try:
+        with Store(folder, create=False) as store:
             values = store.best_values(dataset)
-        finally:
-            store.close()
     if not values:
         raise RegbenchError(
             f"tuned: {folder} has no tuning results on {dataset}; run `regbench tune` first"
@@ -240,11 +235,8 @@ def run(
     ex.check_counts(options)
     ex.check_devices(options)
     check_data(specs, experiment)
-    store = Store(experiment.folder)  # takes the folder's lock; upgrades or rebuilds the store
-    try:
+    with Store(experiment.folder) as store:  # takes the lock; upgrades or rebuilds the store
         _execute(specs, store, options, experiment, force, shown)
-    finally:
-        store.close()
     results = load(experiment.folder, only=specs)
     _warn_failed(results.runs)
     return results
@@ -265,24 +257,6 @@ def _warn_failed(runs: Any) -> None:
     )
 
 
-def executor_options(experiment: Experiment) -> Any:
-    from regbench.engine import executor as ex
-
-    return ex.ExecutorOptions(
-        data_dir=experiment.data_dir,
-        cache_dir=load_options(experiment, {})["cache_dir"],
-        models_dir=experiment.folder / "models",
-        trainer=experiment.trainer,
-        devices=None if experiment.devices is None else list(experiment.devices),
-        per_device=experiment.per_device,
-        pack=experiment.pack,
-        workers=experiment.workers,
-        ray_address=experiment.ray_address,
-        max_runs_per_worker=experiment.max_runs_per_worker,
-        run_timeout=experiment.run_timeout,
-    )
-
-
 def _execute(
     specs: Sequence[RunSpec],
     store: Store,
@@ -295,67 +269,31 @@ def _execute(
     from regbench.engine.outcome import WRITE_ERRNOS
     from regbench.engine.plan import order_by_cost
     from regbench.plugins.manager import registry
-    from regbench.results.integrity import unsaved_model, write_error
+    from regbench.results.integrity import write_error
 
     statuses = store.statuses()
     store.measure_targets(s for s in specs if statuses.get(s.config_hash) == "ok")
     done = ("ok", "skipped")
     todo = [s for s in specs if force or statuses.get(s.config_hash) not in done]
-    todo = order_by_cost(todo, registry(), store.seconds_per_epoch())
+    measured = store.seconds_per_epoch()
+    todo = order_by_cost(todo, registry(), measured)
     store.export()  # a kill between a commit and its export must not leave stale CSVs
-    logs = store.folder / "logs"
-    _check_writable(logs)
-    finished = 0
-
-    def on_result(result: Any) -> None:
-        nonlocal finished
-        trace = result.row.pop("traceback", None)
-        if unsaved := unsaved_model(result.row):
-            raise unsaved
-        store.record_run(result.row, result.epochs)
-        if trace:
-            try:
-                logs.mkdir(exist_ok=True)
-                (logs / f"{result.row['run_id']}.log").write_text(trace)
-            except OSError as exc:  # the run is recorded; its log is not
-                raise write_error(logs, exc) from None
-        finished += 1
-        observer.finished(result.row)
-
-    hooks = ex.Hooks(on_result=on_result, on_start=observer.started, on_progress=observer.update)
+    record = Recorder(store, observer)
+    hooks = ex.Hooks(on_result=record, on_start=observer.started, on_progress=observer.update)
     runner = _runner(experiment.executor)
     observer.begin(len(todo), len(specs) - len(todo), store.folder)
+    if todo and all((s.arch, s.reg) in measured for s in todo):
+        observer.estimated(sum(measured[(s.arch, s.reg)] * s.protocol.epochs for s in todo))
     try:
         runner(todo, options, hooks)
     except KeyboardInterrupt:
-        raise Interrupted(store.folder, finished) from None
+        raise Interrupted(store.folder, len(record.rows)) from None
     except OSError as exc:  # an executor's own write (Ray's models reach the folder here)
         if exc.errno not in WRITE_ERRNOS:
             raise
         raise write_error(Path(exc.filename or store.folder), exc) from None
     finally:
         observer.end()
-
-
-def _check_writable(logs: Path) -> None:
-    """Refuse an existing but unwritable logs folder before training, not at the first
-    failed run's log."""
-    import tempfile
-
-    from regbench.results.integrity import write_error
-
-    if not logs.exists():
-        return
-    if not logs.is_dir():
-        raise RegbenchError(
-            f"{logs} is not a folder (failed runs' logs are kept there); move it away, then "
-            "rerun the same command"
-        )
-    try:
-        with tempfile.NamedTemporaryFile(dir=logs, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise write_error(logs, exc) from None
 
 
 def _runner(executor: str) -> Callable[..., None]:

@@ -62,6 +62,12 @@ class GridProgress(Observer):
             self._progress.stop()
             self._progress = None
 
+    def estimated(self, seconds: float) -> None:
+        self._line(
+            f"estimate: about {_clock(seconds)} of training, one run after another "
+            "(earlier runs' seconds per epoch)"
+        )
+
     def started(self, run_id: str, worker: str) -> None:
         self._started += 1
         self._active[run_id] = (time.monotonic(), 0.0)

@@ -24,6 +24,11 @@ class Observer:
     def begin(self, total: int, done: int, folder: Path) -> None:
         """`total` runs will train; `done` were already finished in `folder`."""
 
+    def estimated(self, seconds: float) -> None:
+        """Before any run starts: the runs to train will take about `seconds` of training,
+        one after another, by the seconds per epoch earlier runs of their cells took (not
+        called where a cell has no finished run to time)."""
+
     def started(self, run_id: str, worker: str) -> None:
         """A run started on a worker."""
 
@@ -150,6 +155,25 @@ def load_options(experiment: Experiment, dataset_options: Mapping[str, Any]) -> 
 
     cache = experiment.cache_dir or default_cache_dir()
     return {**dataset_options, "data_dir": experiment.data_dir, "cache_dir": cache}
+
+
+def executor_options(experiment: Experiment) -> Any:
+    """How the experiment's runs (or searches) are spread over processes and devices."""
+    from regbench.engine import executor as ex
+
+    return ex.ExecutorOptions(
+        data_dir=experiment.data_dir,
+        cache_dir=load_options(experiment, {})["cache_dir"],
+        models_dir=experiment.folder / "models",
+        trainer=experiment.trainer,
+        devices=None if experiment.devices is None else list(experiment.devices),
+        per_device=experiment.per_device,
+        pack=experiment.pack,
+        workers=experiment.workers,
+        ray_address=experiment.ray_address,
+        max_runs_per_worker=experiment.max_runs_per_worker,
+        run_timeout=experiment.run_timeout,
+    )
 
 
 def check_data(specs: Sequence[RunSpec], experiment: Experiment) -> None:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from regbench.engine.experiment import Experiment
 from regbench.engine.plan import Protocol
 from regbench.errors import RegbenchError
-from regbench.study.settings import check_data, load_data, settings_of, with_settings
+from regbench.study.settings import (
+    check_data,
+    executor_options,
+    load_data,
+    settings_of,
+    with_settings,
+)
 
 if TYPE_CHECKING:
+    from regbench.engine.tuning_pool import Search
     from regbench.results.store import Store
 
 
@@ -33,7 +41,10 @@ def tune(
     Returns the best values per (arch, reg) (also stored for `run(tuned=True)`); cells whose
     regularizer declares no hyperparameters are left out. `seeds_per_trial` trains each trial
     that many times and scores their mean; ties go to the lower validation loss, then the
-    earlier trial (`on_best` hears which trials tied).
+    earlier trial (`on_best` hears which trials tied). The `executor` setting "local" (the
+    default) searches each cell in a worker process, as many at once as the grid's local
+    executor runs (`workers` on CPU, a GPU each), and a cell that fails ends the stage once
+    the others are done; "inprocess" searches the cells one after another in this process.
     """
     return search(
         settings_of(base, settings),
@@ -56,14 +67,17 @@ def search(
     seeds_per_trial: int = 1,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     from regbench.engine.plan import make_plan
-    from regbench.engine.tuning import TUNERS, run_search
+    from regbench.engine.tuning import check_search, run_search
+    from regbench.engine.tuning_pool import Search
     from regbench.plugins.manager import registry
     from regbench.results.store import Store
 
-    if tuner not in TUNERS:
-        raise RegbenchError(f"tuner must be one of {', '.join(TUNERS)}; got {tuner!r}")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-        raise RegbenchError(f"max_trials must be at least 1; got {max_trials!r}")
+    check_search(tuner, max_trials, seeds_per_trial)
+    if experiment.executor not in TUNING_EXECUTORS:
+        raise RegbenchError(
+            f"tune: executor {experiment.executor!r} cannot tune; choose one of "
+            f"{', '.join(TUNING_EXECUTORS)}"
+        )
     seed = experiment.seeds[0]  # one split to tune on; the grid repeats the seeds
     cells = make_plan(
         registry(),
@@ -74,52 +88,90 @@ def search(
         execution=experiment.execution,
     )
     check_data(cells, experiment)
-    data = load_data(experiment, experiment.dataset, experiment.dataset_options, seed)
+    cells = [c for c in cells if registry().get("regularizers", c.reg).hparams]
     store = Store(experiment.folder)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    searches = [
+        Search(
+            arch=cell.arch,
+            reg=cell.reg,
+            protocol=experiment.protocol,
+            execution=experiment.execution,
+            tuner=tuner,
+            max_trials=max_trials,
+            seed=seed,
+            project_root=store.folder / "tuning",
+            executions_per_trial=seeds_per_trial,
+        )
+        for cell in cells
+    ]
+
+    # what a search reports is stored first, then passed to the caller's listener: only
+    # this process writes the store, and a crash after a trial loses nothing
+    def heard_trial(search: Search, trial: dict[str, Any]) -> None:
+        store.record_trial(trial)
+        if on_trial is not None:
+            on_trial(search.arch, search.reg, trial)
+
+    def heard_best(search: Search, best: dict[str, Any]) -> None:
+        _record_best(store, best, experiment, seed)
+        if on_best is not None:
+            on_best(search.arch, search.reg, best)
+
     try:
-        for cell in cells:
-            if not registry().get("regularizers", cell.reg).hparams:
-                continue
+        if experiment.executor == "local":
+            return _in_workers(searches, experiment, on_cell, heard_trial, heard_best)
+        data = load_data(experiment, experiment.dataset, experiment.dataset_options, seed)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for one in searches:
             if on_cell:
-                on_cell(cell.arch, cell.reg)
+                on_cell(one.arch, one.reg)
             best = run_search(
-                arch=cell.arch,
-                reg=cell.reg,
-                protocol=experiment.protocol,
+                arch=one.arch,
+                reg=one.reg,
+                protocol=one.protocol,
                 data=data,
                 tuner=tuner,
                 max_trials=max_trials,
                 seed=seed,
-                project_root=store.folder / "tuning",
-                on_trial=_recording(store.record_trial, on_trial, cell.arch, cell.reg),
-                execution=experiment.execution,
+                project_root=one.project_root,
+                on_trial=partial(heard_trial, one),
+                execution=one.execution,
                 executions_per_trial=seeds_per_trial,
-                on_best=_recording(
-                    lambda b: _record_best(store, b, experiment, seed), on_best, cell.arch, cell.reg
-                ),
+                on_best=partial(heard_best, one),
             )
-            found[(cell.arch, cell.reg)] = dict(best or {})
+            found[(one.arch, one.reg)] = dict(best or {})
+        return found
     finally:
         store.close()
-    return found
 
 
-def _recording(
-    record: Callable[[dict[str, Any]], None],
-    listener: Callable[[str, str, dict[str, Any]], None] | None,
-    arch: str,
-    reg: str,
-) -> Callable[[dict[str, Any]], None]:
-    """What the tuning stage reports, stored first (only this process writes the store: a
-    crash after a trial loses nothing), then passed to the caller's `listener`."""
+TUNING_EXECUTORS = ("inprocess", "local")
 
-    def heard(item: dict[str, Any]) -> None:
-        record(item)
-        if listener is not None:
-            listener(arch, reg, item)
 
-    return heard
+def _in_workers(
+    searches: list[Search],
+    experiment: Experiment,
+    on_cell: Callable[[str, str], None] | None,
+    heard_trial: Callable[[Search, dict[str, Any]], None],
+    heard_best: Callable[[Search, dict[str, Any]], None],
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The searches in worker processes; a cell that failed is raised once all are done
+    (what every cell found is recorded by then)."""
+    from regbench.engine.tuning_pool import search_in_workers
+
+    def started(search: Search, worker: str) -> None:
+        if on_cell:
+            on_cell(search.arch, search.reg)
+
+    ended = search_in_workers(
+        searches, executor_options(experiment), started, heard_trial, heard_best
+    )
+    found = {}
+    for cell, values in ended.items():
+        if isinstance(values, str):  # the first cell that failed, said as its worker said it
+            raise RegbenchError(values)
+        found[cell] = dict(values)
+    return {(s.arch, s.reg): found[(s.arch, s.reg)] for s in searches}
 
 
 def _record_best(store: Store, best: dict[str, Any], experiment: Experiment, seed: int) -> None:
