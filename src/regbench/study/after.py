@@ -21,6 +21,7 @@ from regbench.study.settings import (
     load_data,
 )
 
+
 def final(
     folder: str | Path,
     *,
