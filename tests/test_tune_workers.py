@@ -77,3 +77,35 @@ def test_a_cell_failing_in_its_worker_keeps_the_others(cli_subprocess, tmp_path)
     trials = load_trials(out)
     assert sorted(trials["status"]) == ["failed", "failed", "ok", "ok"]
     assert set(Store(out).best_values()) == {("model1", "dropout")}
+
+
+def test_an_observer_hears_each_search_start_its_trials_and_its_best(tmp_path):
+    import regbench
+    from regbench.study.settings import Observer
+
+    heard: list[tuple[str, str]] = []
+
+    class Heard(Observer):
+        def search_started(self, arch, reg):
+            heard.append((reg, "started"))
+
+        def trial_ended(self, arch, reg, trial):
+            heard.append((reg, f"trial {trial['trial_id']} {trial['status']}"))
+
+        def search_ended(self, arch, reg, best):
+            heard.append((reg, f"best {sorted(best['values'])}"))
+
+    found = regbench.tune(
+        arch="model1",
+        reg="dropout,l2",
+        dataset="digits",
+        epochs=1,
+        max_trials=2,
+        workers=2,
+        experiment=tmp_path / "exp",
+        observer=Heard(),
+    )
+    assert set(found) == {("model1", "dropout"), ("model1", "l2")}
+    for reg, name in (("dropout", "rate"), ("l2", "strength")):
+        mine = [event for r, event in heard if r == reg]
+        assert mine == ["started", "trial 0 ok", "trial 1 ok", f"best ['{name}']"]

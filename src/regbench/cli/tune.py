@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from regbench.cli.common import EXIT_OK, duration, experiment, print_json, say
+from regbench.study.settings import Observer
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -23,46 +24,15 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
     chosen = experiment(args)
     if chosen.executor == "ray":  # `run --tune --executor ray`: the searches in local workers
         chosen = replace(chosen, executor="local")
-    eta = TrialClock(_cells_to_tune(chosen) * args.max_trials)
-    started: dict[tuple[str, str], float] = {}
-    took: dict[tuple[str, str], float] = {}  # seconds each cell's search took
-
-    def on_cell(arch: str, reg: str) -> None:
-        started[(arch, reg)] = time.perf_counter()
-        say(
-            f"tuning {arch} + {reg}: {args.tuner}, {args.max_trials} trials, "
-            f"{chosen.epochs} epoch(s) each",
-            stderr=quiet,
-        )
-
-    def on_trial(arch: str, reg: str, trial: dict[str, Any]) -> None:
-        values = ", ".join(f"{k}={v:.4g}" for k, v in trial["values"].items())
-        score = "" if trial["score"] is None else f" val_accuracy {trial['score']:.4f}"
-        error = f" {trial['error']}" if trial.get("error") else ""
-        say(
-            f"  {arch} + {reg} trial {trial['trial_id']}: {trial['status']}{score} "
-            f"[{values}]{error} ({eta.tick()})",
-            stderr=quiet,
-        )
-
-    def on_best(arch: str, reg: str, best: dict[str, Any]) -> None:
-        took[(arch, reg)] = time.perf_counter() - started[(arch, reg)]
-        if best["tied"]:
-            say(
-                f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "
-                f"chose {best['trial_id']} ({best['rule']})",
-                stderr=quiet,
-            )
-
+    shown = TuningProgress(chosen.epochs, args, quiet, _cells_to_tune(chosen))
     found = regbench.tune(
         chosen,
         tuner=args.tuner,
         max_trials=args.max_trials,
         seeds_per_trial=args.seeds_per_trial,
-        on_trial=on_trial,
-        on_cell=on_cell,
-        on_best=on_best,
+        observer=shown,
     )
+    took = shown.took
     if as_json:
         print_json(
             {
@@ -80,6 +50,49 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
     if not found:
         say("nothing to tune: the chosen regularizers declare no hyperparameters", stderr=quiet)
     return EXIT_OK
+
+
+class TuningProgress(Observer):
+    """A line as each cell's search starts, one per finished trial with the time left, and
+    ties said as they are broken."""
+
+    def __init__(self, epochs: int, args: argparse.Namespace, quiet: bool, cells: int) -> None:
+        self.epochs, self.tuner, self.trials, self.quiet = (
+            epochs,
+            args.tuner,
+            args.max_trials,
+            quiet,
+        )
+        self.eta = TrialClock(cells * args.max_trials)
+        self.started: dict[tuple[str, str], float] = {}
+        self.took: dict[tuple[str, str], float] = {}  # seconds each cell's search took
+
+    def search_started(self, arch: str, reg: str) -> None:
+        self.started[(arch, reg)] = time.perf_counter()
+        say(
+            f"tuning {arch} + {reg}: {self.tuner}, {self.trials} trials, "
+            f"{self.epochs} epoch(s) each",
+            stderr=self.quiet,
+        )
+
+    def trial_ended(self, arch: str, reg: str, trial: dict[str, Any]) -> None:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in trial["values"].items())
+        score = "" if trial["score"] is None else f" val_accuracy {trial['score']:.4f}"
+        error = f" {trial['error']}" if trial.get("error") else ""
+        say(
+            f"  {arch} + {reg} trial {trial['trial_id']}: {trial['status']}{score} "
+            f"[{values}]{error} ({self.eta.tick()})",
+            stderr=self.quiet,
+        )
+
+    def search_ended(self, arch: str, reg: str, best: dict[str, Any]) -> None:
+        self.took[(arch, reg)] = time.perf_counter() - self.started[(arch, reg)]
+        if best["tied"]:
+            say(
+                f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "
+                f"chose {best['trial_id']} ({best['rule']})",
+                stderr=self.quiet,
+            )
 
 
 class TrialClock:

@@ -41,6 +41,17 @@ class Observer:
     def end(self) -> None:
         """Training stopped (finished, failed or interrupted)."""
 
+    def search_started(self, arch: str, reg: str) -> None:
+        """`tune`: the search of a cell's hyperparameters started."""
+
+    def trial_ended(self, arch: str, reg: str, trial: dict[str, Any]) -> None:
+        """`tune`: a trial ended, ok or failed (`trial` is its row of the trials table: id,
+        status, score, values, error), and is stored."""
+
+    def search_ended(self, arch: str, reg: str, best: dict[str, Any]) -> None:
+        """`tune`: a cell's search chose its best values (`best`: trial_id, values, score, and
+        the trials it `tied` with under `rule`), and they are stored."""
+
     def note(self, text: str) -> None:
         """A line the caller should read before training (e.g. what `tuned` trains under);
         by default a `TunedProtocol` warning."""

@@ -11,6 +11,7 @@ from regbench.engine.experiment import Experiment
 from regbench.engine.plan import Protocol
 from regbench.errors import RegbenchError
 from regbench.study.settings import (
+    Observer,
     check_data,
     executor_options,
     load_data,
@@ -30,10 +31,8 @@ def tune(
     *,
     tuner: str = "random",
     max_trials: int = 10,
-    on_trial: Callable[[str, str, dict[str, Any]], None] | None = None,
-    on_cell: Callable[[str, str], None] | None = None,
-    on_best: Callable[[str, str, dict[str, Any]], None] | None = None,
     seeds_per_trial: int = 1,
+    observer: Observer | None = None,
     **settings: Any,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The keras-tuner stage: search each cell's declared hyperparameters on validation data.
@@ -41,19 +40,19 @@ def tune(
     Returns the best values per (arch, reg) (also stored for `run(tuned=True)`); cells whose
     regularizer declares no hyperparameters are left out. `seeds_per_trial` trains each trial
     that many times and scores their mean; ties go to the lower validation loss, then the
-    earlier trial (`on_best` hears which trials tied). The `executor` setting "local" (the
-    default) searches each cell in a worker process, as many at once as the grid's local
-    executor runs (`workers` on CPU, a GPU each), and a cell that fails ends the stage once
-    the others are done; "inprocess" searches the cells one after another in this process.
+    earlier trial. `observer` hears each search start, each trial end and each best chosen
+    (`Observer.search_started`, `trial_ended`, `search_ended`), once it is stored. The
+    `executor` setting "local" (the default) searches each cell in a worker process, as many
+    at once as the grid's local executor runs (`workers` on CPU, a GPU each), and a cell that
+    fails ends the stage once the others are done; "inprocess" searches the cells one after
+    another in this process.
     """
     return search(
         settings_of(base, settings),
         tuner,
         max_trials,
-        on_trial,
-        on_cell,
-        on_best,
         seeds_per_trial,
+        observer or Observer(),
     )
 
 
@@ -61,10 +60,8 @@ def search(
     experiment: Experiment,
     tuner: str,
     max_trials: int,
-    on_trial: Callable[[str, str, dict[str, Any]], None] | None = None,
-    on_cell: Callable[[str, str], None] | None = None,
-    on_best: Callable[[str, str, dict[str, Any]], None] | None = None,
-    seeds_per_trial: int = 1,
+    seeds_per_trial: int,
+    observer: Observer,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     from regbench.engine.plan import make_plan
     from regbench.engine.tuning import check_search, run_search
@@ -109,22 +106,19 @@ def search(
     # this process writes the store, and a crash after a trial loses nothing
     def heard_trial(search: Search, trial: dict[str, Any]) -> None:
         store.record_trial(trial)
-        if on_trial is not None:
-            on_trial(search.arch, search.reg, trial)
+        observer.trial_ended(search.arch, search.reg, trial)
 
     def heard_best(search: Search, best: dict[str, Any]) -> None:
         _record_best(store, best, experiment, seed)
-        if on_best is not None:
-            on_best(search.arch, search.reg, best)
+        observer.search_ended(search.arch, search.reg, best)
 
     try:
         if experiment.executor == "local":
-            return _in_workers(searches, experiment, on_cell, heard_trial, heard_best)
+            return _in_workers(searches, experiment, observer, heard_trial, heard_best)
         data = load_data(experiment, experiment.dataset, experiment.dataset_options, seed)
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for one in searches:
-            if on_cell:
-                on_cell(one.arch, one.reg)
+            observer.search_started(one.arch, one.reg)
             best = run_search(
                 arch=one.arch,
                 reg=one.reg,
@@ -151,7 +145,7 @@ TUNING_EXECUTORS = ("inprocess", "local")
 def _in_workers(
     searches: list[Search],
     experiment: Experiment,
-    on_cell: Callable[[str, str], None] | None,
+    observer: Observer,
     heard_trial: Callable[[Search, dict[str, Any]], None],
     heard_best: Callable[[Search, dict[str, Any]], None],
 ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -160,8 +154,7 @@ def _in_workers(
     from regbench.engine.tuning_pool import search_in_workers
 
     def started(search: Search, worker: str) -> None:
-        if on_cell:
-            on_cell(search.arch, search.reg)
+        observer.search_started(search.arch, search.reg)
 
     ended = search_in_workers(
         searches, executor_options(experiment), started, heard_trial, heard_best

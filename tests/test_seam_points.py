@@ -1,4 +1,4 @@
-"""The seam v3: points carry their shape, merge points (`ctx.residual` and `merge_at`), Keras
+"""The seam's points: points carry their shape, merge points (`ctx.residual` and `merge_at`), Keras
 classes registered by name and imported lazily, the kit's ramp check, and `describe` naming
 an inert pairing."""
 

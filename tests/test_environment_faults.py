@@ -1,4 +1,4 @@
-"""Fault classes 5-8 of the operator's probe (issue 20): bad input or environment, permission
+"""Faults of the environment (an operator's probe): bad input or environment, permission
 problems, a full disk at model save and Ctrl-C pressed many times. One named test each; every
 fault must give one line and its exit code, never a traceback, and lose nothing."""
 

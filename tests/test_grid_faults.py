@@ -1,4 +1,5 @@
-"""Fault classes found by an operator's probe (round 2), one named regression test each."""
+"""Faults of a grid's runs and flags (an operator's probe): --force, a plugin or run calling
+sys.exit, timeouts without workers, stored errors, absent GPUs; one named regression test each."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The store's fault classes, round 2 (issue 20): a full disk is not damage, an unreadable CSV
+"""The store under faults, and its repair: a full disk is not damage, an unreadable CSV
 is kept, a dropped column is repaired, readers write nothing, a missing store still counts its
 CSVs, odd files get one line, superseded plugin versions are not duplicate cells, and a broken
 model's advice leads somewhere."""
