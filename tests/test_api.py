@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 import regbench
 from regbench.cli import build_parser
 from regbench.cli.grid import experiment as from_flags
-from regbench.engine.experiment import MAX_SEED, Experiment
+from regbench.engine.experiment import Experiment
 from regbench.engine.plan import Execution, Protocol, RunSpec
+from regbench.engine.settings import MAX_SEED
 from regbench.errors import RegbenchError
 
 FAKE = {"trainer": "fake_trainer:train", "executor": "inprocess"}

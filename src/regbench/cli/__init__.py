@@ -11,9 +11,12 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, check_environment
 from regbench.cli.output import KeptOutput, lost_note
+from regbench.engine.settings import SETTINGS, Setting, flags_of
 from regbench.errors import STOP_REQUESTED, RegbenchError
 from regbench.version import __version__
 
@@ -41,87 +44,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The experiment's settings; each flag's dest is an `Experiment` field, validated there."""
+def _add_settings(p: argparse.ArgumentParser, command: str, table: Sequence[Setting]) -> None:
+    """The experiment's settings that `command` takes, as the settings table declares them;
+    each flag's dest is an `Experiment` field, validated there."""
     p.add_argument("--config", help="TOML experiment file, or a shipped one (lab, quickstart)")
-    p.add_argument(
-        "--arch", action="append", help="architectures: names, comma lists, or all (default all)"
-    )
-    p.add_argument(
-        "--reg",
-        action="append",
-        help="regularizers: names, comma lists, a+b combinations, or all (default all)",
-    )
-    p.add_argument("--dataset", help="dataset plugin (default cifar10)")
-    p.add_argument(
-        "--dataset-option",
-        dest="dataset_options",
-        action="append",
-        metavar="KEY=VALUE",
-        help="dataset-specific option, e.g. native=true for digits",
-    )
-    p.add_argument("--data-dir", help="CIFAR-10: cifar-10-batches-py/ or cifar-10-python.tar.gz")
-    p.add_argument(
-        "--cache-dir",
-        help="where converted datasets are cached (default $REGBENCH_CACHE or ~/.cache/regbench)",
-    )
-    p.add_argument("--epochs", help="training epochs per run (default 10, the lab's)")
-    p.add_argument("--batch-size", help="images per step (default 64, the lab's)")
-    p.add_argument(
-        "--optimizer", help="sgd (default, Keras defaults), adam, adamw, rmsprop, nadam, adagrad"
-    )
-    p.add_argument("--learning-rate", help="(default: the optimizer's own, 0.01 for sgd)")
-    p.add_argument(
-        "--optimizer-option",
-        dest="optimizer_options",
-        action="append",
-        metavar="KEY=VALUE",
-        help="optimizer setting, e.g. momentum=0.9 or nesterov=true (default: Keras's)",
-    )
-    p.add_argument(
-        "--lr-schedule",
-        help="constant (default), cosine, step or warmup_cosine, over the whole training",
-    )
-    p.add_argument(
-        "--param",
-        dest="params",
-        action="append",
-        metavar="REG.NAME=VALUE[,VALUE]",
-        help="regularizer hyperparameter, e.g. dropout.rate=0.2; a comma list sweeps it",
-    )
-    p.add_argument("--seeds", help="number of seeds (0..N-1) or a list like 1,2,3 (default 1)")
-    p.add_argument("--target", help="record time to reach it, e.g. val_accuracy=0.5 (default none)")
-    p.add_argument("--jit-compile", help="XLA: auto (default: on where a GPU is), on or off")
-    p.add_argument("--precision", help="float32 (default), mixed_float16 or mixed_bfloat16")
-    p.add_argument(
-        "--steps-per-execution",
-        help="training steps per compiled call (fewer host round trips; default 1)",
-    )
-    p.add_argument(
-        "--pipeline",
-        help="input pipeline: auto (default: arrays), arrays or tf.data (TensorFlow only)",
-    )
-    p.add_argument(
-        "--engine",
-        help="standard (default) or vmapped: a cell's seeds as one JAX program (JAX backend)",
-    )
-    p.add_argument(
-        "--tensorboard",
-        action="store_const",
-        const=True,
-        help="write TensorBoard scalars and an HParams summary under DIR/tensorboard",
-    )
-    p.add_argument("--baseline", help="the regularizer each cell is compared with (default none)")
-    _add_experiment_folder(p)
-
-
-def _add_experiment_folder(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--experiment",
-        metavar="DIR",
-        help="experiment folder (default reports/<experiment name or dataset>)",
-    )
-    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
+    for setting in flags_of(command, table):
+        options: dict[str, Any] = {"dest": setting.name}
+        options["help"] = argparse.SUPPRESS if setting.hidden else setting.help
+        if setting.metavar:
+            options["metavar"] = setting.metavar
+        if setting.action == "store_const":
+            options.update(action="store_const", const=True)
+        elif setting.action:
+            options["action"] = setting.action
+        p.add_argument(setting.spelling, **options)
+        if setting.name == "experiment":
+            p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)  # the 0.1 spelling
 
 
 def _add_folder_argument(p: argparse.ArgumentParser, command: str) -> None:
@@ -147,10 +85,6 @@ def _add_tuner_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_workers(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", help="worker processes on CPU (default: one per core, at most 4)")
-
-
 def _add_stage_options(p: argparse.ArgumentParser) -> None:
     """Where a finished experiment and its data are (visualize, final)."""
     p.add_argument(
@@ -165,7 +99,8 @@ def _add_stage_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="dataset cache, as for `run`")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(table: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
+    """The command line; its run, plan and tune flags from the settings `table`."""
     parser = _Parser(
         prog="regbench",
         description="regbench: benchmark regularizers on CNNs, one command per study",
@@ -193,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="describe")
 
     p = sub.add_parser("run", help="train the grid of architectures x regularizers x seeds")
-    _add_run_options(p)
+    _add_settings(p, "run", table)
     p.add_argument("--force", action="store_true", help="rerun cells that are already ok")
     p.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
     p.add_argument(
@@ -203,36 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune", action="store_true", help="run the tuning stage first, then the grid with it"
     )
     _add_tuner_options(p)
-    p.add_argument("--executor", help="local (default: worker processes), inprocess or ray")
-    p.add_argument("--devices", help="GPU ids to use, e.g. 0,1 (default: all; cpu for none)")
-    p.add_argument("--per-device", help="concurrent runs per GPU (default 1)")
-    p.add_argument(
-        "--pack",
-        metavar="N",
-        help="vmapped engine: train up to N runs of one architecture and protocol as one "
-        "program (default: a cell's seeds on CPU, up to 16 runs on a GPU)",
-    )
-    p.add_argument(
-        "--ray-address", help="Ray cluster for --executor ray (default: start a local one)"
-    )
-    p.add_argument(
-        "--max-runs-per-worker",
-        metavar="N",
-        help="replace a worker process with a fresh one after N runs, bounding memory creep "
-        "(default: only once its memory grew 6%% past its size after its first run)",
-    )
-    _add_workers(p)
-    p.add_argument(
-        "--run-timeout",
-        metavar="SECONDS",
-        help="stop a run still training after this long; record it `timeout` (default none)",
-    )
-    p.add_argument("--trainer", help=argparse.SUPPRESS)
     _add_json(p, "the leaderboard (progress goes to stderr)")
     p.set_defaults(func="run")
 
     p = sub.add_parser("plan", help="show the grid and what is done, without running")
-    _add_run_options(p)
+    _add_settings(p, "plan", table)
     p.add_argument(
         "--tuned", action="store_true", help="with the best values of this experiment's tuning"
     )
@@ -240,15 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="plan")
 
     p = sub.add_parser("tune", help="keras-tuner search of the regularizers' hyperparameters")
-    _add_run_options(p)
+    _add_settings(p, "tune", table)
     _add_tuner_options(p)
-    p.add_argument(
-        "--executor",
-        choices=("inprocess", "local"),
-        help="local (default: each cell's search in a worker process, several at once) or "
-        "inprocess (the cells one after another here)",
-    )
-    _add_workers(p)
     _add_json(p, "the best values (trials go to stderr)")
     p.set_defaults(func="tune")
 

@@ -9,6 +9,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from regbench.engine.settings import SETTINGS
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -137,47 +139,16 @@ def baseline(name: str) -> str:
         raise RegbenchError(f"--baseline: {exc}") from None
 
 
-# run flags -> Experiment fields (the flag's dest is the field's name)
-SETTINGS = (
-    "arch",
-    "reg",
-    "dataset",
-    "dataset_options",
-    "params",
-    "seeds",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "optimizer_options",
-    "learning_rate",
-    "lr_schedule",
-    "target",
-    "precision",
-    "jit_compile",
-    "steps_per_execution",
-    "pipeline",
-    "engine",
-    "tensorboard",
-    "baseline",
-    "data_dir",
-    "cache_dir",
-    "executor",
-    "devices",
-    "per_device",
-    "pack",
-    "workers",
-    "max_runs_per_worker",
-    "run_timeout",
-    "ray_address",
-    "trainer",
-)
+# the settings taken from flags (each flag's dest is its field's name); the folder is read
+# by `experiment_folder`, which also takes a reading command's DIR
+FLAG_SETTINGS = tuple(s.name for s in SETTINGS if s.spelling and s.name != "experiment")
 
 
 def experiment(args: argparse.Namespace):
     """The experiment the flags describe: `--config` first, the flags over it."""
     from regbench.engine.experiment import Experiment
 
-    flags: dict[str, Any] = {key: getattr(args, key, None) for key in SETTINGS}
+    flags: dict[str, Any] = {key: getattr(args, key, None) for key in FLAG_SETTINGS}
     flags["experiment"] = experiment_folder(args)
     if flags["arch"] is not None:
         flags["arch"] = [a for a in flags["arch"]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from typing import Any
 
 from regbench.cli.common import EXIT_OK, duration, experiment, print_json, say
@@ -22,8 +21,6 @@ def tune_stage(args: argparse.Namespace, as_json: bool, quiet: bool) -> int:
     import regbench
 
     chosen = experiment(args)
-    if chosen.executor == "ray":  # `run --tune --executor ray`: the searches in local workers
-        chosen = replace(chosen, executor="local")
     shown = TuningProgress(chosen.epochs, args, quiet, _cells_to_tune(chosen))
     found = regbench.tune(
         chosen,
@@ -64,11 +61,11 @@ class TuningProgress(Observer):
             quiet,
         )
         self.eta = TrialClock(cells * args.max_trials)
-        self.started: dict[tuple[str, str], float] = {}
+        self.began: dict[tuple[str, str], float] = {}
         self.took: dict[tuple[str, str], float] = {}  # seconds each cell's search took
 
     def search_started(self, arch: str, reg: str) -> None:
-        self.started[(arch, reg)] = time.perf_counter()
+        self.began[(arch, reg)] = time.perf_counter()
         say(
             f"tuning {arch} + {reg}: {self.tuner}, {self.trials} trials, "
             f"{self.epochs} epoch(s) each",
@@ -86,7 +83,7 @@ class TuningProgress(Observer):
         )
 
     def search_ended(self, arch: str, reg: str, best: dict[str, Any]) -> None:
-        self.took[(arch, reg)] = time.perf_counter() - self.started[(arch, reg)]
+        self.took[(arch, reg)] = time.perf_counter() - self.began[(arch, reg)]
         if best["tied"]:
             say(
                 f"  tie: trials {', '.join(best['tied'])} scored {best['score']:.4f}; "

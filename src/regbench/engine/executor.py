@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from regbench.engine.devices import detect_gpus, worker_env
-from regbench.engine.experiment import DEFAULT_TRAINER
 from regbench.engine.outcome import TRAINING, RunResult, now, skipped_result
 from regbench.engine.packing import ACCELERATOR_PACK, packs
 from regbench.engine.plan import RunSpec
+from regbench.engine.settings import DEFAULT_TRAINER
 from regbench.engine.worker import DataCache, Setup, resolve_trainer, train_task
 from regbench.errors import STOP_REQUESTED, RegbenchError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,8 +124,6 @@ def as_tuned(experiment: Experiment, told: set[str]) -> tuple[Experiment, list[s
     """The experiment with the protocol its grid's values were tuned under, in the settings
     not `told`, and the lines that say what it trains under; unchanged where the values'
     protocol is unknown (tuned by an earlier regbench) or differs between cells."""
-    from dataclasses import replace
-
     from regbench.results.store import DB_NAME, Store
 
     if not (experiment.folder / DB_NAME).exists():
@@ -219,8 +218,15 @@ def run(
     """
     experiment = settings_of(base, settings)
     shown = observer or auto_progress(progress) or Observer()
-    if tune:
-        search(experiment, tuner, max_trials)  # the CLI's `run --tune` prints its own
+    if tune:  # searched in local workers where the grid goes to Ray
+        ray = experiment.executor == "ray"
+        search(
+            replace(experiment, executor="local") if ray else experiment,
+            tuner,
+            max_trials,
+            1,
+            shown,
+        )
         tuned = True
     if tuned:
         experiment, notes = as_tuned(experiment, _told(base, settings, protocol_given))

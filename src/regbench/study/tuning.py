@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ def tune(
     `executor` setting "local" (the default) searches each cell in a worker process, as many
     at once as the grid's local executor runs (`workers` on CPU, a GPU each), and a cell that
     fails ends the stage once the others are done; "inprocess" searches the cells one after
-    another in this process.
+    another in this process; "ray" (a grid sent to a cluster) searches in local workers.
     """
     return search(
         settings_of(base, settings),
@@ -70,11 +70,8 @@ def search(
     from regbench.results.store import Store
 
     check_search(tuner, max_trials, seeds_per_trial)
-    if experiment.executor not in TUNING_EXECUTORS:
-        raise RegbenchError(
-            f"tune: executor {experiment.executor!r} cannot tune; choose one of "
-            f"{', '.join(TUNING_EXECUTORS)}"
-        )
+    if experiment.executor == "ray":  # a grid sent to Ray (`run --tune`): searched here
+        experiment = replace(experiment, executor="local")
     seed = experiment.seeds[0]  # one split to tune on; the grid repeats the seeds
     cells = make_plan(
         registry(),
@@ -137,9 +134,6 @@ def search(
         return found
     finally:
         store.close()
-
-
-TUNING_EXECUTORS = ("inprocess", "local")
 
 
 def _in_workers(
