@@ -122,18 +122,13 @@ class Experiment:
 
     @property
     def protocol(self) -> Protocol:
-        return Protocol(
-            dataset=self.dataset,
-            dataset_options=dict(self.dataset_options),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            optimizer_options=dict(self.optimizer_options),
-            learning_rate=self.learning_rate,
-            lr_schedule=self.lr_schedule,
-            target=self.target,
-            precision=self.precision,
-        )
+        """The protocol settings (the table's `protocol` role), options as plain dicts."""
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if setting.role == "protocol":
+                value = getattr(self, setting.name)
+                values[setting.name] = dict(value) if isinstance(value, Mapping) else value
+        return Protocol(**values)
 
     @property
     def execution(self) -> Execution:

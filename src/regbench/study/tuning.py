@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from regbench.engine.experiment import Experiment
-from regbench.engine.plan import Protocol
+from regbench.engine.settings import SETTINGS
 from regbench.errors import RegbenchError
 from regbench.study.settings import (
     Observer,
@@ -174,13 +174,9 @@ def _record_best(store: Store, best: dict[str, Any], experiment: Experiment, see
     )
 
 
-# the settings of a protocol that `run --tuned` trains as they were tuned: the Experiment's
-# settings that make up a Protocol, but the dataset (values are looked up per dataset already)
-TUNED_SETTINGS = tuple(
-    f.name
-    for f in fields(Protocol)
-    if f.name != "dataset" and f.name in {g.name for g in fields(Experiment)}
-)
+# the settings of a protocol that `run --tuned` trains as they were tuned: the protocol's
+# settings but the dataset (values are looked up per dataset already)
+TUNED_SETTINGS = tuple(s.name for s in SETTINGS if s.role == "protocol" and s.name != "dataset")
 
 
 def tuned_settings(experiment: Experiment) -> dict[str, Any]:
