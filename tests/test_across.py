@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 from test_stats import NO_EPOCHS, runs_of
 
-from regbench.results import across, across_text, grid_stats, leaderboard, stats
+from regbench.reporting import across_text
+from regbench.results import across, grid_stats, leaderboard, stats
 
 ARCHS = ("model1", "model2", "model3")
 EFFECTS = {"none": 0.0, "l2": 0.002, "dropout": 0.03, "batchnorm": 0.08}

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from regbench.cli import main
 from regbench.errors import RegbenchError
+from regbench.reporting import compare_text
 from regbench.results import compare
 from regbench.results.leaderboard import LOST_NOTE
 from regbench.results.store import Store
@@ -89,7 +90,7 @@ def test_json_and_table_from_the_command_line(two, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert {c["reg"] for c in payload["cells"]} == {"none", "dropout"}
     buffer = io.StringIO()
-    compare.render(two, Console(file=buffer, width=80, no_color=True))
+    compare_text.render(two, Console(file=buffer, width=80, no_color=True))
     text = buffer.getvalue()
     assert "+0.195" in text and "better" in text and "long − short" in text
     assert "dropout" in text and "model2" in text
@@ -124,7 +125,7 @@ def test_protocols_inside_a_folder_are_never_pooled(tmp_path):
     assert ten["differences"]["b"]["diff"] == pytest.approx(0.1)
     assert ten["differences"]["b"]["protocol_differs"] == []
     buffer = io.StringIO()
-    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    compare_text.render([a, b], Console(file=buffer, width=160, no_color=True))
     assert "epochs=20" in buffer.getvalue()
 
 
@@ -136,7 +137,7 @@ def test_folders_of_different_protocols_compare_and_say_so(tmp_path):
     (cell,) = result["cells"]
     assert cell["differences"]["twenty"]["protocol_differs"] == ["epochs"]
     buffer = io.StringIO()
-    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    compare_text.render([a, b], Console(file=buffer, width=160, no_color=True))
     text = buffer.getvalue()
     assert f"ten: {a} (epochs=10)" in text and f"twenty: {b} (epochs=20)" in text
 
@@ -161,7 +162,7 @@ def test_a_cell_that_lost_seeds_shows_as_ok_of_planned_and_is_not_compared(tmp_p
     tested = payload["cells"][0]["differences"]["c"]
     assert 0 < tested["p_value"] < 1 and tested["p_holm"] == pytest.approx(tested["p_value"])
     buffer = io.StringIO()
-    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    compare_text.render([a, b], Console(file=buffer, width=160, no_color=True))
     text = buffer.getvalue()
     assert "(2/3!)" in text and "(6/6)" in text and "not compared" in text
     assert LOST_NOTE in " ".join(text.split())
@@ -187,14 +188,14 @@ def test_two_seeds_compare_as_underpowered(tmp_path):
     difference = compare.compare([a, b])["cells"][0]["differences"]["b"]
     assert difference["verdict"] == "underpowered" and difference["p_holm"] is None
     buffer = io.StringIO()
-    compare.render([a, b], Console(file=buffer, width=160, no_color=True))
+    compare_text.render([a, b], Console(file=buffer, width=160, no_color=True))
     assert "2 seeds: underpowered" in buffer.getvalue()
 
 
 def test_at_80_columns_no_figure_or_value_is_split(tmp_path, cli):
     from rich.console import Console
 
-    from regbench.results.compare import render
+    from regbench.reporting.compare_text import render
 
     base = ["run", "--arch", "model1", "--reg", "none,l2", "--dataset", "digits", "--epochs", "1"]
     base += ["--seeds", "2", "--trainer", "fake_trainer:train", "--executor", "inprocess"]

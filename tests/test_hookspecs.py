@@ -16,9 +16,7 @@ HOOKS = [
 
 
 def test_the_hooks_are_found():
-    assert {"register_architectures", "register_regularizers", "register_keras_names"} <= set(
-        HOOKS
-    )
+    assert {"register_architectures", "register_regularizers", "register_keras_names"} <= set(HOOKS)
 
 
 @pytest.mark.parametrize("name", HOOKS)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from regbench.reporting import board_text
 from regbench.results import leaderboard
 
 
@@ -81,7 +82,7 @@ def test_ranked_by_validation_with_a_t_interval():
 def test_rendering_shows_intervals_and_failures_plainly():
     runs, epochs = experiment()
     buffer = io.StringIO()
-    leaderboard.render(runs, epochs, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs, epochs, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     assert "0.620 ± 0.050" in text
     assert "model2-l2-s0  diverged: loss became nan at epoch 1" in text
@@ -127,7 +128,7 @@ def test_a_lost_seed_counts_and_flags_its_cell():
     assert board.loc["model1", ["seeds", "planned", "failed", "flag"]].tolist() == [3, 3, 0, ""]
     assert board.loc["model3", "val_accuracy"] == pytest.approx(0.62)  # over the 3 that finished
     buffer = io.StringIO()
-    leaderboard.render(runs, epochs, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs, epochs, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     assert "3/5!" in text and "3/3" in text and "3/3!" not in text
     assert leaderboard.LOST_NOTE in text
@@ -159,7 +160,7 @@ def test_equal_figures_at_the_printed_precision_share_a_rank():
         ("model1", 3, False),
     ]
     buffer = io.StringIO()
-    leaderboard.render(pd.concat([runs, copy]), epochs, Console(file=buffer, width=200))
+    board_text.render(pd.concat([runs, copy]), epochs, Console(file=buffer, width=200))
     text = buffer.getvalue()
     assert text.count("1=") == 2 and leaderboard.TIE_NOTE in text
 
@@ -186,7 +187,7 @@ def test_protocols_are_ranked_apart_and_labelled():
     first = payload["leaderboard"][0]
     assert first["epochs"] == 3 and first["protocol_values"]["lr_schedule"] == "constant"
     buffer = io.StringIO()
-    leaderboard.render(both, epochs, Console(file=buffer, width=200, no_color=True))
+    board_text.render(both, epochs, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     assert "leaderboard: epochs=3, lr_schedule=constant" in text
     assert "leaderboard: epochs=3, lr_schedule=cosine" in text
@@ -229,7 +230,7 @@ def test_at_any_width_run_ids_and_figures_stay_whole(width):
     runs, epochs = experiment()
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, no_color=True)
-    leaderboard.render(runs, epochs, console, wide=True)
+    board_text.render(runs, epochs, console, wide=True)
     lines = buffer.getvalue().splitlines()
     assert max(len(line) for line in lines) <= width
     board = leaderboard.table(runs, epochs)

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 from test_report_study import rankings_of
 
-from regbench.reporting import board_figures
+from regbench.reporting import board_figures, board_text
 from regbench.reporting.report import write_report
-from regbench.results import board_text, leaderboard, stats
+from regbench.results import leaderboard, stats
 from regbench.results.store import Store
 
 SEEDS = range(6)
@@ -94,7 +94,7 @@ def test_the_board_ranks_only_cells_that_kept_every_seed():
 
 def test_the_terminal_shows_a_lost_cell_apart_with_its_seeds():
     buffer = io.StringIO()
-    leaderboard.render(runs_of(VALUES), NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs_of(VALUES), NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     ranking, lost = text.split(board_text.LOST_TITLE)
     assert "dropout" not in ranking and "3/6" not in ranking
@@ -124,7 +124,7 @@ def test_a_baseline_that_lost_seeds_is_no_baseline():
     assert l2["rank"] == 1 and l2["verdict"] == stats.NA and pd.isna(l2["diff"])
     assert l2["why_na"] == "none lost seeds (1 diverged): no baseline"
     buffer = io.StringIO()
-    leaderboard.render(runs_of(values), NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs_of(values), NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
     assert "none lost seeds (1 diverged): no baseline" in buffer.getvalue()
 
 

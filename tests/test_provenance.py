@@ -25,6 +25,7 @@ from regbench.engine.pending import PER_OBJECT_NOTE, provenance_parts, stale_rea
 from regbench.engine.plan import PROVENANCE_SCHEME, Protocol, RunSpec, make_plan
 from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.table import Classifier, Flatten
+from regbench.reporting import board_text
 from regbench.results import leaderboard
 from regbench.results.frozen import identity_v6
 from regbench.results.reader import load
@@ -447,7 +448,7 @@ def _board_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_leaderboard_wide_shows_each_cells_provenance_whole(width):
     runs, epochs = _board_runs()
     buffer = io.StringIO()
-    leaderboard.render(runs, epochs, Console(file=buffer, width=width, no_color=True), wide=True)
+    board_text.render(runs, epochs, Console(file=buffer, width=width, no_color=True), wide=True)
     lines = buffer.getvalue().splitlines()
     assert max(len(line) for line in lines) <= width
     items = [

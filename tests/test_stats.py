@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 from scipy import stats as scipy_stats
 
+from regbench.reporting import board_text
 from regbench.results import grid_stats, leaderboard, stats
 
 
@@ -131,7 +132,7 @@ def test_two_seeds_are_underpowered_not_better():
     assert bn["verdict"] == "underpowered" and bn["p_value"] == 0.5 and bn["p_holm"] is None
     assert bn["why_na"] == "2 seeds: underpowered"
     buffer = io.StringIO()
-    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     assert "2 seeds: underpowered" in text and "better" not in text
     assert "fewer than 6 shared seeds" in text  # the note under the table says why
@@ -236,7 +237,7 @@ def test_one_seed_gives_null_interval_and_p_in_json():
     assert rows["none"]["verdict"] == "baseline"
     assert rows["batchnorm"]["val_by_seed"] == {"0": 0.459}
     buffer = io.StringIO()
-    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     assert "0.459" in text and "n=1" in text and "0.459 ±" not in text
 
@@ -296,7 +297,7 @@ def test_eighty_columns_show_full_names():
         }
     )
     buffer = io.StringIO()
-    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=80, no_color=True))
+    board_text.render(runs, NO_EPOCHS, Console(file=buffer, width=80, no_color=True))
     text = buffer.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
     for name in ("batchnorm", "model1", "model3", "dropout"):
@@ -307,7 +308,7 @@ def test_eighty_columns_show_full_names():
 def test_wide_shows_every_run_id():
     runs = runs_of({("model1", "none"): [0.2, 0.25], ("model1", "batchnorm"): [0.3, 0.36]})
     buffer = io.StringIO()
-    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200), wide=True)
+    board_text.render(runs, NO_EPOCHS, Console(file=buffer, width=200), wide=True)
     text = buffer.getvalue()
     for run_id in runs["run_id"]:
         assert run_id in text
@@ -422,7 +423,7 @@ def test_every_n_a_says_why():
     assert why[("model3", "dropout")] == "none not run: 2 diverged"
     assert (board["verdict"][board["why_na"].notna()] == "n/a").all()
     buffer = io.StringIO()
-    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
+    board_text.render(runs, NO_EPOCHS, Console(file=buffer, width=200, no_color=True))
     text = buffer.getvalue()
     for reason in ("n=1: one shared seed", "no shared seeds", "none not run: 2 diverged"):
         assert reason in text
@@ -459,7 +460,7 @@ def test_eighty_columns_keep_a_tuned_cells_rank_seeds_and_verdict_whole():
     runs.loc[tuned, "params"] = '{"rate": 0.120928}'
     runs.loc[tuned, "tuned"] = '["rate"]'
     buffer = io.StringIO()
-    leaderboard.render(runs, NO_EPOCHS, Console(file=buffer, width=80, no_color=True))
+    board_text.render(runs, NO_EPOCHS, Console(file=buffer, width=80, no_color=True))
     text = buffer.getvalue()
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in text

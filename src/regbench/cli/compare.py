@@ -9,6 +9,7 @@ from regbench.errors import RegbenchError
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from regbench.reporting import compare_text
     from regbench.results import compare
 
     folders = [*args.experiment, *args.folders]
@@ -21,5 +22,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(compare.to_json(folders, against))
     else:
-        compare.render(folders, console(), against)
+        compare_text.render(folders, console(), against)
     return EXIT_OK

@@ -108,7 +108,9 @@ def _show_results(results, folder, baseline: str, as_json: bool = False) -> int:
     if as_json:
         print(leaderboard.to_json(results.runs, results.epochs, baseline=baseline))
         return code
-    leaderboard.render(results.runs, results.epochs, console(), baseline=baseline)
+    from regbench.reporting import board_text
+
+    board_text.render(results.runs, results.epochs, console(), baseline=baseline)
     say(f"results: {folder}/runs.csv, {folder}/epochs.csv")
     return code
 
@@ -194,7 +196,8 @@ def _plan_json(plan) -> dict[str, Any]:
 
 def _by_reg(results: Any, against: str, args: argparse.Namespace) -> int:
     """`leaderboard --by reg`: each regularizer across architectures (results.across)."""
-    from regbench.results import across, across_text
+    from regbench.reporting import across_text
+    from regbench.results import across
 
     if not 0 < args.detect < 1:
         raise RegbenchError(
@@ -220,12 +223,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not folders:
         raise RegbenchError("name the experiment folder: regbench leaderboard DIR [DIR ...]")
     if len(folders) > 1:  # several experiments: the same cells side by side
+        from regbench.reporting import compare_text
         from regbench.results import compare
 
         if args.json:
             print(compare.to_json(folders))
         else:
-            compare.render(folders, console())
+            compare_text.render(folders, console())
         return EXIT_OK
     results = regbench.load(folders[0])
     if args.by == "reg":
@@ -233,5 +237,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.json:
         print(leaderboard.to_json(results.runs, results.epochs, baseline=against))
         return EXIT_OK
-    leaderboard.render(results.runs, results.epochs, console(), baseline=against, wide=args.wide)
+    from regbench.reporting import board_text
+
+    board_text.render(results.runs, results.epochs, console(), baseline=against, wide=args.wide)
     return EXIT_OK

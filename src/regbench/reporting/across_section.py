@@ -1,14 +1,14 @@
 """The report's "Across architectures" section: each protocol's regularizer x architecture
 table, its ranking line and what the marks mean, in the terminal's words and figures
-(results.across_text), as tables the HTML and Markdown templates lay out."""
+(reporting.across_text), as tables the HTML and Markdown templates lay out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from regbench.reporting.across_text import columns, marks_note, ranking_line
 from regbench.reporting.tables import Table
 from regbench.results.across import Summary
-from regbench.results.across_text import columns, marks_note, ranking_line
 
 
 @dataclass

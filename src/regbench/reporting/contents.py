@@ -16,11 +16,11 @@ import pandas as pd
 
 from regbench.reporting import across_section, tables
 from regbench.reporting.across_section import AcrossSection
+from regbench.reporting.board_text import LOST_TITLE
 from regbench.reporting.figures import cell_order
 from regbench.reporting.gallery import Figure, FigureSet, Visualization, run_protocols
 from regbench.reporting.tables import Ranking, Table, records, run_title
 from regbench.results.across import Summary as AcrossSummary
-from regbench.results.board_text import LOST_TITLE
 from regbench.results.format import MISSING, fmt, missing, params_label
 from regbench.results.leaderboard import LOST_NOTE, TIE_NOTE
 

@@ -30,15 +30,6 @@ import pandas as pd
 
 from regbench.engine.plan import PROVENANCE
 from regbench.results import protocols, stats
-from regbench.results.board_text import (
-    COMPACT_DROPS,
-    built_by,
-    lost_table,
-    packed,
-    print_failures,
-    rank_text,
-    ranked_table,
-)
 from regbench.results.format import (
     as_printed,
     jsonable,
@@ -311,57 +302,6 @@ def _ranked(board: pd.DataFrame) -> pd.DataFrame:
 def failures(runs: pd.DataFrame) -> pd.DataFrame:
     bad = runs[runs["status"] != "ok"]
     return bad[["run_id", "arch", "reg", "seed", "status", "error"]].reset_index(drop=True)
-
-
-def render(
-    runs: pd.DataFrame,
-    epochs: pd.DataFrame,
-    console: Any,
-    baseline: str = "none",
-    wide: bool = False,
-) -> None:
-    """Print the leaderboard, one table per protocol, and the failed runs with rich (plain
-    text when not a TTY).
-
-    Names, numbers and run ids are never cut or split: where the whole table would not fit the
-    terminal, COMPACT_DROPS are left out (a line says which) and the numbers drop their
-    spaces. `wide` adds, under its table, each cell's provenance (every plugin object's
-    distribution version and short hash, or declared version) and its run ids, one whole id a
-    line (what `visualize --run` takes), so no column is squeezed for them.
-    """
-    board = table(runs, epochs, baseline)
-    for label, group in board.groupby("protocol", sort=False):
-        ranked, lost = group[group["ranked"]], group[~group["ranked"]]
-        for part, builder in ((ranked, ranked_table), (lost, lost_table)):
-            if part.empty:
-                continue
-            out, width = builder(part, str(label), baseline, compact=False)
-            if width > console.width:
-                dropped = [c.header for c in out.columns if c.header in COMPACT_DROPS]
-                out, _ = builder(part, str(label), baseline, compact=True)
-                console.print(f"(narrow: {', '.join(map(str, dropped))} left out)")
-            console.print(out)
-        if wide:
-            for row in (*ranked.itertuples(), *lost.itertuples()):
-                rank = f"  {rank_text(row)}"
-                for line in packed(f"{rank} built by", built_by(row), console.width):
-                    console.print(line, markup=False, highlight=False, soft_wrap=True)
-                for run_id in row.run_ids:
-                    console.print(f"{rank} {run_id}", markup=False, highlight=False, soft_wrap=True)
-    if board["tied"].any():
-        console.print(TIE_NOTE, markup=False, highlight=False)
-    if (board["failed"] > 0).any():
-        console.print(LOST_NOTE, markup=False, highlight=False)
-    if (board["verdict"] == stats.UNDERPOWERED).any():
-        m = int((pd.to_numeric(board["n_paired"], errors="coerce") >= 2).sum())
-        note = UNDERPOWERED_NOTE.format(
-            fewest=stats.fewest_tested(), alpha=stats.ALPHA, m=m, holm=stats.fewest_tested(m)
-        )
-        console.print(note, markup=False, highlight=False)
-    if board.attrs.get("superseded"):
-        note = SUPERSEDED_NOTE.format(n=board.attrs["superseded"])
-        console.print(note, markup=False, highlight=False)
-    print_failures(failures(runs), console)
 
 
 def to_json(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "none") -> str:
