@@ -108,7 +108,7 @@ class Report:
 
 
 @dataclass
-class Results:
+class ReportInputs:
     """What the report is built from: an experiment's results and its rendered figures."""
 
     folder: Path
@@ -126,7 +126,7 @@ class Results:
     across: list[AcrossSummary] = field(default_factory=list)
 
 
-def build(results: Results) -> Report:
+def build(results: ReportInputs) -> Report:
     """Every table, figure and note of the report, as text ready for either template."""
     runs = results.runs
     return Report(

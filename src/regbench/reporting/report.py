@@ -42,7 +42,7 @@ def write_report(folder: Path, out: Path | None = None, baseline: str = "none") 
     board = table(runs, epochs, baseline)
     per_run = gallery.per_run(runs, epochs)
     report = contents.build(
-        contents.Results(
+        contents.ReportInputs(
             folder=folder,
             runs=runs,
             epochs=epochs,

@@ -169,22 +169,22 @@ def _recovered_in_memory(path: Path) -> sqlite3.Connection:
 class Store:
     """The experiment folder's SQLite database.
 
-    `Store(folder)` opens it for writing (see `open_for_writing`); `Store(folder,
-    create=False)` opens an existing store read-only: it answers `statuses`, `best_values`
-    and `seconds_per_epoch` but records nothing.
+    `Store(folder)` opens it for writing (see `open_for_writing`), creating it where there is
+    none; `Store(folder, read_only=True)` opens an existing store read-only: it answers
+    `statuses`, `best_values` and `seconds_per_epoch` but records nothing.
     """
 
     def __init__(
-        self, folder: Path, create: bool = True, export_every: float | None = None
+        self, folder: Path, read_only: bool = False, export_every: float | None = None
     ) -> None:
         self.folder = Path(folder)
-        self.writable = create
+        self.writable = not read_only
         self.export_every = EXPORT_EVERY_S if export_every is None else export_every
         self._exported_at, self._export_cost = 0.0, 0.0
         # a writer exports once at least: a closing export an earlier process could not finish
         # (killed in it) is redone, so the CSVs never stay behind the store
-        self._dirty = create
-        if not create:
+        self._dirty = self.writable
+        if read_only:
             self.db = open_read_only(self.folder)
             return
         self._prepare_folder()

@@ -10,7 +10,7 @@ prints what they return.
 """
 
 from regbench.study.after import final, report, visualize
-from regbench.study.grid import _specs, load, plan, run
+from regbench.study.grid import load, plan, run
 from regbench.study.settings import (
     FailedRuns,
     Interrupted,
@@ -30,7 +30,6 @@ __all__ = [
     "Observer",
     "Plan",
     "PlannedRun",
-    "_specs",
     "check_data",
     "final",
     "load",

@@ -128,7 +128,7 @@ def as_tuned(experiment: Experiment, told: set[str]) -> tuple[Experiment, list[s
 
     if not (experiment.folder / DB_NAME).exists():
         return experiment, []  # tuned_values says there is nothing tuned
-    with Store(experiment.folder, create=False) as store:
+    with Store(experiment.folder, read_only=True) as store:
         under = store.tuned_under(experiment.dataset)
     mine = {k: v for k, v in under.items() if k[0] in experiment.arch and k[1] in experiment.reg}
     notes = []
@@ -177,7 +177,7 @@ def tuned_values(folder: Path, dataset: str) -> dict[tuple[str, str], dict[str, 
 
     values = {}
     if (folder / DB_NAME).exists():
-        with Store(folder, create=False) as store:
+        with Store(folder, read_only=True) as store:
             values = store.best_values(dataset)
     if not values:
         raise RegbenchError(
