@@ -15,7 +15,7 @@ import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,45 @@ from regbench.plugins.hparams import HParam
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
 from regbench.plugins.regularizer import Regularizer
+
+
+@dataclass(frozen=True)
+class Search:
+    """One cell's search, as `engine.tuning.run_search` takes it."""
+
+    arch: str
+    reg: str
+    protocol: Protocol
+    execution: Execution
+    tuner: str
+    max_trials: int
+    seed: int
+    project_root: Path
+    executions_per_trial: int = 1
+
+    def run(
+        self,
+        data: Splits,
+        on_trial: Callable[[dict], None] | None = None,
+        on_best: Callable[[dict], None] | None = None,
+    ) -> dict[str, Any]:
+        """`run_search` of this cell on `data`; its best values ({} with nothing to tune)."""
+        best = run_search(
+            arch=self.arch,
+            reg=self.reg,
+            protocol=self.protocol,
+            data=data,
+            tuner=self.tuner,
+            max_trials=self.max_trials,
+            seed=self.seed,
+            project_root=self.project_root,
+            on_trial=on_trial,
+            execution=self.execution,
+            executions_per_trial=self.executions_per_trial,
+            on_best=on_best,
+        )
+        return dict(best or {})
+
 
 TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization", "hyperband": "Hyperband"}
 OBJECTIVE = "val_accuracy"

@@ -23,24 +23,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regbench.engine.tuning import Search
+
 if TYPE_CHECKING:
     from regbench.engine.executor import ExecutorOptions
-    from regbench.engine.plan import Execution, Protocol
-
-
-@dataclass(frozen=True)
-class Search:
-    """One cell's search, as `engine.tuning.run_search` takes it."""
-
-    arch: str
-    reg: str
-    protocol: Protocol
-    execution: Execution
-    tuner: str
-    max_trials: int
-    seed: int
-    project_root: Path
-    executions_per_trial: int = 1
 
 
 @dataclass(frozen=True)
@@ -171,25 +157,15 @@ def serve(task_fd: int, reports_fd: int) -> None:
     outbox = Connection(reports_fd, readable=False)
     search = task.search
     try:
-        from regbench.engine.tuning import run_search
         from regbench.errors import RegbenchError
 
         data = load_splits(search.protocol, search.seed, task.data_dir, task.cache_dir)
-        best = run_search(
-            arch=search.arch,
-            reg=search.reg,
-            protocol=search.protocol,
-            data=data,
-            tuner=search.tuner,
-            max_trials=search.max_trials,
-            seed=search.seed,
-            project_root=search.project_root,
+        best = search.run(
+            data,
             on_trial=lambda row: outbox.send(("trial", row)),
-            execution=search.execution,
-            executions_per_trial=search.executions_per_trial,
             on_best=lambda best: outbox.send(("best", best)),
         )
-        outbox.send(("done", dict(best or {})))
+        outbox.send(("done", best))
     except RegbenchError as exc:
         outbox.send(("error", str(exc)))
     except Exception as exc:  # a plugin's bug: that cell's error, said in one line

@@ -20,7 +20,7 @@ from regbench.study.settings import (
 )
 
 if TYPE_CHECKING:
-    from regbench.engine.tuning_pool import Search
+    from regbench.engine.tuning import Search
     from regbench.results.store import Store
 
 
@@ -64,8 +64,7 @@ def search(
     observer: Observer,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     from regbench.engine.plan import make_plan
-    from regbench.engine.tuning import check_search, run_search
-    from regbench.engine.tuning_pool import Search
+    from regbench.engine.tuning import Search, check_search
     from regbench.plugins.manager import registry
     from regbench.results.store import Store
 
@@ -116,21 +115,9 @@ def search(
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for one in searches:
             observer.search_started(one.arch, one.reg)
-            best = run_search(
-                arch=one.arch,
-                reg=one.reg,
-                protocol=one.protocol,
-                data=data,
-                tuner=tuner,
-                max_trials=max_trials,
-                seed=seed,
-                project_root=one.project_root,
-                on_trial=partial(heard_trial, one),
-                execution=one.execution,
-                executions_per_trial=seeds_per_trial,
-                on_best=partial(heard_best, one),
+            found[(one.arch, one.reg)] = one.run(
+                data, partial(heard_trial, one), partial(heard_best, one)
             )
-            found[(one.arch, one.reg)] = dict(best or {})
         return found
     finally:
         store.close()
