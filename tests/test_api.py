@@ -13,8 +13,8 @@ import regbench
 from regbench.cli import build_parser
 from regbench.cli.grid import experiment as from_flags
 from regbench.engine.experiment import Experiment
+from regbench.engine.parsers import MAX_SEED
 from regbench.engine.plan import Execution, Protocol, RunSpec
-from regbench.engine.settings import MAX_SEED
 from regbench.errors import RegbenchError
 
 FAKE = {"trainer": "fake_trainer:train", "executor": "inprocess"}

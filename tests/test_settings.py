@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regbench.engine.experiment import Experiment, check_protocol
+from regbench.engine.parsers import parse_assignments
 from regbench.engine.plan import Execution, Protocol
-from regbench.engine.settings import parse_assignments
 from regbench.errors import RegbenchError
 from regbench.plugins.datasets import FALSE_WORDS, TRUE_WORDS, default_cache_dir, parse_flag
 

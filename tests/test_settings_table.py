@@ -13,7 +13,7 @@ import pytest
 
 from regbench.cli import build_parser
 from regbench.cli.completion import options_by_command
-from regbench.engine import settings
+from regbench.engine import parsers, settings
 from regbench.engine.experiment import FILE_KEYS, Experiment, settings_page
 from regbench.engine.plan import Execution, Protocol
 
@@ -57,7 +57,7 @@ def _with_new_setting():
     """A copy of the table with one more protocol setting (as a new one would be added)."""
     new = settings.Setting(
         "label_smoothing",
-        settings._positive,
+        parsers.positive,
         "protocol",
         "smooth the one-hot labels by this much (default none)",
     )

@@ -200,7 +200,7 @@ def _check_fits(
 
 def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
     """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
-    from regbench.engine.settings import parse_assignments
+    from regbench.engine.parsers import parse_assignments
 
     parts = reg_name.split("+")
     out = {}
