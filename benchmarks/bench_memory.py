@@ -20,7 +20,7 @@ from regbench.engine.executor import MAX_MEMORY_GROWTH
 
 def regbench_loop(args: argparse.Namespace) -> list[float]:
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.engine.plan import Protocol, RunSpec
+    from regbench.spec.plan import Protocol, RunSpec
 
     samples: list[float] = []
 
@@ -43,7 +43,7 @@ def executor_loop(args: argparse.Namespace) -> list[float]:
     """The same runs through the local executor (1 worker, default options): the RSS of the
     worker process that trained each run, read right after its result arrived."""
     from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
-    from regbench.engine.plan import Protocol, RunSpec
+    from regbench.spec.plan import Protocol, RunSpec
 
     samples: list[float] = []
 

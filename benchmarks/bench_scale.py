@@ -68,12 +68,12 @@ def stages(args: argparse.Namespace) -> dict[str, float]:
     from rich.console import Console
 
     from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
-    from regbench.engine.plan import Protocol, make_plan, order_by_cost
     from regbench.plugins.manager import registry
     from regbench.reporting.report import write_report
     from regbench.results import leaderboard
     from regbench.results.reader import load
     from regbench.results.store import Store
+    from regbench.spec.plan import Protocol, make_plan, order_by_cost
 
     seconds: dict[str, float] = {}
     for stage, applicability in (("plan", False), ("plan, applicability", True)):

@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = "jax"  # before Keras is imported
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.engine.plan import Execution, Protocol, RunSpec
+    from regbench.spec.plan import Execution, Protocol, RunSpec
 
     specs = [
         RunSpec(

@@ -20,14 +20,15 @@ from regbench.api import (
     RunContext,
     random_beta,
 )
-from regbench.engine.applicability import why_not
 from regbench.engine.models import build, count_params, count_regularized_kernels
-from regbench.engine.optimizers import parse_optimizer_options, schedule
-from regbench.engine.pending import stale_reasons, why_pending
-from regbench.engine.plan import Protocol, RunSpec, make_plan
+from regbench.engine.optimizers import schedule
 from regbench.errors import RegbenchError
 from regbench.plugins.context import invoke
 from regbench.plugins.keras import import_keras
+from regbench.spec.applicability import why_not
+from regbench.spec.optimizer_options import parse_optimizer_options
+from regbench.spec.pending import stale_reasons, why_pending
+from regbench.spec.plan import Protocol, RunSpec, make_plan
 
 keras = import_keras()
 
@@ -280,9 +281,9 @@ class Swap(Regularizer):
 
 @pytest.mark.slow
 def test_a_batch_regularizer_trains_on_soft_targets_compiled_with_xla(registry):
-    from regbench.engine.plan import Execution
     from regbench.engine.trainer import build_and_compile
     from regbench.plugins.datasets import Splits
+    from regbench.spec.plan import Execution
 
     rng = np.random.default_rng(0)
     x = rng.random((16, 8, 8, 3), dtype=np.float32)

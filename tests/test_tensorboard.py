@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from regbench.engine import tensorboard
-from regbench.engine.plan import Execution, Protocol, RunSpec
+from regbench.spec.plan import Execution, Protocol, RunSpec
 
 SPEC = RunSpec(
     arch="model1",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from regbench.engine import executor as ex
 from regbench.engine.outcome import RunResult
-from regbench.engine.plan import Execution, Protocol, RunSpec
+from regbench.spec.plan import Execution, Protocol, RunSpec
 
 _HELD: list[bytearray] = []  # memory a leaky trainer keeps, as TensorFlow's creep does
 

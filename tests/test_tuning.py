@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from doubles import RegularizersPlugin
 
-from regbench.engine.plan import Protocol
 from regbench.engine.tuning import run_search, search_hash
 from regbench.errors import RegbenchError
 from regbench.plugins.hparams import HParam
@@ -21,6 +20,7 @@ from regbench.plugins.points import ANY
 from regbench.plugins.regularizer import Regularizer
 from regbench.results.reader import load_trials
 from regbench.results.store import Store
+from regbench.spec.plan import Protocol
 
 PROTOCOL = Protocol(dataset="digits", epochs=1)
 RATE = HParam("rate", 0.1, 0.0, 0.9)

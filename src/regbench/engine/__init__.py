@@ -1,1 +1,2 @@
-"""The run engine: experiment, plan, executors, trainer, models, tuning."""
+"""The run engine: the executors and workers, the trainers (standard and vmapped), the outcome of
+a run, models, optimizers and the tuner; what to run is decided in `regbench.spec`."""

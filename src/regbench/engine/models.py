@@ -12,9 +12,7 @@ from regbench.plugins.building import Built, build_network, count_regularized_ke
 from regbench.plugins.context import RunContext
 from regbench.plugins.manager import keras_with_plugins
 from regbench.plugins.regularizer import Regularizer
-
-DEFAULT_INPUT_SHAPE = (32, 32, 3)
-DEFAULT_CLASSES = 10
+from regbench.spec.applicability import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE
 
 __all__ = [
     "DEFAULT_CLASSES",

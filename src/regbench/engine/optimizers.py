@@ -4,91 +4,17 @@ them, made into a Keras optimizer; and the configuration actually used, for the 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from regbench.errors import RegbenchError
 from regbench.plugins.composition import Composite
 from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.regularizer import OptimizerSpec, Regularizer, overrides
 from regbench.plugins.versions import changed_since, warn_legacy
+from regbench.spec.optimizer_options import check_schedule, parse_optimizer_options
 
-LR_SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
 WARMUP_FRACTION = 0.05  # warmup_cosine: the first 5% of steps rise linearly from 0
 STEP_MILESTONES = (0.5, 0.75)  # step: the rate falls tenfold at half and three quarters of training
-OPTIMIZER_OPTIONS = {  # Keras optimizer arguments a protocol may set, and their types
-    "momentum": float,
-    "nesterov": bool,
-    "beta_1": float,
-    "beta_2": float,
-    "epsilon": float,
-    "rho": float,
-    "amsgrad": bool,
-    "centered": bool,
-    "weight_decay": float,
-    "clipnorm": float,
-    "clipvalue": float,
-    "global_clipnorm": float,
-    "use_ema": bool,
-    "ema_momentum": float,
-}
-
-
-def parse_optimizer_options(options: Mapping[str, Any]) -> dict[str, float | bool]:
-    """`--optimizer-option KEY=VALUE` values (strings from the CLI, or TOML values) typed and
-    checked; one clear error for an unknown key or a value of the wrong kind."""
-    out: dict[str, float | bool] = {}
-    for key, raw in options.items():
-        kind = OPTIMIZER_OPTIONS.get(key)
-        if kind is None:
-            raise RegbenchError(
-                f"unknown optimizer option {key!r}; choose from: {', '.join(OPTIMIZER_OPTIONS)}"
-            )
-        if kind is bool:
-            text = str(raw).strip().lower()
-            if text not in ("true", "false", "1", "0", "yes", "no"):
-                raise RegbenchError(f"optimizer option {key}={raw!r} must be true or false")
-            out[key] = text in ("true", "1", "yes")
-            continue
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            raise RegbenchError(f"optimizer option {key}={raw!r} is not a number") from None
-        if not math.isfinite(number) or number < 0:
-            raise RegbenchError(f"optimizer option {key}={raw!r} must be a finite number >= 0")
-        out[key] = number
-    return out
-
-
-_EVERY = {"use_ema": False, "ema_momentum": 0.99}  # Keras's defaults shared by every optimizer
-_ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
-# Keras's default of each option each optimizer takes (those whose default is a value, not None:
-# clipnorm=0 or weight_decay=0 is not what leaving them unset does); tests check it against Keras
-KERAS_OPTIMIZER_DEFAULTS: dict[str, dict[str, float | bool]] = {
-    "sgd": {"momentum": 0.0, "nesterov": False, **_EVERY},
-    "adam": {**_ADAM, "amsgrad": False, **_EVERY},
-    "adamw": {"weight_decay": 0.004, **_ADAM, "amsgrad": False, **_EVERY},
-    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False, **_EVERY},
-    "nadam": {**_ADAM, **_EVERY},
-    "adagrad": {"epsilon": 1e-7, **_EVERY},
-}
-
-
-def canonical_optimizer_options(optimizer: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options as a run's identity records them: typed (`parse_optimizer_options`), those
-    equal to `optimizer`'s Keras default left out (giving Keras's `momentum=0` trains what
-    giving nothing does), sorted by name."""
-    defaults = KERAS_OPTIMIZER_DEFAULTS.get(optimizer, {})
-    parsed = parse_optimizer_options(options)
-    return {k: v for k, v in sorted(parsed.items()) if k not in defaults or defaults[k] != v}
-
-
-def check_schedule(name: str) -> None:
-    if name not in LR_SCHEDULES:
-        raise RegbenchError(
-            f"unknown learning-rate schedule {name!r}; choose from: {', '.join(LR_SCHEDULES)}"
-        )
 
 
 def schedule(keras: Any, name: str, rate: float, total_steps: int) -> Any:

@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 
-PIPELINES = ("auto", "arrays", "tf.data")
-
 
 def resolve(pipeline: str, backend: str) -> str:
     """The pipeline a run really uses ('auto' is arrays; tf.data needs TensorFlow)."""

@@ -42,13 +42,13 @@ from regbench.engine.outcome import (
     skip_if_not_applicable,
     skipped_result,
 )
-from regbench.engine.plan import Execution, Protocol, RunSpec
 from regbench.plugins.architecture import Architecture
 from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
 from regbench.plugins.regularizer import Regularizer
+from regbench.spec.plan import Execution, Protocol, RunSpec
 
 EVAL_BATCH = 256  # at least: evaluation batches need no gradients, so larger is cheaper
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from regbench.engine import averaging, training
-from regbench.engine.plan import Execution, Protocol
 from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
 from regbench.errors import RegbenchError
 from regbench.plugins.architecture import Architecture
@@ -29,6 +28,7 @@ from regbench.plugins.hparams import HParam
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
 from regbench.plugins.regularizer import Regularizer
+from regbench.spec.plan import Execution, Protocol
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.engine.plan import PROVENANCE
 from regbench.results import protocols, stats
 from regbench.results.format import (
     as_printed,
@@ -37,6 +36,7 @@ from regbench.results.format import (
     number,
     params_label,
 )
+from regbench.spec.plan import PROVENANCE
 
 SPARKS = "▁▂▃▄▅▆▇█"
 TIE_NOTE = "= tied: equal mean validation accuracy at the printed precision (3 decimals)"

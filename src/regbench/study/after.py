@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from regbench.engine.experiment import Experiment
 from regbench.errors import RegbenchError
+from regbench.spec.experiment import Experiment
 from regbench.study.grid import load
 from regbench.study.recording import Recorder
 from regbench.study.settings import (
@@ -47,11 +47,11 @@ def final(
     results row (its `status` says whether it finished ok; `figure`, its training curves).
     """
     from regbench.engine.executor import Hooks, run_in_process
-    from regbench.engine.experiment import check_protocol
-    from regbench.engine.plan import RunSpec
     from regbench.results import leaderboard
     from regbench.results.lookup import finished_run, of_dataset
     from regbench.results.store import Store
+    from regbench.spec.experiment import check_protocol
+    from regbench.spec.plan import RunSpec
 
     folder = Path(folder)
     experiment = Experiment.create(

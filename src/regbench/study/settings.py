@@ -11,11 +11,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regbench.engine.experiment import Experiment
+from regbench.spec.experiment import Experiment
 
 if TYPE_CHECKING:
-    from regbench.engine.plan import RunSpec
     from regbench.plugins.datasets import Splits
+    from regbench.spec.plan import RunSpec
 
 
 class Observer:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regbench.engine.models import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE
 from regbench.plugins.architecture import Architecture
 from regbench.plugins.composition import Composite
 from regbench.plugins.context import RunContext
 from regbench.plugins.regularizer import Regularizer, overrides
+
+DEFAULT_INPUT_SHAPE = (32, 32, 3)  # a cell is checked, and a model built, at CIFAR's shape
+DEFAULT_CLASSES = 10  # unless its dataset says otherwise
 
 _CACHE: dict[tuple[str, str, str, tuple[int, int, int], int], str | None] = {}
 
