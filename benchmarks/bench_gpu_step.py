@@ -44,12 +44,12 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
+    from regbench.design.plan import Protocol
     from regbench.engine.program import Program, in_batches
     from regbench.engine.trainer import build_and_compile
     from regbench.plugins.datasets import Splits
     from regbench.plugins.keras import import_keras
     from regbench.plugins.manager import registry
-    from regbench.spec.plan import Protocol
 
     rng = np.random.default_rng(0)
     x = rng.random((args.images, 32, 32, 3), dtype=np.float32)

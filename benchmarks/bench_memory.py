@@ -19,8 +19,8 @@ from regbench.engine.executor import MAX_MEMORY_GROWTH
 
 
 def regbench_loop(args: argparse.Namespace) -> list[float]:
+    from regbench.design.plan import Protocol, RunSpec
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.spec.plan import Protocol, RunSpec
 
     samples: list[float] = []
 
@@ -42,8 +42,8 @@ def regbench_loop(args: argparse.Namespace) -> list[float]:
 def executor_loop(args: argparse.Namespace) -> list[float]:
     """The same runs through the local executor (1 worker, default options): the RSS of the
     worker process that trained each run, read right after its result arrived."""
+    from regbench.design.plan import Protocol, RunSpec
     from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
-    from regbench.spec.plan import Protocol, RunSpec
 
     samples: list[float] = []
 

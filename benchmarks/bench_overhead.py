@@ -14,9 +14,9 @@ import time
 from _results import record
 
 from regbench.builtins.datasets import Synthetic
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.engine.trainer import train_run
 from regbench.plugins.keras import import_keras
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 
 def plain_keras(keras, data, epochs: int, seed: int) -> float:

@@ -67,13 +67,13 @@ def stages(args: argparse.Namespace) -> dict[str, float]:
     """One pass through every stage in this process: seconds per stage (and the run count)."""
     from rich.console import Console
 
+    from regbench.design.plan import Protocol, make_plan, order_by_cost
     from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
     from regbench.plugins.manager import registry
     from regbench.reporting.report import write_report
     from regbench.results import leaderboard
     from regbench.results.reader import load
     from regbench.results.store import Store
-    from regbench.spec.plan import Protocol, make_plan, order_by_cost
 
     seconds: dict[str, float] = {}
     for stage, applicability in (("plan", False), ("plan, applicability", True)):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from _results import record
 
+from regbench.design.plan import RunSpec
 from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
 from regbench.results.store import Store
-from regbench.spec.plan import RunSpec
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 

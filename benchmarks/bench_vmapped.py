@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = "jax"  # before Keras is imported
+    from regbench.design.plan import Execution, Protocol, RunSpec
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.spec.plan import Execution, Protocol, RunSpec
 
     specs = [
         RunSpec(

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 import regbench
 from regbench.cli import build_parser
 from regbench.cli.grid import experiment as from_flags
+from regbench.design.experiment import Experiment
+from regbench.design.parsers import MAX_SEED
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.errors import RegbenchError
-from regbench.spec.experiment import Experiment
-from regbench.spec.parsers import MAX_SEED
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 FAKE = {"trainer": "fake_trainer:train", "executor": "inprocess"}
 
@@ -238,7 +238,7 @@ def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
         "import sys, regbench\n"
         "from regbench.study import check_data\n"
         "from regbench.study.grid import _specs  # the grid's own planning step\n"
-        "from regbench.spec.plan import order_by_cost\n"
+        "from regbench.design.plan import order_by_cost\n"
         "from regbench.plugins.manager import registry\n"
         "e = regbench.Experiment.create(arch=['model1,model2,model3'], reg=['all'], "
         f"dataset='digits', experiment={str(tmp_path)!r})\n"

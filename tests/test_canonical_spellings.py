@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regbench.api import Regularizer
+from regbench.design.experiment import Experiment
+from regbench.design.plan import Protocol, RunSpec, make_plan
 from regbench.results import protocols
 from regbench.results.frozen import identity_v5, identity_v6
-from regbench.spec.experiment import Experiment
-from regbench.spec.plan import Protocol, RunSpec, make_plan
 
 
 def planned(registry, reg="dropout", **settings) -> list[RunSpec]:
@@ -263,8 +263,8 @@ def test_the_defaults_left_out_are_keras_own():
 
     import keras
 
-    from regbench.spec.optimizer_options import KERAS_OPTIMIZER_DEFAULTS, OPTIMIZER_OPTIONS
-    from regbench.spec.plan import OPTIMIZERS
+    from regbench.design.optimizer_options import KERAS_OPTIMIZER_DEFAULTS, OPTIMIZER_OPTIONS
+    from regbench.design.plan import OPTIMIZERS
 
     assert set(KERAS_OPTIMIZER_DEFAULTS) == set(OPTIMIZERS)
     for name in OPTIMIZERS:

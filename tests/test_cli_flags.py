@@ -12,8 +12,8 @@ from doubles import FAKE_TRAINER, TINY_DATA
 
 from regbench.cli import build_parser
 from regbench.cli.completion import options_by_command
+from regbench.design.plan import Protocol, RunSpec
 from regbench.results.store import Store
-from regbench.spec.plan import Protocol, RunSpec
 
 SYNTHETIC = TINY_DATA
 FAKE = [*FAKE_TRAINER, "--executor", "inprocess"]

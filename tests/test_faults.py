@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regbench.cli import main
+from regbench.design.plan import Protocol, RunSpec
 from regbench.engine.executor import ExecutorOptions, Hooks, run_with_workers
 from regbench.engine.outcome import TRAINING
 from regbench.results import exports
 from regbench.results import store as store_module
 from regbench.results.reader import load
-from regbench.spec.plan import Protocol, RunSpec
 
 GRID = ["--arch", "model1,model2", "--reg", "none,l2", *TINY_DATA, "--epochs", "1", "--seeds", "2"]
 FAKE = FAKE_TRAINER

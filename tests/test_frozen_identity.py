@@ -15,7 +15,7 @@ import regbench.results.frozen as frozen
 from regbench.results import migrations
 from regbench.results.frozen import identity_v3, identity_v4, identity_v5
 
-# stored rows and the hashes identity v3 gave them (computed by spec.plan.RunSpec when m002
+# stored rows and the hashes identity v3 gave them (computed by engine.plan.RunSpec when m002
 # shipped); a change here means the frozen code changed, which it never may
 GOLDEN = [
     (
@@ -141,7 +141,7 @@ def test_migrations_never_import_the_engine():
     files = [Path(migrations.__file__), *Path(frozen.__file__).parent.glob("*.py")]
     for path in files:
         assert not {
-            n for n in _imports(path) if n.startswith(("regbench.engine", "regbench.spec"))
+            n for n in _imports(path) if n.startswith(("regbench.engine", "regbench.design"))
         }, path
     for path in Path(frozen.__file__).parent.glob("*.py"):  # the standard library, or frozen
         ours = {n for n in _imports(path) if n.startswith("regbench")}
@@ -160,7 +160,7 @@ def test_m002_runs_without_loading_the_engine(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-# stored rows of schema 7 and the hashes identity v5 gives them (spec.plan.RunSpec when m008
+# stored rows of schema 7 and the hashes identity v5 gives them (engine.plan.RunSpec when m008
 # shipped): spellings of before (strings, defaults given, a combination in the order typed)
 GOLDEN_V5 = [
     (

@@ -10,8 +10,8 @@ from doubles import FAKE_TRAINER, TINY_DATA, RegularizersPlugin, install, regist
 
 import regbench
 from regbench.api import Regularizer, hookimpl
+from regbench.design.plan import RunSpec
 from regbench.plugins.manager import Origin
-from regbench.spec.plan import RunSpec
 
 
 def test_force_replaces_a_finished_result_only_with_a_finished_one(tmp_path, cli):

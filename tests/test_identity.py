@@ -12,10 +12,10 @@ from doubles import RegularizersPlugin, registry_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.results.frozen import identity_v3, identity_v4, identity_v5, identity_v6
 from regbench.results.migrations import MIGRATIONS, RUN_COLUMNS
 from regbench.results.store import DB_NAME, Store
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 
 def spec(**protocol) -> RunSpec:
@@ -144,7 +144,7 @@ def test_keras_backend_reads_what_keras_reads(tmp_path, monkeypatch):
     """Without importing Keras: KERAS_BACKEND, else keras.json under KERAS_HOME, else TF."""
     import sys
 
-    from regbench.spec.canonical import keras_backend
+    from regbench.design.canonical import keras_backend
 
     monkeypatch.delitem(sys.modules, "keras", raising=False)
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
@@ -164,7 +164,7 @@ def test_keras_backend_agrees_with_keras_in_a_fresh_process(tmp_path):
 
     (tmp_path / "keras.json").write_text('{"backend": "jax"}')
     code = (
-        "from regbench.spec.canonical import keras_backend; before = keras_backend(); "
+        "from regbench.design.canonical import keras_backend; before = keras_backend(); "
         "import keras; print(before, keras.backend.backend(), keras_backend())"
     )
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
@@ -178,8 +178,8 @@ def test_keras_backend_agrees_with_keras_in_a_fresh_process(tmp_path):
 def test_a_protocol_asking_for_another_backend_is_refused(registry, monkeypatch):
     import sys
 
+    from regbench.design.plan import make_plan
     from regbench.errors import RegbenchError
-    from regbench.spec.plan import make_plan
 
     monkeypatch.delitem(sys.modules, "keras", raising=False)
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
@@ -236,7 +236,7 @@ def test_time_to_target_is_measured_from_the_history(tmp_path, target):
 
 def test_a_conflicting_combination_is_a_skipped_cell_not_a_failed_grid():
     from regbench.api import Regularizer
-    from regbench.spec.plan import make_plan
+    from regbench.design.plan import make_plan
 
     class Rewrite(Regularizer):
         description = "test double"

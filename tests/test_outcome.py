@@ -8,7 +8,7 @@ import pytest
 from doubles import RegularizersPlugin, install
 
 from regbench.api import Regularizer, import_keras
-from regbench.spec.plan import Protocol, RunSpec
+from regbench.design.plan import Protocol, RunSpec
 
 
 class RestoreFirstEpoch(Regularizer):

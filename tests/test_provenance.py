@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from regbench.api import Architecture, Conv, Point, Regularizer, hookimpl
+from regbench.design.pending import PER_OBJECT_NOTE, provenance_parts, stale_reasons, why_pending
+from regbench.design.plan import PROVENANCE_SCHEME, Protocol, RunSpec, make_plan
 from regbench.plugins.manager import Origin, build_registry
 from regbench.plugins.table import Classifier, Flatten
 from regbench.reporting import board_text
@@ -28,8 +30,6 @@ from regbench.results import leaderboard
 from regbench.results.frozen import identity_v6
 from regbench.results.reader import load
 from regbench.results.store import DB_NAME, Store
-from regbench.spec.pending import PER_OBJECT_NOTE, provenance_parts, stale_reasons, why_pending
-from regbench.spec.plan import PROVENANCE_SCHEME, Protocol, RunSpec, make_plan
 
 DIST = "regbench-pair"
 # a package with two regularizers in one module, a helper only `alpha` uses, and a layer module

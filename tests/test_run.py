@@ -243,7 +243,7 @@ def test_most_expensive_cells_start_first(cli, tmp_path):
 
 
 def test_measured_epoch_times_rank_the_cells_once_every_cell_has_one(registry):
-    from regbench.spec.plan import Protocol, RunSpec, order_by_cost
+    from regbench.design.plan import Protocol, RunSpec, order_by_cost
 
     specs = [
         RunSpec(arch=a, reg="none", params={}, seed=0, protocol=Protocol(epochs=e))

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import regbench
+from regbench.design.experiment import Experiment, RenamedSetting
 from regbench.errors import RegbenchError
 from regbench.results.reader import load
-from regbench.spec.experiment import Experiment, RenamedSetting
 from regbench.study import FailedRuns
 
 README = TESTS.parent / "README.md"

@@ -20,15 +20,16 @@ from regbench.api import (
     RunContext,
     random_beta,
 )
+from regbench.design.applicability import why_not
+from regbench.design.optimizer_options import parse_optimizer_options
+from regbench.design.pending import stale_reasons, why_pending
+from regbench.design.plan import Protocol, RunSpec, make_plan
 from regbench.engine.models import build, count_params, count_regularized_kernels
 from regbench.engine.optimizers import schedule
 from regbench.errors import RegbenchError
+from regbench.plugins.building import check_input, macs
 from regbench.plugins.context import invoke
 from regbench.plugins.keras import import_keras
-from regbench.spec.applicability import why_not
-from regbench.spec.optimizer_options import parse_optimizer_options
-from regbench.spec.pending import stale_reasons, why_pending
-from regbench.spec.plan import Protocol, RunSpec, make_plan
 
 keras = import_keras()
 
@@ -106,15 +107,15 @@ def test_a_builder_model_is_functional_a_table_stays_sequential(registry):
 
 
 def test_builder_input_checks_and_costs_come_from_the_model():
-    assert TINY.macs((8, 8, 3), 4) == 8 * 8 * 8 * 9 * (3 + 8 * 4) + 8 * 16 + 16 * 4
+    assert macs(TINY, (8, 8, 3), 4) == 8 * 8 * 8 * 9 * (3 + 8 * 4) + 8 * 16 + 16 * 4
     valid = Architecture(
         name="valid5",
         description="a 5x5 valid convolution",
         builder=lambda ctx, x: ctx.classifier(ctx.keras.layers.Flatten()(ctx.conv(4, 5)(x))),
     )
-    valid.check_input((5, 5, 1))
+    check_input(valid, (5, 5, 1))
     with pytest.raises(RegbenchError, match="valid5 cannot take a 4x4x1 input"):
-        valid.check_input((4, 4, 1))
+        check_input(valid, (4, 4, 1))
 
 
 def test_hooks_get_the_context_only_when_they_ask_for_it():
@@ -281,9 +282,9 @@ class Swap(Regularizer):
 
 @pytest.mark.slow
 def test_a_batch_regularizer_trains_on_soft_targets_compiled_with_xla(registry):
+    from regbench.design.plan import Execution
     from regbench.engine.trainer import build_and_compile
     from regbench.plugins.datasets import Splits
-    from regbench.spec.plan import Execution
 
     rng = np.random.default_rng(0)
     x = rng.random((16, 8, 8, 3), dtype=np.float32)

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regbench.design.experiment import Experiment, check_protocol
+from regbench.design.parsers import parse_assignments
+from regbench.design.plan import Execution, Protocol
 from regbench.errors import RegbenchError
 from regbench.plugins.datasets import FALSE_WORDS, TRUE_WORDS, default_cache_dir, parse_flag
-from regbench.spec.experiment import Experiment, check_protocol
-from regbench.spec.parsers import parse_assignments
-from regbench.spec.plan import Execution, Protocol
 
 FAKE = ["--trainer", "fake_trainer:train", "--executor", "inprocess"]
 GRID = ["--arch", "model1", "--reg", "none", "--dataset", "digits", "--epochs", "1"]

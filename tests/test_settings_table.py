@@ -1,4 +1,4 @@
-"""The settings table (spec.settings.SETTINGS) is the one declaration of every setting: the
+"""The settings table (design.settings.SETTINGS) is the one declaration of every setting: the
 Experiment's fields and validation, the flags and their help, an experiment file's keys and
 docs/settings.md are read from it, and a setting added to it appears in each."""
 
@@ -13,9 +13,9 @@ import pytest
 
 from regbench.cli import build_parser
 from regbench.cli.completion import options_by_command
-from regbench.spec import parsers, settings
-from regbench.spec.experiment import FILE_KEYS, Experiment, settings_page
-from regbench.spec.plan import Execution, Protocol
+from regbench.design import parsers, settings
+from regbench.design.experiment import FILE_KEYS, Experiment, settings_page
+from regbench.design.plan import Execution, Protocol
 
 DOC = Path(__file__).parents[1] / "docs" / "settings.md"
 BY_NAME = {s.name: s for s in settings.SETTINGS}
@@ -40,7 +40,7 @@ def test_the_protocol_and_the_execution_are_made_of_their_roles_settings():
 
 def test_docs_settings_is_the_table_as_generated():
     assert DOC.read_text(encoding="utf-8") == settings_page(), (
-        "docs/settings.md is out of date: python -m regbench.spec.experiment > docs/settings.md"
+        "docs/settings.md is out of date: python -m regbench.design.experiment > docs/settings.md"
     )
 
 

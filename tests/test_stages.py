@@ -175,7 +175,7 @@ def test_visualize_looks_at_validation_unless_told(experiment, tmp_path, monkeyp
     """Looking at a model never shows its test images by default; `split="test"` does."""
     import regbench
     from regbench.builtins.visualizers import FeatureMaps
-    from regbench.spec.experiment import Experiment
+    from regbench.design.experiment import Experiment
     from regbench.study.settings import load_data
 
     seen = []

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from regbench.cli import main
+from regbench.design.plan import RunSpec
 from regbench.errors import RegbenchError
 from regbench.results.reader import load
 from regbench.results.store import DB_NAME, Store
-from regbench.spec.plan import RunSpec
 
 FAKE = ["--trainer", "fake_trainer:train", "--executor", "inprocess"]
 GRID = ["--arch", "model1,model2", "--reg", "none,l2", "--dataset", "synthetic"]

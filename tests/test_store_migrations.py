@@ -12,11 +12,11 @@ import pytest
 
 from regbench.api import hookimpl
 from regbench.cli import main
+from regbench.design.plan import Execution, RunSpec
 from regbench.errors import RegbenchError
 from regbench.results.migrations import SCHEMA_VERSION
 from regbench.results.reader import load
 from regbench.results.store import DB_NAME, Store
-from regbench.spec.plan import Execution, RunSpec
 
 # the runs table as regbench wrote it before versioning: no cell_hash, no dataset on best_values
 OLD_RUN_COLUMNS = [
@@ -261,7 +261,7 @@ def v7_row(run_id: str, **changes) -> dict:
 
 def today(backend: str | None = None, engine: str = "standard") -> RunSpec:
     """What this regbench plans for the science of `v7_row` (split: as trained, unnamed)."""
-    from regbench.spec.plan import Protocol
+    from regbench.design.plan import Protocol
 
     return RunSpec(
         arch="model1",
@@ -341,9 +341,9 @@ def test_after_the_upgrade_a_plan_says_what_changed_since_the_runs(tmp_path, mon
     says so.)"""
     from doubles import install
 
-    from regbench.spec import canonical
-    from regbench.spec.pending import UNRECORDED_DATASET_NOTE
-    from regbench.spec.plan import provenance
+    from regbench.design import canonical
+    from regbench.design.pending import UNRECORDED_DATASET_NOTE
+    from regbench.design.plan import provenance
 
     registry = install(monkeypatch, TinyData())
     recorded = provenance(registry, "model1", "l2+dropout", "tiny")  # each component, in order

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regbench.design.plan import Protocol, make_plan, sweep
 from regbench.errors import RegbenchError
 from regbench.results import leaderboard
-from regbench.spec.plan import Protocol, make_plan, sweep
 
 PROTOCOL = Protocol(dataset="digits", epochs=1)
 

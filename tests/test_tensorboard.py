@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.engine import tensorboard
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 SPEC = RunSpec(
     arch="model1",

@@ -8,9 +8,9 @@ from unittest import mock
 from hypothesis import given
 from hypothesis import strategies as st
 
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.engine import executor as ex
 from regbench.engine.outcome import RunResult
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 _HELD: list[bytearray] = []  # memory a leaky trainer keeps, as TensorFlow's creep does
 

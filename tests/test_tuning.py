@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from doubles import RegularizersPlugin
 
+from regbench.design.plan import Protocol
 from regbench.engine.tuning import run_search, search_hash
 from regbench.errors import RegbenchError
 from regbench.plugins.hparams import HParam
@@ -20,7 +21,6 @@ from regbench.plugins.points import ANY
 from regbench.plugins.regularizer import Regularizer
 from regbench.results.reader import load_trials
 from regbench.results.store import Store
-from regbench.spec.plan import Protocol
 
 PROTOCOL = Protocol(dataset="digits", epochs=1)
 RATE = HParam("rate", 0.1, 0.0, 0.9)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.engine.vmapped import unsupported
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 # one worker trains the module's cells once, for every test that compares them
 pytestmark = pytest.mark.xdist_group("vmapped")
@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent(
     import json, os, sys
     os.environ["KERAS_BACKEND"] = "jax"
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.spec.plan import Execution, Protocol, RunSpec
+    from regbench.design.plan import Execution, Protocol, RunSpec
 
     reg, engine, epochs, seeds, mutant, params = sys.argv[1:7]
     if mutant == "drop-l2":
@@ -128,13 +128,13 @@ def test_the_vmapped_engine_refuses_a_batch_rewrite_rather_than_train_without_it
 
 
 def test_the_plan_skips_what_the_vmapped_engine_cannot_run_with_the_reason(monkeypatch):
-    """Each engine declares the sides it lacks (spec.engine_sides): on the vmapped engine a
+    """Each engine declares the sides it lacks (design.engine_sides): on the vmapped engine a
     batch rewrite or a callback regularizer is a skipped cell at plan time, with the reason;
     the standard engine plans the same cells to train."""
     from doubles import RegularizersPlugin, registry_with
 
     from regbench.api import Regularizer
-    from regbench.spec.plan import make_plan
+    from regbench.design.plan import make_plan
 
     class Swap(Regularizer):
         name = "swap"
@@ -241,7 +241,7 @@ STEPS = textwrap.dedent(
     os.environ["KERAS_BACKEND"] = "jax"
     import numpy as np, keras, jax.numpy as jnp
     from regbench.builtins.datasets import Digits
-    from regbench.spec.plan import Protocol
+    from regbench.design.plan import Protocol
     from regbench.engine.trainer import build_and_compile, context_for
     from regbench.engine.program import Program, in_batches
     from regbench.plugins.manager import registry
@@ -387,7 +387,7 @@ PACK = textwrap.dedent(
     import json, os, sys
     os.environ["KERAS_BACKEND"] = "jax"
     from regbench.engine.executor import ExecutorOptions, Hooks, run_in_process
-    from regbench.spec.plan import Execution, Protocol, RunSpec
+    from regbench.design.plan import Execution, Protocol, RunSpec
 
     pack = None if sys.argv[1] == "-" else int(sys.argv[1])
     specs = [
@@ -477,7 +477,7 @@ SCAN = textwrap.dedent(
     os.environ["KERAS_BACKEND"] = "jax"
     import numpy as np, keras, jax.numpy as jnp
     from regbench.builtins.datasets import Digits
-    from regbench.spec.plan import Protocol
+    from regbench.design.plan import Protocol
     from regbench.engine.trainer import build_and_compile, context_for
     from regbench.engine.program import Program, in_batches
 
@@ -524,8 +524,8 @@ def test_the_scanned_and_vmapped_paths_step_as_the_cpu_path_does():
 
 
 def test_pack_is_refused_without_the_vmapped_engine_and_checked_as_a_count():
+    from regbench.design.experiment import Experiment
     from regbench.errors import RegbenchError
-    from regbench.spec.experiment import Experiment
 
     with pytest.raises(RegbenchError, match="add --engine vmapped"):
         Experiment.create(arch="model1", reg="none", pack="4")

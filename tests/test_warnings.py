@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 REGBENCH_WARNINGS = [
-    ("regbench.spec.plan", "UserWarning"),
+    ("regbench.design.plan", "UserWarning"),
     ("regbench.results.stats", "FutureWarning"),  # as pandas attributes its deprecations
     ("regbench_extras.losses", "DeprecationWarning"),  # the repository's own plugin too
 ]

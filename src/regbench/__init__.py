@@ -13,8 +13,8 @@ from regbench.plugins.hookspecs import hookimpl  # kept here for plugins written
 from regbench.version import __version__
 
 if TYPE_CHECKING:
+    from regbench.design.experiment import Experiment
     from regbench.results.reader import Results
-    from regbench.spec.experiment import Experiment
     from regbench.study import (
         Interrupted,
         Observer,
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(study, name)
     if name == "Experiment":
-        from regbench.spec.experiment import Experiment
+        from regbench.design.experiment import Experiment
 
         return Experiment
     if name == "Results":

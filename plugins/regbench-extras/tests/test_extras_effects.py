@@ -176,7 +176,7 @@ def test_resnet20_has_the_papers_shape_and_count() -> None:
 
 
 def test_stochastic_depth_follows_the_linear_decay_rule_and_skips_plain_nets() -> None:
-    from regbench.spec.applicability import why_not
+    from regbench.design.applicability import why_not
 
     model = build_model(RESNET20, StochasticDepth(), {"rate": 0.9})
     rates = [layer.rate for layer in model.layers if type(layer).__name__ == "DropPath"]

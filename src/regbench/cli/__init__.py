@@ -16,8 +16,8 @@ from typing import Any
 
 from regbench.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, check_environment
 from regbench.cli.output import KeptOutput, lost_note
+from regbench.design.settings import SETTINGS, Setting, flags_of
 from regbench.errors import STOP_REQUESTED, RegbenchError
-from regbench.spec.settings import SETTINGS, Setting, flags_of
 from regbench.version import __version__
 
 COMMANDS = {  # command function -> the module under regbench.cli that holds it
@@ -342,7 +342,7 @@ def _one_line_renames(show):
     one line, as --out is, and leaves any other warning to `show`."""
 
     def shown(message, category, filename, lineno, file=None, line=None) -> None:
-        from regbench.spec.experiment import RenamedSetting
+        from regbench.design.experiment import RenamedSetting
 
         if issubclass(category, RenamedSetting):
             print(f"regbench: {message}", file=sys.stderr)

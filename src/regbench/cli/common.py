@@ -9,7 +9,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from regbench.spec.settings import SETTINGS
+from regbench.design.settings import SETTINGS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -146,7 +146,7 @@ FLAG_SETTINGS = tuple(s.name for s in SETTINGS if s.spelling and s.name != "expe
 
 def experiment(args: argparse.Namespace):
     """The experiment the flags describe: `--config` first, the flags over it."""
-    from regbench.spec.experiment import Experiment
+    from regbench.design.experiment import Experiment
 
     flags: dict[str, Any] = {key: getattr(args, key, None) for key in FLAG_SETTINGS}
     flags["experiment"] = experiment_folder(args)

@@ -119,15 +119,16 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from regbench.plugins.building import check_input
     from regbench.plugins.manager import registry
 
     arch = registry().get("architectures", args.arch)
     reg = registry().get("regularizers", args.reg)
     values = reg.resolve(_own_params(args.param, reg.name))
     input_shape = _shape(args.input_shape)
-    arch.check_input(input_shape)
+    check_input(arch, input_shape)
+    from regbench.design.applicability import why_not
     from regbench.engine.models import build_model, describe_model
-    from regbench.spec.applicability import why_not
 
     _check_fits(arch, reg, values, input_shape, args.classes)
     summary = describe_model(build_model(arch, reg, values, input_shape, args.classes, seed=0))
@@ -200,7 +201,7 @@ def _check_fits(
 
 def _own_params(items: list[str], reg_name: str) -> dict[str, str]:
     """--param values for one regularizer (either `name=v` or `reg.name=v`)."""
-    from regbench.spec.parsers import parse_assignments
+    from regbench.design.parsers import parse_assignments
 
     parts = reg_name.split("+")
     out = {}

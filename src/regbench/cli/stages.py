@@ -68,7 +68,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
     """`--seeds` as `run` reads it (a count or a list), `--seed N` as the one seed N."""
-    from regbench.spec.experiment import Experiment
+    from regbench.design.experiment import Experiment
 
     if args.seed is not None:
         warn(f"--seed is deprecated; use --seeds {args.seed}, (a list of one seed)")

@@ -111,8 +111,8 @@ class TrialClock:
 def _cells_to_tune(chosen) -> int:
     """The cells the tuning stage will search: those whose regularizer declares
     hyperparameters (found as the stage finds them, without building a model)."""
+    from regbench.design.plan import make_plan
     from regbench.plugins.manager import registry
-    from regbench.spec.plan import make_plan
 
     cells = make_plan(
         registry(),

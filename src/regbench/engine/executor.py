@@ -22,13 +22,13 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from regbench.design.plan import RunSpec
+from regbench.design.settings import DEFAULT_TRAINER
 from regbench.engine.devices import detect_gpus, worker_env
 from regbench.engine.outcome import TRAINING, RunResult, now, skipped_result
 from regbench.engine.packing import ACCELERATOR_PACK, packs
 from regbench.engine.worker import DataCache, Setup, resolve_trainer, train_task
 from regbench.errors import STOP_REQUESTED, RegbenchError
-from regbench.spec.plan import RunSpec
-from regbench.spec.settings import DEFAULT_TRAINER
 
 MAX_MEMORY_GROWTH = 0.06
 # A CPU worker is restarted with more threads for the last runs only when its previous run took

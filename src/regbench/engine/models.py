@@ -6,13 +6,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from regbench.design.applicability import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE
 from regbench.errors import RegbenchError
 from regbench.plugins.architecture import Architecture
-from regbench.plugins.building import Built, build_network, count_regularized_kernels
+from regbench.plugins.building import (
+    Built,
+    build_network,
+    check_input,
+    count_regularized_kernels,
+)
 from regbench.plugins.context import RunContext
 from regbench.plugins.manager import keras_with_plugins
 from regbench.plugins.regularizer import Regularizer
-from regbench.spec.applicability import DEFAULT_CLASSES, DEFAULT_INPUT_SHAPE
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -38,7 +43,7 @@ def build(
 ) -> Built:
     """The model and what was inserted where (params validated here)."""
     keras = keras_with_plugins()
-    architecture.check_input(input_shape)
+    check_input(architecture, input_shape)
     if classes < 2:
         raise RegbenchError(f"a classifier needs at least 2 classes; got {classes}")
     values = regularizer.resolve(params)

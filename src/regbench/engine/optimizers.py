@@ -7,11 +7,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from regbench.design.optimizer_options import check_schedule, parse_optimizer_options
 from regbench.plugins.composition import Composite
 from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.regularizer import OptimizerSpec, Regularizer, overrides
 from regbench.plugins.versions import changed_since, warn_legacy
-from regbench.spec.optimizer_options import check_schedule, parse_optimizer_options
 
 WARMUP_FRACTION = 0.05  # warmup_cosine: the first 5% of steps rise linearly from 0
 STEP_MILESTONES = (0.5, 0.75)  # step: the rate falls tenfold at half and three quarters of training

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from regbench.design.plan import RunSpec
 from regbench.engine.divergence import diverged
 from regbench.plugins.files import replaced
-from regbench.spec.plan import RunSpec
 
 Progress = Callable[[dict[str, Any]], None]
 TRAINING = "training"  # the progress event a run sends as its first step starts (not an epoch)
@@ -248,7 +248,7 @@ def kept_epoch(callbacks: Sequence[Any]) -> int | None:
 
 
 def skipped_result(spec: RunSpec) -> RunResult:
-    """The row of a cell that is not trained (spec.applicability says why)."""
+    """The row of a cell that is not trained (design.applicability says why)."""
     stamp = now()
     row = {**spec.row(), "status": "skipped", "error": spec.skip, "started_at": stamp}
     return RunResult({**row, "ended_at": stamp, "total_time_s": 0.0})
@@ -256,8 +256,8 @@ def skipped_result(spec: RunSpec) -> RunResult:
 
 def not_applicable(spec: RunSpec) -> str | None:
     """Why this run's regularizer does not apply to its architecture (None: it does)."""
+    from regbench.design.applicability import why_not
     from regbench.plugins.manager import registry
-    from regbench.spec.applicability import why_not
 
     try:
         arch = registry().get("architectures", spec.arch)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from regbench.spec.plan import RunSpec
+from regbench.design.plan import RunSpec
 
 # runs per program on an accelerator by default: the lab's grid packs into one program per
 # architecture (4 cells; 16 with 4 seeds). On CPU a program is a cell's seeds, as it was.

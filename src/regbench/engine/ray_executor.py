@@ -9,10 +9,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from regbench.design.plan import RunSpec
 from regbench.engine.executor import ExecutorOptions, Hooks, failed_result
 from regbench.errors import RegbenchError
 from regbench.plugins.files import replaced
-from regbench.spec.plan import RunSpec
 
 _DATA = None  # one DataCache per Ray worker process, reused across the tasks it runs
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from regbench.spec.plan import PROTOCOL_COLUMNS, RunSpec
+from regbench.design.plan import PROTOCOL_COLUMNS, RunSpec
 
 # Keras log keys -> TensorBoard scalar tags, per epoch
 EPOCH_TAGS = {

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.engine import (
     averaging,
     clean_eval,
@@ -48,7 +49,6 @@ from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
 from regbench.plugins.regularizer import Regularizer
-from regbench.spec.plan import Execution, Protocol, RunSpec
 
 EVAL_BATCH = 256  # at least: evaluation batches need no gradients, so larger is cheaper
 

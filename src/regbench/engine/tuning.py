@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from regbench.design.plan import Execution, Protocol
 from regbench.engine import averaging, training
 from regbench.engine.trainer import build_and_compile, context_for, run_callbacks
 from regbench.errors import RegbenchError
@@ -28,7 +29,6 @@ from regbench.plugins.hparams import HParam
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
 from regbench.plugins.regularizer import Regularizer
-from regbench.spec.plan import Execution, Protocol
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from regbench.design.engine_sides import engine_cannot
+from regbench.design.plan import RunSpec
 from regbench.engine import averaging, clean_eval, tensorboard, training
 from regbench.engine.environment import environment
 from regbench.engine.outcome import (
@@ -49,8 +51,6 @@ from regbench.plugins.context import RunContext
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
 from regbench.plugins.manager import registry
-from regbench.spec.engine_sides import engine_cannot
-from regbench.spec.plan import RunSpec
 
 
 def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
@@ -72,7 +72,7 @@ def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
 
 
 def cannot_run(spec: RunSpec) -> str | None:
-    """Why the vmapped engine cannot train this run's regularizer (spec.engine_sides; its
+    """Why the vmapped engine cannot train this run's regularizer (design.engine_sides; its
     cell is then skipped with the reason)."""
     reg = registry().get("regularizers", spec.reg)
     run = RunContext(epochs=spec.protocol.epochs, batch_size=spec.protocol.batch_size)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from regbench.design.plan import Protocol, RunSpec
     from regbench.plugins.datasets import Splits
-    from regbench.spec.plan import Protocol, RunSpec
 
 
 @dataclass(frozen=True)

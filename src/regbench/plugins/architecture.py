@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from regbench.errors import RegbenchError
 from regbench.plugins.hparams import HParam, resolve_hparams
 from regbench.plugins.points import Point
-from regbench.plugins.table import LayerSpec, check_table, compile_row, table_macs
-
-if TYPE_CHECKING:
-    from regbench.plugins.regularizer import Regularizer
+from regbench.plugins.table import LayerSpec, compile_row
 
 
 @dataclass(frozen=True)
@@ -26,7 +22,8 @@ class Architecture:
     Keras layer (`ctx.keras.layers...`); it runs at every build, so layers are always fresh.
     `hparams` are the architecture's own hyperparameters (depth, width), read as `ctx.hparams`.
     Override `refuse` in a subclass to turn down a regularizer with a reason. A `version`
-    ("2") is recorded instead of a hash of its definition (plugins.provenance).
+    ("2") is recorded instead of a hash of its definition (plugins.provenance). Its cost and
+    the inputs it takes are measured in `plugins.building` (`macs`, `check_input`).
     """
 
     name: str
@@ -49,8 +46,9 @@ class Architecture:
             x = compile_row(ctx, spec, x)
         return x
 
-    def refuse(self, regularizer: Regularizer, params: Mapping[str, Any]) -> str | None:
-        """A reason this architecture cannot be paired with `regularizer`, or None."""
+    def refuse(self, regularizer: Any, params: Mapping[str, Any]) -> str | None:
+        """A reason this architecture cannot be paired with `regularizer` (a `Regularizer`, which
+        knows architectures; an architecture does not import it), or None."""
         return None
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, float | int]:
@@ -60,24 +58,3 @@ class Architecture:
     def points(self) -> tuple[Point, ...]:
         """The table's points (a builder's points are known only once it has been built)."""
         return tuple(spec for spec in self.layers if isinstance(spec, Point))
-
-    def macs(self, input_shape: tuple[int, int, int] = (32, 32, 3), classes: int = 10) -> int:
-        """Multiply-accumulates per image of the Conv/Dense layers (to start the most expensive
-        cells first). A table is costed by arithmetic; a builder's model is built and measured."""
-        if self.builder is not None:
-            from regbench.plugins.building import measure_macs
-
-            return measure_macs(self, input_shape, classes)
-        return table_macs(self.layers, input_shape, classes)
-
-    def check_input(self, input_shape: tuple[int, int, int]) -> None:
-        """Refuse an input too small for the model, naming the layer that would collapse it
-        (a builder is built on the shape; a table is checked without Keras)."""
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise RegbenchError(f"input shape must be height,width,channels; got {input_shape}")
-        if self.builder is not None:
-            from regbench.plugins.building import check_builds
-
-            check_builds(self, input_shape)
-            return
-        check_table(self.name, self.layers, input_shape)

@@ -10,16 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regbench.errors import RegbenchError
+from regbench.plugins.architecture import Architecture
 from regbench.plugins.context import RunContext, invoke
 from regbench.plugins.keras import import_keras
 from regbench.plugins.points import BRANCH, NOISE, NORM, Point
 from regbench.plugins.regularizer import Regularizer
-
-if TYPE_CHECKING:
-    from regbench.plugins.architecture import Architecture
+from regbench.plugins.table import check_table, table_macs
 
 
 @dataclass
@@ -241,10 +240,14 @@ class _Plain(Regularizer):
 _MACS: dict[tuple[str, tuple[int, ...], int], int] = {}
 
 
-def measure_macs(
-    architecture: Architecture, input_shape: tuple[int, int, int], classes: int
+def macs(
+    architecture: Architecture, input_shape: tuple[int, int, int] = (32, 32, 3), classes: int = 10
 ) -> int:
-    """A builder architecture's cost, from its model built without regularization (memoized)."""
+    """Multiply-accumulates per image of the Conv/Dense layers (to start the most expensive
+    cells first). A table is costed by arithmetic; a builder's model is built without
+    regularization and measured (memoized)."""
+    if architecture.builder is None:
+        return table_macs(architecture.layers, input_shape, classes)
     key = (architecture.name, tuple(input_shape), classes)
     if key not in _MACS:
         built = build_network(architecture, _Plain(), {}, input_shape, classes)
@@ -252,8 +255,14 @@ def measure_macs(
     return _MACS[key]
 
 
-def check_builds(architecture: Architecture, input_shape: tuple[int, int, int]) -> None:
-    """Refuse an input a builder's model cannot take, with the layer's complaint."""
+def check_input(architecture: Architecture, input_shape: tuple[int, int, int]) -> None:
+    """Refuse an input too small for the model, naming the layer that would collapse it (a
+    builder is built on the shape, with the layer's complaint; a table is checked without Keras)."""
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise RegbenchError(f"input shape must be height,width,channels; got {input_shape}")
+    if architecture.builder is None:
+        check_table(architecture.name, architecture.layers, input_shape)
+        return
     try:
         build_network(architecture, _Plain(), {}, input_shape, 2)
     except RegbenchError:

@@ -116,7 +116,7 @@ class Regularizer:
 
     def refuse(self, architecture: Architecture, params: Mapping[str, Any]) -> str | None:
         """A reason this regularizer cannot be paired with `architecture`, or None. (A pairing
-        where it would change nothing is detected without this: see spec.applicability.)"""
+        where it would change nothing is detected without this: see design.applicability.)"""
         return None
 
     @property

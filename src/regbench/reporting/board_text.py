@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.design.pending import provenance_parts
 from regbench.results import leaderboard, stats
 from regbench.results.format import DIFFERENCE, fmt, mean_and_ci, missing
-from regbench.spec.pending import provenance_parts
 
 LOST_TITLE = "lost seeds: not ranked, no verdict"
 

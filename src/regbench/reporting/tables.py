@@ -13,12 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.design.plan import PROTOCOL_COLUMNS, PROVENANCE
 from regbench.reporting.board_text import lost_text
 from regbench.reporting.figures import cell_order
 from regbench.results import stats
 from regbench.results.format import DIFFERENCE, MISSING, fmt, mean_and_ci, missing, params_label
 from regbench.results.leaderboard import failures
-from regbench.spec.plan import PROTOCOL_COLUMNS, PROVENANCE
 
 ENVIRONMENT = {
     "python_version": "Python",

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.design.plan import PROVENANCE
 from regbench.results import protocols, stats
 from regbench.results.format import (
     as_printed,
@@ -36,7 +37,6 @@ from regbench.results.format import (
     number,
     params_label,
 )
-from regbench.spec.plan import PROVENANCE
 
 SPARKS = "▁▂▃▄▅▆▇█"
 TIE_NOTE = "= tied: equal mean validation accuracy at the printed precision (3 decimals)"

@@ -35,12 +35,12 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from regbench.design.plan import PROTOCOL_COLUMNS
 from regbench.errors import RegbenchError
 from regbench.results import protocols
 from regbench.results.leaderboard import ci95
 from regbench.results.lookup import model_file, open_model
 from regbench.results.reader import load
-from regbench.spec.plan import PROTOCOL_COLUMNS
 
 RUN_TAG = "regbench.run_id"
 CELL_TAG = "regbench.cell"

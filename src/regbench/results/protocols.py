@@ -1,7 +1,7 @@
 """Which protocol each run was trained under, so that runs of different protocols are never
 pooled, ranked together or compared as if they were alike (leaderboard, stats, compare, exports).
 
-A protocol is the values of `spec.plan.PROTOCOL_COLUMNS` a run row holds. Rows from before a
+A protocol is the values of `design.plan.PROTOCOL_COLUMNS` a run row holds. Rows from before a
 column existed hold nothing there, which means that column's default (a constant learning rate,
 no optimizer options, ...), so a missing value and its default are one protocol.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.spec.plan import PROTOCOL_COLUMNS
+from regbench.design.plan import PROTOCOL_COLUMNS
 
 # what a missing value meant when the row was written (learning_rate: the optimizer's default)
 DEFAULTS = {

@@ -42,7 +42,7 @@ from regbench.results.integrity import (
 )
 
 if TYPE_CHECKING:
-    from regbench.spec.plan import RunSpec
+    from regbench.design.plan import RunSpec
 
 from regbench.results.migrations import (
     EPOCH_COLUMNS,

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from regbench.design.experiment import Experiment
 from regbench.errors import RegbenchError
-from regbench.spec.experiment import Experiment
 from regbench.study.grid import load
 from regbench.study.recording import Recorder
 from regbench.study.settings import (
@@ -46,12 +46,12 @@ def final(
     for `run`; `observer` hears the run's progress. Returns the final run's
     results row (its `status` says whether it finished ok; `figure`, its training curves).
     """
+    from regbench.design.experiment import check_protocol
+    from regbench.design.plan import RunSpec
     from regbench.engine.executor import Hooks, run_in_process
     from regbench.results import leaderboard
     from regbench.results.lookup import finished_run, of_dataset
     from regbench.results.store import Store
-    from regbench.spec.experiment import check_protocol
-    from regbench.spec.plan import RunSpec
 
     folder = Path(folder)
     experiment = Experiment.create(

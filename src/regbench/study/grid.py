@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regbench.design.experiment import Experiment
 from regbench.errors import RegbenchError
-from regbench.spec.experiment import Experiment
 from regbench.study.progress import auto_progress
 from regbench.study.recording import Recorder
 from regbench.study.settings import (
@@ -28,9 +28,9 @@ from regbench.study.settings import (
 from regbench.study.tuning import TUNED_SETTINGS, search, tuned_settings
 
 if TYPE_CHECKING:
+    from regbench.design.plan import RunSpec
     from regbench.results.reader import Results
     from regbench.results.store import Store
-    from regbench.spec.plan import RunSpec
 
 
 @with_settings
@@ -45,7 +45,7 @@ def plan(
     """The runs of the experiment's grid and which of them its folder already holds, with the
     time its measured runs say the rest will take (`Plan.estimate`); with `tuned`, under the
     protocol `run` would train them under (see `run`)."""
-    from regbench.spec.pending import stale_reasons
+    from regbench.design.pending import stale_reasons
 
     experiment = settings_of(base, settings)
     if tuned:
@@ -68,8 +68,8 @@ def plan(
 def _specs(experiment: Experiment, tuned: bool, applicability: bool = True) -> list[RunSpec]:
     """Every run of the grid, validated against the installed plugins; with `applicability`,
     the cells that would change nothing are marked skipped here (that may build models)."""
+    from regbench.design.plan import make_plan
     from regbench.plugins.manager import registry
-    from regbench.spec.plan import make_plan
 
     check_param_names(experiment.params)
     values = tuned_values(experiment.folder, experiment.dataset) if tuned else None
@@ -271,11 +271,11 @@ def _execute(
     force: bool,
     observer: Observer,
 ) -> None:
+    from regbench.design.plan import order_by_cost
     from regbench.engine import executor as ex
     from regbench.engine.outcome import WRITE_ERRNOS
     from regbench.plugins.manager import registry
     from regbench.results.integrity import write_error
-    from regbench.spec.plan import order_by_cost
 
     statuses = store.statuses()
     store.measure_targets(s for s in specs if statuses.get(s.config_hash) == "ok")

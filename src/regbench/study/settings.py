@@ -11,11 +11,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regbench.spec.experiment import Experiment
+from regbench.design.experiment import Experiment
 
 if TYPE_CHECKING:
+    from regbench.design.plan import RunSpec
     from regbench.plugins.datasets import Splits
-    from regbench.spec.plan import RunSpec
 
 
 class Observer:
@@ -191,6 +191,7 @@ def check_data(specs: Sequence[RunSpec], experiment: Experiment) -> None:
     """Check each dataset once here (found, readable, its shape) and that every architecture
     fits it, so bad data fails with one line before anything is written (and the array cache
     is warm for the workers)."""
+    from regbench.plugins.building import check_input
     from regbench.plugins.manager import registry
 
     shapes: dict[str, tuple[int, int, int]] = {}
@@ -200,7 +201,7 @@ def check_data(specs: Sequence[RunSpec], experiment: Experiment) -> None:
         if key not in shapes:
             plugin = registry().get("datasets", protocol.dataset)
             shapes[key] = plugin.input_shape(load_options(experiment, protocol.dataset_options))
-        registry().get("architectures", spec.arch).check_input(shapes[key])
+        check_input(registry().get("architectures", spec.arch), shapes[key])
 
 
 def load_data(

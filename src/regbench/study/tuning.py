@@ -7,9 +7,9 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from regbench.design.experiment import Experiment
+from regbench.design.settings import SETTINGS
 from regbench.errors import RegbenchError
-from regbench.spec.experiment import Experiment
-from regbench.spec.settings import SETTINGS
 from regbench.study.settings import (
     Observer,
     check_data,
@@ -63,10 +63,10 @@ def search(
     seeds_per_trial: int,
     observer: Observer,
 ) -> dict[tuple[str, str], dict[str, Any]]:
+    from regbench.design.plan import make_plan
     from regbench.engine.tuning import Search, check_search
     from regbench.plugins.manager import registry
     from regbench.results.store import Store
-    from regbench.spec.plan import make_plan
 
     check_search(tuner, max_trials, seeds_per_trial)
     if experiment.executor == "ray":  # a grid sent to Ray (`run --tune`): searched here

@@ -18,6 +18,7 @@ from regbench.engine.models import (
     count_params,
     count_regularized_kernels,
 )
+from regbench.plugins.building import check_input
 from regbench.plugins.context import invoke
 from regbench.plugins.manager import build_registry
 from regbench.testing.backend_neutral import check_backend_neutral
@@ -43,7 +44,7 @@ def installed_architectures(input_shape: InputShape = DEFAULT_INPUT_SHAPE) -> li
     fitting = []
     for entry in build_registry().entries["architectures"].values():
         try:
-            entry.obj.check_input(tuple(input_shape))
+            check_input(entry.obj, input_shape)
         except RegbenchError:
             continue
         fitting.append(entry.obj)

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from regbench.design.plan import Execution, Protocol
 from regbench.plugins.architecture import Architecture
 from regbench.plugins.context import invoke
 from regbench.plugins.datasets import Splits
 from regbench.plugins.points import NOISE, NORM
 from regbench.plugins.regularizer import Regularizer
 from regbench.plugins.steps import WeightAverage
-from regbench.spec.plan import Execution, Protocol
 
 INPUT = (6, 6, 2)
 CLASSES = 3

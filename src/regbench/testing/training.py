@@ -107,8 +107,8 @@ def check_training_contract(
     save the model as the trainer does and reload it, in a fresh process unless
     `fresh_process` is False. A custom layer Keras cannot reload, an op XLA cannot compile, or
     a callback that needs val_loss to exist fails here, not after an hour of training."""
+    from regbench.design.plan import Execution, Protocol
     from regbench.engine.trainer import build_and_compile, run_callbacks
-    from regbench.spec.plan import Execution, Protocol
 
     keras = import_keras()
     claimed = resolve_claims(regularizer, claims)

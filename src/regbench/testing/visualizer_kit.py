@@ -13,6 +13,7 @@ import numpy as np
 
 from regbench.api import Architecture, RegbenchError, Visualizer, import_keras
 from regbench.engine.models import build_model
+from regbench.plugins.building import check_input
 from regbench.plugins.manager import build_registry
 from regbench.testing.probes import Baseline, InputShape, images, require
 
@@ -28,7 +29,7 @@ def kit_options(classes: int = CLASSES) -> dict[str, Any]:
 
 def _fits(architecture: Architecture, input_shape: InputShape) -> bool:
     try:
-        architecture.check_input(input_shape)
+        check_input(architecture, input_shape)
     except RegbenchError:
         return False
     return True

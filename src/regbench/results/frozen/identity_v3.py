@@ -1,4 +1,4 @@
-"""Run identity as `spec.plan.RunSpec` computed it at IDENTITY_VERSION 3: frozen for m002.
+"""Run identity as `engine.plan.RunSpec` computed it at IDENTITY_VERSION 3: frozen for m002.
 
 A copy of `RunSpec.from_row`, `RunSpec.identity`, `config_hash` and `cell_hash` as they stood
 when migration m002 shipped (execution options out of the identity; optimizer options, the

@@ -1,4 +1,4 @@
-"""Run identity as `spec.plan.RunSpec` computes it at IDENTITY_VERSION 4: frozen for m006.
+"""Run identity as `engine.plan.RunSpec` computes it at IDENTITY_VERSION 4: frozen for m006.
 
 Version 4 is version 3 with the target out (a measurement, not the science), the learning rate
 normalised to the rate the optimizer starts from (Keras's default when unset), and the engine in

@@ -1,4 +1,4 @@
-"""Run identity as `spec.plan.RunSpec` computes it at IDENTITY_VERSION 5: frozen for m008.
+"""Run identity as `engine.plan.RunSpec` computes it at IDENTITY_VERSION 5: frozen for m008.
 
 Version 5 is version 4 of a row in its one spelling (`canonical`), with the Keras backend in
 when it is not TensorFlow and the dataset's split scheme in when the row names one (not
@@ -141,7 +141,7 @@ def _combination(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sources(recorded: Any) -> list[str]:
-    """A recorded source split into its components' 'dist version's (spec.plan._sources)."""
+    """A recorded source split into its components' 'dist version's (engine.plan._sources)."""
     sources: list[str] = []
     for piece in str(recorded or "").split("+"):
         if sources and " " not in piece:

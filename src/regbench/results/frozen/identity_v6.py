@@ -1,4 +1,4 @@
-"""Run identity as `spec.plan.RunSpec` computes it at IDENTITY_VERSION 6: frozen.
+"""Run identity as `engine.plan.RunSpec` computes it at IDENTITY_VERSION 6: frozen.
 
 Version 6 is version 5 with the dataset plugin's provenance (`dataset_source`,
 `dataset_source_hash`) in the run's provenance where the row recorded it, and `jit_compile`

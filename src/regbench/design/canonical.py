@@ -1,6 +1,6 @@
 """One name per science: the Keras backend a run trains on, and a combination's one order.
 
-A run's identity (spec.plan) must not split one experiment into two because it was spelled
+A run's identity (design.plan) must not split one experiment into two because it was spelled
 two ways, nor merge two because a fact that changes results (the backend) was left out.
 """
 

@@ -121,7 +121,7 @@ def seeds(value: Any, label: str) -> tuple[int, ...]:
 
 
 def target(value: Any, label: str) -> tuple[str, float]:
-    from regbench.spec.plan import TARGET_METRICS
+    from regbench.design.plan import TARGET_METRICS
 
     if isinstance(value, str) and "=" in value:
         metric, goal = _pair(value, label)
@@ -232,14 +232,14 @@ def flag(value: Any, label: str) -> bool:
 
 
 def optimizer_options(value: Any, label: str) -> dict[str, Any]:
-    from regbench.spec.optimizer_options import parse_optimizer_options
+    from regbench.design.optimizer_options import parse_optimizer_options
 
     return parse_optimizer_options(parse_assignments(value, label))
 
 
 def plan_names(name: str) -> Callable[[], Sequence[str]]:
     def listed() -> Sequence[str]:
-        from regbench.spec import plan
+        from regbench.design import plan
 
         return getattr(plan, name)
 
@@ -247,12 +247,12 @@ def plan_names(name: str) -> Callable[[], Sequence[str]]:
 
 
 def lr_schedules() -> Sequence[str]:
-    from regbench.spec.optimizer_options import LR_SCHEDULES
+    from regbench.design.optimizer_options import LR_SCHEDULES
 
     return LR_SCHEDULES
 
 
 def pipelines() -> Sequence[str]:
-    from regbench.spec.plan import PIPELINES
+    from regbench.design.plan import PIPELINES
 
     return PIPELINES

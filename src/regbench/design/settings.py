@@ -7,8 +7,8 @@ setting is part of: `grid` (what is trained), `protocol` (how: part of a run's i
 its protocol columns), `execution` (how fast: recorded, never part of the science), `executor`
 (where runs go: processes, devices), `where` (folders) and `report` (how results are read).
 
-This module imports nothing heavy (spec.parsers reads the values).
-`python -m regbench.spec.experiment` prints docs/settings.md from it.
+This module imports nothing heavy (design.parsers reads the values).
+`python -m regbench.design.experiment` prints docs/settings.md from it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from regbench.spec import parsers as p
+from regbench.design import parsers as p
 
 EXECUTORS = ("local", "inprocess", "ray")
 DEFAULT_TRAINER = "regbench.engine.trainer:train_run"

@@ -1,5 +1,5 @@
 """Why a stored run of the same science is trained again: its backend, its dataset's split, or
-its plugins changed since (spec.plan's identity leaves none of them out, so such a run is
+its plugins changed since (design.plan's identity leaves none of them out, so such a run is
 pending; these say why, for `plan` and the grid's start line)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from regbench.design.plan import PROVENANCE, PROVENANCE_SCHEME, RunSpec
+from regbench.design.plan import digest as science_digest
 from regbench.errors import RegbenchError
 from regbench.plugins.datasets import UNNAMED_SPLIT
-from regbench.spec.plan import PROVENANCE, PROVENANCE_SCHEME, RunSpec
-from regbench.spec.plan import digest as science_digest
 
 PER_OBJECT_NOTE = (
     "plugin provenance is now hashed per object, no longer per package: trained again once"

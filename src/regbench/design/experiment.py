@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from regbench.design.plan import Execution, Protocol
+from regbench.design.settings import DEFAULT_TRAINER, SETTINGS, Setting, file_keys, parsers
 from regbench.errors import RegbenchError
 from regbench.plugins.files import CONFIG_LIMIT, expanded, read_regular
-from regbench.spec.plan import Execution, Protocol
-from regbench.spec.settings import DEFAULT_TRAINER, SETTINGS, Setting, file_keys, parsers
 
 _PARSERS = parsers()
 
@@ -179,7 +179,7 @@ def _caller_outside_regbench() -> int:
 
 def check_protocol(protocol: Protocol, execution: Execution | None = None) -> None:
     """Refuse a protocol (and execution) that `Experiment` did not make, such as one rebuilt
-    from a stored row, by the same rules; `spec.plan` trusts them afterwards."""
+    from a stored row, by the same rules; `design.plan` trusts them afterwards."""
     values = {**asdict(protocol), **(asdict(execution) if execution else {})}
     Experiment.create(**{key: value for key, value in values.items() if key in _PARSERS})
 
@@ -245,7 +245,7 @@ def settings_page(table: Sequence[Setting] = SETTINGS) -> str:
         "together), `execution` (how fast: recorded, never part of the science), `executor`",
         "(where runs go), `where` (folders), `report` (how results are read).",
         "",
-        "This page is generated from the settings table (`python -m regbench.spec.experiment`).",
+        "This page is generated from the settings table (`python -m regbench.design.experiment`).",
         "",
         "| setting | flag | in a file | role | default | meaning |",
         "|---|---|---|---|---|---|",

@@ -10,17 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from regbench.errors import CompositionConflict, RegbenchError
-from regbench.plugins.context import RunContext
-from regbench.plugins.datasets import UNNAMED_SPLIT, check_options
-from regbench.plugins.manager import Registry
-from regbench.spec.canonical import (
+from regbench.design.canonical import (
     DEFAULT_BACKEND,
     combination_order,
     stored_backend,
     training_backend,
 )
-from regbench.spec.optimizer_options import canonical_optimizer_options
+from regbench.design.optimizer_options import canonical_optimizer_options
+from regbench.errors import CompositionConflict, RegbenchError
+from regbench.plugins.context import RunContext
+from regbench.plugins.datasets import UNNAMED_SPLIT, check_options
+from regbench.plugins.manager import Registry
 
 JIT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -50,7 +50,7 @@ class Protocol:
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)  # momentum, nesterov, ...
     lr_schedule: str = "constant"  # or cosine, step, warmup_cosine (engine.optimizers)
     # the Keras backend the run trains on; None: the one runs started here train on (RunSpec
-    # fills it in: spec.canonical.training_backend)
+    # fills it in: design.canonical.training_backend)
     backend: str | None = None
     # how the dataset splits train/validation/test (Dataset.split_scheme, set by make_plan);
     # "unnamed" for runs from before schemes were named (the built-ins' test split then varied
@@ -61,7 +61,7 @@ class Protocol:
         """Optimizer options in one spelling (typed, Keras's defaults left out, sorted), so
         `momentum=0` and no option are one protocol; the dataset's options need the dataset
         plugin and are made canonical by `make_plan`. Options that do not parse are kept as
-        given, for `spec.experiment.check_protocol` to refuse."""
+        given, for `design.experiment.check_protocol` to refuse."""
         try:
             options = canonical_optimizer_options(self.optimizer, self.optimizer_options)
         except RegbenchError:
@@ -135,11 +135,11 @@ class RunSpec:
     stage: str = "grid"
     tuned: tuple[str, ...] = ()  # which params came from the tuning stage
     # where the architecture, regularizer and dataset come from: PROVENANCE keys to "dist
-    # version" and source hashes (spec.plan.provenance); part of the identity, so an upgrade
+    # version" and source hashes (design.plan.provenance); part of the identity, so an upgrade
     # shows
     provenance: Mapping[str, str] = field(default_factory=dict)
     provenance_scheme: str | None = PROVENANCE_SCHEME  # how its hashes were made; not identity
-    skip: str | None = None  # why this cell is not trained (spec.applicability); not identity
+    skip: str | None = None  # why this cell is not trained (design.applicability); not identity
 
     def __post_init__(self) -> None:
         """An unset backend is the one this run trains on when started here; the vmapped
@@ -335,7 +335,7 @@ def expand_names(kind: str, requested: Sequence[str], registry: Registry) -> lis
 
 def combination_name(registry: Registry, name: str) -> str:
     """`a+b` as the combination's cell is named: its components' canonical names in their one
-    order (`spec.canonical.combination_order`); a name registered whole stays as it is."""
+    order (`design.canonical.combination_order`); a name registered whole stays as it is."""
     if registry.aliases["regularizers"].get(name, name) in registry.entries["regularizers"]:
         return name
     parts = [registry.get("regularizers", part.strip()) for part in name.split("+")]
@@ -385,12 +385,12 @@ def make_plan(
     """Every (arch, reg, seed) cell; params are validated against each regularizer's bounds.
 
     `protocol`, `execution` and `seeds` are trusted as `Experiment` validated them (a protocol
-    from elsewhere goes through `spec.experiment.check_protocol` first); only what needs the
+    from elsewhere goes through `design.experiment.check_protocol` first); only what needs the
     registry is checked here: names, the dataset's options, the regularizers' values. Names
     and options come out in their one spelling (`current_protocol`, `combination_name`).
 
     `applicability` decides here which cells are skipped: those that change nothing, and those
-    whose regularizer needs a side the engine lacks (spec.engine_sides); it may build models,
+    whose regularizer needs a side the engine lacks (design.engine_sides); it may build models,
     so it imports Keras. Without it the trainer decides, in the worker, where Keras is loaded
     anyway.
 
@@ -406,8 +406,8 @@ def make_plan(
     for reg in reg_params:
         registry.get("regularizers", reg)  # an unknown regularizer in --param is an error
     tuned = {(arch, _cell_name(registry, reg)): v for (arch, reg), v in (tuned or {}).items()}
-    from regbench.spec.applicability import why_not
-    from regbench.spec.engine_sides import engine_cannot
+    from regbench.design.applicability import why_not
+    from regbench.design.engine_sides import engine_cannot
 
     run = RunContext(epochs=protocol.epochs, batch_size=protocol.batch_size)
 
@@ -491,5 +491,7 @@ def order_by_cost(
         return sorted(
             specs, key=lambda s: measured[(s.arch, s.reg)] * s.protocol.epochs, reverse=True
         )
-    macs = {s.arch: registry.get("architectures", s.arch).macs() for s in specs}
+    from regbench.plugins.building import macs as cost
+
+    macs = {s.arch: cost(registry.get("architectures", s.arch)) for s in specs}
     return sorted(specs, key=lambda s: macs[s.arch] * s.protocol.epochs, reverse=True)
