@@ -228,6 +228,7 @@ def test_leaderboard_of_several_folders_compares_them(tmp_path, capsys):
     assert "model1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
     """Planning, checking the data and scheduling stay light: only workers import Keras (for
     layer-table architectures; a builder is built once here to learn its shapes and cost)."""

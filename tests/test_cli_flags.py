@@ -50,6 +50,7 @@ def folder(cli, tmp_path) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["doctor", "leaderboard", "report"])
 def test_a_reading_command_takes_the_folder_either_way(cli, folder, command):
     positional = cli(command, str(folder), "--json")
@@ -82,6 +83,7 @@ def test_errors_name_the_current_flags(cli, folder):
     assert f"--experiment {folder}" in result.stderr and "--out" not in result.stderr
 
 
+@pytest.mark.slow
 def test_json_of_plan_doctor_and_report(cli, folder):
     grid = ["--arch", "model1", "--reg", "none,l2,dropout", *SYNTHETIC, "--epochs", "1"]
     plan = json.loads(cli("plan", *grid, "--experiment", str(folder), "--json").stdout)
@@ -281,6 +283,7 @@ def test_tuning_says_how_long_the_rest_will_take(monkeypatch):
     assert re.fullmatch(r"3/4, about 10 s left", trials.tick())
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("mlflow")  # beside tests/test_mlflow.py, which makes the empty store
 def test_export_says_which_model_files_did_not_reach_mlflow(cli, tmp_path, mlflow_db):
     spec = RunSpec(arch="model1", reg="none", params={}, seed=0, protocol=Protocol("digits"))

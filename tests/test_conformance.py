@@ -172,6 +172,7 @@ def test_a_dense_label_loss_is_caught() -> None:
         check_training_contract(Dense(), MODEL1, input_shape=(8, 8, 3))
 
 
+@pytest.mark.slow
 def test_unsaveable_layer_is_caught() -> None:
     lam = _Layers(lambda keras: keras.layers.Lambda(lambda t: t))
     with pytest.raises(AssertionError, match="save and load"):

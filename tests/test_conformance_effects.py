@@ -49,6 +49,7 @@ def test_builtins_have_the_effects_they_claim(name: str) -> None:
     check_effects(builtin(name), MODEL1, input_shape=SMALL)
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(rate=st.floats(0.05, 0.9))
 def test_dropout_acts_in_training_only_at_any_rate(rate: float) -> None:

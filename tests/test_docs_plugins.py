@@ -46,6 +46,7 @@ def _registered(name: str):
     return registry, origin
 
 
+@pytest.mark.slow
 def test_the_resnet20_example_is_the_extras_model():
     registry, origin = _registered("architecture")
     (entry,) = [e for e in registry.entries["architectures"].values() if e.origin == origin]
@@ -85,6 +86,7 @@ def test_the_optimizer_example_warms_up_in_front_of_the_protocols_schedule():
     assert type(unchanged._learning_rate).__name__ == "CosineDecay"
 
 
+@pytest.mark.slow
 def test_the_merge_example_drops_branches_at_the_merges_only_in_training():
     from regbench.engine.models import build
     from regbench.testing import check_effects

@@ -159,6 +159,7 @@ def test_an_unwritable_logs_folder_stops_the_grid_before_training(cli, finished)
     assert len(regbench.load(finished).runs) == 2  # nothing trained
 
 
+@pytest.mark.slow
 def test_a_log_that_cannot_be_written_mid_grid_stops_it_with_one_line(tmp_path):
     folder = tmp_path / "exp"
     env = {"FAKE_FAIL_ON": "model1/dropout", "REGBENCH_TEST_FAULTS": "logs:EACCES"}
@@ -171,6 +172,7 @@ def test_a_log_that_cannot_be_written_mid_grid_stops_it_with_one_line(tmp_path):
 # ---------------------------------------------------------------- 7: disk full at model save
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "where"),
     [("ENOSPC", ["--workers", "1"]), ("EACCES", ["--executor", "inprocess"])],

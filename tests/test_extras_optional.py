@@ -48,6 +48,7 @@ def test_the_extras_are_hidden(without_extras):
         assert f"No module named '{module}'" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"]])
 def test_help_and_list_need_no_extra(cli_subprocess, without_extras, args):
     done = cli_subprocess(*args, env=without_extras, timeout=120)
@@ -58,6 +59,7 @@ def test_help_and_list_need_no_extra(cli_subprocess, without_extras, args):
 GRID = ["run", "--arch", "model1", "--reg", "none", "--dataset", "digits", "--epochs", "1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

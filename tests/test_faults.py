@@ -53,6 +53,7 @@ def _assert_complete(folder: Path) -> pd.DataFrame:
     return runs
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12,
     deadline=None,
@@ -357,6 +358,7 @@ def test_a_broken_keras_file_gets_one_line(tmp_path):
     assert "\n" not in str(raised.value) and "r.keras" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_report_in_a_folder_with_an_undecodable_name_is_written_whole(tmp_path):
     from test_store_damage import filled
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from doubles import FAKE_TRAINER, TINY_DATA, RegularizersPlugin, install, registry_with
 
 import regbench
@@ -14,6 +15,7 @@ from regbench.design.plan import RunSpec
 from regbench.plugins.manager import Origin
 
 
+@pytest.mark.slow
 def test_force_replaces_a_finished_result_only_with_a_finished_one(tmp_path, cli):
     folder = tmp_path / "exp"
     args = ["run", "--arch", "model1", "--reg", "none,dropout", *TINY_DATA, "--epochs", "1"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from regbench.study import progress
@@ -69,6 +70,7 @@ def test_python_shows_progress_when_asked_and_stays_quiet_otherwise(monkeypatch)
     assert progress.auto_progress(None) is None
 
 
+@pytest.mark.slow
 def test_a_redirected_run_says_each_run_started_before_any_ends(tmp_path):
     """`regbench run ... > log.txt`: the log has a line as the first run starts, not only
     when it ends (fake runs of a second each: the order, not a timing, is what is checked)."""

@@ -193,6 +193,7 @@ def test_protocols_are_ranked_apart_and_labelled():
     assert "leaderboard: epochs=3, lr_schedule=cosine" in text
 
 
+@pytest.mark.slow
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=8))
 def test_rank_is_one_plus_the_cells_printed_above(means):
     rows = [

@@ -136,6 +136,7 @@ def test_rerunning_the_lost_seeds_ranks_the_cell():
     assert dropout["ranked"] and dropout["rank"] == 3 and dropout["lost_seeds"] == {}
 
 
+@pytest.mark.slow
 def test_the_report_shows_a_lost_cell_apart_unranked_and_untested(tmp_path):
     paths = write_report(folder_of(tmp_path, VALUES))
     (ranking,) = rankings_of(paths["html"])  # the one sortable table: the ranking
@@ -185,6 +186,7 @@ def test_final_best_says_so_when_every_cell_lost_seeds(tmp_path):
         final(folder, best=True)
 
 
+@pytest.mark.slow
 @given(
     st.lists(st.tuples(st.floats(0, 1), st.integers(0, 2), st.booleans()), min_size=1, max_size=6),
     st.booleans(),

@@ -179,6 +179,7 @@ def test_exporting_again_adds_only_new_runs_under_the_same_parent(tmp_path, mlfl
     assert parent["metrics.val_accuracy_ci95"] == 0.0  # two ok seeds, both 0.5
 
 
+@pytest.mark.slow
 def test_a_folder_means_a_sqlite_store_in_it_read_back_as_is(tmp_path, reader, capsys):
     """MLflow 3 opens file stores only with MLFLOW_ALLOW_FILE_STORE=true; a folder gets a
     SQLite store that any reader opens without it. Its file URI names the same store (checked

@@ -112,6 +112,7 @@ def test_any_cell_builds_with_the_analytic_counts(registry, cell, data):
     assert len(model.losses) == (kernels if reg_name == "l2" else 0)
 
 
+@pytest.mark.slow
 @SLOW
 @given(cells())
 def test_batchnorm_adds_four_per_feature_and_dropout_l2_add_none(registry, cell):
@@ -134,6 +135,7 @@ def test_batchnorm_adds_four_per_feature_and_dropout_l2_add_none(registry, cell)
         assert count_params(build(registry, arch_name, reg, shape=shape, classes=classes)) == base
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @given(st.sampled_from(ARCHS), st.floats(0.05, 0.9))
 def test_dropout_is_the_identity_at_inference(registry, arch, rate):

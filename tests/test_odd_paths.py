@@ -49,6 +49,7 @@ def test_a_home_of_no_user_is_one_line(cli, tmp_path, args, env):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_store_that_links_to_nothing_is_one_line_and_doctor_rebuilds_it(cli, tmp_path):
     filled(tmp_path)
     (tmp_path / DB_NAME).unlink()

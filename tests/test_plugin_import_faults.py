@@ -35,6 +35,7 @@ def site(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(FAILING))
 def test_a_plugin_failing_at_import_is_listed_broken_by_name(cli_subprocess, site, module):
     dist, _, error = FAILING[module]
@@ -56,6 +57,7 @@ def test_an_unknown_name_says_which_plugins_failed_to_load(cli_subprocess, site)
     assert "failed to load: regbench-exits:rb_exits (os._exit(0)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_real_ctrl_c_while_plugins_load_still_stops(tmp_path):
     """The guard tells the user's Ctrl-C from a plugin's KeyboardInterrupt: a SIGINT that
     arrives while a (slow) plugin imports stops the command, exit 130."""

@@ -96,6 +96,7 @@ def _check(out: dict[str, Any]) -> None:
     assert out["predictions_equal"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit", [False, True], ids=["plain", "xla"])
 def test_the_progress_a_layer_reads_advances_in_a_compiled_fit(jit: bool) -> None:
     _check(fit_and_reload(jit))

@@ -66,6 +66,7 @@ def _draws(a: float, b: float, seed) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(beta((DRAWS,), a, b, seed)), dtype=np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("a", "b"), SHAPES)
 def test_beta_with_an_int_seed_draws_the_distribution(a, b) -> None:
     draws = _draws(a, b, 7)
@@ -81,6 +82,7 @@ def test_beta_with_a_seed_generator_draws_the_distribution(a, b) -> None:
 LOG_RANGE = st.floats(math.log10(RANGE[0]), math.log10(RANGE[1])).map(lambda e: 10.0**e)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(a=LOG_RANGE, b=LOG_RANGE, seed=st.integers(0, 2**16))
 def test_beta_draws_the_distribution_anywhere_in_its_range(a, b, seed) -> None:
@@ -118,6 +120,7 @@ def _compiled(sampler) -> np.ndarray:
     return model.predict(np.zeros((1, DRAWS), "float32"), verbose=0)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA on CPU")
 def test_beta_compiles_with_xla_where_keras_beta_does_not() -> None:
     assert ks_pvalue(_compiled(beta), 5.0, 5.0) > P_MIN

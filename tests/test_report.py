@@ -208,6 +208,7 @@ def lines(ax) -> list[str]:
 # ---------------------------------------------------------------- files
 
 
+@pytest.mark.slow
 def test_report_writes_html_markdown_and_one_png_per_figure(report):
     assert set(report) == {"html", "markdown", "figures"}
     assert report["html"].name == "report.html" and report["html"].is_file()
@@ -289,6 +290,7 @@ def test_markdown_names_every_run_and_links_existing_pngs(report):
     assert "<script>" not in text
 
 
+@pytest.mark.slow
 def test_report_defaults_to_the_experiment_folder(tmp_path):
     folder = fake_experiment(tmp_path, archs=("model1",), regs=("none",), seeds=(0,), extras=False)
     paths = write_report(folder)
@@ -296,6 +298,7 @@ def test_report_defaults_to_the_experiment_folder(tmp_path):
     assert "No tuning results" in paths["html"].read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_a_folder_name_with_markup_stays_text_in_both_reports(tmp_path):
     name = "exp <b>bold<b> & | pipes"
     folder = fake_experiment(

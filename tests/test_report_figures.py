@@ -139,6 +139,7 @@ def test_a_runs_figure_marks_the_tables_figures_at_the_kept_epoch(results):
         assert (figures.KEPT_LABEL in shown) == (run["kept_epoch"] < EPOCHS)
 
 
+@pytest.mark.slow
 def test_the_html_prints_the_marked_clean_train_accuracy(report, results):
     runs, _ = results
     text = html.unescape(report["html"].read_text(encoding="utf-8"))
@@ -170,6 +171,7 @@ def test_the_grid_marks_the_leaderboards_means(results):
     assert legend == [RUNNING, "validation", CLEAN, KEPT_VAL]
 
 
+@pytest.mark.slow
 def test_no_figure_calls_two_things_train(results):
     """Every line named train is either Keras's running figure or the clean one, said so."""
     runs, epochs = results
@@ -229,6 +231,7 @@ def test_a_plugins_metric_gets_its_own_figure_and_panels_by_its_name(report, res
     assert set(labelled(panel)) >= {METRIC, f"val_{METRIC}"}
 
 
+@pytest.mark.slow
 def test_runs_without_plugin_metrics_draw_no_metric_figure(tmp_path):
     store = Store(tmp_path)
     store.record_run(*fake_run("model1-none-s0", "model1", "none", 0, 2))
@@ -259,6 +262,7 @@ def test_the_report_says_which_plugin_built_each_cell(report):
     assert '<h2 id="plugins">Plugins</h2>' in page and "noisy-plugin 1.0+regbench 0.2.0" in page
 
 
+@pytest.mark.slow
 def test_an_experiment_without_provenance_says_so(tmp_path):
     store = Store(tmp_path)
     row, epochs = fake_run("model1-none-s0", "model1", "none", 0, 2)
@@ -281,6 +285,7 @@ def test_a_lost_seed_is_marked_as_the_terminal_marks_it(report):
     assert " | 2/3! | " in row  # ok/planned, as LOST_NOTE says
 
 
+@pytest.mark.slow
 def test_grid_runs_without_test_accuracy_show_no_test_column(report, tmp_path):
     assert "test acc" not in report["markdown"].read_text(encoding="utf-8").split("## Figures")[0]
     # an older experiment whose grid runs were evaluated on test still shows it

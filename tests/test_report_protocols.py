@@ -55,6 +55,7 @@ def titles(figure) -> list[str]:
     return texts + [t.get_text() for ax in figure.axes for t in ax.texts]  # cd: in its axes
 
 
+@pytest.mark.slow
 def test_each_figure_draws_one_protocol_and_names_it(readme_order):
     runs, epochs = load(readme_order)
     board = table(runs, epochs)
@@ -90,6 +91,7 @@ def test_each_figure_draws_one_protocol_and_names_it(readme_order):
                     assert means == pytest.approx(sorted(mine_cells["val_accuracy"]))
 
 
+@pytest.mark.slow
 def test_the_report_files_captions_and_headings_name_each_protocol(report):
     names = {p.name for p in report["figures"].glob("*.png")}
     for name in ("grid", "ci_bars", "accuracy_vs_time"):

@@ -106,6 +106,7 @@ def report(experiment, tmp_path_factory):
     return write_report(experiment, tmp_path_factory.mktemp("out"))
 
 
+@pytest.mark.slow
 def test_the_html_is_well_formed_and_its_one_script_is_inline(report):
     checker = Checker()
     checker.feed(report["html"].read_text(encoding="utf-8"))
@@ -233,6 +234,7 @@ def test_a_large_sweep_draws_no_run_figures_and_says_why():
     assert len(drawn(small)) == MAX_RUN_FIGURES and curves_note(small) == ""
 
 
+@pytest.mark.slow
 def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monkeypatch):
     import regbench.reporting.report as report_module
 
@@ -270,6 +272,7 @@ def test_each_protocol_is_ranked_apart_and_new_board_columns_show(tmp_path, monk
     assert "| seeds lost | notes |" in md
 
 
+@pytest.mark.slow
 def test_skipped_cells_are_reported_apart_from_failed_runs(tmp_path):
     folder = fake_experiment(tmp_path, archs=("model1",), extras=False)
     store = Store(folder)

@@ -202,6 +202,7 @@ def test_a_worker_killed_mid_message_costs_only_its_run(cli, tmp_path):
     assert len(runs) == 12 and (runs.drop(dead.name)["status"] == "ok").all()
 
 
+@pytest.mark.slow
 def test_workers_are_pinned_one_device_each(cli, tmp_path):
     out = tmp_path / "pinned"
     result = cli(
@@ -460,6 +461,7 @@ def test_offline_cifar_without_data_is_one_clear_line(cli, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_speed_options_are_used_and_recorded(cli, tmp_path):
     out = tmp_path / "fast"
     result = cli(
@@ -498,6 +500,7 @@ def test_speed_options_are_used_and_recorded(cli, tmp_path):
     assert row["status"] == "ok" and row["total_params"] == 53_322
 
 
+@pytest.mark.slow
 def test_workers_are_recycled_after_max_runs(cli, tmp_path):
     log = tmp_path / "pids.log"
     result = cli(

@@ -51,6 +51,7 @@ def _python(args: list[str], cwd: Path, stdin: str | None = None, **env: str):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["script", "stdin", "-c"])
 def test_the_library_runs_from_a_script_without_a_main_guard(tmp_path, how):
     """Workers never import the caller's main module: with multiprocessing's spawn, each one

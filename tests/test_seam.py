@@ -246,6 +246,7 @@ def test_beta_draws_have_the_right_mean_and_variance(a, b):
     assert draws.var() == pytest.approx(var, rel=0.15)
 
 
+@pytest.mark.slow
 def test_beta_draws_compile_with_xla():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("jit_compile here is TensorFlow's")

@@ -145,6 +145,7 @@ def test_the_effect_kit_holds_a_merge_to_its_claims():
         check_effects(Doubling(), NET, input_shape=(8, 8, 3), classes=3)
 
 
+@pytest.mark.slow
 def test_parameter_counts_of_the_extras_resnet_are_unchanged_by_merge_points(registry):
     if "resnet20" not in registry.names("architectures"):
         pytest.skip("regbench-extras is not installed")

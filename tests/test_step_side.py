@@ -72,6 +72,7 @@ def test_sam_takes_the_two_gradient_step_of_the_paper():
     check_step(sam, sam_reference, {"rho": 0.5})
 
 
+@pytest.mark.slow
 def test_the_kit_catches_a_sam_stepping_with_the_gradient_at_w():
     with pytest.raises(AssertionError, match="from the update computed by hand"):
         check_step(GradientAtW(), sam_reference, {"rho": 0.5})
@@ -84,6 +85,7 @@ def test_rdrop_without_dropout_is_the_plain_step():
     check_step(rdrop, plain_reference, {"rate": 0.0, "alpha": 3.0})
 
 
+@pytest.mark.slow
 def test_rdrop_with_dropout_is_not_the_plain_step():
     rdrop = _extras()[1]()
     with pytest.raises(AssertionError):

@@ -109,6 +109,7 @@ def test_run_and_plan_refuse_a_damaged_store_and_keep_the_csvs(tmp_path, damage,
         assert (tmp_path / "runs.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [truncated, random_bytes, damaged_pages, zero_bytes])
 def test_doctor_moves_a_damaged_store_aside_and_rebuilds_it_from_the_csvs(tmp_path, damage, capsys):
     path = filled(tmp_path)

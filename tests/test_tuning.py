@@ -266,6 +266,7 @@ def test_all_trials_failed_raises_with_the_first_error(tmp_path, digits, install
     assert Store(tmp_path / "exp").best_values() == {}
 
 
+@pytest.mark.slow
 def test_missing_tensorboard_fails_every_trial_loudly(tmp_path, digits, monkeypatch):
     # keras-tuner imports TensorBoard's hparams API in every trial and, without it, fails each
     # one quietly while search() returns as if all went well.

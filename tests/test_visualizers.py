@@ -212,6 +212,7 @@ def test_filters_figure_shared_scale_and_single_channel():
         filters_figure([])
 
 
+@pytest.mark.slow
 def test_filters_render_with_one_or_two_conv_layers(tmp_path):
     visualizer = registry().get("visualizers", "filters")
     (two,) = visualizer.render(model("model3", "none"), random_image(), tmp_path / "two", FAST)
@@ -260,6 +261,7 @@ def test_gradcam_matches_a_reference_computed_in_one_tape(target):
     assert np.allclose(tf.nn.softmax(tf.matmul(x, last.kernel) + last.bias)[0], result["probs"])
 
 
+@pytest.mark.slow
 def test_grayscale_non_square_models_render(tmp_path):
     reg = registry()
     network = build_model(

@@ -78,6 +78,7 @@ def probes(tmp_path_factory) -> dict[str, str]:
     return {**found, "stdout": result.stdout, "summary": lines[-1] if lines else result.stderr}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "category"), REGBENCH_WARNINGS)
 def test_a_warning_from_regbench_code_fails_the_test(probes, module, category):
     line = probes[f"probe{REGBENCH_WARNINGS.index((module, category))}"]

@@ -71,6 +71,7 @@ def assert_drops_its_rate(height: int, width: int, block: int, rate: float, seed
     assert shares.mean() == pytest.approx(rate, abs=tolerance), (shares.mean(), tolerance)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("size", "block", "rate"),
     # the first audit's cases (seeds over the whole map dropped 0.144 to 0.963 at rate 0.1),
@@ -105,6 +106,7 @@ def expected_share(gamma: float, height: int, width: int, block: int) -> float:
     return float(1.0 - np.mean((1.0 - gamma) ** covers))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     height=st.integers(1, 64),
@@ -166,6 +168,7 @@ def _check_ramp(out: dict[str, Any]) -> None:
     assert out["reloads"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit", [False, True], ids=["plain", "xla"])
 def test_dropblock_ramps_up_during_a_compiled_fit(jit: bool) -> None:
     _check_ramp(ramp_under_fit(jit))

@@ -80,11 +80,13 @@ def assert_cutmix_pastes_boxes_of_side_sqrt(alpha: float) -> None:
 
 
 # (below 0.4, float32 rounds lambda to 1.0 too often for KS; random_beta's own tests cover it)
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.4, 2.0])
 def test_mixup_draws_lambda_from_beta_alpha_alpha(alpha: float) -> None:
     assert_mixup_lambda_is_beta(alpha)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [1.0])
 def test_cutmix_pastes_the_area_of_a_box_of_side_sqrt_one_minus_lambda(alpha: float) -> None:
     assert_cutmix_pastes_boxes_of_side_sqrt(alpha)

@@ -36,6 +36,7 @@ def _vgg_mini_params(height: int, width: int, channels: int, classes: int) -> in
     return conv + flat * 128 + 128 + 128 * classes + classes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("shape", "classes"), [((32, 32, 3), 10), ((28, 28, 1), 10), ((17, 9, 3), 2)]
 )
@@ -116,6 +117,7 @@ def test_weight_decay_sets_the_optimizer(name: str) -> None:
     assert float(optimizer.learning_rate) == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_early_stopping_callback_stops_after_patience() -> None:
     (callback,) = EarlyStopping().callbacks({"patience": 2})
     assert isinstance(callback, keras.callbacks.EarlyStopping)
@@ -163,6 +165,7 @@ from regbench_extras.regularizers import (  # noqa: E402
 REGISTRY = build_registry()
 
 
+@pytest.mark.slow
 def test_resnet20_has_the_papers_shape_and_count() -> None:
     built = build(RESNET20, REGISTRY.get("regularizers", "l2"), {}, (32, 32, 3), 10, seed=0)
     assert count_params(built.model)["total_params"] == 274_042
@@ -175,6 +178,7 @@ def test_resnet20_has_the_papers_shape_and_count() -> None:
     assert count_params(deeper.model)["total_params"] < 80_000
 
 
+@pytest.mark.slow
 def test_stochastic_depth_follows_the_linear_decay_rule_and_skips_plain_nets() -> None:
     from regbench.design.applicability import why_not
 
@@ -249,6 +253,7 @@ def test_dropblock_ramps_with_its_own_progress_and_adds_no_weight() -> None:
     )
 
 
+@pytest.mark.slow
 def test_dropblock_passes_the_kits_ramp_check_on_both_architectures() -> None:
     from regbench.testing import check_ramp
 

@@ -60,6 +60,7 @@ def test_swa_and_ema_end_with_their_declared_average():
     check_average(EMA(), {"decay": 0.95})
 
 
+@pytest.mark.slow
 def test_manifold_mixup_shares_lambda_and_the_point_between_batch_and_layers():
     keras = import_keras()
     ops = keras.ops
