@@ -263,8 +263,8 @@ def test_the_defaults_left_out_are_keras_own():
 
     import keras
 
+    from regbench.design.choices import OPTIMIZERS
     from regbench.design.optimizer_options import KERAS_OPTIMIZER_DEFAULTS, OPTIMIZER_OPTIONS
-    from regbench.design.plan import OPTIMIZERS
 
     assert set(KERAS_OPTIMIZER_DEFAULTS) == set(OPTIMIZERS)
     for name in OPTIMIZERS:

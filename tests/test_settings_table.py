@@ -15,7 +15,7 @@ from regbench.cli import build_parser
 from regbench.cli.completion import options_by_command
 from regbench.design import parsers, settings
 from regbench.design.experiment import FILE_KEYS, Experiment, settings_page
-from regbench.design.plan import Execution, Protocol
+from regbench.design.plan import MEASURED, Execution, Protocol, RunSpec, protocol_columns
 
 DOC = Path(__file__).parents[1] / "docs" / "settings.md"
 BY_NAME = {s.name: s for s in settings.SETTINGS}
@@ -75,8 +75,39 @@ def test_a_setting_added_to_the_table_is_a_flag_a_file_key_a_parser_and_document
     assert "--label-smoothing" in help_text.getvalue()
     assert "label_smoothing" in settings.file_keys(table)
     assert settings.parsers(table)["label_smoothing"]("0.1", "label_smoothing") == 0.1
+    assert "label_smoothing" in protocol_columns(table)  # a column (its migration adds it)
     doc = settings_page(table)
     assert "| `label_smoothing` | `--label-smoothing` | yes | protocol |" in doc
+
+
+# a value other than the default of each protocol setting; a setting added to the table fails
+# the test below until it is given one here
+ANOTHER = {
+    "dataset": "digits",
+    "dataset_options": {"native": True},
+    "epochs": 11,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "learning_rate": 0.5,
+    "optimizer_options": {"momentum": 0.9},
+    "lr_schedule": "cosine",
+    "precision": "mixed_float16",
+}
+
+
+def test_every_protocol_setting_is_a_column_and_part_of_the_identity():
+    """Two runs that differ in one protocol setting (but the measured `target`) are two runs
+    and two protocols; the measured one changes neither."""
+    protocol = [s.name for s in settings.SETTINGS if s.role == "protocol"]
+    assert set(ANOTHER) == set(protocol) - set(MEASURED)
+    assert set(ANOTHER) <= set(protocol_columns())
+
+    def run(**changed):
+        return RunSpec(arch="model1", reg="none", params={}, seed=0, protocol=Protocol(**changed))
+
+    for name, value in ANOTHER.items():
+        assert run(**{name: value}).config_hash != run().config_hash, name
+    assert run(target=("val_accuracy", 0.5)).config_hash == run().config_hash
 
 
 def test_a_bad_value_is_refused_with_the_settings_name_whatever_the_source():

@@ -38,8 +38,8 @@ class Experiment:
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "sgd"
-    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     learning_rate: float | None = None
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     lr_schedule: str = "constant"
     target: tuple[str, float] | None = None
     precision: str = "float32"

@@ -8,9 +8,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from regbench.design.choices import LR_SCHEDULES
 from regbench.errors import RegbenchError
 
-LR_SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
 OPTIMIZER_OPTIONS = {  # Keras optimizer arguments a protocol may set, and their types
     "momentum": float,
     "nesterov": bool,

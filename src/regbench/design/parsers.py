@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from regbench.design.choices import TARGET_METRICS
+from regbench.design.optimizer_options import parse_optimizer_options
 from regbench.errors import RegbenchError
 from regbench.plugins.files import expanded
 
@@ -31,12 +33,10 @@ def text(value: Any, label: str) -> str:
     return value
 
 
-def choice(listed: Callable[[], Sequence[str]]) -> Callable[[Any, str], str]:
-    """One of the names `listed()` gives (looked up when a value is parsed: the modules that
-    hold them import numpy, and `regbench --help` builds its flags from this table)."""
+def choice(choices: Sequence[str]) -> Callable[[Any, str], str]:
+    """One of `choices` (design.choices holds them)."""
 
     def parse(value: Any, label: str) -> str:
-        choices = listed()
         chosen = text(value, label).lower()
         if chosen not in choices:
             raise RegbenchError(f"{label} must be one of {', '.join(choices)}; got {value!r}")
@@ -121,8 +121,6 @@ def seeds(value: Any, label: str) -> tuple[int, ...]:
 
 
 def target(value: Any, label: str) -> tuple[str, float]:
-    from regbench.design.plan import TARGET_METRICS
-
     if isinstance(value, str) and "=" in value:
         metric, goal = _pair(value, label)
     elif isinstance(value, list | tuple) and len(value) == 2:
@@ -232,27 +230,4 @@ def flag(value: Any, label: str) -> bool:
 
 
 def optimizer_options(value: Any, label: str) -> dict[str, Any]:
-    from regbench.design.optimizer_options import parse_optimizer_options
-
     return parse_optimizer_options(parse_assignments(value, label))
-
-
-def plan_names(name: str) -> Callable[[], Sequence[str]]:
-    def listed() -> Sequence[str]:
-        from regbench.design import plan
-
-        return getattr(plan, name)
-
-    return listed
-
-
-def lr_schedules() -> Sequence[str]:
-    from regbench.design.optimizer_options import LR_SCHEDULES
-
-    return LR_SCHEDULES
-
-
-def pipelines() -> Sequence[str]:
-    from regbench.design.plan import PIPELINES
-
-    return PIPELINES

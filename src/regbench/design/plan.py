@@ -16,20 +16,13 @@ from regbench.design.canonical import (
     stored_backend,
     training_backend,
 )
+from regbench.design.choices import DEFAULT_LEARNING_RATES
 from regbench.design.optimizer_options import canonical_optimizer_options
+from regbench.design.settings import SETTINGS, Setting
 from regbench.errors import CompositionConflict, RegbenchError
 from regbench.plugins.context import RunContext
 from regbench.plugins.datasets import UNNAMED_SPLIT, check_options
 from regbench.plugins.manager import Registry
-
-JIT_CHOICES = ("auto", "on", "off")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-TARGET_METRICS = ("val_accuracy", "accuracy", "val_loss", "loss")  # losses: reached when <=
-ENGINES = ("standard", "vmapped")  # vmapped: packs of runs as one JAX program (engine/vmapped.py)
-PIPELINES = ("auto", "arrays", "tf.data")  # how batches reach the model (engine/pipeline.py)
-# Keras's default learning rate of each optimizer (keras.optimizers.get(name).learning_rate)
-DEFAULT_LEARNING_RATES = {"sgd": 0.01}  # every other optimizer here: 0.001
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam", "adagrad")
 
 
 @dataclass(frozen=True)
@@ -77,23 +70,23 @@ class Protocol:
         return DEFAULT_LEARNING_RATES.get(self.optimizer, 0.001)
 
 
-# The runs-table columns that make a protocol: runs that differ in any of them are never pooled,
-# ranked together or compared (results.stats, leaderboard, report, exports read this).
-PROTOCOL_COLUMNS = (
-    "dataset",
-    "dataset_options",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "optimizer_options",
-    "lr_schedule",
-    "precision",
-    "engine",
-    "backend",
-    "split_scheme",
-    "jit_compile",
-)
+# A protocol setting that is no column: a measurement of the history (engine.outcome), not how
+# the run trains
+MEASURED = ("target",)
+# what a run's protocol holds that no one sets: where it trains and how its dataset splits
+FOUND = ("backend", "split_scheme")
+
+
+def protocol_columns(table: Sequence[Setting] = SETTINGS) -> tuple[str, ...]:
+    """The runs-table columns that make a protocol: runs that differ in any of them are never
+    pooled, ranked together or compared (results.stats, leaderboard, report, exports read
+    them). The table's protocol settings (but the measured), what a run finds (`FOUND`), and
+    the two execution settings that make a run a run of its own (see `Execution`)."""
+    own = [s.name for s in table if s.role == "protocol" and s.name not in MEASURED]
+    return (*own, "engine", *FOUND, "jit_compile")
+
+
+PROTOCOL_COLUMNS = protocol_columns()
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from regbench.design import choices as c
 from regbench.design import parsers as p
 
-EXECUTORS = ("local", "inprocess", "ray")
 DEFAULT_TRAINER = "regbench.engine.trainer:train_run"
 ROLES = ("grid", "protocol", "execution", "executor", "where", "report")
 # the commands whose flags a role's settings are: the executor's are `run`'s alone (tune
@@ -108,9 +108,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "optimizer",
-        p.choice(p.plan_names("OPTIMIZERS")),
+        p.choice(c.OPTIMIZERS),
         "protocol",
         "sgd (default, Keras defaults), adam, adamw, rmsprop, nadam, adagrad",
+    ),
+    Setting(
+        "learning_rate", p.positive, "protocol", "(default: the optimizer's own, 0.01 for sgd)"
     ),
     Setting(
         "optimizer_options",
@@ -122,11 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
         action="append",
     ),
     Setting(
-        "learning_rate", p.positive, "protocol", "(default: the optimizer's own, 0.01 for sgd)"
-    ),
-    Setting(
         "lr_schedule",
-        p.choice(p.lr_schedules),
+        p.choice(c.LR_SCHEDULES),
         "protocol",
         "constant (default), cosine, step or warmup_cosine, over the whole training",
     ),
@@ -138,13 +138,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "precision",
-        p.choice(p.plan_names("PRECISIONS")),
+        p.choice(c.PRECISIONS),
         "protocol",
         "float32 (default), mixed_float16 or mixed_bfloat16",
     ),
     Setting(
         "jit_compile",
-        p.choice(p.plan_names("JIT_CHOICES")),
+        p.choice(c.JIT_CHOICES),
         "execution",
         "XLA: auto (default: on where a GPU is), on or off",
     ),
@@ -156,13 +156,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "pipeline",
-        p.choice(p.pipelines),
+        p.choice(c.PIPELINES),
         "execution",
         "input pipeline: auto (default: arrays), arrays or tf.data (TensorFlow only)",
     ),
     Setting(
         "engine",
-        p.choice(p.plan_names("ENGINES")),
+        p.choice(c.ENGINES),
         "execution",
         "standard (default) or vmapped: a cell's seeds as one JAX program (JAX backend)",
     ),
@@ -204,7 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "executor",
-        p.choice(lambda: EXECUTORS),
+        p.choice(c.EXECUTORS),
         "executor",
         "local (default: worker processes; for tune, each cell's search in one), inprocess "
         "(one after another in this process) or ray (tune: searched in local workers)",
