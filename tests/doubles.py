@@ -32,9 +32,15 @@ def registry_with(plugin: object, origin: Origin | None = None):
     return build_registry(extra_plugins=((plugin, origin or Origin("t", "0")),))
 
 
-def install(monkeypatch, plugin: object, origin: Origin | None = None):
-    """Make `plugin` part of the process-wide registry for one test (the one `regbench run`,
-    the trainer and the tuner read), as if it were installed; returns that registry."""
-    registry = registry_with(plugin, origin)
-    monkeypatch.setattr(manager, "_REGISTRY", registry)
-    return registry
+def install(request, plugin: object, origin: Origin | None = None):
+    """Make `plugin` part of the process-wide registry for one test (`request`'s: the one
+    `regbench run`, the trainer and the tuner fetch), as if it were installed; returns it."""
+    return use(request, registry_with(plugin, origin))
+
+
+def use(request, plugins):
+    """`plugins` as the process-wide registry until `request`'s test ends (None: rebuilt from
+    what is installed, as after a pip install)."""
+    previous = manager.set_registry(plugins)
+    request.addfinalizer(lambda: manager.set_registry(previous))
+    return plugins

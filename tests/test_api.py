@@ -243,8 +243,8 @@ def test_the_parent_of_a_grid_never_loads_keras(tmp_path):
         "from regbench.plugins.manager import registry\n"
         "e = regbench.Experiment.create(arch=['model1,model2,model3'], reg=['all'], "
         f"dataset='digits', experiment={str(tmp_path)!r})\n"
-        "specs = _specs(e, False, applicability=False)\n"
-        "check_data(specs, e)\n"
+        "specs = _specs(e, registry(), False, applicability=False)\n"
+        "check_data(specs, e, registry())\n"
         "order_by_cost(specs, registry())\n"
         "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n"
     )

@@ -59,11 +59,11 @@ def test_a_plugin_calling_sys_exit_is_broken_not_a_silent_exit():
     assert "model1" in registry.names("architectures")
 
 
-def test_a_run_calling_sys_exit_is_a_failed_row_and_the_grid_goes_on(monkeypatch):
+def test_a_run_calling_sys_exit_is_a_failed_row_and_the_grid_goes_on(request):
     from regbench.engine.trainer import train_run
     from regbench.plugins.datasets import Splits
 
-    install(monkeypatch, RegularizersPlugin(SysExit()))
+    install(request, RegularizersPlugin(SysExit()))
     rng = np.random.default_rng(0)
     x, y = rng.random((8, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, 8)
     spec = RunSpec(arch="model1", reg="sysexit", params={}, seed=0)

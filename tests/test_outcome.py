@@ -39,8 +39,8 @@ class RestoreFirstEpoch(Regularizer):
 
 
 @pytest.fixture
-def with_plugin(monkeypatch):
-    install(monkeypatch, RegularizersPlugin(RestoreFirstEpoch()))
+def with_plugin(request):
+    install(request, RegularizersPlugin(RestoreFirstEpoch()))
 
 
 def _train(tmp_path, stage="grid", epochs=3):

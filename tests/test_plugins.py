@@ -143,12 +143,12 @@ def site(tmp_path):
 
 
 @pytest.fixture
-def installed(site, monkeypatch):
+def installed(site, monkeypatch, request):
     """`site` on this process's path, as if pip had installed it, and the registry rebuilt."""
-    from regbench.plugins import manager
+    from doubles import use
 
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(manager, "_REGISTRY", None)
+    use(request, None)
     yield site
     for module in ("rb_good", "rb_broken", "rb_other"):
         sys.modules.pop(module, None)
@@ -157,7 +157,7 @@ def installed(site, monkeypatch):
 def list_json(cli, **env: str) -> dict:
     from regbench.plugins import manager
 
-    manager._REGISTRY = None  # the fixture restores the process-wide registry afterwards
+    manager.set_registry(None)  # the fixture restores the process-wide registry afterwards
     result = cli("list", "--json", env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -262,11 +262,10 @@ class BranchPlugin:
         register(BranchDropout())
 
 
-def test_describe_says_when_a_grid_skips_the_pairing(cli, monkeypatch):
-    from regbench.plugins import manager
+def test_describe_says_when_a_grid_skips_the_pairing(cli, request):
+    from doubles import use
 
-    plugins = build_registry(extra_plugins=((BranchPlugin(), Origin("rb-branch", "1")),))
-    monkeypatch.setattr(manager, "_REGISTRY", plugins)
+    use(request, build_registry(extra_plugins=((BranchPlugin(), Origin("rb-branch", "1")),)))
     plain = cli("describe", "--arch", "model1", "--reg", "dropout", "--json")
     assert plain.returncode == 0, plain.stderr
     assert json.loads(plain.stdout)["skipped"] is None

@@ -176,11 +176,12 @@ def test_visualize_looks_at_validation_unless_told(experiment, tmp_path, monkeyp
     import regbench
     from regbench.builtins.visualizers import FeatureMaps
     from regbench.design.experiment import Experiment
+    from regbench.plugins.manager import registry
     from regbench.study.settings import load_data
 
     seen = []
     monkeypatch.setattr(FeatureMaps, "render", lambda self, m, image, *a: seen.append(image) or [])
-    data = load_data(Experiment.create(), "synthetic", {"size": 70}, 0)
+    data = load_data(Experiment.create(), "synthetic", {"size": 70}, 0, registry())
     images, labels = (
         (data.x_val, data.y_val) if split == "validation" else (data.x_test, data.y_test)
     )
@@ -235,14 +236,19 @@ class _Broken:
     [("raises", "ZeroDivisionError: a bug in the plugin"), ("returns", "TypeError: render")],
 )
 def test_a_failing_visualizer_is_one_line_naming_it(
-    experiment, monkeypatch, capsys, name, complaint
+    experiment,
+    monkeypatch,
+    capsys,
+    name,
+    complaint,
+    request,
 ):
     """A visualizer plugin's bug is the plugin's, said in one line with exit 2 (no traceback)."""
     from doubles import install
 
     from regbench.plugins.manager import Origin
 
-    install(monkeypatch, _Broken(), Origin("broken-vis", "0.1"))
+    install(request, _Broken(), Origin("broken-vis", "0.1"))
     argv = ["visualize", "--experiment", str(experiment), "--arch", "model1", "--reg", "none"]
     assert main([*argv, "--with", name]) == 2
     err = capsys.readouterr().err

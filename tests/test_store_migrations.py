@@ -334,7 +334,9 @@ class TinyData:
         register(Tiny())
 
 
-def test_after_the_upgrade_a_plan_says_what_changed_since_the_runs(tmp_path, monkeypatch, cli):
+def test_after_the_upgrade_a_plan_says_what_changed_since_the_runs(
+    tmp_path, monkeypatch, cli, request
+):
     """Rows from before hold TensorFlow runs that recorded no dataset provenance: after the
     upgrade a plan on TensorFlow finds them pending for that reason only, one on JAX for that
     and the backend. (On a dataset whose split did not change: the built-ins' did, and plan
@@ -345,7 +347,7 @@ def test_after_the_upgrade_a_plan_says_what_changed_since_the_runs(tmp_path, mon
     from regbench.design.pending import UNRECORDED_DATASET_NOTE
     from regbench.design.plan import provenance
 
-    registry = install(monkeypatch, TinyData())
+    registry = install(request, TinyData())
     recorded = provenance(registry, "model1", "l2+dropout", "tiny")  # each component, in order
     recorded = {k: v for k, v in recorded.items() if not k.startswith("dataset_")}  # as v7 did
     rows = [

@@ -121,11 +121,11 @@ def digits():
 
 
 @pytest.fixture
-def install(monkeypatch):
+def install(request):
     """Make in-test regularizers visible to `run_search`, as an installed plugin's would be."""
 
     def installed(*regularizers: Regularizer) -> None:
-        doubles.install(monkeypatch, RegularizersPlugin(*regularizers), Origin("test-plugin", "0"))
+        doubles.install(request, RegularizersPlugin(*regularizers), Origin("test-plugin", "0"))
 
     return installed
 

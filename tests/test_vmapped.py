@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from regbench.design.plan import Execution, Protocol, RunSpec
 from regbench.engine.vmapped import unsupported
+from regbench.plugins.manager import registry
 
 # one worker trains the module's cells once, for every test that compares them
 pytestmark = pytest.mark.xdist_group("vmapped")
@@ -98,17 +99,16 @@ def _spec(reg: str = "dropout", seed: int = 0, **protocol) -> RunSpec:
 
 
 def test_the_vmapped_engine_refuses_what_it_cannot_train():
-    assert "JAX backend" in unsupported([_spec()], "tensorflow")
-    assert unsupported([_spec(), _spec(reg="none", seed=1)], "jax") is None  # one pack
+    assert "JAX backend" in unsupported([_spec()], "tensorflow", registry())
+    assert unsupported([_spec(), _spec(reg="none", seed=1)], "jax", registry()) is None  # one pack
     other_arch = RunSpec(**{**_spec().__dict__, "arch": "model2"})
-    assert "one architecture" in unsupported([_spec(), other_arch], "jax")
-    assert "one architecture" in unsupported([_spec(), _spec(epochs=3)], "jax")
-    assert "float32" in unsupported([_spec(precision="mixed_float16")], "jax")
-    assert unsupported([_spec(seed=s) for s in range(3)], "jax") is None
+    assert "one architecture" in unsupported([_spec(), other_arch], "jax", registry())
+    assert "one architecture" in unsupported([_spec(), _spec(epochs=3)], "jax", registry())
+    assert "float32" in unsupported([_spec(precision="mixed_float16")], "jax", registry())
+    assert unsupported([_spec(seed=s) for s in range(3)], "jax", registry()) is None
 
 
-def test_the_vmapped_engine_refuses_a_batch_rewrite_rather_than_train_without_it(monkeypatch):
-    import regbench.engine.vmapped as vmapped
+def test_the_vmapped_engine_refuses_a_batch_rewrite_rather_than_train_without_it():
     from regbench.api import Regularizer
 
     class Swap(Regularizer):
@@ -117,14 +117,14 @@ def test_the_vmapped_engine_refuses_a_batch_rewrite_rather_than_train_without_it
         def batch(self, images, targets, params, seed, ctx):
             return images[::-1], targets[::-1]
 
-    real = vmapped.registry()
+    real = registry()
 
     class WithSwap:
         def get(self, kind, name):
             return Swap() if name == "swap" else real.get(kind, name)
 
-    monkeypatch.setattr(vmapped, "registry", WithSwap)
-    assert "rewrite training batches, which swap needs" in unsupported([_spec(reg="swap")], "jax")
+    reason = unsupported([_spec(reg="swap")], "jax", WithSwap())
+    assert "rewrite training batches, which swap needs" in reason
 
 
 def test_the_plan_skips_what_the_vmapped_engine_cannot_run_with_the_reason(monkeypatch):

@@ -25,10 +25,10 @@ class RandAugment(Regularizer):
 
 
 @pytest.mark.parametrize("jit, wanted", [("on", {"none": 1, "randaugment": 0}), ("off", None)])
-def test_a_run_records_whether_xla_compiled_it(tmp_path, monkeypatch, jit, wanted):
+def test_a_run_records_whether_xla_compiled_it(tmp_path, jit, wanted, request):
     if import_keras().backend.backend() != "tensorflow":
         pytest.skip("the standard engine's XLA fallback is TensorFlow's")
-    install(monkeypatch, RegularizersPlugin(RandAugment()))
+    install(request, RegularizersPlugin(RandAugment()))
     argv = ["run", "--arch", "model1", "--reg", "none,randaugment", *TINY_DATA, "--epochs", "1"]
     argv += ["--jit-compile", jit, "--executor", "inprocess", "--experiment", str(tmp_path)]
     with warnings.catch_warnings():

@@ -122,8 +122,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from regbench.plugins.building import check_input
     from regbench.plugins.manager import registry
 
-    arch = registry().get("architectures", args.arch)
-    reg = registry().get("regularizers", args.reg)
+    plugins = registry()
+    arch = plugins.get("architectures", args.arch)
+    reg = plugins.get("regularizers", args.reg)
     values = reg.resolve(_own_params(args.param, reg.name))
     input_shape = _shape(args.input_shape)
     check_input(arch, input_shape)

@@ -114,8 +114,9 @@ def _cells_to_tune(chosen) -> int:
     from regbench.design.plan import make_plan
     from regbench.plugins.manager import registry
 
+    plugins = registry()
     cells = make_plan(
-        registry(),
+        plugins,
         chosen.arch,
         chosen.reg,
         [chosen.seeds[0]],
@@ -123,4 +124,4 @@ def _cells_to_tune(chosen) -> int:
         execution=chosen.execution,
         applicability=False,
     )
-    return sum(bool(registry().get("regularizers", cell.reg).hparams) for cell in cells)
+    return sum(bool(plugins.get("regularizers", cell.reg).hparams) for cell in cells)

@@ -23,6 +23,7 @@ from typing import Any
 from regbench.design.plan import RunSpec
 from regbench.engine.divergence import diverged
 from regbench.plugins.files import replaced
+from regbench.plugins.manager import Registry
 
 Progress = Callable[[dict[str, Any]], None]
 TRAINING = "training"  # the progress event a run sends as its first step starts (not an epoch)
@@ -254,24 +255,23 @@ def skipped_result(spec: RunSpec) -> RunResult:
     return RunResult({**row, "ended_at": stamp, "total_time_s": 0.0})
 
 
-def not_applicable(spec: RunSpec) -> str | None:
+def not_applicable(spec: RunSpec, plugins: Registry) -> str | None:
     """Why this run's regularizer does not apply to its architecture (None: it does)."""
     from regbench.design.applicability import why_not
-    from regbench.plugins.manager import registry
 
     try:
-        arch = registry().get("architectures", spec.arch)
-        reg = registry().get("regularizers", spec.reg)
+        arch = plugins.get("architectures", spec.arch)
+        reg = plugins.get("regularizers", spec.reg)
         return why_not(arch, reg, reg.resolve(spec.params))
     except Exception:  # a plugin that cannot even say: training reports the real error
         return None
 
 
-def skip_if_not_applicable(spec: RunSpec) -> RunResult | None:
+def skip_if_not_applicable(spec: RunSpec, plugins: Registry) -> RunResult | None:
     """The skipped result of a spec that is not to be trained, or None to train it."""
     if spec.skip:
         return skipped_result(spec)
-    reason = not_applicable(spec)
+    reason = not_applicable(spec, plugins)
     return skipped_result(replace(spec, skip=reason)) if reason else None
 
 

@@ -131,12 +131,13 @@ def train_run(
     'module:function' name.
     """
     clock = time.perf_counter()
-    skipped = skip_if_not_applicable(spec)
+    plugins = registry()
+    skipped = skip_if_not_applicable(spec, plugins)
     if skipped is not None:
         return skipped
     keras = import_keras()
     try:
-        reason = training.cannot_train(registry().get("regularizers", spec.reg), keras)
+        reason = training.cannot_train(plugins.get("regularizers", spec.reg), keras)
     except Exception:  # an unknown or broken plugin: training reports the real error
         reason = None
     if reason:
@@ -148,7 +149,8 @@ def train_run(
         data = load_data()
         row.update(data.sizes)
         recorder.log = tensorboard.open_log(spec)
-        row.update(_fit_and_evaluate(keras, spec, data, models_dir, row, recorder))
+        arch, reg = plugins.get("architectures", spec.arch), plugins.get("regularizers", spec.reg)
+        row.update(_fit_and_evaluate(keras, spec, arch, reg, data, models_dir, row, recorder))
     except (Exception, SystemExit) as exc:  # a plugin calling sys.exit fails its run only
         row.update(failure(exc))
     finally:
@@ -160,9 +162,7 @@ def train_run(
     return RunResult(finished(row, clock), recorder.epoch_rows())
 
 
-def _fit_and_evaluate(keras, spec, data, models_dir, row, recorder) -> dict[str, Any]:
-    reg = registry().get("regularizers", spec.reg)
-    arch = registry().get("architectures", spec.arch)
+def _fit_and_evaluate(keras, spec, arch, reg, data, models_dir, row, recorder) -> dict[str, Any]:
     params = reg.resolve(spec.params)
     final = spec.stage == "final"
     x_fit, y_fit = (

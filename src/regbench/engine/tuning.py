@@ -136,8 +136,9 @@ def run_search(
     search_hash, dataset). Raises RegbenchError for an unknown tuner or when every trial failed.
     """
     check_search(tuner, max_trials, executions_per_trial)
-    architecture: Architecture = registry().get("architectures", arch)
-    regularizer: Regularizer = registry().get("regularizers", reg)
+    plugins = registry()
+    architecture: Architecture = plugins.get("architectures", arch)
+    regularizer: Regularizer = plugins.get("regularizers", reg)
     if not regularizer.hparams:
         return None
     arch, reg = architecture.name, regularizer.name  # aliases name the same search

@@ -50,10 +50,10 @@ from regbench.engine.trainer import build_and_compile, context_for
 from regbench.plugins.context import RunContext
 from regbench.plugins.datasets import Splits
 from regbench.plugins.keras import import_keras
-from regbench.plugins.manager import registry
+from regbench.plugins.manager import Registry, registry
 
 
-def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
+def unsupported(specs: Sequence[RunSpec], backend: str, plugins: Registry) -> str | None:
     """Why these specs cannot be trained together here (None: they can)."""
     if backend != "jax":
         return f"the vmapped engine needs the JAX backend (KERAS_BACKEND=jax); got {backend}"
@@ -65,22 +65,22 @@ def unsupported(specs: Sequence[RunSpec], backend: str) -> str | None:
     if specs[0].protocol.precision != "float32":
         return f"the vmapped engine trains in float32 only; got {specs[0].protocol.precision}"
     for spec in specs:
-        reason = cannot_run(spec)
+        reason = cannot_run(spec, plugins)
         if reason:
             return reason
     return None
 
 
-def cannot_run(spec: RunSpec) -> str | None:
+def cannot_run(spec: RunSpec, plugins: Registry) -> str | None:
     """Why the vmapped engine cannot train this run's regularizer (design.engine_sides; its
     cell is then skipped with the reason)."""
-    reg = registry().get("regularizers", spec.reg)
+    reg = plugins.get("regularizers", spec.reg)
     run = RunContext(epochs=spec.protocol.epochs, batch_size=spec.protocol.batch_size)
     return engine_cannot("vmapped", spec.reg, reg, reg.resolve(spec.params), run)
 
 
-def _skip_if_cannot_run(spec: RunSpec) -> RunResult | None:
-    reason = cannot_run(spec)
+def _skip_if_cannot_run(spec: RunSpec, plugins: Registry) -> RunResult | None:
+    reason = cannot_run(spec, plugins)
     return skipped_result(replace(spec, skip=reason)) if reason else None
 
 
@@ -95,9 +95,10 @@ def train_pack(
     several cells that fails as a whole (a plugin raising as its model is built) is trained
     again cell by cell, so one cell's failure is its own."""
     # here, so the parent never loads Keras
-    skipped = [skip_if_not_applicable(s) or _skip_if_cannot_run(s) for s in specs]
+    plugins = registry()
+    skipped = [skip_if_not_applicable(s, plugins) or _skip_if_cannot_run(s, plugins) for s in specs]
     todo = [s for s, result in zip(specs, skipped, strict=True) if result is None]
-    results = _train_together(todo, load_data, models_dir, progress) if todo else []
+    results = _train_together(todo, load_data, models_dir, progress, plugins) if todo else []
     cells = {s.cell_hash: [m for m in todo if m.cell_hash == s.cell_hash] for s in todo}
     if len(cells) > 1 and all(r.row["status"] == "failed" for r in results):
         results = [
@@ -107,13 +108,13 @@ def train_pack(
     return [result or trained[s.run_id] for s, result in zip(specs, skipped, strict=True)]
 
 
-def _train_together(specs, load_data, models_dir, progress) -> list[RunResult]:
+def _train_together(specs, load_data, models_dir, progress, plugins) -> list[RunResult]:
     clock = time.perf_counter()
     keras = import_keras()
     rows: list[dict[str, Any]] = [{**s.row(), "started_at": now()} for s in specs]
     recorders = [Recorder(s, progress) for s in specs]
     try:
-        reason = unsupported(specs, keras.backend.backend())
+        reason = unsupported(specs, keras.backend.backend(), plugins)
         if reason:
             raise ValueError(reason)
         env = environment()
@@ -123,7 +124,7 @@ def _train_together(specs, load_data, models_dir, progress) -> list[RunResult]:
             row.update(data.sizes)
         for recorder in recorders:
             recorder.log = tensorboard.open_log(recorder.spec)
-        outs = _train(keras, list(specs), datas, models_dir, recorders)
+        outs = _train(keras, list(specs), datas, models_dir, recorders, plugins)
         for row, out in zip(rows, outs, strict=True):
             row.update(out)
     except (Exception, SystemExit) as exc:  # a plugin calling sys.exit fails its runs only
@@ -149,12 +150,12 @@ def _load(specs: Sequence[RunSpec], load_data: Callable[[RunSpec], Splits]) -> l
     return [datas[i] for i in range(len(specs))]
 
 
-def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
+def _train(keras, specs, datas, models_dir, recorders, plugins) -> list[dict[str, Any]]:
     import jax.numpy as jnp
 
     protocol = specs[0].protocol
     final = specs[0].stage == "final"
-    arch = registry().get("architectures", specs[0].arch)
+    arch = plugins.get("architectures", specs[0].arch)
     unique = list({id(d): d for d in datas}.values())  # members of one seed share their data
     data_of = [next(k for k, d in enumerate(unique) if d is data) for data in datas]
     fits = [
@@ -165,7 +166,7 @@ def _train(keras, specs, datas, models_dir, recorders) -> list[dict[str, Any]]:
     ]
     if len({len(x) for x, _ in fits}) != 1:
         raise ValueError("the members' training sets differ in size; use the standard engine")
-    regs = [registry().get("regularizers", s.reg) for s in specs]
+    regs = [plugins.get("regularizers", s.reg) for s in specs]
     params = [reg.resolve(s.params) for reg, s in zip(regs, specs, strict=True)]
     n_fit = len(fits[0][0])
     runs = [

@@ -304,8 +304,18 @@ def keras_with_plugins() -> Any:
 
 
 def registry() -> Registry:
-    """The process-wide registry, built on first use."""
+    """The process-wide registry, built on first use: fetched once where a command, a library
+    call or a worker begins, and passed to what it calls."""
     global _REGISTRY
     if _REGISTRY is None:
         _REGISTRY = build_registry()
     return _REGISTRY
+
+
+def set_registry(plugins: Registry | None) -> Registry | None:
+    """Make `plugins` the process-wide registry (None: built again from what is installed, on
+    next use); returns the one it replaces, to put back. For tests and tools that embed
+    regbench with plugins of their own."""
+    global _REGISTRY
+    previous, _REGISTRY = _REGISTRY, plugins
+    return previous

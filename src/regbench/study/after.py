@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.design.experiment import Experiment
 from regbench.errors import RegbenchError
@@ -20,6 +20,9 @@ from regbench.study.settings import (
     executor_options,
     load_data,
 )
+
+if TYPE_CHECKING:
+    from regbench.plugins.manager import Registry
 
 
 def final(
@@ -49,6 +52,7 @@ def final(
     from regbench.design.experiment import check_protocol
     from regbench.design.plan import RunSpec
     from regbench.engine.executor import Hooks, run_in_process
+    from regbench.plugins.manager import registry
     from regbench.results import leaderboard
     from regbench.results.lookup import finished_run, of_dataset
     from regbench.results.store import Store
@@ -83,7 +87,7 @@ def final(
         protocol=replace(cell.protocol, epochs=epochs or cell.protocol.epochs),
     )
     check_protocol(spec.protocol, spec.execution)
-    check_data([spec], experiment)
+    check_data([spec], experiment, registry())
     observer = observer or Observer()
     with Store(folder) as store:
         record = Recorder(store, observer)
@@ -165,13 +169,14 @@ def visualize(
         raise RegbenchError(f"layers must be at least 1; got {layers!r}")
     if split not in SPLITS:
         raise RegbenchError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    drawers = [registry().get("visualizers", name) for name in visualizers]
+    plugins = registry()
+    drawers = [plugins.get("visualizers", name) for name in visualizers]
     if not drawers:
         raise RegbenchError("choose at least one visualizer")
     experiment = Experiment.create(data_dir=data_dir, cache_dir=cache_dir)
     row = finished_run(folder, run, arch, reg, dataset=dataset)
     options = json.loads(row["dataset_options"] or "{}")
-    data = load_data(experiment, row["dataset"], options, int(row["seed"]))
+    data = load_data(experiment, row["dataset"], options, int(row["seed"]), plugins)
     model = open_model(row, folder)
     if image is not None:
         from regbench.plugins.visualizers import load_image
@@ -207,17 +212,21 @@ def visualize(
     }
     written: list[Path] = []
     for name, drawer in zip(visualizers, drawers, strict=True):
-        written += _drawn(name, drawer, model, picture, out_dir / drawer.name, options)
+        written += _drawn(name, drawer, model, picture, out_dir / drawer.name, options, plugins)
     return written
 
 
 def _drawn(
-    name: str, drawer: Any, model: Any, picture: Any, out_dir: Path, options: dict[str, Any]
+    name: str,
+    drawer: Any,
+    model: Any,
+    picture: Any,
+    out_dir: Path,
+    options: dict[str, Any],
+    plugins: Registry,
 ) -> list[Path]:
     """What one visualizer wrote; a visualizer that raises, or returns anything but a list
     of paths, is one line naming it and its distribution (the files drawn before it stay)."""
-    from regbench.plugins.manager import registry
-
     try:
         files = drawer.render(model, picture, out_dir, options)
         if not isinstance(files, list | tuple) or not all(isinstance(f, str | Path) for f in files):
@@ -225,7 +234,7 @@ def _drawn(
     except RegbenchError:
         raise
     except Exception as exc:
-        origin, _ = registry().provenance("visualizers", name)
+        origin, _ = plugins.provenance("visualizers", name)
         message = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise RegbenchError(
             f"visualizer {name!r} ({origin}) failed: {type(exc).__name__}: {message}; "

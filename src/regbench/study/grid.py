@@ -29,6 +29,7 @@ from regbench.study.tuning import TUNED_SETTINGS, search, tuned_settings
 
 if TYPE_CHECKING:
     from regbench.design.plan import RunSpec
+    from regbench.plugins.manager import Registry
     from regbench.results.reader import Results
     from regbench.results.store import Store
 
@@ -46,11 +47,12 @@ def plan(
     time its measured runs say the rest will take (`Plan.estimate`); with `tuned`, under the
     protocol `run` would train them under (see `run`)."""
     from regbench.design.pending import stale_reasons
+    from regbench.plugins.manager import registry
 
     experiment = settings_of(base, settings)
     if tuned:
         experiment, _ = as_tuned(experiment, _told(base, settings, protocol_given))
-    specs = _specs(experiment, tuned)
+    specs = _specs(experiment, registry(), tuned)
     rows = _stored_rows(experiment.folder)
     statuses = {row["config_hash"]: row["status"] for row in rows}
     reasons = stale_reasons(specs, rows)
@@ -65,16 +67,17 @@ def plan(
     return Plan(experiment, experiment.folder, tuple(runs), measured(rows))
 
 
-def _specs(experiment: Experiment, tuned: bool, applicability: bool = True) -> list[RunSpec]:
+def _specs(
+    experiment: Experiment, plugins: Registry, tuned: bool, applicability: bool = True
+) -> list[RunSpec]:
     """Every run of the grid, validated against the installed plugins; with `applicability`,
     the cells that would change nothing are marked skipped here (that may build models)."""
     from regbench.design.plan import make_plan
-    from regbench.plugins.manager import registry
 
-    check_param_names(experiment.params)
+    check_param_names(experiment.params, plugins)
     values = tuned_values(experiment.folder, experiment.dataset) if tuned else None
     return make_plan(
-        registry(),
+        plugins,
         experiment.arch,
         experiment.reg,
         experiment.seeds,
@@ -86,13 +89,11 @@ def _specs(experiment: Experiment, tuned: bool, applicability: bool = True) -> l
     )
 
 
-def check_param_names(params: Mapping[str, Mapping[str, Any]]) -> None:
+def check_param_names(params: Mapping[str, Mapping[str, Any]], plugins: Registry) -> None:
     """Every `reg.name` must name an installed regularizer and one of its hyperparameters,
     whether or not that regularizer is in the grid (a typo must not pass silently)."""
-    from regbench.plugins.manager import registry
-
     for reg, values in params.items():
-        regularizer = registry().get("regularizers", reg)
+        regularizer = plugins.get("regularizers", reg)
         known = {h.name for h in regularizer.hparams}
         for name in values:
             if name not in known:
@@ -216,7 +217,10 @@ def run(
     an error, not exceptions; when there are any, a `FailedRuns` warning says how many.
     Raises `Interrupted` on Ctrl-C, after keeping every finished run.
     """
+    from regbench.plugins.manager import registry
+
     experiment = settings_of(base, settings)
+    plugins = registry()
     shown = observer or auto_progress(progress) or Observer()
     if tune:  # searched in local workers where the grid goes to Ray
         ray = experiment.executor == "ray"
@@ -226,6 +230,7 @@ def run(
             max_trials,
             1,
             shown,
+            plugins,
         )
         tuned = True
     if tuned:
@@ -233,16 +238,16 @@ def run(
         for note in notes:
             shown.note(note)
     # the workers decide applicability as they build, so this process never loads Keras
-    specs = _specs(experiment, tuned, applicability=False)
+    specs = _specs(experiment, plugins, tuned, applicability=False)
     from regbench.engine import executor as ex
     from regbench.results.store import Store
 
     options = executor_options(experiment)
     ex.check_counts(options)
     ex.check_devices(options)
-    check_data(specs, experiment)
+    check_data(specs, experiment, plugins)
     with Store(experiment.folder) as store:  # takes the lock; upgrades or rebuilds the store
-        _execute(specs, store, options, experiment, force, shown)
+        _execute(specs, store, options, experiment, force, shown, plugins)
     results = load(experiment.folder, only=specs)
     _warn_failed(results.runs)
     return results
@@ -270,11 +275,11 @@ def _execute(
     experiment: Experiment,
     force: bool,
     observer: Observer,
+    plugins: Registry,
 ) -> None:
     from regbench.design.plan import order_by_cost
     from regbench.engine import executor as ex
     from regbench.engine.outcome import WRITE_ERRNOS
-    from regbench.plugins.manager import registry
     from regbench.results.integrity import write_error
 
     statuses = store.statuses()
@@ -282,7 +287,7 @@ def _execute(
     done = ("ok", "skipped")
     todo = [s for s in specs if force or statuses.get(s.config_hash) not in done]
     measured = store.seconds_per_epoch()
-    todo = order_by_cost(todo, registry(), measured)
+    todo = order_by_cost(todo, plugins, measured)
     store.export()  # a kill between a commit and its export must not leave stale CSVs
     record = Recorder(store, observer)
     hooks = ex.Hooks(on_result=record, on_start=observer.started, on_progress=observer.update)

@@ -16,6 +16,7 @@ from regbench.design.experiment import Experiment
 if TYPE_CHECKING:
     from regbench.design.plan import RunSpec
     from regbench.plugins.datasets import Splits
+    from regbench.plugins.manager import Registry
 
 
 class Observer:
@@ -187,27 +188,24 @@ def executor_options(experiment: Experiment) -> Any:
     )
 
 
-def check_data(specs: Sequence[RunSpec], experiment: Experiment) -> None:
+def check_data(specs: Sequence[RunSpec], experiment: Experiment, plugins: Registry) -> None:
     """Check each dataset once here (found, readable, its shape) and that every architecture
     fits it, so bad data fails with one line before anything is written (and the array cache
     is warm for the workers)."""
     from regbench.plugins.building import check_input
-    from regbench.plugins.manager import registry
 
     shapes: dict[str, tuple[int, int, int]] = {}
     for spec in specs:
         protocol = spec.protocol
         key = json.dumps([protocol.dataset, dict(protocol.dataset_options)], sort_keys=True)
         if key not in shapes:
-            plugin = registry().get("datasets", protocol.dataset)
+            plugin = plugins.get("datasets", protocol.dataset)
             shapes[key] = plugin.input_shape(load_options(experiment, protocol.dataset_options))
-        check_input(registry().get("architectures", spec.arch), shapes[key])
+        check_input(plugins.get("architectures", spec.arch), shapes[key])
 
 
 def load_data(
-    experiment: Experiment, dataset: str, options: Mapping[str, Any], seed: int
+    experiment: Experiment, dataset: str, options: Mapping[str, Any], seed: int, plugins: Registry
 ) -> Splits:
-    from regbench.plugins.manager import registry
-
-    plugin = registry().get("datasets", dataset)
+    plugin = plugins.get("datasets", dataset)
     return plugin.load(seed, load_options(experiment, options))

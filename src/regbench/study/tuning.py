@@ -21,6 +21,7 @@ from regbench.study.settings import (
 
 if TYPE_CHECKING:
     from regbench.engine.tuning import Search
+    from regbench.plugins.manager import Registry
     from regbench.results.store import Store
 
 
@@ -47,12 +48,15 @@ def tune(
     fails ends the stage once the others are done; "inprocess" searches the cells one after
     another in this process; "ray" (a grid sent to a cluster) searches in local workers.
     """
+    from regbench.plugins.manager import registry
+
     return search(
         settings_of(base, settings),
         tuner,
         max_trials,
         seeds_per_trial,
         observer or Observer(),
+        registry(),
     )
 
 
@@ -62,10 +66,10 @@ def search(
     max_trials: int,
     seeds_per_trial: int,
     observer: Observer,
+    plugins: Registry,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     from regbench.design.plan import make_plan
     from regbench.engine.tuning import Search, check_search
-    from regbench.plugins.manager import registry
     from regbench.results.store import Store
 
     check_search(tuner, max_trials, seeds_per_trial)
@@ -73,15 +77,15 @@ def search(
         experiment = replace(experiment, executor="local")
     seed = experiment.seeds[0]  # one split to tune on; the grid repeats the seeds
     cells = make_plan(
-        registry(),
+        plugins,
         experiment.arch,
         experiment.reg,
         [seed],
         experiment.protocol,
         execution=experiment.execution,
     )
-    check_data(cells, experiment)
-    cells = [c for c in cells if registry().get("regularizers", c.reg).hparams]
+    check_data(cells, experiment, plugins)
+    cells = [c for c in cells if plugins.get("regularizers", c.reg).hparams]
     store = Store(experiment.folder)
     searches = [
         Search(
@@ -111,7 +115,7 @@ def search(
     try:
         if experiment.executor == "local":
             return _in_workers(searches, experiment, observer, heard_trial, heard_best)
-        data = load_data(experiment, experiment.dataset, experiment.dataset_options, seed)
+        data = load_data(experiment, experiment.dataset, experiment.dataset_options, seed, plugins)
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for one in searches:
             observer.search_started(one.arch, one.reg)
