@@ -187,7 +187,7 @@ def run_search(
     base = getattr(kt, TUNERS[tuner])
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..." on resume
-            search = _tuner_class(base, keras, regularizer.hparams, record)(**options)
+            search = _tuner_class(base, keras, record)(**options)
         search.oracle.max_trials = max_trials  # Hyperband has no budget of its own
         search.search(verbose=0)
     finally:
@@ -282,8 +282,17 @@ def _hypermodel(
     class HyperModel(kt.HyperModel):
         fit_seconds: float | None = None
         run: Any = None  # the trial's run context: its training progress drives ramps
+        in_trial = False  # set by the tuner around each trial
+
+        def declare_hyperparameters(self, hp):
+            _declare(hp, reg.hparams)
 
         def build(self, hp):
+            if not self.in_trial:
+                # keras-tuner builds once before any trial, to find conditional
+                # hyperparameters; the declared space has none, so no model is built then (a
+                # plugin that fails to build fails its trials, not the tuner)
+                return None
             params = _declared_values(reg, _declare(hp, reg.hparams))
             self.run = context_for(protocol, data, seed, "tune", len(data.x_train))
             # sets the precision policy each time: keras-tuner's clear_session resets it
@@ -321,23 +330,17 @@ def _hypermodel(
     return HyperModel(name=f"{architecture.name}-{reg.name}")
 
 
-def _tuner_class(
-    base: type, keras: Any, space: Sequence[HParam], record: Callable[[Any], None]
-) -> type:
+def _tuner_class(base: type, keras: Any, record: Callable[[Any], None]) -> type:
     """`base` (a keras-tuner Tuner) that records each trial and frees its model when it ends."""
 
     class Tuner(base):
-        def _populate_initial_space(self):
-            # Declare the space directly; keras-tuner would build a throwaway model to find it.
-            hp = self.oracle.get_space()
-            _declare(hp, space)
-            self.oracle.update_space(hp)
-
         def on_trial_begin(self, trial):
             super().on_trial_begin(trial)
             self.hypermodel.fit_seconds = None
+            self.hypermodel.in_trial = True
 
         def on_trial_end(self, trial):
+            self.hypermodel.in_trial = False
             super().on_trial_end(trial)  # the oracle scores and saves it: resumable from here
             keras.backend.clear_session()  # memory grows across trials otherwise (it collects)
             record(self.oracle.get_trial(trial.trial_id))
