@@ -484,7 +484,7 @@ def order_by_cost(
         return sorted(
             specs, key=lambda s: measured[(s.arch, s.reg)] * s.protocol.epochs, reverse=True
         )
-    from regbench.plugins.building import macs as cost
+    from regbench.plugins import building
 
-    macs = {s.arch: cost(registry.get("architectures", s.arch)) for s in specs}
+    macs = {s.arch: building.macs(registry.get("architectures", s.arch)) for s in specs}
     return sorted(specs, key=lambda s: macs[s.arch] * s.protocol.epochs, reverse=True)
